@@ -1,0 +1,3 @@
+from reflexio_mcp.cli import main
+
+main()

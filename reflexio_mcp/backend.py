@@ -1,0 +1,51 @@
+"""The one interface every tool and resource talks to, whichever store answers."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Protocol, Self
+
+from reflexio_mcp.models import GetRequest, Interaction, PublishAnswer, PublishRequest, SearchRequest
+
+
+class Backend(Protocol):
+    """Stores and finds interactions. Opened once per server, in its lifespan.
+
+    Every method raises only `reflexio_mcp.errors.ReflexioError` subclasses on failure.
+    """
+
+    description: str
+    """One line naming the store, for logs and status: "Reflexio at http://..."."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> PublishAnswer:
+        """Store the turns of one publish. Publishing a request_id twice stores it once."""
+        ...
+
+    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
+        """The newest interactions of one user, newest first."""
+        ...
+
+    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
+        """Interactions of one user that match a query, best match first."""
+        ...
+
+    async def get_all_interactions(self, limit: int) -> list[Interaction]:
+        """The newest interactions of every user, newest first."""
+        ...
+
+    async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        """Delete one interaction of one user and return what was deleted.
+
+        Raises:
+            NotFound: no interaction with that id belongs to that user.
+        """
+        ...

@@ -1,0 +1,66 @@
+"""The errors reflexio-mcp raises, each with a message a person (or a model) can act on.
+
+    ReflexioError
+    ├── InvalidInput          the caller's arguments break a rule (local check or Reflexio's 422)
+    ├── NotFound              the named interaction does not exist for that user
+    ├── BackendUnreachable    no connection to the backend
+    │   └── BackendTimeout    connected, but no answer in time
+    └── BackendStatusError    the backend answered with an error status
+        ├── AuthError         401/403: missing or wrong API key, refused User-Agent
+        ├── RateLimited       429
+        ├── ServerError       5xx, or an answer that does not follow the contract
+        └── Rejected          2xx with success=false
+
+Messages never contain the API key: the client that raises them never holds it in text form
+outside the Authorization header.
+"""
+
+from __future__ import annotations
+
+
+class ReflexioError(Exception):
+    """Root of every error reflexio-mcp raises on purpose. str(err) is safe to show."""
+
+
+class InvalidInput(ReflexioError):
+    """The request breaks a rule; the message names each field and what to change."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+class NotFound(ReflexioError):
+    """The interaction the caller named does not exist (for that user)."""
+
+
+class BackendUnreachable(ReflexioError):
+    """The backend could not be reached at all."""
+
+
+class BackendTimeout(BackendUnreachable):
+    """The backend took longer than the configured timeout to answer."""
+
+
+class BackendStatusError(ReflexioError):
+    """The backend answered with a status reflexio-mcp cannot turn into a result."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class AuthError(BackendStatusError):
+    """The backend refused the caller: API key missing or wrong, or User-Agent refused."""
+
+
+class RateLimited(BackendStatusError):
+    """The backend's rate limiter refused the request."""
+
+
+class ServerError(BackendStatusError):
+    """The backend failed (5xx) or answered with something outside its contract."""
+
+
+class Rejected(BackendStatusError):
+    """The backend answered 200 but said success=false."""

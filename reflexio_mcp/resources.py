@@ -1,0 +1,88 @@
+"""MCP resources: a user's most recent interactions as a bounded JSON document."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
+
+from reflexio_mcp.backend import Backend
+from reflexio_mcp.errors import ReflexioError
+from reflexio_mcp.models import GetRequest, Interaction
+
+RECENT_COUNT = 20
+MAX_FIELD_CHARS = 2000
+"""Longer text is cut in resources (never in storage): a resource is read whole into context."""
+USER_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9._@+:=-]{1,256}$")
+
+
+def register_resources(server: MCPServer, backend: Backend, *, default_user_id: str) -> None:
+    """Add reflexio://interactions/recent and reflexio://users/{user_id}/interactions."""
+
+    @server.resource(
+        "reflexio://interactions/recent",
+        name="recent_interactions",
+        title="Recent interactions",
+        description=f"The {RECENT_COUNT} most recent interactions of the default user "
+        f"({default_user_id}), newest first, as JSON; long text is cut to {MAX_FIELD_CHARS} "
+        "characters.",
+        mime_type="application/json",
+    )
+    async def recent_interactions() -> str:
+        return await recent_json(backend, default_user_id)
+
+    @server.resource(
+        "reflexio://users/{user_id}/interactions",
+        name="user_interactions",
+        title="A user's recent interactions",
+        description=f"The {RECENT_COUNT} most recent interactions of one user, newest first, "
+        f"as JSON; long text is cut to {MAX_FIELD_CHARS} characters.",
+        mime_type="application/json",
+    )
+    async def user_interactions(user_id: str) -> str:
+        if not USER_ID_PATTERN.fullmatch(user_id):
+            raise ResourceError(
+                f"user_id {user_id[:80]!r} is not valid in a resource URI: use 1-256 letters, "
+                "digits and . _ @ + : = - (or the get_interactions tool for any user id)"
+            )
+        return await recent_json(backend, user_id)
+
+
+async def recent_json(backend: Backend, user_id: str) -> str:
+    """The newest interactions of a user, bounded in size, as JSON text.
+
+    Raises:
+        ResourceError: the backend failed; the message says how to fix it.
+    """
+    try:
+        found = await backend.get_interactions(GetRequest(user_id=user_id, top_k=RECENT_COUNT))
+    except ReflexioError as err:
+        raise ResourceError(str(err)) from err
+    document = {
+        "user_id": user_id,
+        "count": len(found),
+        "interactions": [_bounded(interaction) for interaction in found],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=1)
+
+
+def _bounded(interaction: Interaction) -> dict[str, Any]:
+    data = interaction.model_dump(mode="json")
+    for key, value in data.items():
+        if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            data[key] = _cut(value)
+    for tool in data["tools_used"]:
+        text = json.dumps(tool["tool_data"], ensure_ascii=False)
+        if len(text) > MAX_FIELD_CHARS:
+            tool["tool_data"] = {"truncated": _cut(text)}
+    return data
+
+
+def _cut(text: str) -> str:
+    return (
+        f"{text[:MAX_FIELD_CHARS]}… [cut: {len(text) - MAX_FIELD_CHARS} more characters; "
+        "get_interactions returns the full text]"
+    )

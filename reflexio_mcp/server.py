@@ -1,0 +1,64 @@
+"""Assembles the MCP server: settings -> one Backend -> tools and resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server import MCPServer
+
+from reflexio_mcp import __version__
+from reflexio_mcp.backend import Backend
+from reflexio_mcp.reflexio_client import ReflexioClient
+from reflexio_mcp.resources import register_resources
+from reflexio_mcp.settings import Settings
+from reflexio_mcp.tools import register_tools
+
+
+def build_backend(settings: Settings) -> Backend:
+    """The backend the settings ask for."""
+    return ReflexioClient(
+        settings.url,
+        api_key=settings.api_key,
+        timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
+        max_retries=settings.max_retries,
+    )
+
+
+def build_server(settings: Settings, backend: Backend | None = None) -> MCPServer:
+    """An MCP server whose tools and resources all go to `backend` (default: from settings).
+
+    The backend is opened when the server starts and closed when it stops.
+    """
+    store = backend if backend is not None else build_backend(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
+        async with store:
+            yield
+
+    server = MCPServer(
+        "reflexio",
+        title="Reflexio interactions",
+        version=__version__,
+        instructions=_instructions(store, settings),
+        website_url="https://github.com/ReflexioAI/reflexio",
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    register_tools(
+        server, store, default_user_id=settings.user_id, allow_admin=settings.allow_admin
+    )
+    register_resources(server, store, default_user_id=settings.user_id)
+    return server
+
+
+def _instructions(backend: Backend, settings: Settings) -> str:
+    return (
+        f"Memory of past conversations, kept by {backend.description}. "
+        "Call publish_interaction after an exchange worth remembering; search_interactions to "
+        "recall what was said before; get_interactions to list the newest turns; "
+        "delete_interaction when the user asks to forget something. "
+        f"Calls that name no user_id act for {settings.user_id!r}."
+    )

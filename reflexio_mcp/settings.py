@@ -1,0 +1,117 @@
+"""Settings from command-line flags and environment variables; a flag wins over its variable."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+DEFAULT_URL = "http://127.0.0.1:8061"
+"""Where `reflexio services start` serves by default."""
+DEFAULT_USER_ID = "user-default"
+"""Reflexio's own default user id (reflexio.defaults.DEFAULT_USER_ID)."""
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseModel):
+    """Everything the server needs to know, validated. repr() never shows the API key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(DEFAULT_URL, description="Base URL of the Reflexio backend.")
+    api_key: SecretStr | None = Field(None, description="Sent as Authorization: Bearer.")
+    user_id: str = Field(DEFAULT_USER_ID, min_length=1, description="Used when a call names none.")
+    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an answer.")
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
+    max_retries: int = Field(2, ge=0, le=10, description="Retries of 429/5xx/connection errors.")
+    allow_admin: bool = Field(False, description="Register get_all_interactions (every user).")
+    log_level: LogLevel = "INFO"
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL; e.g. {DEFAULT_URL}")
+        return value.rstrip("/")
+
+
+ENVIRONMENT = {
+    "url": "REFLEXIO_URL",
+    "api_key": "REFLEXIO_API_KEY",
+    "user_id": "REFLEXIO_USER_ID",
+    "timeout": "REFLEXIO_TIMEOUT",
+    "connect_timeout": "REFLEXIO_CONNECT_TIMEOUT",
+    "max_retries": "REFLEXIO_MAX_RETRIES",
+    "allow_admin": "REFLEXIO_MCP_ALLOW_ADMIN",
+    "log_level": "REFLEXIO_MCP_LOG_LEVEL",
+}
+"""The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
+
+
+class SettingsError(Exception):
+    """Configuration that cannot work; the message names the flag or variable to fix."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare one flag per setting; each defaults to None so the environment can fill it."""
+    parser.add_argument("--url", help=f"Reflexio backend URL [{ENVIRONMENT['url']}]")
+    parser.add_argument(
+        "--api-key",
+        help=f"Reflexio API key; prefer the {ENVIRONMENT['api_key']} variable, "
+        "which other users cannot see in the process list",
+    )
+    parser.add_argument("--user-id", help=f"default user id [{ENVIRONMENT['user_id']}]")
+    parser.add_argument("--timeout", type=float, help=f"answer timeout, s [{ENVIRONMENT['timeout']}]")
+    parser.add_argument(
+        "--connect-timeout", type=float, help=f"connect timeout, s [{ENVIRONMENT['connect_timeout']}]"
+    )
+    parser.add_argument("--max-retries", type=int, help=f"[{ENVIRONMENT['max_retries']}]")
+    parser.add_argument(
+        "--allow-admin",
+        action="store_true",
+        default=None,
+        help=f"register get_all_interactions, which reads every user [{ENVIRONMENT['allow_admin']}]",
+    )
+    parser.add_argument(
+        "--log-level", type=str.upper, help=f"DEBUG, INFO, WARNING... [{ENVIRONMENT['log_level']}]"
+    )
+
+
+def load_settings(flags: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Merge flags over environment over defaults.
+
+    Raises:
+        SettingsError: a value is invalid; the message names its flag and variable.
+    """
+    values: dict[str, object] = {}
+    for name, variable in ENVIRONMENT.items():
+        flag = getattr(flags, name, None)
+        if flag is not None:
+            values[name] = flag
+        elif environ.get(variable, "").strip():
+            values[name] = environ[variable].strip()
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as err:
+        raise SettingsError(_describe(err)) from None
+
+
+def _describe(err: ValidationError) -> str:
+    lines: list[str] = []
+    for item in err.errors(include_url=False, include_input=False):
+        name = str(item["loc"][0]) if item["loc"] else "settings"
+        where = f"--{name.replace('_', '-')} / {ENVIRONMENT.get(name, '?')}"
+        lines.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Settings from an argument list alone (tests and embedding)."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load_settings(parser.parse_args(list(argv)), environ)

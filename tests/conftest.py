@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.reflexio_server import BackendSetupError, RunningServer, reflexio_server
+
+
+@pytest.fixture(scope="session")
+def reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The real Reflexio server, shared by the session. Fails, never skips, if it cannot start."""
+    try:
+        with reflexio_server(tmp_path_factory.mktemp("reflexio")) as server:
+            yield server
+    except BackendSetupError as err:
+        pytest.fail(f"the real Reflexio backend is required and could not start: {err}")
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A user no other test writes to, so tests share one backend without seeing each other."""
+    return f"test-{uuid.uuid4().hex[:12]}"

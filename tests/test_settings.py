@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from reflexio_mcp.settings import DEFAULT_URL, Settings, SettingsError, parse_settings
+
+
+def test_defaults_point_at_reflexio_local_server() -> None:
+    settings = parse_settings([], {})
+    assert settings.url == DEFAULT_URL == "http://127.0.0.1:8061"
+    assert settings.user_id == "user-default"
+    assert settings.api_key is None
+    assert settings.allow_admin is False
+
+
+def test_environment_fills_settings() -> None:
+    settings = parse_settings(
+        [],
+        {
+            "REFLEXIO_URL": "http://reflexio.internal:9000/",
+            "REFLEXIO_API_KEY": "key-from-env",
+            "REFLEXIO_USER_ID": "alice",
+            "REFLEXIO_TIMEOUT": "12.5",
+            "REFLEXIO_MCP_ALLOW_ADMIN": "true",
+        },
+    )
+    assert settings.url == "http://reflexio.internal:9000"
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "key-from-env"
+    assert settings.user_id == "alice"
+    assert settings.timeout == 12.5
+    assert settings.allow_admin is True
+
+
+def test_flags_win_over_environment() -> None:
+    settings = parse_settings(
+        ["--url", "http://127.0.0.1:1", "--user-id", "bob", "--allow-admin"],
+        {"REFLEXIO_URL": "http://127.0.0.1:2", "REFLEXIO_USER_ID": "alice"},
+    )
+    assert (settings.url, settings.user_id, settings.allow_admin) == ("http://127.0.0.1:1", "bob", True)
+
+
+def test_invalid_value_names_flag_and_variable() -> None:
+    with pytest.raises(SettingsError, match=r"--timeout / REFLEXIO_TIMEOUT: .*greater than 0"):
+        parse_settings([], {"REFLEXIO_TIMEOUT": "0"})
+    with pytest.raises(SettingsError, match=r"--url / REFLEXIO_URL: 'ftp://x' is not an http"):
+        parse_settings(["--url", "ftp://x"], {})
+
+
+def test_api_key_is_masked_in_repr_and_errors() -> None:
+    settings = Settings(api_key="super-secret-key")  # pyright: ignore[reportArgumentType]
+    assert "super-secret-key" not in repr(settings)
+    assert "super-secret-key" not in str(settings)
+    with pytest.raises(SettingsError) as err:
+        parse_settings(["--api-key", "super-secret-key", "--max-retries", "99"], {})
+    assert "super-secret-key" not in str(err.value)
