@@ -5,7 +5,13 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self
 
-from reflexio_mcp.models import GetRequest, Interaction, PublishAnswer, PublishRequest, SearchRequest
+from reflexio_mcp.models import (
+    GetRequest,
+    Interaction,
+    PublishAnswer,
+    PublishRequest,
+    SearchRequest,
+)
 
 
 class Backend(Protocol):

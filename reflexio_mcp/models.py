@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     AfterValidator,
@@ -58,7 +58,9 @@ def _naive_as_utc(value: Any) -> Any:
 
 
 def _has_offset(text: str) -> bool:
-    return text.endswith(("Z", "z")) or re.search(r"[+-]\d\d:?\d\d$", text.split("T")[-1]) is not None
+    return (
+        text.endswith(("Z", "z")) or re.search(r"[+-]\d\d:?\d\d$", text.split("T")[-1]) is not None
+    )
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_naive_as_utc), AfterValidator(_as_utc)]
@@ -79,35 +81,37 @@ class ToolUsed(_Strict):
         default_factory=dict[str, Any],
         description="The tool's inputs and/or outputs as a JSON object.",
     )
-    status: str = Field("", max_length=1000, description="Outcome, e.g. 'success' or 'error'.")
+    status: str = Field(
+        default="", max_length=1000, description="Outcome, e.g. 'success' or 'error'."
+    )
 
 
 class InteractionData(_Strict):
     """One turn of a conversation, as Reflexio's publish endpoint takes it."""
 
     role: str = Field(
-        "User",
+        default="User",
         min_length=1,
         max_length=1000,
         description="Who spoke: 'User'/'Agent' or 'user'/'assistant' (stored as given).",
     )
-    content: str = Field("", max_length=MAX_CONTENT_CHARS, description="What was said.")
+    content: str = Field(default="", max_length=MAX_CONTENT_CHARS, description="What was said.")
     expert_content: str = Field(
-        "",
+        default="",
         max_length=MAX_CONTENT_CHARS,
         description="What an expert would have answered instead; Reflexio learns from the gap.",
     )
     user_action: Annotated[UserAction, BeforeValidator(_lowercase)] = Field(
-        "none", description="A UI action the user took with this turn (case-insensitive)."
+        default="none", description="A UI action the user took with this turn (case-insensitive)."
     )
     user_action_description: str = Field(
-        "", max_length=10_000, description="What the user_action did, e.g. 'clicked Buy'."
+        default="", max_length=10_000, description="What the user_action did, e.g. 'clicked Buy'."
     )
     interacted_image_url: str = Field(
-        "", max_length=2048, description="URL of an image the user interacted with."
+        default="", max_length=2048, description="URL of an image the user interacted with."
     )
     image_encoding: str = Field(
-        "",
+        default="",
         max_length=15_000_000,
         description="Base64 image attached to the turn; the whole publish must stay under 10 MiB.",
     )
@@ -115,7 +119,7 @@ class InteractionData(_Strict):
         default_factory=list[ToolUsed], max_length=1000, description="Tools called for this turn."
     )
     created_at: int | None = Field(
-        None,
+        default=None,
         ge=0,
         description="When the turn happened, Unix seconds; omit for now.",
     )
@@ -141,7 +145,7 @@ class PublishRequest(_Strict):
         min_length=1, max_length=MAX_INTERACTIONS_PER_PUBLISH
     )
     source: Annotated[str, AfterValidator(_check_source)] = ""
-    agent_version: str = Field("", max_length=1000)
+    agent_version: str = Field(default="", max_length=1000)
     session_id: str = Field(min_length=1)
     skip_aggregation: bool = False
     force_extraction: bool = False
@@ -190,7 +194,7 @@ class _TimeWindow(_Strict):
 class GetRequest(_TimeWindow):
     """Body of POST /api/get_interactions: the newest interactions of one user."""
 
-    top_k: int = Field(30, gt=0)
+    top_k: int = Field(default=30, gt=0)
 
 
 class SearchRequest(_TimeWindow):
@@ -198,9 +202,9 @@ class SearchRequest(_TimeWindow):
 
     query: str | None = None
     request_id: str | None = None
-    top_k: int | None = Field(None, gt=0)
-    most_recent_k: int | None = Field(None, gt=0)
-    threshold: float | None = Field(None, ge=0, le=1)
+    top_k: int | None = Field(default=None, gt=0)
+    most_recent_k: int | None = Field(default=None, gt=0)
+    threshold: float | None = Field(default=None, ge=0, le=1)
     search_mode: SearchMode = "hybrid"
 
 
@@ -224,18 +228,22 @@ class Interaction(BaseModel):
     @field_validator("tools_used", mode="before")
     @classmethod
     def _drop_unknown_tool_fields(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            known = ToolUsed.model_fields
-            return [
-                {k: v for k, v in item.items() if k in known} if isinstance(item, dict) else item
-                for item in value  # pyright: ignore[reportUnknownVariableType]
-            ]
-        return value
+        # A newer Reflexio may add fields to stored tool uses; reading must not break on them.
+        if not isinstance(value, list):
+            return value
+        return [_known_tool_fields(item) for item in cast(list[Any], value)]
 
     @computed_field(description="created_at as ISO 8601, UTC.")
     @property
     def time(self) -> str:
         return datetime.fromtimestamp(self.created_at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _known_tool_fields(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    known = ToolUsed.model_fields
+    return {k: v for k, v in cast(dict[str, Any], item).items() if k in known}
 
 
 class InteractionsAnswer(BaseModel):

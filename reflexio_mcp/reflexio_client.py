@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -102,10 +103,12 @@ class ReflexioClient:
             self._http = None
 
     async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> PublishAnswer:
-        timeout = WAIT_FOR_RESPONSE_TIMEOUT if wait_for_response else None
-        params = {"wait_for_response": "true"} if wait_for_response else None
         response, retried = await self._send(
-            "POST", "/api/publish_interaction", body=request.to_body(), params=params, timeout=timeout
+            "POST",
+            "/api/publish_interaction",
+            body=request.to_body(),
+            params={"wait_for_response": "true"} if wait_for_response else None,
+            read_timeout=WAIT_FOR_RESPONSE_TIMEOUT if wait_for_response else None,
         )
         answer = self._parse(response, PublishAnswer)
         if not answer.success and retried and "already exists" in answer.message:
@@ -116,7 +119,9 @@ class ReflexioClient:
                 request_id=request.request_id,
             )
         if not answer.success:
-            raise Rejected(f"Reflexio did not store the publish: {self._redact(answer.message)}", 200)
+            raise Rejected(
+                f"Reflexio did not store the publish: {self._redact(answer.message)}", 200
+            )
         return answer
 
     async def get_interactions(self, request: GetRequest) -> list[Interaction]:
@@ -158,7 +163,9 @@ class ReflexioClient:
     def _checked_interactions(self, response: httpx2.Response) -> list[Interaction]:
         answer = self._parse(response, InteractionsAnswer)
         if not answer.success:
-            raise Rejected(f"Reflexio refused: {self._redact(answer.msg or 'no reason given')}", 200)
+            raise Rejected(
+                f"Reflexio refused: {self._redact(answer.msg or 'no reason given')}", 200
+            )
         return answer.interactions
 
     async def _send(
@@ -167,8 +174,8 @@ class ReflexioClient:
         path: str,
         *,
         body: bytes | None = None,
-        params: dict[str, str | int] | None = None,
-        timeout: float | None = None,
+        params: Mapping[str, str | int] | None = None,
+        read_timeout: float | None = None,
     ) -> tuple[httpx2.Response, bool]:
         """Send with retries of transient failures; return the answer and whether it was retried.
 
@@ -179,7 +186,9 @@ class ReflexioClient:
             raise RuntimeError("ReflexioClient used outside `async with`")
         headers = {"Content-Type": "application/json"} if body is not None else None
         request_timeout = (
-            httpx2.Timeout(timeout, connect=self._timeout.connect) if timeout else self._timeout
+            httpx2.Timeout(read_timeout, connect=self._timeout.connect)
+            if read_timeout
+            else self._timeout
         )
         attempt = 0
         while True:
@@ -188,7 +197,12 @@ class ReflexioClient:
             response: httpx2.Response | None = None
             try:
                 response = await self._http.request(
-                    method, path, content=body, params=params, headers=headers, timeout=request_timeout
+                    method,
+                    path,
+                    content=body,
+                    params=params,
+                    headers=headers,
+                    timeout=request_timeout,
                 )
             except httpx2.TimeoutException as err:
                 if isinstance(err, httpx2.ConnectTimeout):
@@ -255,7 +269,9 @@ class ReflexioClient:
                 if self._api_key is not None
                 else "this Reflexio server needs an API key: set REFLEXIO_API_KEY"
             )
-            raise AuthError(f"Reflexio at {self.url} refused the call ({status} {detail}): {fix}", status)
+            raise AuthError(
+                f"Reflexio at {self.url} refused the call ({status} {detail}): {fix}", status
+            )
         if status == 429:
             raise RateLimited(
                 f"Reflexio's rate limit refused the call ({detail}); wait a minute and try again. "
@@ -272,7 +288,9 @@ class ReflexioClient:
                 "its server log says why. Try again later.",
                 status,
             )
-        raise BackendStatusError(f"Reflexio at {self.url} answered {status} on {path}: {detail}", status)
+        raise BackendStatusError(
+            f"Reflexio at {self.url} answered {status} on {path}: {detail}", status
+        )
 
     def _parse(self, response: httpx2.Response, model: type[_Answer]) -> _Answer:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
 from mcp.server import MCPServer
@@ -34,7 +34,7 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
     store = backend if backend is not None else build_backend(settings)
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncIterator[None]:
+    async def lifespan(_: MCPServer) -> AsyncGenerator[None]:
         async with store:
             yield
 

@@ -22,13 +22,21 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    url: str = Field(DEFAULT_URL, description="Base URL of the Reflexio backend.")
-    api_key: SecretStr | None = Field(None, description="Sent as Authorization: Bearer.")
-    user_id: str = Field(DEFAULT_USER_ID, min_length=1, description="Used when a call names none.")
-    timeout: float = Field(30.0, gt=0, description="Seconds to wait for an answer.")
-    connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection.")
-    max_retries: int = Field(2, ge=0, le=10, description="Retries of 429/5xx/connection errors.")
-    allow_admin: bool = Field(False, description="Register get_all_interactions (every user).")
+    url: str = Field(default=DEFAULT_URL, description="Base URL of the Reflexio backend.")
+    api_key: SecretStr | None = Field(default=None, description="Sent as Authorization: Bearer.")
+    user_id: str = Field(
+        default=DEFAULT_USER_ID, min_length=1, description="Used when a call names none."
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for an answer.")
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a connection."
+    )
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of 429/5xx/connection errors."
+    )
+    allow_admin: bool = Field(
+        default=False, description="Register get_all_interactions (every user)."
+    )
     log_level: LogLevel = "INFO"
 
     @field_validator("url")
@@ -66,16 +74,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "which other users cannot see in the process list",
     )
     parser.add_argument("--user-id", help=f"default user id [{ENVIRONMENT['user_id']}]")
-    parser.add_argument("--timeout", type=float, help=f"answer timeout, s [{ENVIRONMENT['timeout']}]")
     parser.add_argument(
-        "--connect-timeout", type=float, help=f"connect timeout, s [{ENVIRONMENT['connect_timeout']}]"
+        "--timeout", type=float, help=f"answer timeout, s [{ENVIRONMENT['timeout']}]"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        help=f"connect timeout, s [{ENVIRONMENT['connect_timeout']}]",
     )
     parser.add_argument("--max-retries", type=int, help=f"[{ENVIRONMENT['max_retries']}]")
     parser.add_argument(
         "--allow-admin",
         action="store_true",
         default=None,
-        help=f"register get_all_interactions, which reads every user [{ENVIRONMENT['allow_admin']}]",
+        help="register get_all_interactions, which reads every user "
+        f"[{ENVIRONMENT['allow_admin']}]",
     )
     parser.add_argument(
         "--log-level", type=str.upper, help=f"DEBUG, INFO, WARNING... [{ENVIRONMENT['log_level']}]"

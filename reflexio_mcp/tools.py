@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Annotated
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.errors import InvalidInput, ReflexioError
@@ -24,6 +24,7 @@ from reflexio_mcp.models import (
     PublishRequest,
     SearchMode,
     SearchRequest,
+    Timestamp,
     problems_from,
 )
 
@@ -39,7 +40,7 @@ class PublishResult(BaseModel):
     session_id: str
     request_id: str = Field(description="Idempotency key of this publish; find its turns by it.")
     message: str = Field(description="The backend's own words.")
-    learning: str | None = Field(None, description="Whether profile/playbook learning ran.")
+    learning: str | None = Field(default=None, description="Whether profile/playbook learning ran.")
     warnings: list[str] = Field(default_factory=list[str])
 
 
@@ -66,17 +67,17 @@ UserId = Annotated[
     ),
 ]
 StartTime = Annotated[
-    AwareDatetime | None,
+    Timestamp | None,
     Field(description="Only interactions at or after this ISO 8601 time (no offset = UTC)."),
 ]
 EndTime = Annotated[
-    AwareDatetime | None,
+    Timestamp | None,
     Field(description="Only interactions at or before this ISO 8601 time (no offset = UTC)."),
 ]
 
 
 @contextmanager
-def reported_to_model() -> Iterator[None]:
+def reported_to_model() -> Generator[None]:
     """Turn anticipated failures into ToolError, whose text the model sees and can act on."""
     try:
         yield
@@ -98,7 +99,10 @@ def register_tools(
     @server.tool(
         title="Publish interaction",
         annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=True,
         ),
     )
     async def publish_interaction(
@@ -122,7 +126,7 @@ def register_tools(
             str | None,
             Field(
                 max_length=MAX_CONTENT_CHARS,
-                description="Shortcut for one exchange: what the agent answered (with user_message).",
+                description="Shortcut for one exchange: the agent's answer (with user_message).",
             ),
         ] = None,
         user_id: UserId = None,

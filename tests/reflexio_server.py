@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +90,9 @@ def find_python_312() -> Path:
 def _uv() -> list[str]:
     if shutil.which("uv"):
         return ["uv"]
-    probe = subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-m", "uv", "--version"], capture_output=True, check=False
+    )
     if probe.returncode == 0:
         return [sys.executable, "-m", "uv"]
     raise BackendSetupError("uv is needed to build the Reflexio venv: pip install uv")
@@ -119,7 +121,8 @@ def ensure_venv() -> Path:
             result = subprocess.run(step, env=env, capture_output=True, text=True, check=False)
             if result.returncode != 0:
                 raise BackendSetupError(
-                    f"building the Reflexio venv failed at `{' '.join(step)}`:\n{result.stderr[-3000:]}"
+                    f"building the Reflexio venv failed at `{' '.join(step)}`:\n"
+                    + result.stderr[-3000:]
                 )
         done.touch()
     return venv
@@ -138,7 +141,7 @@ def _site_packages(venv: Path) -> Path:
 @contextmanager
 def reflexio_server(
     workdir: Path, *, extra_env: Mapping[str, str] | None = None
-) -> Iterator[RunningServer]:
+) -> Generator[RunningServer]:
     """Start Reflexio on a free loopback port; stop it (by its own pid) however the block ends."""
     venv = ensure_venv()
     port = free_port()
@@ -176,10 +179,13 @@ def _wait_healthy(server: RunningServer) -> None:
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BackendSetupError(
-                f"Reflexio exited with {server.process.returncode} while starting:\n{server.log_tail()}"
+                f"Reflexio exited with {server.process.returncode} while starting:\n"
+                + server.log_tail()
             )
         try:
-            answer = httpx2.get(f"{server.url}/health", headers={"User-Agent": "reflexio-mcp-tests"})
+            answer = httpx2.get(
+                f"{server.url}/health", headers={"User-Agent": "reflexio-mcp-tests"}
+            )
             if answer.status_code == 200 and answer.json().get("status") == "healthy":
                 return
         except httpx2.TransportError:

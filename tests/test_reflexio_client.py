@@ -1,4 +1,4 @@
-"""The Reflexio client against httpx2.MockTransport: error paths a real server won't produce on demand."""
+"""The Reflexio client against httpx2.MockTransport: error paths no real server gives on demand."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ def publish_request(**changes: object) -> PublishRequest:
 
 
 def ok_publish(request: httpx2.Request) -> httpx2.Response:
-    return httpx2.Response(200, json={"success": True, "message": "Interaction published successfully"})
+    return httpx2.Response(
+        200, json={"success": True, "message": "Interaction published successfully"}
+    )
 
 
 def interactions_answer(*ids: int, user_id: str = "u") -> httpx2.Response:
@@ -123,7 +125,9 @@ async def test_read_timeout_is_not_retried_and_names_the_setting() -> None:
         raise httpx2.ReadTimeout("timed out", request=request)
 
     async with client(handler) as reflexio:
-        with pytest.raises(BackendTimeout, match="did not answer /api/get_interactions within 30 s"):
+        with pytest.raises(
+            BackendTimeout, match="did not answer /api/get_interactions within 30 s"
+        ):
             await reflexio.get_interactions(GetRequest(user_id="u"))
     assert calls == 1
 
@@ -152,7 +156,7 @@ async def test_403_for_user_agent_is_explained() -> None:
         return httpx2.Response(403, json={"detail": "Forbidden: Suspicious user agent"})
 
     async with client(handler) as reflexio:
-        with pytest.raises(AuthError, match="refused the User-Agent .*replaced 'reflexio-mcp/"):
+        with pytest.raises(AuthError, match=r"refused the User-Agent .*replaced 'reflexio-mcp/"):
             await reflexio.get_interactions(GetRequest(user_id="u"))
 
 
@@ -214,7 +218,9 @@ async def test_retried_publish_keeps_its_request_id_and_already_exists_means_del
         bodies.append(json.loads(request.content))
         if len(bodies) == 1:
             return httpx2.Response(503)  # the first attempt was stored but its answer was lost
-        return httpx2.Response(200, json={"success": False, "message": "request_id 'req-1' already exists"})
+        return httpx2.Response(
+            200, json={"success": False, "message": "request_id 'req-1' already exists"}
+        )
 
     async with client(handler) as reflexio:
         answer = await reflexio.publish(publish_request(), wait_for_response=False)
@@ -225,10 +231,14 @@ async def test_retried_publish_keeps_its_request_id_and_already_exists_means_del
 
 async def test_already_exists_on_first_attempt_is_an_error() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, json={"success": False, "message": "request_id 'req-1' already exists"})
+        return httpx2.Response(
+            200, json={"success": False, "message": "request_id 'req-1' already exists"}
+        )
 
     async with client(handler) as reflexio:
-        with pytest.raises(Rejected, match="did not store the publish: request_id 'req-1' already exists"):
+        with pytest.raises(
+            Rejected, match="did not store the publish: request_id 'req-1' already exists"
+        ):
             await reflexio.publish(publish_request(), wait_for_response=False)
 
 
@@ -243,7 +253,9 @@ async def test_publish_over_10_mib_is_refused_before_sending() -> None:
     big = [InteractionData(content="x" * 900_000) for _ in range(12)]
     async with client(handler) as reflexio:
         with pytest.raises(InvalidInput, match=r"at most 10 MiB per publish; split it"):
-            await reflexio.publish(publish_request(interaction_data_list=big), wait_for_response=False)
+            await reflexio.publish(
+                publish_request(interaction_data_list=big), wait_for_response=False
+            )
     assert calls == 0
 
 
@@ -269,7 +281,9 @@ async def test_answer_outside_the_contract_is_a_server_error() -> None:
 
 
 async def test_404_suggests_the_url_is_not_reflexio() -> None:
-    async with client(lambda request: httpx2.Response(404, json={"detail": "Not Found"})) as reflexio:
+    async with client(
+        lambda request: httpx2.Response(404, json={"detail": "Not Found"})
+    ) as reflexio:
         with pytest.raises(ServerError, match="is REFLEXIO_URL a Reflexio server"):
             await reflexio.get_all_interactions(10)
 

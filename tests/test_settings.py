@@ -37,7 +37,11 @@ def test_flags_win_over_environment() -> None:
         ["--url", "http://127.0.0.1:1", "--user-id", "bob", "--allow-admin"],
         {"REFLEXIO_URL": "http://127.0.0.1:2", "REFLEXIO_USER_ID": "alice"},
     )
-    assert (settings.url, settings.user_id, settings.allow_admin) == ("http://127.0.0.1:1", "bob", True)
+    assert (settings.url, settings.user_id, settings.allow_admin) == (
+        "http://127.0.0.1:1",
+        "bob",
+        True,
+    )
 
 
 def test_invalid_value_names_flag_and_variable() -> None:

@@ -1,0 +1,174 @@
+"""The real `reflexio-mcp` process over stdio, driven by the SDK Client, against real Reflexio."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp_types import TextContent
+
+from tests.reflexio_server import BackendSetupError, RunningServer, reflexio_server, stop
+
+SERVER_KEY = "rk-test-4f1c9a7e2b"
+CALL_SECONDS = 60
+
+
+def server_command() -> tuple[str, list[str]]:
+    """The installed console script, as a user's MCP client would launch it."""
+    script = shutil.which("reflexio-mcp", path=str(Path(sys.executable).parent))
+    return (script, []) if script else (sys.executable, ["-m", "reflexio_mcp"])
+
+
+@asynccontextmanager
+async def stdio_session(url: str, **env: str) -> AsyncGenerator[Client]:
+    command, args = server_command()
+    parameters = StdioServerParameters(
+        command=command, args=args, env={"REFLEXIO_URL": url, "REFLEXIO_MAX_RETRIES": "1", **env}
+    )
+    with anyio.fail_after(CALL_SECONDS):
+        async with Client(parameters) as client:
+            yield client
+
+
+async def call(
+    client: Client, tool: str, arguments: dict[str, Any]
+) -> tuple[bool, dict[str, Any], str]:
+    with anyio.fail_after(CALL_SECONDS):
+        result = await client.call_tool(tool, arguments)
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return bool(result.is_error), result.structured_content or {}, block.text
+
+
+@pytest.fixture(scope="module")
+def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A Reflexio server that demands `Authorization: Bearer SERVER_KEY`."""
+    try:
+        with reflexio_server(
+            tmp_path_factory.mktemp("keyed"), extra_env={"REFLEXIO_API_KEY": SERVER_KEY}
+        ) as server:
+            yield server
+    except BackendSetupError as err:
+        pytest.fail(f"the real Reflexio backend is required and could not start: {err}")
+
+
+async def test_conversation_round_trip_over_stdio(reflexio: RunningServer, user_id: str) -> None:
+    conversation = [
+        {"role": "User", "content": "Which flight did I book to Lisbon?"},
+        {
+            "role": "Agent",
+            "content": "TP1357 on Friday at 09:40.",
+            "expert_content": "TP1357 on Friday at 09:40, seat 14C, bag included.",
+            "tools_used": [
+                {"tool_name": "bookings.lookup", "tool_data": {"city": "Lisbon"}, "status": "ok"}
+            ],
+        },
+        {"role": "User", "content": "Great, and the hotel?"},
+    ]
+    async with stdio_session(reflexio.url) as client:
+        failed, published, _ = await call(
+            client,
+            "publish_interaction",
+            {"user_id": user_id, "interactions": conversation, "source": "stdio-test"},
+        )
+        assert not failed
+        assert published["stored"] == 3
+
+        failed, listed, _ = await call(client, "get_interactions", {"user_id": user_id})
+        assert not failed
+        assert listed["count"] == 3
+        agent = next(i for i in listed["interactions"] if i["role"] == "Agent")
+        assert agent["expert_content"] == "TP1357 on Friday at 09:40, seat 14C, bag included."
+        assert agent["tools_used"][0]["tool_name"] == "bookings.lookup"
+
+        failed, found, _ = await call(
+            client, "search_interactions", {"user_id": user_id, "query": "Lisbon flight"}
+        )
+        assert not failed
+        assert [i["content"] for i in found["interactions"]] == [
+            "Which flight did I book to Lisbon?"
+        ]
+
+        target = found["interactions"][0]["interaction_id"]
+        failed, deleted, _ = await call(
+            client, "delete_interaction", {"user_id": user_id, "interaction_id": target}
+        )
+        assert not failed
+        assert deleted["deleted"]["interaction_id"] == target
+        _, after, _ = await call(client, "get_interactions", {"user_id": user_id})
+        assert target not in {i["interaction_id"] for i in after["interactions"]}
+        assert after["count"] == 2
+
+        failed, _, message = await call(
+            client, "delete_interaction", {"user_id": user_id, "interaction_id": 987654321}
+        )
+        assert failed
+        assert "no interaction 987654321" in message
+
+        failed, _, message = await call(
+            client,
+            "publish_interaction",
+            {"user_id": user_id, "source": "Chat Bad", "user_message": "a", "agent_response": "b"},
+        )
+        assert failed
+        assert "source: must be lowercase letters" in message
+
+
+async def test_backend_stopped_gives_the_unreachable_error(tmp_path: Path, user_id: str) -> None:
+    with reflexio_server(tmp_path) as server:
+        async with stdio_session(server.url) as client:
+            failed, _, _ = await call(client, "get_interactions", {"user_id": user_id})
+            assert not failed
+            stop(server)
+            failed, _, message = await call(client, "get_interactions", {"user_id": user_id})
+            assert failed
+            assert message.endswith(
+                f"Reflexio backend unreachable at {server.url}: start it with "
+                "`reflexio services start` or set REFLEXIO_URL"
+            )
+            # The server survives the failure and keeps answering.
+            failed, _, message = await call(
+                client, "publish_interaction", {"user_message": "a", "agent_response": "b"}
+            )
+            assert failed
+            assert "unreachable" in message
+
+
+async def test_right_api_key_passes(keyed_reflexio: RunningServer, user_id: str) -> None:
+    async with stdio_session(keyed_reflexio.url, REFLEXIO_API_KEY=SERVER_KEY) as client:
+        failed, published, message = await call(
+            client,
+            "publish_interaction",
+            {"user_id": user_id, "user_message": "hi", "agent_response": "hello"},
+        )
+        assert not failed, message
+        _, listed, _ = await call(client, "get_interactions", {"user_id": user_id})
+        assert listed["count"] == published["stored"] == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "fix"),
+    [
+        ("rk-wrong-key", "the REFLEXIO_API_KEY given is not one this Reflexio server accepts"),
+        (None, "this Reflexio server needs an API key: set REFLEXIO_API_KEY"),
+    ],
+)
+async def test_wrong_or_missing_api_key_is_a_clear_auth_error(
+    keyed_reflexio: RunningServer, user_id: str, key: str | None, fix: str
+) -> None:
+    env = {"REFLEXIO_API_KEY": key} if key else {}
+    async with stdio_session(keyed_reflexio.url, **env) as client:
+        failed, _, message = await call(client, "get_interactions", {"user_id": user_id})
+    assert failed
+    assert "refused the call (401" in message
+    assert fix in message
+    assert SERVER_KEY not in message
+    if key:
+        assert key not in message

@@ -1,0 +1,332 @@
+"""The MCP surface in process (SDK Client(server)), forwarding to the real Reflexio server."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, TextContent, TextResourceContents
+
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+from tests.reflexio_server import RunningServer
+
+DEFAULT_USER = "user-default"
+TOOLS = {"publish_interaction", "search_interactions", "get_interactions", "delete_interaction"}
+
+
+@pytest.fixture
+async def mcp(reflexio: RunningServer) -> AsyncIterator[Client]:
+    async with Client(build_server(Settings(url=reflexio.url, allow_admin=True))) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def error(client: Client, tool: str, arguments: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, result.structured_content
+    message = text(result)
+    assert "Traceback" not in message
+    return message
+
+
+def text(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+CONVERSATION = [
+    {"role": "User", "content": "My sourdough starter smells like acetone."},
+    {
+        "role": "Agent",
+        "content": "Throw it away and start again.",
+        "expert_content": "Feed it twice a day; acetone means it is hungry, not dead.",
+        "tools_used": [
+            {"tool_name": "kb_search", "tool_data": {"q": "starter acetone"}, "status": "ok"}
+        ],
+    },
+    {
+        "role": "User",
+        "content": "Thanks",
+        "user_action": "CLICK",
+        "user_action_description": "liked",
+    },
+]
+
+
+async def test_tools_list_names_schemas_and_annotations(reflexio: RunningServer) -> None:
+    async with Client(build_server(Settings(url=reflexio.url))) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(tools) == TOOLS  # get_all_interactions needs --allow-admin
+    for tool in tools.values():
+        assert tool.description
+        assert len(tool.description) > 80
+        assert tool.output_schema is not None
+        for name, schema in tool.input_schema["properties"].items():
+            assert schema.get("description"), f"{tool.name}.{name} has no description"
+    annotations = {name: tool.annotations for name, tool in tools.items()}
+    assert all(a is not None and a.open_world_hint for a in annotations.values())
+    read_only = {n for n, a in annotations.items() if a and a.read_only_hint}
+    destructive = {n for n, a in annotations.items() if a and a.destructive_hint}
+    assert read_only == {"search_interactions", "get_interactions"}
+    assert destructive == {"delete_interaction"}
+    publish = tools["publish_interaction"].input_schema
+    turn = publish["$defs"]["InteractionData"]["properties"]
+    assert set(turn) >= {
+        "role", "content", "expert_content", "image_encoding", "user_action",
+        "user_action_description", "interacted_image_url", "tools_used",
+    }  # fmt: skip
+    assert tools["get_interactions"].input_schema["properties"]["top_k"]["maximum"] == 1000
+
+
+async def test_admin_flag_adds_get_all_interactions(mcp: Client) -> None:
+    names = {tool.name for tool in (await mcp.list_tools()).tools}
+    assert names == TOOLS | {"get_all_interactions"}
+
+
+async def test_publish_then_get_returns_every_field_newest_first(mcp: Client, user_id: str) -> None:
+    published = await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "interactions": CONVERSATION, "source": "tests", "session_id": "s1"},
+    )
+    assert published["stored"] == 3
+    assert published["session_id"] == "s1"
+    assert published["message"] == "Interaction published successfully"
+
+    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert listed["count"] == 3
+    by_content = {i["content"]: i for i in listed["interactions"]}
+    agent = by_content["Throw it away and start again."]
+    assert agent["expert_content"].startswith("Feed it twice a day")
+    assert agent["tools_used"] == [
+        {"tool_name": "kb_search", "tool_data": {"q": "starter acetone"}, "status": "ok"}
+    ]
+    assert agent["request_id"] == published["request_id"]
+    assert by_content["Thanks"]["user_action"] == "click"  # "CLICK", as Reflexio's docs send it
+    times = [i["created_at"] for i in listed["interactions"]]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_single_exchange_shortcut_and_process_session(mcp: Client, user_id: str) -> None:
+    first = await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "ping", "agent_response": "pong"},
+    )
+    second = await call(
+        mcp, "publish_interaction", {"user_id": user_id, "user_message": "a", "agent_response": "b"}
+    )
+    assert first["stored"] == 2
+    assert first["session_id"] == second["session_id"]
+    assert first["session_id"].startswith("reflexio-mcp-")
+    assert first["request_id"] != second["request_id"]
+    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    roles = {(i["role"], i["content"]) for i in listed["interactions"]}
+    assert {("user", "ping"), ("assistant", "pong")} <= roles
+
+
+async def test_default_user_is_used_when_none_given(mcp: Client) -> None:
+    published = await call(
+        mcp, "publish_interaction", {"user_message": "who am I", "agent_response": "the default"}
+    )
+    assert published["user_id"] == DEFAULT_USER
+
+
+async def test_search_finds_by_word_and_honours_top_k(mcp: Client, user_id: str) -> None:
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": CONVERSATION})
+    found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "acetone"})
+    assert found["count"] >= 1
+    assert all("acetone" in i["content"] for i in found["interactions"])
+    one = await call(
+        mcp,
+        "search_interactions",
+        {"user_id": user_id, "query": "sourdough acetone thanks", "top_k": 1},
+    )
+    assert one["count"] == 1
+    none = await call(mcp, "search_interactions", {"user_id": user_id, "query": "zeppelin"})
+    assert none == {"count": 0, "interactions": []}
+
+
+async def test_delete_reports_what_it_deleted_and_not_found(mcp: Client, user_id: str) -> None:
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "forget me", "agent_response": "ok"},
+    )
+    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    target = next(i for i in listed["interactions"] if i["content"] == "forget me")
+
+    deleted = await call(
+        mcp, "delete_interaction", {"user_id": user_id, "interaction_id": target["interaction_id"]}
+    )
+    assert deleted["deleted"]["content"] == "forget me"
+    after = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert target["interaction_id"] not in {i["interaction_id"] for i in after["interactions"]}
+
+    again = await error(
+        mcp, "delete_interaction", {"user_id": user_id, "interaction_id": target["interaction_id"]}
+    )
+    assert (
+        f"no interaction {target['interaction_id']} for user '{user_id}': nothing was deleted"
+        in again
+    )
+
+
+async def test_delete_refuses_another_users_interaction(mcp: Client, user_id: str) -> None:
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "mine", "agent_response": "ok"},
+    )
+    mine = (await call(mcp, "get_interactions", {"user_id": user_id}))["interactions"][0]
+    message = await error(
+        mcp,
+        "delete_interaction",
+        {"user_id": "someone-else", "interaction_id": mine["interaction_id"]},
+    )
+    assert "nothing was deleted" in message
+    still = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert mine["interaction_id"] in {i["interaction_id"] for i in still["interactions"]}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({"interactions": CONVERSATION, "source": "Chat Bad"}, "source: must be lowercase letters"),
+        ({"interactions": CONVERSATION, "source": "Chat Bad"}, "e.g. 'chat-bad'"),
+        ({}, "interactions: required; give interactions"),
+        ({"user_message": "hi"}, "agent_response: required"),
+        ({"interactions": CONVERSATION, "user_message": "hi", "agent_response": "x"}, "not both"),
+        ({"interactions": [{"role": "User", "contnt": "typo"}]}, "interactions.0.contnt"),
+        ({"interactions": [{"user_action": "wave"}]}, "interactions.0.user_action"),
+        ({"interactions": []}, "interactions"),
+    ],
+)
+async def test_publish_errors_name_the_field(
+    mcp: Client, user_id: str, arguments: dict[str, Any], expected: str
+) -> None:
+    message = await error(mcp, "publish_interaction", {"user_id": user_id, **arguments})
+    assert expected in message
+    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert listed["count"] == 0
+
+
+async def test_publish_over_10_mib_is_refused_and_nothing_stored(mcp: Client, user_id: str) -> None:
+    turns = [{"role": "User", "content": "y" * 900_000} for _ in range(12)]
+    message = await error(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns})
+    assert "at most 10 MiB per publish" in message
+    assert (await call(mcp, "get_interactions", {"user_id": user_id}))["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("get_interactions", {"top_k": 0}, "top_k"),
+        ("search_interactions", {"top_k": 5000}, "top_k"),
+        ("search_interactions", {"threshold": 2}, "threshold"),
+        ("search_interactions", {"search_mode": "magic"}, "search_mode"),
+        ("search_interactions", {"start_time": "yesterday"}, "start_time"),
+        ("delete_interaction", {"interaction_id": 0}, "interaction_id"),
+        ("get_all_interactions", {"limit": -1}, "limit"),
+    ],
+)
+async def test_bad_arguments_are_error_results_naming_the_field(
+    mcp: Client, tool: str, arguments: dict[str, Any], expected: str
+) -> None:
+    assert expected in await error(mcp, tool, arguments)
+
+
+async def test_reversed_time_window_is_explained(mcp: Client, user_id: str) -> None:
+    message = await error(
+        mcp,
+        "get_interactions",
+        {
+            "user_id": user_id,
+            "start_time": "2026-02-01T00:00:00Z",
+            "end_time": "2026-01-01T00:00:00",
+        },
+    )
+    assert "start_time is after end_time" in message
+
+
+async def test_time_window_filters(mcp: Client, user_id: str) -> None:
+    old = {"role": "User", "content": "ancient history", "created_at": 1_000_000_000}
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "interactions": [old, {"content": "today"}]},
+    )
+    recent = await call(
+        mcp, "get_interactions", {"user_id": user_id, "start_time": "2020-01-01T00:00:00Z"}
+    )
+    assert [i["content"] for i in recent["interactions"]] == ["today"]
+    early = await call(
+        mcp, "get_interactions", {"user_id": user_id, "end_time": "2002-01-01T00:00:00"}
+    )
+    assert [i["content"] for i in early["interactions"]] == ["ancient history"]
+    assert early["interactions"][0]["time"] == "2001-09-09T01:46:40Z"
+
+
+async def test_get_all_interactions_spans_users(mcp: Client, user_id: str) -> None:
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "all", "agent_response": "users"},
+    )
+    everything = await call(mcp, "get_all_interactions", {"limit": 1000})
+    assert user_id in {i["user_id"] for i in everything["interactions"]}
+    assert (await call(mcp, "get_all_interactions", {"limit": 1}))["count"] == 1
+
+
+async def read_json(client: Client, uri: str) -> dict[str, Any]:
+    result = await client.read_resource(uri)
+    (content,) = result.contents
+    assert isinstance(content, TextResourceContents)
+    assert content.mime_type == "application/json"
+    return json.loads(content.text)
+
+
+async def test_recent_resources(mcp: Client, user_id: str) -> None:
+    resources = {str(r.uri) for r in (await mcp.list_resources()).resources}
+    templates = {t.uri_template for t in (await mcp.list_resource_templates()).resource_templates}
+    assert "reflexio://interactions/recent" in resources
+    assert "reflexio://users/{user_id}/interactions" in templates
+
+    long_text = "z" * 5000
+    start = int(time.time()) - 1000
+    turns = [{"content": f"turn {n}", "created_at": start + n} for n in range(25)]
+    turns.append({"content": long_text})
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns})
+    document = await read_json(mcp, f"reflexio://users/{user_id}/interactions")
+    assert document["user_id"] == user_id
+    assert document["count"] == 20
+    contents = [i["content"] for i in document["interactions"]]
+    assert contents[0].startswith("z" * 2000)
+    assert "[cut: 3000 more characters" in contents[0]
+    assert contents[1:] == [f"turn {n}" for n in range(24, 5, -1)]
+
+    await call(
+        mcp, "publish_interaction", {"user_message": "for the default user", "agent_response": "ok"}
+    )
+    recent = await read_json(mcp, "reflexio://interactions/recent")
+    assert recent["user_id"] == DEFAULT_USER
+    assert recent["count"] >= 2
+
+
+@pytest.mark.parametrize("bad", ["..", "a%2Fb", "%2E%2E", "a b", "x" * 300])
+async def test_resource_template_rejects_path_tricks(mcp: Client, bad: str) -> None:
+    with pytest.raises(MCPError):
+        await mcp.read_resource(f"reflexio://users/{bad}/interactions")
