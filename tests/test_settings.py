@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import tomllib
+from pathlib import Path
+
 import pytest
 
 from reflexio_mcp.settings import DEFAULT_URL, Settings, SettingsError, parse_settings
@@ -58,3 +62,17 @@ def test_api_key_is_masked_in_repr_and_errors() -> None:
     with pytest.raises(SettingsError) as err:
         parse_settings(["--api-key", "super-secret-key", "--max-retries", "99"], {})
     assert "super-secret-key" not in str(err.value)
+
+
+def test_manifest_matches_the_package() -> None:
+    root = Path(__file__).parent.parent
+    manifest = json.loads((root / "manifest.json").read_text())
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert manifest["version"] == project["version"]
+    assert manifest["name"] == project["name"]
+    assert {t["name"] for t in manifest["tools"]} == {
+        "publish_interaction", "search_interactions", "get_interactions", "delete_interaction",
+    }  # fmt: skip
+    env = manifest["server"]["mcp_config"]["env"]
+    assert set(env) <= {"REFLEXIO_URL", "REFLEXIO_API_KEY", "REFLEXIO_USER_ID"}
+    assert manifest["user_config"]["api_key"]["sensitive"] is True
