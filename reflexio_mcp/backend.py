@@ -6,6 +6,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from reflexio_mcp.models import (
+    BackendStatus,
     GetRequest,
     Interaction,
     PublishAnswer,
@@ -46,6 +47,10 @@ class Backend(Protocol):
 
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
         """The newest interactions of every user, newest first."""
+        ...
+
+    async def status(self, user_id: str) -> BackendStatus:
+        """Which store this is, whether it answers, and how much it holds (for `user_id`)."""
         ...
 
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:

@@ -1,4 +1,4 @@
-"""The `reflexio-mcp` command: read settings, set up logging, serve MCP over stdio."""
+"""The `reflexio-mcp` command: serve MCP over stdio (default), or run the demo."""
 
 from __future__ import annotations
 
@@ -9,16 +9,25 @@ import sys
 from collections.abc import Sequence
 
 from reflexio_mcp import __version__
+from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.settings import SettingsError, add_arguments, load_settings
 
 logger = logging.getLogger("reflexio_mcp")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the server until its client disconnects. Exits 2 on invalid configuration."""
+    """Serve until the client disconnects, or run the demo. Exits 2 on invalid configuration."""
     parser = argparse.ArgumentParser(
         prog="reflexio-mcp",
         description="MCP server for the interactions an agent keeps in Reflexio.",
+    )
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["serve", "demo"],
+        default="serve",
+        help="serve: MCP over stdio (default); demo: start a server on a throwaway embedded "
+        "store and show each tool working through a real MCP client",
     )
     parser.add_argument("--version", action="version", version=f"reflexio-mcp {__version__}")
     add_arguments(parser)
@@ -29,11 +38,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"reflexio-mcp: {err}\n")
     configure_logging(settings.log_level)
 
-    from reflexio_mcp.server import build_server  # imports the MCP SDK: keep --help fast
+    # Both import the MCP SDK (~0.5 s): not needed for --help or a configuration error.
+    if flags.command == "demo":
+        from reflexio_mcp.demo import run_demo
 
-    server = build_server(settings)
-    logger.info("reflexio-mcp %s serving over stdio, backend: %s", __version__, settings.url)
-    server.run("stdio")
+        sys.exit(run_demo())
+
+    from reflexio_mcp.server import build_backend, build_server
+
+    backend = build_backend(settings)
+    logger.info("reflexio-mcp %s over stdio, serving %s", __version__, backend.description)
+    if not settings.uses_reflexio:
+        logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
+    try:
+        build_server(settings, backend).run("stdio")
+    except* ReflexioError as failures:
+        # The backend could not open (an unwritable data folder, a newer schema): say why.
+        for failure in failures.exceptions:
+            logger.error("cannot start: %s", failure)  # noqa: TRY400  the message is the whole story
+        sys.exit(1)
 
 
 def configure_logging(level: str) -> None:

@@ -64,3 +64,10 @@ class ServerError(BackendStatusError):
 
 class Rejected(BackendStatusError):
     """The backend answered 200 but said success=false."""
+
+
+def not_found(user_id: str, interaction_id: int) -> NotFound:
+    return NotFound(
+        f"no interaction {interaction_id} for user {user_id!r}: nothing was deleted; "
+        "find ids with get_interactions or search_interactions"
+    )

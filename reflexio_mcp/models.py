@@ -259,6 +259,23 @@ class DeleteAnswer(BaseModel):
     message: str = ""
 
 
+class BackendStatus(BaseModel):
+    """Which store serves the calls, and whether it can be reached."""
+
+    backend: Literal["embedded", "reflexio"]
+    location: str = Field(description="The store's file, or the Reflexio server's URL.")
+    reachable: bool
+    learning: bool = Field(description="Whether profiles and playbooks are learned.")
+    user_interactions: int | None = Field(
+        default=None, description="Interactions stored for the default user."
+    )
+    interactions: int | None = Field(
+        default=None, description="Interactions stored for all users, when the store tells."
+    )
+    users: int | None = Field(default=None, description="Distinct users, when the store tells.")
+    detail: str = ""
+
+
 def problems_from(error: ValidationError, rename: dict[str, str] | None = None) -> InvalidInput:
     """Turn pydantic's report into 'field: reason' lines a model can act on."""
     rename = rename or {}

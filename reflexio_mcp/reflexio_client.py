@@ -20,12 +20,14 @@ from reflexio_mcp.errors import (
     BackendTimeout,
     BackendUnreachable,
     InvalidInput,
-    NotFound,
     RateLimited,
+    ReflexioError,
     Rejected,
     ServerError,
+    not_found,
 )
 from reflexio_mcp.models import (
+    BackendStatus,
     DeleteAnswer,
     GetRequest,
     Interaction,
@@ -125,16 +127,21 @@ class ReflexioClient:
         return answer
 
     async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        return await self._interactions("POST", "/api/get_interactions", request)
+        return newest_first(await self._interactions("POST", "/api/get_interactions", request))
 
     async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
+        if not request.query and not request.most_recent_k:
+            # Reflexio answers [] to a search with neither; list the newest instead.
+            request = request.model_copy(update={"most_recent_k": request.top_k or 10})
         found = await self._interactions("POST", "/api/search_interactions", request)
+        if request.most_recent_k:
+            found = newest_first(found)  # Reflexio returns these oldest first
         # Reflexio's SQLite store ignores top_k (it caps at most_recent_k or 10).
         return found[: request.top_k] if request.top_k else found
 
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
         response, _ = await self._send("GET", "/api/get_all_interactions", params={"limit": limit})
-        return self._checked_interactions(response)
+        return newest_first(self._checked_interactions(response))
 
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         # Reflexio answers "Deleted successfully" for ids that do not exist or belong to someone
@@ -142,10 +149,7 @@ class ReflexioClient:
         owned = await self.get_interactions(GetRequest(user_id=user_id, top_k=ALL))
         target = next((i for i in owned if i.interaction_id == interaction_id), None)
         if target is None:
-            raise NotFound(
-                f"no interaction {interaction_id} for user {user_id!r}: nothing was deleted; "
-                "find ids with get_interactions or search_interactions"
-            )
+            raise not_found(user_id, interaction_id)
         body = DeleteRequestBody(user_id=user_id, interaction_id=interaction_id)
         response, _ = await self._send(
             "DELETE", "/api/delete_interaction", body=body.model_dump_json().encode()
@@ -154,6 +158,24 @@ class ReflexioClient:
         if not answer.success:
             raise Rejected(f"Reflexio did not delete it: {self._redact(answer.message)}", 200)
         return target
+
+    async def status(self, user_id: str) -> BackendStatus:
+        try:
+            await self._send("GET", "/health")
+            mine = await self.get_interactions(GetRequest(user_id=user_id, top_k=ALL))
+        except ReflexioError as err:
+            return BackendStatus(
+                backend="reflexio", location=self.url, reachable=False, learning=True,
+                detail=str(err),
+            )  # fmt: skip
+        return BackendStatus(
+            backend="reflexio",
+            location=self.url,
+            reachable=True,
+            learning=True,
+            user_interactions=len(mine),
+            detail="Reflexio stores the interactions and learns profiles and playbooks from them.",
+        )
 
     async def _interactions(self, method: str, path: str, request: BaseModel) -> list[Interaction]:
         body = request.model_dump_json(exclude_none=True).encode()
@@ -306,6 +328,11 @@ class ReflexioClient:
         if self._api_key is not None and self._api_key.get_secret_value():
             text = text.replace(self._api_key.get_secret_value(), "***")
         return text
+
+
+def newest_first(interactions: list[Interaction]) -> list[Interaction]:
+    """Newest first; among equal times (Reflexio keeps seconds), the later id first."""
+    return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
 class DeleteRequestBody(BaseModel):

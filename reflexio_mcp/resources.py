@@ -20,7 +20,19 @@ USER_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9._@+:=-]{1,256}$")
 
 
 def register_resources(server: MCPServer, backend: Backend, *, default_user_id: str) -> None:
-    """Add reflexio://interactions/recent and reflexio://users/{user_id}/interactions."""
+    """Add reflexio://status, reflexio://interactions/recent and
+    reflexio://users/{user_id}/interactions."""
+
+    @server.resource(
+        "reflexio://status",
+        name="status",
+        title="Backend status",
+        description="Which store serves the calls (embedded file or Reflexio URL), whether it "
+        "answers, whether it learns, and how many interactions it holds.",
+        mime_type="application/json",
+    )
+    async def status() -> str:
+        return (await backend.status(default_user_id)).model_dump_json(indent=1)
 
     @server.resource(
         "reflexio://interactions/recent",

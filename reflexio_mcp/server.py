@@ -9,6 +9,7 @@ from mcp.server import MCPServer
 
 from reflexio_mcp import __version__
 from reflexio_mcp.backend import Backend
+from reflexio_mcp.embedded_store import EmbeddedStore, default_data_dir
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.resources import register_resources
 from reflexio_mcp.settings import Settings
@@ -16,9 +17,11 @@ from reflexio_mcp.tools import register_tools
 
 
 def build_backend(settings: Settings) -> Backend:
-    """The backend the settings ask for."""
+    """Reflexio when the settings name it (or a URL), else the embedded store."""
+    if not settings.uses_reflexio:
+        return EmbeddedStore(settings.data_dir or default_data_dir())
     return ReflexioClient(
-        settings.url,
+        settings.reflexio_url,
         api_key=settings.api_key,
         timeout=settings.timeout,
         connect_timeout=settings.connect_timeout,
@@ -48,15 +51,25 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
         log_level=settings.log_level,
     )
     register_tools(
-        server, store, default_user_id=settings.user_id, allow_admin=settings.allow_admin
+        server,
+        store,
+        default_user_id=settings.user_id,
+        allow_admin=settings.allow_admin,
+        open_world=isinstance(store, ReflexioClient),
     )
     register_resources(server, store, default_user_id=settings.user_id)
     return server
 
 
 def _instructions(backend: Backend, settings: Settings) -> str:
+    learning = (
+        "Reflexio learns user profiles and playbooks from what is published."
+        if isinstance(backend, ReflexioClient)
+        else "Nothing is learned from them here: profiles and playbooks need a Reflexio "
+        "backend (REFLEXIO_URL)."
+    )
     return (
-        f"Memory of past conversations, kept by {backend.description}. "
+        f"Memory of past conversations, kept by {backend.description}. {learning} "
         "Call publish_interaction after an exchange worth remembering; search_interactions to "
         "recall what was said before; get_interactions to list the newest turns; "
         "delete_interaction when the user asks to forget something. "

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEFAULT_URL = "http://127.0.0.1:8061"
-"""Where `reflexio services start` serves by default."""
+"""Where `reflexio services start` serves; used with --backend reflexio and no URL."""
 DEFAULT_USER_ID = "user-default"
 """Reflexio's own default user id (reflexio.defaults.DEFAULT_USER_ID)."""
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+BackendChoice = Literal["auto", "embedded", "reflexio"]
 
 
 class Settings(BaseModel):
@@ -22,7 +24,11 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    url: str = Field(default=DEFAULT_URL, description="Base URL of the Reflexio backend.")
+    backend: BackendChoice = Field(
+        default="auto", description="auto: Reflexio when a URL is set, else the embedded store."
+    )
+    url: str | None = Field(default=None, description="Base URL of the Reflexio backend.")
+    data_dir: Path | None = Field(default=None, description="Folder of the embedded store.")
     api_key: SecretStr | None = Field(default=None, description="Sent as Authorization: Bearer.")
     user_id: str = Field(
         default=DEFAULT_USER_ID, min_length=1, description="Used when a call names none."
@@ -41,15 +47,27 @@ class Settings(BaseModel):
 
     @field_validator("url")
     @classmethod
-    def _url_is_http(cls, value: str) -> str:
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{value!r} is not an http(s) URL; e.g. {DEFAULT_URL}")
         return value.rstrip("/")
 
+    @property
+    def uses_reflexio(self) -> bool:
+        return self.backend == "reflexio" or (self.backend == "auto" and self.url is not None)
+
+    @property
+    def reflexio_url(self) -> str:
+        return self.url or DEFAULT_URL
+
 
 ENVIRONMENT = {
+    "backend": "REFLEXIO_MCP_BACKEND",
     "url": "REFLEXIO_URL",
+    "data_dir": "REFLEXIO_MCP_DATA_DIR",
     "api_key": "REFLEXIO_API_KEY",
     "user_id": "REFLEXIO_USER_ID",
     "timeout": "REFLEXIO_TIMEOUT",
@@ -67,7 +85,16 @@ class SettingsError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare one flag per setting; each defaults to None so the environment can fill it."""
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "embedded", "reflexio"],
+        help="where interactions live; auto: Reflexio if a URL is set, else embedded "
+        f"[{ENVIRONMENT['backend']}]",
+    )
     parser.add_argument("--url", help=f"Reflexio backend URL [{ENVIRONMENT['url']}]")
+    parser.add_argument(
+        "--data-dir", help=f"folder of the embedded store [{ENVIRONMENT['data_dir']}]"
+    )
     parser.add_argument(
         "--api-key",
         help=f"Reflexio API key; prefer the {ENVIRONMENT['api_key']} variable, "

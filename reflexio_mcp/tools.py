@@ -90,20 +90,32 @@ def reported_to_model() -> Generator[None]:
 
 
 def register_tools(
-    server: MCPServer, backend: Backend, *, default_user_id: str, allow_admin: bool
+    server: MCPServer,
+    backend: Backend,
+    *,
+    default_user_id: str,
+    allow_admin: bool,
+    open_world: bool,
 ) -> None:
-    """Add the interaction tools to `server`; get_all_interactions only when `allow_admin`."""
+    """Add the interaction tools to `server`; get_all_interactions only when `allow_admin`.
+
+    `open_world` says whether the backend is outside this machine's process (Reflexio).
+    """
+
+    def hints(*, read_only: bool, destructive: bool = False, idempotent: bool) -> ToolAnnotations:
+        return ToolAnnotations(
+            read_only_hint=read_only,
+            destructive_hint=destructive,
+            idempotent_hint=idempotent,
+            open_world_hint=open_world,
+        )
+
     # Reflexio requires a session_id: callers that give none share this process's own.
     process_session_id = f"reflexio-mcp-{uuid.uuid4().hex}"
 
     @server.tool(
         title="Publish interaction",
-        annotations=ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=True,
-        ),
+        annotations=hints(read_only=False, idempotent=False),
     )
     async def publish_interaction(
         interactions: Annotated[
@@ -191,9 +203,7 @@ def register_tools(
 
     @server.tool(
         title="Search interactions",
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=hints(read_only=True, idempotent=True),
     )
     async def search_interactions(
         query: Annotated[
@@ -252,9 +262,7 @@ def register_tools(
 
     @server.tool(
         title="Get interactions",
-        annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=hints(read_only=True, idempotent=True),
     )
     async def get_interactions(
         user_id: UserId = None,
@@ -283,12 +291,7 @@ def register_tools(
 
         @server.tool(
             title="Get all interactions (admin)",
-            annotations=ToolAnnotations(
-                read_only_hint=True,
-                destructive_hint=False,
-                idempotent_hint=True,
-                open_world_hint=True,
-            ),
+            annotations=hints(read_only=True, idempotent=True),
         )
         async def get_all_interactions(
             limit: Annotated[
@@ -306,9 +309,7 @@ def register_tools(
 
     @server.tool(
         title="Delete interaction",
-        annotations=ToolAnnotations(
-            read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True
-        ),
+        annotations=hints(read_only=False, destructive=True, idempotent=True),
     )
     async def delete_interaction(
         interaction_id: Annotated[

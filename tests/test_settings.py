@@ -9,12 +9,31 @@ import pytest
 from reflexio_mcp.settings import DEFAULT_URL, Settings, SettingsError, parse_settings
 
 
-def test_defaults_point_at_reflexio_local_server() -> None:
+def test_defaults_use_the_embedded_store() -> None:
     settings = parse_settings([], {})
-    assert settings.url == DEFAULT_URL == "http://127.0.0.1:8061"
+    assert not settings.uses_reflexio
     assert settings.user_id == "user-default"
     assert settings.api_key is None
     assert settings.allow_admin is False
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "uses_reflexio"),
+    [
+        ([], {"REFLEXIO_URL": "http://127.0.0.1:9"}, True),
+        (["--backend", "embedded"], {"REFLEXIO_URL": "http://127.0.0.1:9"}, False),
+        ([], {"REFLEXIO_MCP_BACKEND": "embedded", "REFLEXIO_URL": "http://127.0.0.1:9"}, False),
+        (["--backend", "reflexio"], {}, True),
+        (["--backend", "auto"], {"REFLEXIO_MCP_BACKEND": "embedded"}, False),
+    ],
+)
+def test_backend_choice(argv: list[str], environ: dict[str, str], uses_reflexio: bool) -> None:
+    assert parse_settings(argv, environ).uses_reflexio is uses_reflexio
+
+
+def test_reflexio_without_url_means_its_local_default() -> None:
+    settings = parse_settings(["--backend", "reflexio"], {})
+    assert settings.reflexio_url == DEFAULT_URL == "http://127.0.0.1:8061"
 
 
 def test_environment_fills_settings() -> None:
