@@ -33,6 +33,7 @@ from reflexio_mcp.models import (
     PublishRequest,
     SearchRequest,
     ToolUsed,
+    newest_first,
 )
 
 SCHEMA_VERSION = 1
@@ -112,6 +113,7 @@ COLUMNS = (
 )
 COLUMNS_OF_I = ", ".join(f"i.{column}" for column in COLUMNS.split(", "))
 NEWEST_FIRST = "created_at DESC, interaction_id DESC"
+I_NEWEST_FIRST = "i.created_at DESC, i.interaction_id DESC"
 _WORD = re.compile(r"\w+", re.UNICODE)
 _T = TypeVar("_T")
 
@@ -256,18 +258,20 @@ class EmbeddedStore:
         limits = [k for k in (request.top_k, request.most_recent_k) if k]
         limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
         match = _fts_query(request.query or "")
-        newest_first = "i.created_at DESC, i.interaction_id DESC"
         if not match:
-            sql = f"SELECT {COLUMNS_OF_I} FROM interactions i WHERE {where} ORDER BY {newest_first}"
+            sql = (
+                f"SELECT {COLUMNS_OF_I} FROM interactions i WHERE {where} ORDER BY {I_NEWEST_FIRST}"
+            )
             return await self._select(f"{sql} LIMIT ?", (*params, limit))
         # Vector and hybrid modes fall back to full text, as Reflexio does without embeddings.
-        order = newest_first if request.most_recent_k else f"f.rank, {newest_first}"
         sql = (
             f"SELECT {COLUMNS_OF_I} FROM interactions_fts f "
             "JOIN interactions i ON i.interaction_id = f.rowid "
-            f"WHERE interactions_fts MATCH ? AND {where} ORDER BY {order} LIMIT ?"
+            f"WHERE interactions_fts MATCH ? AND {where} ORDER BY f.rank, {I_NEWEST_FIRST} LIMIT ?"
         )
-        return await self._select(sql, (match, *params, limit))
+        best = await self._select(sql, (match, *params, limit))
+        # As Reflexio: most_recent_k keeps the k best matches, shown newest first.
+        return newest_first(best) if request.most_recent_k else best
 
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
         sql = f"SELECT {COLUMNS} FROM interactions ORDER BY {NEWEST_FIRST} LIMIT ?"

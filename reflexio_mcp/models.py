@@ -239,6 +239,11 @@ class Interaction(BaseModel):
         return datetime.fromtimestamp(self.created_at, UTC).isoformat().replace("+00:00", "Z")
 
 
+def newest_first(interactions: list[Interaction]) -> list[Interaction]:
+    """Newest first; among equal times (stored in whole seconds), the later id first."""
+    return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
+
+
 def _known_tool_fields(item: Any) -> Any:
     if not isinstance(item, dict):
         return item

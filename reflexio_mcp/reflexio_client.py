@@ -35,6 +35,7 @@ from reflexio_mcp.models import (
     PublishAnswer,
     PublishRequest,
     SearchRequest,
+    newest_first,
 )
 
 logger = logging.getLogger(__name__)
@@ -328,11 +329,6 @@ class ReflexioClient:
         if self._api_key is not None and self._api_key.get_secret_value():
             text = text.replace(self._api_key.get_secret_value(), "***")
         return text
-
-
-def newest_first(interactions: list[Interaction]) -> list[Interaction]:
-    """Newest first; among equal times (Reflexio keeps seconds), the later id first."""
-    return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
 class DeleteRequestBody(BaseModel):

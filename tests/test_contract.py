@@ -1,10 +1,15 @@
-"""The MCP surface in process (SDK Client(server)), forwarding to the real Reflexio server."""
+"""The contract: the same behaviour through the MCP tools, whichever backend stores the data.
+
+Every test runs twice, in process (SDK Client(server)): on the embedded store and forwarding
+to the real Reflexio server. Where the two must differ, the test says so.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +25,22 @@ DEFAULT_USER = "user-default"
 TOOLS = {"publish_interaction", "search_interactions", "get_interactions", "delete_interaction"}
 
 
+@pytest.fixture(params=["embedded", "reflexio"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-async def mcp(reflexio: RunningServer) -> AsyncIterator[Client]:
-    async with Client(build_server(Settings(url=reflexio.url, allow_admin=True))) as client:
+def settings(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if kind == "reflexio":
+        reflexio: RunningServer = request.getfixturevalue("reflexio")
+        return Settings(url=reflexio.url, allow_admin=True)
+    return Settings(backend="embedded", data_dir=tmp_path, allow_admin=True)
+
+
+@pytest.fixture
+async def mcp(settings: Settings) -> AsyncGenerator[Client]:
+    async with Client(build_server(settings)) as client:
         yield client
 
 
@@ -66,8 +84,9 @@ CONVERSATION = [
 ]
 
 
-async def test_tools_list_names_schemas_and_annotations(reflexio: RunningServer) -> None:
-    async with Client(build_server(Settings(url=reflexio.url))) as client:
+async def test_tools_list_names_schemas_and_annotations(settings: Settings, kind: str) -> None:
+    without_admin = settings.model_copy(update={"allow_admin": False})
+    async with Client(build_server(without_admin)) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert set(tools) == TOOLS  # get_all_interactions needs --allow-admin
     for tool in tools.values():
@@ -77,7 +96,11 @@ async def test_tools_list_names_schemas_and_annotations(reflexio: RunningServer)
         for name, schema in tool.input_schema["properties"].items():
             assert schema.get("description"), f"{tool.name}.{name} has no description"
     annotations = {name: tool.annotations for name, tool in tools.items()}
-    assert all(a is not None and a.open_world_hint for a in annotations.values())
+    # Reflexio is another service; the embedded store is this process's own file.
+    expect_open_world = kind == "reflexio"
+    assert all(
+        a is not None and a.open_world_hint is expect_open_world for a in annotations.values()
+    )
     read_only = {n for n, a in annotations.items() if a and a.read_only_hint}
     destructive = {n for n, a in annotations.items() if a and a.destructive_hint}
     assert read_only == {"search_interactions", "get_interactions"}
@@ -104,7 +127,7 @@ async def test_publish_then_get_returns_every_field_newest_first(mcp: Client, us
     )
     assert published["stored"] == 3
     assert published["session_id"] == "s1"
-    assert published["message"] == "Interaction published successfully"
+    assert published["message"].startswith("Interaction published successfully")
 
     listed = await call(mcp, "get_interactions", {"user_id": user_id})
     assert listed["count"] == 3
@@ -149,7 +172,7 @@ async def test_search_finds_by_word_and_honours_top_k(mcp: Client, user_id: str)
     await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": CONVERSATION})
     found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "acetone"})
     assert found["count"] >= 1
-    assert all("acetone" in i["content"] for i in found["interactions"])
+    assert all("acetone" in i["content"] + i["expert_content"] for i in found["interactions"])
     one = await call(
         mcp,
         "search_interactions",
@@ -330,3 +353,136 @@ async def test_recent_resources(mcp: Client, user_id: str) -> None:
 async def test_resource_template_rejects_path_tricks(mcp: Client, bad: str) -> None:
     with pytest.raises(MCPError):
         await mcp.read_resource(f"reflexio://users/{bad}/interactions")
+
+
+async def test_publish_says_whether_learning_happens(mcp: Client, kind: str, user_id: str) -> None:
+    published = await call(
+        mcp, "publish_interaction", {"user_id": user_id, "user_message": "a", "agent_response": "b"}
+    )
+    if kind == "embedded":  # differs by design: only Reflexio learns
+        assert "no learning happens here" in published["message"]
+        assert published["learning"] == "unavailable / embedded store"
+    else:
+        assert "no learning" not in published["message"]
+
+
+async def test_status_names_the_backend(mcp: Client, kind: str, settings: Settings) -> None:
+    await call(mcp, "publish_interaction", {"user_message": "count me", "agent_response": "ok"})
+    status = await read_json(mcp, "reflexio://status")
+    assert status["backend"] == kind
+    assert status["reachable"] is True
+    assert status["learning"] is (kind == "reflexio")
+    assert status["user_interactions"] >= 2
+    if kind == "embedded":
+        assert status["location"] == str(settings.data_dir / "interactions.sqlite3")  # type: ignore[operator]
+        assert status["interactions"] == 2
+    else:
+        assert status["location"] == settings.url
+
+
+async def test_unicode_round_trips_and_is_searchable(mcp: Client, user_id: str) -> None:
+    text = "Grüße aus Zürich — 東京で寿司 🍣, naïve café"
+    await call(
+        mcp, "publish_interaction", {"user_id": user_id, "interactions": [{"content": text}]}
+    )
+    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert listed["interactions"][0]["content"] == text
+    found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "Zürich"})
+    assert [i["content"] for i in found["interactions"]] == [text]
+
+
+async def test_large_content_round_trips_whole(mcp: Client, user_id: str) -> None:
+    big = "lorem ipsum " * 83_000  # ~1 MB, under the 1,000,000 characters a turn may hold
+    big = big[:999_999]
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": [{"content": big}]})
+    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert listed["interactions"][0]["content"] == big
+
+
+async def test_a_thousand_turns_in_one_publish_and_no_more(mcp: Client, user_id: str) -> None:
+    turns = [{"content": f"turn {n}"} for n in range(1000)]
+    published = await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns})
+    assert published["stored"] == 1000
+    listed = await call(mcp, "get_interactions", {"user_id": user_id, "top_k": 1000})
+    assert listed["count"] == 1000
+    message = await error(
+        mcp, "publish_interaction", {"user_id": user_id, "interactions": [*turns, {"content": "x"}]}
+    )
+    assert "interactions" in message
+
+
+async def test_recent_is_newest_first_and_top_k_bounded(mcp: Client, user_id: str) -> None:
+    start = int(time.time()) - 500
+    turns = [{"content": f"step {n}", "created_at": start + n} for n in range(6)]
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns[::2]})
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns[1::2]})
+    newest = await call(mcp, "get_interactions", {"user_id": user_id, "top_k": 4})
+    assert [i["content"] for i in newest["interactions"]] == [
+        "step 5",
+        "step 4",
+        "step 3",
+        "step 2",
+    ]
+    searched = await call(mcp, "search_interactions", {"user_id": user_id, "most_recent_k": 3})
+    assert [i["content"] for i in searched["interactions"]] == ["step 5", "step 4", "step 3"]
+    # With a query, most_recent_k keeps the k best matches and orders them newest first.
+    matching = await call(
+        mcp, "search_interactions", {"user_id": user_id, "query": "step", "most_recent_k": 2}
+    )
+    times = [i["created_at"] for i in matching["interactions"]]
+    assert len(times) == 2
+    assert times == sorted(times, reverse=True)
+    no_query = await call(mcp, "search_interactions", {"user_id": user_id, "top_k": 2})
+    assert [i["content"] for i in no_query["interactions"]] == ["step 5", "step 4"]
+
+
+async def test_search_by_request_id(mcp: Client, user_id: str) -> None:
+    first = await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "apples", "agent_response": "ok"},
+    )
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "apples too", "agent_response": "ok"},
+    )
+    found = await call(
+        mcp,
+        "search_interactions",
+        {"user_id": user_id, "query": "apples", "request_id": first["request_id"]},
+    )
+    assert [i["content"] for i in found["interactions"]] == ["apples"]
+
+
+async def test_users_do_not_see_each_other(mcp: Client, user_id: str) -> None:
+    other = f"{user_id}-other"
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": other, "user_message": "secret plan", "agent_response": "ok"},
+    )
+    assert (await call(mcp, "get_interactions", {"user_id": user_id}))["count"] == 0
+    found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "secret plan"})
+    assert found["count"] == 0
+
+
+async def test_fts_syntax_in_a_query_is_just_words(mcp: Client, user_id: str) -> None:
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "quote me", "agent_response": "ok"},
+    )
+    for query in ['"unbalanced', "NEAR(quote", "quote*", "content:quote", "a AND OR NOT", "(", "-"]:
+        result = await mcp.call_tool("search_interactions", {"user_id": user_id, "query": query})
+        assert not result.is_error, (query, text(result))
+
+
+async def test_expert_content_is_searchable_only_on_the_embedded_store(
+    mcp: Client, kind: str, user_id: str
+) -> None:
+    turn = {"content": "The answer was fine.", "expert_content": "Mention the warranty clause."}
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": [turn]})
+    found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "warranty"})
+    # Differs: Reflexio 0.2.32 indexes content and user_action_description only.
+    assert found["count"] == (1 if kind == "embedded" else 0)
