@@ -14,6 +14,7 @@ from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.resources import register_resources
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.tools import register_tools
+from reflexio_mcp.unknown_arguments import reject_unknown_arguments
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -49,6 +50,7 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
         website_url="https://github.com/ReflexioAI/reflexio",
         lifespan=lifespan,
         log_level=settings.log_level,
+        middleware=[reject_unknown_arguments(lambda: server.list_tools())],
     )
     register_tools(
         server,

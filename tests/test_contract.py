@@ -486,3 +486,23 @@ async def test_expert_content_is_searchable_only_on_the_embedded_store(
     found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "warranty"})
     # Differs: Reflexio 0.2.32 indexes content and user_action_description only.
     assert found["count"] == (1 if kind == "embedded" else 0)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("get_interactions", {"limit": 5}, "limit: not an argument of get_interactions"),
+        (
+            "publish_interaction",
+            {"usr_id": "x"},
+            "usr_id: not an argument of publish_interaction (did you mean 'user_id'?)",
+        ),
+        ("search_interactions", {"querry": "x"}, "(did you mean 'query'?)"),
+    ],
+)
+async def test_unknown_arguments_are_refused_not_ignored(
+    mcp: Client, tool: str, arguments: dict[str, Any], expected: str
+) -> None:
+    message = await error(mcp, tool, arguments)
+    assert expected in message
+    assert f"{tool} takes: " in message

@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client, StdioServerParameters, stdio_client
 from mcp_types import TextContent
 
 from tests.reflexio_server import BackendSetupError, RunningServer, reflexio_server, stop
@@ -172,3 +172,34 @@ async def test_wrong_or_missing_api_key_is_a_clear_auth_error(
     assert SERVER_KEY not in message
     if key:
         assert key not in message
+
+
+async def test_debug_logs_go_to_stderr_and_never_hold_the_key(
+    keyed_reflexio: RunningServer, tmp_path: Path, user_id: str
+) -> None:
+    command, args = server_command()
+    parameters = StdioServerParameters(
+        command=command,
+        args=args,
+        env={
+            "REFLEXIO_URL": keyed_reflexio.url,
+            "REFLEXIO_API_KEY": SERVER_KEY,
+            "REFLEXIO_MCP_LOG_LEVEL": "DEBUG",
+        },
+    )
+    log = tmp_path / "stderr.log"
+    with log.open("w") as errlog, anyio.fail_after(CALL_SECONDS):
+        async with Client(stdio_client(parameters, errlog=errlog)) as client:
+            failed, _, _ = await call(
+                client,
+                "publish_interaction",
+                {"user_id": user_id, "user_message": "hi", "agent_response": "ho"},
+            )
+            assert not failed
+            failed, _, _ = await call(
+                client, "delete_interaction", {"user_id": user_id, "interaction_id": 1}
+            )
+    text = log.read_text()
+    assert f"serving Reflexio at {keyed_reflexio.url}" in text
+    assert "POST /api/publish_interaction -> 200" in text
+    assert SERVER_KEY not in text
