@@ -32,7 +32,6 @@ from reflexio_mcp.models import (
     PublishAnswer,
     PublishRequest,
     SearchRequest,
-    ToolUsed,
     newest_first,
 )
 
@@ -107,11 +106,12 @@ SCHEMA = [
 ]
 """One statement each: executescript() would COMMIT the transaction that guards them."""
 
-COLUMNS = (
-    "interaction_id, user_id, request_id, created_at, role, content, expert_content, "
-    "user_action, user_action_description, interacted_image_url, tools_used"
-)
-COLUMNS_OF_I = ", ".join(f"i.{column}" for column in COLUMNS.split(", "))
+COLUMN_NAMES = (
+    "interaction_id", "user_id", "request_id", "created_at", "role", "content", "expert_content",
+    "user_action", "user_action_description", "interacted_image_url", "tools_used",
+)  # fmt: skip
+COLUMNS = ", ".join(COLUMN_NAMES)
+COLUMNS_OF_I = ", ".join(f"i.{column}" for column in COLUMN_NAMES)
 NEWEST_FIRST = "created_at DESC, interaction_id DESC"
 I_NEWEST_FIRST = "i.created_at DESC, i.interaction_id DESC"
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -368,18 +368,6 @@ def _fts_query(text: str) -> str:
 
 
 def _interaction(row: Sequence[Any]) -> Interaction:
-    (interaction_id, user_id, request_id, created_at, role, content, expert_content,
-     user_action, user_action_description, interacted_image_url, tools_used) = row  # fmt: skip
-    return Interaction(
-        interaction_id=interaction_id,
-        user_id=user_id,
-        request_id=request_id,
-        created_at=created_at,
-        role=role,
-        content=content,
-        expert_content=expert_content,
-        user_action=user_action,
-        user_action_description=user_action_description,
-        interacted_image_url=interacted_image_url,
-        tools_used=[ToolUsed.model_validate(t) for t in json.loads(tools_used)],
-    )
+    fields = dict(zip(COLUMN_NAMES, row, strict=True))
+    fields["tools_used"] = json.loads(fields["tools_used"])
+    return Interaction.model_validate(fields)
