@@ -5,17 +5,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reflexio_server import BackendSetupError, RunningServer, reflexio_server
+from tests.reflexio_server import RunningServer, required_reflexio_server
 
 
 @pytest.fixture(scope="session")
 def reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The real Reflexio server, shared by the session. Fails, never skips, if it cannot start."""
-    try:
-        with reflexio_server(tmp_path_factory.mktemp("reflexio")) as server:
-            yield server
-    except BackendSetupError as err:
-        pytest.fail(f"the real Reflexio backend is required and could not start: {err}")
+    with required_reflexio_server(tmp_path_factory.mktemp("reflexio")) as server:
+        yield server
 
 
 @pytest.fixture

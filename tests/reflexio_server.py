@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+import pytest
 
 REFLEXIO_VERSION = "0.2.32"
 LIGHT_DEPENDENCIES = [
@@ -172,6 +173,18 @@ def reflexio_server(
         yield server
     finally:
         stop(server)
+
+
+@contextmanager
+def required_reflexio_server(
+    workdir: Path, *, extra_env: Mapping[str, str] | None = None
+) -> Generator[RunningServer]:
+    """reflexio_server() for tests: failing, never skipping, when the backend cannot start."""
+    try:
+        with reflexio_server(workdir, extra_env=extra_env) as server:
+            yield server
+    except BackendSetupError as err:
+        pytest.fail(f"the real Reflexio backend is required and could not start: {err}")
 
 
 def _wait_healthy(server: RunningServer) -> None:

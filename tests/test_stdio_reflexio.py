@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp_types import TextContent
 
-from tests.reflexio_server import BackendSetupError, RunningServer, reflexio_server, stop
+from tests.reflexio_server import RunningServer, required_reflexio_server, stop
 
 SERVER_KEY = "rk-test-4f1c9a7e2b"
 CALL_SECONDS = 60
@@ -50,13 +50,9 @@ async def call(
 @pytest.fixture(scope="module")
 def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A Reflexio server that demands `Authorization: Bearer SERVER_KEY`."""
-    try:
-        with reflexio_server(
-            tmp_path_factory.mktemp("keyed"), extra_env={"REFLEXIO_API_KEY": SERVER_KEY}
-        ) as server:
-            yield server
-    except BackendSetupError as err:
-        pytest.fail(f"the real Reflexio backend is required and could not start: {err}")
+    workdir = tmp_path_factory.mktemp("keyed")
+    with required_reflexio_server(workdir, extra_env={"REFLEXIO_API_KEY": SERVER_KEY}) as server:
+        yield server
 
 
 async def test_conversation_round_trip_over_stdio(reflexio: RunningServer, user_id: str) -> None:
@@ -122,7 +118,7 @@ async def test_conversation_round_trip_over_stdio(reflexio: RunningServer, user_
 
 
 async def test_backend_stopped_gives_the_unreachable_error(tmp_path: Path, user_id: str) -> None:
-    with reflexio_server(tmp_path) as server:
+    with required_reflexio_server(tmp_path) as server:
         async with stdio_session(server.url) as client:
             failed, _, _ = await call(client, "get_interactions", {"user_id": user_id})
             assert not failed
