@@ -23,6 +23,10 @@ class Backend(Protocol):
 
     description: str
     """One line naming the store, for logs and status: "Reflexio at http://..."."""
+    learns: bool
+    """Whether profiles and playbooks are learned from what is published."""
+    remote: bool
+    """Whether calls leave this process for another service."""
 
     async def __aenter__(self) -> Self: ...
 

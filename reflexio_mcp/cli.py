@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     backend = build_backend(settings)
     logger.info("reflexio-mcp %s over stdio, serving %s", __version__, backend.description)
-    if not settings.uses_reflexio:
+    if not backend.learns:
         logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
     try:
         build_server(settings, backend).run("stdio")

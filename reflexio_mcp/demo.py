@@ -44,7 +44,7 @@ def run_demo() -> int:
     """Run the demo; 0 when every step did what it should."""
     try:
         anyio.run(_demo)
-    except Exception as err:  # noqa: BLE001  top-level handler of the demo: a report, no traceback
+    except (DemoFailed, MCPError, OSError, TimeoutError, ExceptionGroup) as err:
         say(f"\nDEMO FAILED: {_first_leaf(err)}")
         return 1
     say("\nAll steps passed.")

@@ -132,6 +132,9 @@ def default_data_dir() -> Path:
 class EmbeddedStore:
     """A Backend over one SQLite file. Use as an async context manager."""
 
+    learns = False
+    remote = False
+
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / FILE_NAME
         self.description = f"the embedded store at {self.path}"
@@ -309,7 +312,7 @@ class EmbeddedStore:
             backend="embedded",
             location=str(self.path),
             reachable=True,
-            learning=False,
+            learning=self.learns,
             user_interactions=mine,
             interactions=interactions,
             users=users,

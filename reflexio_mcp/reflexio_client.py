@@ -57,6 +57,9 @@ class ReflexioClient:
     Use as an async context manager: the pool opens on enter and closes on exit.
     """
 
+    learns = True
+    remote = True
+
     def __init__(
         self,
         url: str,

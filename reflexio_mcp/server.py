@@ -57,7 +57,7 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
         store,
         default_user_id=settings.user_id,
         allow_admin=settings.allow_admin,
-        open_world=isinstance(store, ReflexioClient),
+        open_world=store.remote,
     )
     register_resources(server, store, default_user_id=settings.user_id)
     return server
@@ -66,7 +66,7 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
 def _instructions(backend: Backend, settings: Settings) -> str:
     learning = (
         "Reflexio learns user profiles and playbooks from what is published."
-        if isinstance(backend, ReflexioClient)
+        if backend.learns
         else "Nothing is learned from them here: profiles and playbooks need a Reflexio "
         "backend (REFLEXIO_URL)."
     )

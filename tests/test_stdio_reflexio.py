@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from collections.abc import AsyncGenerator, Iterator
@@ -12,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
-from mcp_types import TextContent
+from mcp_types import TextContent, TextResourceContents
 
 from tests.reflexio_server import RunningServer, required_reflexio_server, stop
 
@@ -129,6 +130,12 @@ async def test_backend_stopped_gives_the_unreachable_error(tmp_path: Path, user_
                 f"Reflexio backend unreachable at {server.url}: start it with "
                 "`reflexio services start` or set REFLEXIO_URL"
             )
+            with anyio.fail_after(CALL_SECONDS):
+                status = await client.read_resource("reflexio://status")
+            content = status.contents[0]
+            assert isinstance(content, TextResourceContents)
+            assert json.loads(content.text)["reachable"] is False
+            assert "unreachable" in json.loads(content.text)["detail"]
             # The server survives the failure and keeps answering.
             failed, _, message = await call(
                 client, "publish_interaction", {"user_message": "a", "agent_response": "b"}
