@@ -230,17 +230,16 @@ class ReflexioClient:
                     headers=headers,
                     timeout=request_timeout,
                 )
-            except httpx2.TimeoutException as err:
-                if isinstance(err, httpx2.ConnectTimeout):
-                    failure = self._unreachable()
-                else:
-                    # The request may have been processed: not retried, so a slow backend costs
-                    # one timeout, not several.
-                    raise BackendTimeout(
-                        f"Reflexio at {self.url} did not answer {path} within "
-                        f"{request_timeout.read:g} s; it may be busy: try again, or raise "
-                        "REFLEXIO_TIMEOUT"
-                    ) from None
+            except httpx2.ConnectTimeout:
+                failure = self._unreachable()
+            except httpx2.TimeoutException:
+                # The request may have been processed: not retried, so a slow backend costs
+                # one timeout, not several.
+                raise BackendTimeout(
+                    f"Reflexio at {self.url} did not answer {path} within "
+                    f"{request_timeout.read:g} s; it may be busy: try again, or raise "
+                    "REFLEXIO_TIMEOUT"
+                ) from None
             except httpx2.TransportError:
                 failure = self._unreachable()
             logger.debug(
