@@ -5,11 +5,12 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self
 
+from reflexio_mcp.errors import InvalidInput
 from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
-    PublishAnswer,
+    Published,
     PublishRequest,
     SearchRequest,
 )
@@ -37,8 +38,15 @@ class Backend(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
-    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> PublishAnswer:
-        """Store the turns of one publish. Publishing a request_id twice stores it once."""
+    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
+        """Store the turns of one publish.
+
+        A request_id already stored for the same user stores nothing and answers
+        `already_stored=True` (see `already_stored`).
+
+        Raises:
+            InvalidInput: the request_id was used by another user's publish.
+        """
         ...
 
     async def get_interactions(self, request: GetRequest) -> list[Interaction]:
@@ -54,7 +62,8 @@ class Backend(Protocol):
         ...
 
     async def status(self, user_id: str) -> BackendStatus:
-        """Which store this is, whether it answers, and how much it holds (for `user_id`)."""
+        """Which store this is, whether it answers, and how much it holds (for `user_id` where
+        that is cheap to tell). Never raises: an unreachable backend is a status."""
         ...
 
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
@@ -64,3 +73,24 @@ class Backend(Protocol):
             NotFound: no interaction with that id belongs to that user.
         """
         ...
+
+
+def already_stored(request: PublishRequest, *, same_user: bool) -> Published:
+    """The answer to a request_id seen before: nothing stored twice, or a clash to fix.
+
+    Raises:
+        InvalidInput: the request_id belongs to a publish this user cannot see.
+    """
+    if not same_user:
+        raise InvalidInput(
+            [
+                f"request_id: {request.request_id!r} was already used by another publish "
+                "(another user's, or one whose turns were all deleted); give a new request_id, "
+                "or omit it for a fresh one"
+            ]
+        )
+    return Published(
+        message=f"request_id {request.request_id!r} was already stored by an earlier publish: "
+        "nothing was stored twice",
+        already_stored=True,
+    )

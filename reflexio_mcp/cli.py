@@ -45,15 +45,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(run_demo())
 
     from reflexio_mcp.server import build_backend, build_server
+    from reflexio_mcp.stdio_guard import guard_stdin
 
     backend = build_backend(settings)
     logger.info("reflexio-mcp %s over stdio, serving %s", __version__, backend.description)
     if not backend.learns:
         logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
+    for notice in settings.notices():
+        logger.warning("%s", notice)
+    guard_stdin()
     try:
         build_server(settings, backend).run("stdio")
     except* ReflexioError as failures:
-        # The backend could not open (an unwritable data folder, a newer schema): say why.
+        # The backend could not open (an unwritable or damaged store, a newer schema): say why.
         for failure in failures.exceptions:
             logger.error("cannot start: %s", failure)  # noqa: TRY400  the message is the whole story
         sys.exit(1)

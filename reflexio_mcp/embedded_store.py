@@ -4,40 +4,38 @@ It keeps Reflexio's rules (request_id stored once, source pattern, sizes, 10 MiB
 and answers in Reflexio's shapes, so tools cannot tell the two apart, except that nothing is
 learned here: profiles and playbooks need a Reflexio server.
 
-SQLite runs in worker threads (anyio.to_thread), one at a time on one connection. WAL mode and
-BEGIN IMMEDIATE let several processes (two Claude windows) share the file without losing writes.
+Two full-text indexes: words (porter, unicode61) over content, expert_content and
+user_action_description, kept by triggers; and CJK character pairs (see search_text), kept
+by this module in the same transaction as the rows.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import sqlite3
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
-import anyio
-
-from reflexio_mcp.errors import ReflexioError, not_found
+from reflexio_mcp.backend import already_stored
+from reflexio_mcp.errors import StoreError, not_found
 from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
-    PublishAnswer,
+    Published,
     PublishRequest,
     SearchRequest,
     newest_first,
 )
+from reflexio_mcp.search_text import cjk_grams, cjk_match, word_match
+from reflexio_mcp.sqlite_file import READ_SECONDS, SqliteFile
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "interactions.sqlite3"
-BUSY_TIMEOUT_MS = 10_000
 DEFAULT_SEARCH_LIMIT = 10
 """Reflexio's own default when neither top_k nor most_recent_k is given."""
 NO_LEARNING = (
@@ -45,6 +43,9 @@ NO_LEARNING = (
     "Reflexio backend (set REFLEXIO_URL)"
 )
 
+CJK_INDEX = """
+    CREATE VIRTUAL TABLE interactions_cjk USING fts5 (grams, tokenize='unicode61');
+"""
 SCHEMA = [
     """
     CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -103,6 +104,7 @@ SCHEMA = [
                 old.user_action_description);
     END;
     """,
+    CJK_INDEX,
 ]
 """One statement each: executescript() would COMMIT the transaction that guards them."""
 
@@ -114,19 +116,6 @@ COLUMNS = ", ".join(COLUMN_NAMES)
 COLUMNS_OF_I = ", ".join(f"i.{column}" for column in COLUMN_NAMES)
 NEWEST_FIRST = "created_at DESC, interaction_id DESC"
 I_NEWEST_FIRST = "i.created_at DESC, i.interaction_id DESC"
-_WORD = re.compile(r"\w+", re.UNICODE)
-_T = TypeVar("_T")
-
-
-def default_data_dir() -> Path:
-    """Where a user's data lives on this platform."""
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = str(Path.home() / "Library" / "Application Support")
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "reflexio-mcp"
 
 
 class EmbeddedStore:
@@ -135,17 +124,16 @@ class EmbeddedStore:
     learns = False
     remote = False
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, read_seconds: float = READ_SECONDS) -> None:
         self.path = data_dir / FILE_NAME
         self.description = f"the embedded store at {self.path}"
-        self._db: sqlite3.Connection | None = None
-        self._one_at_a_time = anyio.CapacityLimiter(1)
+        self._file = SqliteFile(self.path, self._prepare, read_seconds=read_seconds)
 
     def __repr__(self) -> str:
         return f"EmbeddedStore(path={str(self.path)!r})"
 
     async def __aenter__(self) -> Self:
-        self._db = await anyio.to_thread.run_sync(self._open)
+        await self._file.__aenter__()
         return self
 
     async def __aexit__(
@@ -154,81 +142,66 @@ class EmbeddedStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await anyio.to_thread.run_sync(db.close)
+        await self._file.__aexit__(exc_type, exc, tb)
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not self.path.exists():
-                # Owner-only from the first byte; SQLite gives its -wal/-shm files the same mode.
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except OSError as err:
-            raise ReflexioError(
-                f"cannot open the embedded store at {self.path}: {err.strerror}; "
-                "set REFLEXIO_MCP_DATA_DIR to a writable folder"
-            ) from None
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.execute("PRAGMA foreign_keys = ON")
-        with _write(db):
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if "schema_version" not in tables:
-                for statement in SCHEMA:
-                    db.execute(statement)
-                db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if "schema_version" not in tables:
+            for statement in SCHEMA:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            return
         (version,) = db.execute("SELECT version FROM schema_version").fetchone()
         if version > SCHEMA_VERSION:
-            db.close()
-            raise ReflexioError(
+            raise StoreError(
                 f"{self.path} was written by a newer reflexio-mcp (schema {version}); "
                 "upgrade reflexio-mcp or point REFLEXIO_MCP_DATA_DIR elsewhere"
             )
-        return db
+        if version < 2:  # 1 -> 2: the CJK bigram index, filled from the rows already stored
+            db.execute(CJK_INDEX)
+            rows = db.execute(
+                "SELECT interaction_id, content, expert_content, user_action_description "
+                "FROM interactions"
+            )
+            _index_cjk(db, [(row[0], row[1:]) for row in rows])
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
-    async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        db = self._db
-        if db is None:
-            raise RuntimeError("EmbeddedStore used outside `async with`")
-        return await anyio.to_thread.run_sync(work, db, limiter=self._one_at_a_time)
-
-    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> PublishAnswer:
-        request.to_body()  # Reflexio's 10 MiB limit holds here too
+    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
+        request.checked_body()  # Reflexio's 10 MiB limit holds here too
         now = int(time.time())
 
-        def insert(db: sqlite3.Connection) -> bool:
-            with _write(db):
-                try:
-                    db.execute(
-                        "INSERT INTO publishes VALUES (?, ?, ?, ?, ?, ?)",
-                        (request.request_id, request.user_id, request.session_id,
-                         request.source, request.agent_version, now),
-                    )  # fmt: skip
-                except sqlite3.IntegrityError:
-                    return False
-                db.executemany(
+        def insert(db: sqlite3.Connection) -> str | None:
+            earlier = db.execute(
+                "SELECT user_id FROM publishes WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+            if earlier is not None:
+                return str(earlier[0])
+            db.execute(
+                "INSERT INTO publishes VALUES (?, ?, ?, ?, ?, ?)",
+                (request.request_id, request.user_id, request.session_id,
+                 request.source, request.agent_version, now),
+            )  # fmt: skip
+            stored: list[tuple[int, tuple[str, ...]]] = []
+            for turn in request.interaction_data_list:
+                cursor = db.execute(
                     "INSERT INTO interactions (user_id, request_id, created_at, role, content, "
                     "expert_content, user_action, user_action_description, interacted_image_url, "
                     "image_encoding, tools_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (request.user_id, request.request_id,
-                         now if turn.created_at is None else turn.created_at, turn.role,
-                         turn.content, turn.expert_content, turn.user_action,
-                         turn.user_action_description, turn.interacted_image_url,
-                         turn.image_encoding,
-                         json.dumps([t.model_dump() for t in turn.tools_used], ensure_ascii=False))
-                        for turn in request.interaction_data_list
-                    ],
+                    (request.user_id, request.request_id,
+                     now if turn.created_at is None else turn.created_at, turn.role,
+                     turn.content, turn.expert_content, turn.user_action,
+                     turn.user_action_description, turn.interacted_image_url,
+                     turn.image_encoding,
+                     json.dumps([t.model_dump() for t in turn.tools_used], ensure_ascii=False)),
                 )  # fmt: skip
-            return True
+                texts = (turn.content, turn.expert_content, turn.user_action_description)
+                stored.append((int(cursor.lastrowid or 0), texts))
+            _index_cjk(db, stored)
+            return None
 
-        if not await self._run(insert):
-            return PublishAnswer(
-                success=False, message=f"request_id '{request.request_id}' already exists"
-            )
+        earlier_user = await self._file.write(insert)
+        if earlier_user is not None:
+            return already_stored(request, same_user=earlier_user == request.user_id)
         ignored = [
             name
             for name, value in (
@@ -239,10 +212,8 @@ class EmbeddedStore:
             if value
         ]
         warnings = [f"{', '.join(ignored)} ignored: {NO_LEARNING}"] if ignored else []
-        return PublishAnswer(
-            success=True,
+        return Published(
             message=f"Interaction published successfully: {NO_LEARNING}",
-            request_id=request.request_id,
             learning_status="unavailable",
             learning_reason="embedded store",
             warnings=warnings,
@@ -260,19 +231,32 @@ class EmbeddedStore:
             params.append(request.request_id)
         limits = [k for k in (request.top_k, request.most_recent_k) if k]
         limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
-        match = _fts_query(request.query or "")
-        if not match:
+        if request.query is None:
             sql = (
                 f"SELECT {COLUMNS_OF_I} FROM interactions i WHERE {where} ORDER BY {I_NEWEST_FIRST}"
             )
             return await self._select(f"{sql} LIMIT ?", (*params, limit))
+        indexes = [
+            (table, match)
+            for table, match in (
+                ("interactions_fts", word_match(request.query)),
+                ("interactions_cjk", cjk_match(request.query)),
+            )
+            if match
+        ]
+        if not indexes:  # only punctuation or symbols: nothing can match (as on Reflexio)
+            return []
         # Vector and hybrid modes fall back to full text, as Reflexio does without embeddings.
-        sql = (
-            f"SELECT {COLUMNS_OF_I} FROM interactions_fts f "
-            "JOIN interactions i ON i.interaction_id = f.rowid "
-            f"WHERE interactions_fts MATCH ? AND {where} ORDER BY f.rank, {I_NEWEST_FIRST} LIMIT ?"
+        matches = " UNION ALL ".join(
+            f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?" for table, _ in indexes
         )
-        best = await self._select(sql, (match, *params, limit))
+        sql = (
+            f"SELECT {COLUMNS_OF_I} FROM "
+            f"(SELECT id, min(rank) AS rank FROM ({matches}) GROUP BY id) m "
+            f"JOIN interactions i ON i.interaction_id = m.id WHERE {where} "
+            f"ORDER BY m.rank, {I_NEWEST_FIRST} LIMIT ?"
+        )
+        best = await self._select(sql, (*(match for _, match in indexes), *params, limit))
         # As Reflexio: most_recent_k keeps the k best matches, shown newest first.
         return newest_first(best) if request.most_recent_k else best
 
@@ -281,22 +265,23 @@ class EmbeddedStore:
         return await self._select(sql, (limit,))
 
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
-        def delete(db: sqlite3.Connection) -> tuple[Any, ...] | None:
-            with _write(db):
-                row: tuple[Any, ...] | None = db.execute(
-                    f"SELECT {COLUMNS} FROM interactions WHERE interaction_id = ? AND user_id = ?",
-                    (interaction_id, user_id),
-                ).fetchone()
-                if row is not None:
-                    db.execute(
-                        "DELETE FROM interactions WHERE interaction_id = ?", (interaction_id,)
-                    )
-            return row
+        def delete(db: sqlite3.Connection) -> Interaction | None:
+            row = db.execute(
+                f"SELECT {COLUMNS} FROM interactions WHERE interaction_id = ? AND user_id = ?",
+                (interaction_id, user_id),
+            ).fetchone()
+            if row is None:
+                return None
+            # Read before deleting, in the same transaction: if it cannot be shown, it stays.
+            deleted = _interaction(row)
+            db.execute("DELETE FROM interactions WHERE interaction_id = ?", (interaction_id,))
+            db.execute("DELETE FROM interactions_cjk WHERE rowid = ?", (interaction_id,))
+            return deleted
 
-        row = await self._run(delete)
-        if row is None:
+        deleted = await self._file.write(delete)
+        if deleted is None:
             raise not_found(user_id, interaction_id)
-        return _interaction(row)
+        return deleted
 
     async def status(self, user_id: str) -> BackendStatus:
         def count(db: sqlite3.Connection) -> tuple[int, int, int]:
@@ -307,7 +292,7 @@ class EmbeddedStore:
             ).fetchone()
             return int(interactions), int(users), int(mine)
 
-        interactions, users, mine = await self._run(count)
+        interactions, users, mine = await self._file.read(count)
         return BackendStatus(
             backend="embedded",
             location=str(self.path),
@@ -323,26 +308,14 @@ class EmbeddedStore:
         def select(db: sqlite3.Connection) -> list[Interaction]:
             return [_interaction(row) for row in db.execute(sql, params)]
 
-        return await self._run(select)
+        return await self._file.read(select)
 
 
-class _write:
-    """BEGIN IMMEDIATE ... COMMIT: take the write lock up front, so a second process waits
-    (busy_timeout) instead of failing half-way through an upgrade from read to write."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+def _index_cjk(db: sqlite3.Connection, rows: Sequence[tuple[int, Sequence[str]]]) -> None:
+    db.executemany(
+        "INSERT INTO interactions_cjk (rowid, grams) VALUES (?, ?)",
+        [(rowid, grams) for rowid, texts in rows if (grams := cjk_grams(*texts))],
+    )
 
 
 def _window(
@@ -359,18 +332,10 @@ def _window(
     return where, params
 
 
-def _fts_query(text: str) -> str:
-    """Any words, any order: each word quoted (so FTS5 syntax in user text is inert), OR-ed,
-    the last one also matching as a prefix, as Reflexio's own search does."""
-    words = _WORD.findall(text)
-    if not words:
-        return ""
-    quoted = [f'"{word}"' for word in words]
-    quoted[-1] += "*"
-    return " OR ".join(quoted)
-
-
 def _interaction(row: Sequence[Any]) -> Interaction:
-    fields = dict(zip(COLUMN_NAMES, row, strict=True))
-    fields["tools_used"] = json.loads(fields["tools_used"])
-    return Interaction.model_validate(fields)
+    data = dict(zip(COLUMN_NAMES, row, strict=True))
+    try:
+        data["tools_used"] = json.loads(data["tools_used"])
+    except (TypeError, ValueError):  # written by hand, or by something else: show nothing
+        data["tools_used"] = []
+    return Interaction.model_validate(data)

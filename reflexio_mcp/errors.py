@@ -9,10 +9,17 @@
         ├── AuthError         401/403: missing or wrong API key, refused User-Agent
         ├── RateLimited       429
         ├── ServerError       5xx, or an answer that does not follow the contract
+        ├── NotReflexio       something answers at the URL, but not Reflexio's API
         └── Rejected          2xx with success=false
+    └── StoreError            the embedded store's file failed
+        ├── StoreBusy         another process held the write lock too long
+        ├── StoreFull         the disk (or quota) is full
+        ├── StoreCorrupt      the file is damaged or not a database
+        ├── StoreReadOnly     the file or folder cannot be written
+        └── SearchTooSlow     one query ran past its time limit and was stopped
 
-Messages never contain the API key: the client that raises them never holds it in text form
-outside the Authorization header.
+Messages never contain the API key: the Reflexio client redacts anything the backend echoes
+before it becomes a message, and shows URLs without their user:password part.
 """
 
 from __future__ import annotations
@@ -62,8 +69,36 @@ class ServerError(BackendStatusError):
     """The backend failed (5xx) or answered with something outside its contract."""
 
 
+class NotReflexio(BackendStatusError):
+    """Something answers at REFLEXIO_URL, but not with Reflexio's API (a web page, a proxy)."""
+
+
 class Rejected(BackendStatusError):
     """The backend answered 200 but said success=false."""
+
+
+class StoreError(ReflexioError):
+    """The embedded store's SQLite file failed; the message names the file and the fix."""
+
+
+class StoreBusy(StoreError):
+    """Another process held the store's write lock for longer than the busy timeout."""
+
+
+class StoreFull(StoreError):
+    """The disk or quota holding the store is full."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's file is damaged, or is not a SQLite database."""
+
+
+class StoreReadOnly(StoreError):
+    """The store's file or folder cannot be written."""
+
+
+class SearchTooSlow(StoreError):
+    """A query ran past its time limit and was interrupted, so it cannot stall other calls."""
 
 
 def not_found(user_id: str, interaction_id: int) -> NotFound:

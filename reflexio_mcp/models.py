@@ -1,12 +1,17 @@
-"""Typed requests and answers, shaped like Reflexio 0.2.32's API contract (its /openapi.json).
+"""What the tools take and the backends store and return, with every bound declared once.
 
-Every backend takes and returns these, so the rules Reflexio enforces (source pattern, sizes,
-user actions) are checked here once, before anything is sent or stored.
+The shapes follow Reflexio 0.2.32's API contract (its /openapi.json); the bounds are the
+narrower of what Reflexio and the embedded store can store *and read back*, so nothing
+accepted here can later make a user's history unreadable. Tool signatures reuse these
+annotated types, so the schema a client sees and the check a request meets are one thing.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast
 
@@ -17,26 +22,110 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     computed_field,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from reflexio_mcp.errors import InvalidInput
 
+MAX_TIMESTAMP = 253_402_300_799
+"""9999-12-31T23:59:59Z: the latest Unix second both backends store and read back as a date."""
+MAX_INTEGER = 2**63 - 1
+"""SQLite's largest INTEGER."""
+MAX_RESULTS = 1000
+"""At most this many interactions in one answer: enough for any model context."""
+MAX_INTERACTIONS_PER_PUBLISH = 1000
+MAX_CONTENT_CHARS = 1_000_000
+MAX_ID_CHARS = 256
+MAX_QUERY_CHARS = 10_000
+MAX_TOOL_DATA_DEPTH = 32
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Reflexio refuses request bodies above 10 MiB, whatever its schema admits."""
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 SOURCE_RULE = (
     "lowercase letters, digits and . _ : - only, starting with a letter or digit, "
     "at most 128 characters (or empty)"
 )
-MAX_BODY_BYTES = 10 * 1024 * 1024
-"""Reflexio refuses request bodies above 10 MiB, whatever its schema admits."""
-MAX_INTERACTIONS_PER_PUBLISH = 1000
-MAX_CONTENT_CHARS = 1_000_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 UserAction = Literal["click", "scroll", "type", "none"]
 SearchMode = Literal["vector", "fts", "hybrid"]
+
+
+@dataclass(frozen=True)
+class Between:
+    """An integer bound with one message for both ends; the schema shows both as well."""
+
+    low: int
+    high: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {**handler(schema), "minimum": self.low, "maximum": self.high}
+
+    def _check(self, value: int) -> int:
+        if not self.low <= value <= self.high:
+            raise ValueError(f"must be between {self.low} and {self.high} (got {shown(value)})")
+        return value
+
+
+def shown(value: Any) -> str:
+    """A short rendering of a caller's value for an error message: never the whole of it."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int):
+        digits = len(str(abs(value))) if abs(value) < 10**50 else None
+        return str(value) if digits is not None else "a number of more than 50 digits"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else {"nan": "NaN"}.get(repr(value), repr(value))
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}… ({len(value):,} characters)"
+    if isinstance(value, list):
+        return f"a list of {len(cast(list[Any], value))} items"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _identifier(kind: str, *, slashes: bool) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError(f"{kind} must not contain control characters (newlines, tabs, NUL)")
+        if value != value.strip():
+            raise ValueError(f"{kind} must not start or end with spaces (got {shown(value)})")
+        if not slashes and ("/" in value or "\\" in value or value in (".", "..")):
+            raise ValueError(f"{kind} must not contain / or \\ or be . or .. (got {shown(value)})")
+        return value
+
+    return check
+
+
+UserId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_CHARS),
+    AfterValidator(_identifier("a user id", slashes=False)),
+]
+"""Any printable name up to 256 characters but / and \\: it also appears in resource URIs."""
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_CHARS),
+    AfterValidator(_identifier("an id", slashes=True)),
+]
+"""A session or request id: any printable text up to 256 characters."""
+InteractionId = Annotated[int, Between(1, MAX_INTEGER)]
+UnixSeconds = Annotated[int, Between(0, MAX_TIMESTAMP)]
+ResultCount = Annotated[int, Between(1, MAX_RESULTS)]
 
 
 def _lowercase(value: Any) -> Any:
@@ -44,40 +133,70 @@ def _lowercase(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
-
-
-def _naive_as_utc(value: Any) -> Any:
-    """A time without an offset is taken as UTC, never as the backend's local time."""
+def _parse_time(value: Any) -> Any:
+    """ISO 8601 text or Unix seconds; without an offset, a time means UTC."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ValueError(f"must be an ISO 8601 time (got {shown(value)})")
+        seconds = min(max(value, 0), MAX_TIMESTAMP)
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"must be an ISO 8601 time such as '2026-11-23T14:00:00Z' or '2026-11-23' "
+                f"(got {shown(value)})"
+            ) from None
     if isinstance(value, datetime) and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value and not _has_offset(value):
-        return value + "Z" if "T" in value or " " in value else value + "T00:00:00Z"
     return value
 
 
-def _has_offset(text: str) -> bool:
-    return (
-        text.endswith(("Z", "z")) or re.search(r"[+-]\d\d:?\d\d$", text.split("T")[-1]) is not None
-    )
+_EARLIEST = datetime.fromtimestamp(0, UTC)
+_LATEST = datetime.fromtimestamp(MAX_TIMESTAMP, UTC)
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_naive_as_utc), AfterValidator(_as_utc)]
-"""An ISO 8601 time; without an offset it means UTC."""
+def _storable(value: datetime) -> datetime:
+    """In UTC, clamped to what can be stored: nothing lies outside, so the window means the same."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        return _EARLIEST if value.year == 1 else _LATEST
+    return min(max(utc, _EARLIEST), _LATEST)
 
 
-class _Strict(BaseModel):
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_parse_time), AfterValidator(_storable)]
+"""An ISO 8601 time (or Unix seconds); without an offset it means UTC."""
+
+
+def _check_tool_data(value: dict[str, Any]) -> dict[str, Any]:
+    """JSON can hold neither NaN nor Infinity, and very deep nesting cannot be read back."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_TOOL_DATA_DEPTH:
+            raise ValueError(f"nested more than {MAX_TOOL_DATA_DEPTH} levels deep; flatten it")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{shown(item)} is not JSON: send null or a string such as 'NaN'")
+        if isinstance(item, dict):
+            stack += [(v, depth + 1) for v in cast(dict[str, Any], item).values()]
+        elif isinstance(item, list):
+            stack += [(v, depth + 1) for v in cast(list[Any], item)]
+    return value
+
+
+class Strict(BaseModel):
     """Unknown fields are an error: a typo must never vanish silently."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class ToolUsed(_Strict):
+class ToolUsed(Strict):
     """A tool the agent called while producing a turn."""
 
     tool_name: str = Field(min_length=1, max_length=1000, description="Name of the tool called.")
-    tool_data: dict[str, Any] = Field(
+    tool_data: Annotated[dict[str, Any], AfterValidator(_check_tool_data)] = Field(
         default_factory=dict[str, Any],
         description="The tool's inputs and/or outputs as a JSON object.",
     )
@@ -86,7 +205,7 @@ class ToolUsed(_Strict):
     )
 
 
-class InteractionData(_Strict):
+class InteractionData(Strict):
     """One turn of a conversation, as Reflexio's publish endpoint takes it."""
 
     role: str = Field(
@@ -118,11 +237,38 @@ class InteractionData(_Strict):
     tools_used: list[ToolUsed] = Field(
         default_factory=list[ToolUsed], max_length=1000, description="Tools called for this turn."
     )
-    created_at: int | None = Field(
+    created_at: UnixSeconds | None = Field(
         default=None,
-        ge=0,
-        description="When the turn happened, Unix seconds; omit for now.",
+        description=f"When the turn happened, Unix seconds (0 to {MAX_TIMESTAMP}, year 9999); "
+        "omit for now.",
     )
+
+    @field_validator("created_at", mode="before")
+    @classmethod
+    def _not_milliseconds(cls, value: Any) -> Any:
+        if isinstance(value, int) and MAX_TIMESTAMP < value <= MAX_TIMESTAMP * 1000:
+            raise ValueError(
+                f"must be Unix seconds between 0 and {MAX_TIMESTAMP}; {value} looks like "
+                f"milliseconds: send {value // 1000}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _says_something(self) -> InteractionData:
+        if not (
+            self.content.strip()
+            or self.expert_content.strip()
+            or self.tools_used
+            or self.user_action != "none"
+            or self.user_action_description.strip()
+            or self.interacted_image_url
+            or self.image_encoding
+        ):
+            raise ValueError(
+                "empty turn: give content (or expert_content, tools_used, a user_action or an "
+                "image); leave out turns with nothing in them"
+            )
+        return self
 
 
 def _check_source(value: str) -> str:
@@ -136,22 +282,27 @@ def suggest_source(value: str) -> str:
     return cleaned[:128] or "my-agent"
 
 
-class PublishRequest(_Strict):
-    """Body of POST /api/publish_interaction."""
+Source = Annotated[str, Field(max_length=128), AfterValidator(_check_source)]
 
-    request_id: str = Field(min_length=1)
-    user_id: str = Field(min_length=1)
+
+class PublishRequest(Strict):
+    """One publish: the turns of a conversation, stored under one request_id."""
+
+    request_id: Identifier
+    user_id: UserId
     interaction_data_list: list[InteractionData] = Field(
         min_length=1, max_length=MAX_INTERACTIONS_PER_PUBLISH
     )
-    source: Annotated[str, AfterValidator(_check_source)] = ""
+    source: Source = ""
     agent_version: str = Field(default="", max_length=1000)
-    session_id: str = Field(min_length=1)
+    session_id: Identifier
     skip_aggregation: bool = False
     force_extraction: bool = False
 
-    def to_body(self) -> bytes:
+    def checked_body(self) -> bytes:
         """The JSON body, refused here if Reflexio's 10 MiB limit would refuse it.
+
+        Both backends hold to the limit, so a publish that works on one works on the other.
 
         Raises:
             InvalidInput: the body is larger than 10 MiB.
@@ -168,44 +319,69 @@ class PublishRequest(_Strict):
         return body
 
 
-class PublishAnswer(BaseModel):
-    """What Reflexio answers to a publish."""
+class Published(BaseModel):
+    """What a backend says about a publish it took."""
 
-    success: bool
-    message: str = ""
+    message: str
+    already_stored: bool = Field(
+        default=False,
+        description="The request_id had been stored by an earlier publish: nothing stored twice.",
+    )
     warnings: list[str] = Field(default_factory=list[str])
-    request_id: str | None = None
     learning_status: str | None = None
     learning_reason: str | None = None
 
 
-class _TimeWindow(_Strict):
-    user_id: str = Field(min_length=1)
+class TimeWindow(Strict):
+    user_id: UserId
     start_time: Timestamp | None = None
     end_time: Timestamp | None = None
 
     @model_validator(mode="after")
-    def _window_is_ordered(self) -> _TimeWindow:
+    def _window_is_ordered(self) -> TimeWindow:
         if self.start_time and self.end_time and self.start_time > self.end_time:
             raise ValueError("start_time is after end_time; swap them or widen the window")
         return self
 
 
-class GetRequest(_TimeWindow):
-    """Body of POST /api/get_interactions: the newest interactions of one user."""
+class GetRequest(TimeWindow):
+    """The newest interactions of one user."""
 
-    top_k: int = Field(default=30, gt=0)
+    top_k: ResultCount = 30
 
 
-class SearchRequest(_TimeWindow):
-    """Body of POST /api/search_interactions."""
+class SearchRequest(TimeWindow):
+    """Interactions of one user matching a query (or, without one, the newest)."""
 
-    query: str | None = None
-    request_id: str | None = None
-    top_k: int | None = Field(default=None, gt=0)
-    most_recent_k: int | None = Field(default=None, gt=0)
-    threshold: float | None = Field(default=None, ge=0, le=1)
+    query: str | None = Field(default=None, max_length=MAX_QUERY_CHARS)
+    request_id: Identifier | None = None
+    top_k: ResultCount | None = None
+    most_recent_k: ResultCount | None = None
+    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     search_mode: SearchMode = "hybrid"
+
+
+def iso_time(seconds: int) -> str:
+    """Unix seconds as ISO 8601 UTC; any integer reads back, clamped to years 1970-9999."""
+    clamped = min(max(seconds, 0), MAX_TIMESTAMP)
+    return datetime.fromtimestamp(clamped, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _whole_seconds(value: Any) -> Any:
+    # Rows written by other clients may hold floats or nothing; reading must not fail on them.
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return 0 if value is None else value
+
+
+class StoredToolUse(BaseModel):
+    """A tool use as stored: read leniently, since other clients and newer versions write too."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tool_name: str = ""
+    tool_data: dict[str, Any] = Field(default_factory=dict[str, Any])
+    status: str = ""
 
 
 class Interaction(BaseModel):
@@ -216,52 +392,24 @@ class Interaction(BaseModel):
     interaction_id: int = Field(description="Stable id; pass it to delete_interaction.")
     user_id: str
     request_id: str = Field(description="Id of the publish that stored this turn.")
-    created_at: int = Field(description="Unix seconds.")
+    created_at: Annotated[int, BeforeValidator(_whole_seconds)] = Field(description="Unix seconds.")
     role: str = "User"
     content: str = ""
     expert_content: str = ""
     user_action: str = "none"
     user_action_description: str = ""
     interacted_image_url: str = ""
-    tools_used: list[ToolUsed] = Field(default_factory=list[ToolUsed])
-
-    @field_validator("tools_used", mode="before")
-    @classmethod
-    def _drop_unknown_tool_fields(cls, value: Any) -> Any:
-        # A newer Reflexio may add fields to stored tool uses; reading must not break on them.
-        if not isinstance(value, list):
-            return value
-        return [_known_tool_fields(item) for item in cast(list[Any], value)]
+    tools_used: list[StoredToolUse] = Field(default_factory=list[StoredToolUse])
 
     @computed_field(description="created_at as ISO 8601, UTC.")
     @property
     def time(self) -> str:
-        return datetime.fromtimestamp(self.created_at, UTC).isoformat().replace("+00:00", "Z")
+        return iso_time(self.created_at)
 
 
 def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     """Newest first; among equal times (stored in whole seconds), the later id first."""
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
-
-
-def _known_tool_fields(item: Any) -> Any:
-    if not isinstance(item, dict):
-        return item
-    known = ToolUsed.model_fields
-    return {k: v for k, v in cast(dict[str, Any], item).items() if k in known}
-
-
-class InteractionsAnswer(BaseModel):
-    """What Reflexio answers to get_interactions, search_interactions and get_all_interactions."""
-
-    success: bool
-    interactions: list[Interaction]
-    msg: str | None = None
-
-
-class DeleteAnswer(BaseModel):
-    success: bool
-    message: str = ""
 
 
 class BackendStatus(BaseModel):
@@ -272,23 +420,10 @@ class BackendStatus(BaseModel):
     reachable: bool
     learning: bool = Field(description="Whether profiles and playbooks are learned.")
     user_interactions: int | None = Field(
-        default=None, description="Interactions stored for the default user."
+        default=None, description="Interactions stored for the default user, when cheap to tell."
     )
     interactions: int | None = Field(
         default=None, description="Interactions stored for all users, when the store tells."
     )
     users: int | None = Field(default=None, description="Distinct users, when the store tells.")
     detail: str = ""
-
-
-def problems_from(error: ValidationError, rename: dict[str, str] | None = None) -> InvalidInput:
-    """Turn pydantic's report into 'field: reason' lines a model can act on."""
-    rename = rename or {}
-    problems: list[str] = []
-    for item in error.errors(include_url=False):
-        parts = [str(part) for part in item["loc"]]
-        if parts:
-            parts[0] = rename.get(parts[0], parts[0])
-        message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{'.'.join(parts) or 'request'}: {message}")
-    return InvalidInput(problems)

@@ -1,54 +1,72 @@
-"""HTTP client for the Reflexio backend. It knows HTTP and Reflexio's API, nothing of MCP."""
+"""The Reflexio backend: each Backend call as one (or a few) calls to Reflexio's API.
+
+The wire models here are Reflexio 0.2.32's answers (its /openapi.json); only this module
+speaks them. The bridge also fixes what Reflexio gets wrong for a tool: ordering, top_k,
+an honest delete, and the meaning of a request_id published twice.
+"""
 
 from __future__ import annotations
 
-import logging
-import random
-import time
-from collections.abc import Mapping
 from types import TracebackType
 from typing import Self, TypeVar
 
 import anyio
 import httpx2
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
-from reflexio_mcp import __version__
-from reflexio_mcp.errors import (
-    AuthError,
-    BackendStatusError,
-    BackendTimeout,
-    BackendUnreachable,
-    InvalidInput,
-    RateLimited,
-    ReflexioError,
-    Rejected,
-    ServerError,
-    not_found,
-)
+from reflexio_mcp import defaults
+from reflexio_mcp.backend import already_stored
+from reflexio_mcp.errors import NotReflexio, ReflexioError, Rejected, not_found
 from reflexio_mcp.models import (
     BackendStatus,
-    DeleteAnswer,
     GetRequest,
     Interaction,
-    InteractionsAnswer,
-    PublishAnswer,
+    Published,
     PublishRequest,
     SearchRequest,
     newest_first,
 )
+from reflexio_mcp.reflexio_http import ReflexioHttp
 
-logger = logging.getLogger(__name__)
-
-USER_AGENT = f"reflexio-mcp/{__version__}"
-"""Reflexio answers 403 to a missing User-Agent or one naming bot, curl, wget, crawler..."""
-RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
-WAIT_FOR_RESPONSE_TIMEOUT = 600.0
-"""wait_for_response runs learning before answering: minutes with a real LLM."""
 ALL = 2**31 - 1
-"""top_k that means "every interaction of the user"."""
+"""A count that means "every interaction of the user"."""
+DELETE_WINDOWS = (100, 1_000, 10_000, ALL)
+"""How many of a user's newest interactions to look through, in turn, for one to delete."""
+PARSE_IN_THREAD_BYTES = 1_000_000
+"""Larger answers are parsed off the event loop, so other calls are not held up."""
 
 _Answer = TypeVar("_Answer", bound=BaseModel)
+
+
+class PublishAnswer(BaseModel):
+    success: bool
+    message: str = ""
+    warnings: list[str] = Field(default_factory=list[str])
+    learning_status: str | None = None
+    learning_reason: str | None = None
+
+
+class InteractionsAnswer(BaseModel):
+    success: bool
+    interactions: list[Interaction]
+    msg: str | None = None
+
+
+class DeleteAnswer(BaseModel):
+    success: bool
+    message: str = ""
+
+
+class NewestBody(BaseModel):
+    """A search with no query: the user's newest interactions, by a bounded SQL query."""
+
+    user_id: str
+    most_recent_k: int
+
+
+class DeleteBody(BaseModel):
+    user_id: str
+    interaction_id: int
 
 
 class ReflexioClient:
@@ -65,37 +83,31 @@ class ReflexioClient:
         url: str,
         *,
         api_key: SecretStr | None = None,
-        timeout: float = 30.0,
-        connect_timeout: float = 5.0,
-        max_retries: int = 2,
-        retry_delay: float = 0.5,
-        max_retry_delay: float = 8.0,
+        timeout: float = defaults.TIMEOUT_SECONDS,
+        connect_timeout: float = defaults.CONNECT_TIMEOUT_SECONDS,
+        max_retries: int = defaults.MAX_RETRIES,
+        retry_delay: float = defaults.RETRY_DELAY_SECONDS,
+        max_retry_delay: float = defaults.MAX_RETRY_DELAY_SECONDS,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self._http = ReflexioHttp(
+            url,
+            api_key=api_key,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            max_retries=max_retries,
+            retry_delay=retry_delay,
+            max_retry_delay=max_retry_delay,
+            transport=transport,
+        )
+        self.url = self._http.url
         self.description = f"Reflexio at {self.url}"
-        self._api_key = api_key
-        self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
-        self._max_retries = max_retries
-        self._retry_delay = retry_delay
-        self._max_retry_delay = max_retry_delay
-        self._transport = transport
-        self._http: httpx2.AsyncClient | None = None
 
     def __repr__(self) -> str:
-        return f"ReflexioClient(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
+        return f"ReflexioClient({self._http!r})"
 
     async def __aenter__(self) -> Self:
-        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        if self._api_key is not None:
-            headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-        self._http = httpx2.AsyncClient(
-            base_url=self.url,
-            headers=headers,
-            timeout=self._timeout,
-            transport=self._transport,
-            follow_redirects=False,
-        )
+        await self._http.__aenter__()
         return self
 
     async def __aexit__(
@@ -104,69 +116,81 @@ class ReflexioClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        await self._http.__aexit__(exc_type, exc, tb)
 
-    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> PublishAnswer:
-        response, retried = await self._send(
+    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
+        response, retried = await self._http.send(
             "POST",
             "/api/publish_interaction",
-            body=request.to_body(),
+            body=request.checked_body(),
             params={"wait_for_response": "true"} if wait_for_response else None,
-            read_timeout=WAIT_FOR_RESPONSE_TIMEOUT if wait_for_response else None,
+            read_timeout=defaults.WAIT_FOR_RESPONSE_SECONDS if wait_for_response else None,
         )
-        answer = self._parse(response, PublishAnswer)
-        if not answer.success and retried and "already exists" in answer.message:
-            # An earlier attempt of this very publish got through before its answer was lost.
-            return PublishAnswer(
-                success=True,
-                message="Interaction published successfully (delivered by an earlier attempt)",
-                request_id=request.request_id,
+        answer = await self._parse(response, PublishAnswer)
+        if not answer.success and "already exists" in answer.message:
+            if retried:  # an earlier attempt of this very call got through; its answer was lost
+                return Published(
+                    message="Interaction published successfully (delivered by an earlier attempt)"
+                )
+            mine = await self.search_interactions(
+                SearchRequest(user_id=request.user_id, request_id=request.request_id, top_k=1)
             )
+            return already_stored(request, same_user=bool(mine))
         if not answer.success:
             raise Rejected(
-                f"Reflexio did not store the publish: {self._redact(answer.message)}", 200
+                f"Reflexio did not store the publish: {self._http.redact(answer.message)}", 200
             )
-        return answer
+        return Published(
+            message=answer.message,
+            warnings=answer.warnings,
+            learning_status=answer.learning_status,
+            learning_reason=answer.learning_reason,
+        )
 
     async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        return newest_first(await self._interactions("POST", "/api/get_interactions", request))
+        return newest_first(await self._interactions("/api/get_interactions", request))
 
     async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
         if not request.query and not request.most_recent_k:
             # Reflexio answers [] to a search with neither; list the newest instead.
             request = request.model_copy(update={"most_recent_k": request.top_k or 10})
-        found = await self._interactions("POST", "/api/search_interactions", request)
+        found = await self._interactions("/api/search_interactions", request)
         if request.most_recent_k:
             found = newest_first(found)  # Reflexio returns these oldest first
         # Reflexio's SQLite store ignores top_k (it caps at most_recent_k or 10).
         return found[: request.top_k] if request.top_k else found
 
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        response, _ = await self._send("GET", "/api/get_all_interactions", params={"limit": limit})
-        return newest_first(self._checked_interactions(response))
+        response, _ = await self._http.send(
+            "GET", "/api/get_all_interactions", params={"limit": limit}
+        )
+        return newest_first(await self._checked_interactions(response))
 
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         # Reflexio answers "Deleted successfully" for ids that do not exist or belong to someone
-        # else, so look first: only then can the answer say what was deleted.
-        owned = await self.get_interactions(GetRequest(user_id=user_id, top_k=ALL))
-        target = next((i for i in owned if i.interaction_id == interaction_id), None)
+        # else, so look first: only then can the answer say what was deleted. Its newest-first
+        # listing is a bounded SQL query, so look through growing windows of it.
+        target: Interaction | None = None
+        for window in DELETE_WINDOWS:
+            body = NewestBody(user_id=user_id, most_recent_k=window)
+            newest = await self._interactions("/api/search_interactions", body)
+            target = next((i for i in newest if i.interaction_id == interaction_id), None)
+            if target is not None or len(newest) < window:
+                break
         if target is None:
             raise not_found(user_id, interaction_id)
-        body = DeleteRequestBody(user_id=user_id, interaction_id=interaction_id)
-        response, _ = await self._send(
+        body = DeleteBody(user_id=user_id, interaction_id=interaction_id)
+        response, _ = await self._http.send(
             "DELETE", "/api/delete_interaction", body=body.model_dump_json().encode()
         )
-        answer = self._parse(response, DeleteAnswer)
+        answer = await self._parse(response, DeleteAnswer)
         if not answer.success:
-            raise Rejected(f"Reflexio did not delete it: {self._redact(answer.message)}", 200)
+            raise Rejected(f"Reflexio did not delete it: {self._http.redact(answer.message)}", 200)
         return target
 
     async def status(self, user_id: str) -> BackendStatus:
         try:
-            await self._send("GET", "/health")
-            mine = await self.get_interactions(GetRequest(user_id=user_id, top_k=ALL))
+            await self._http.send("GET", "/health")
         except ReflexioError as err:
             return BackendStatus(
                 backend="reflexio", location=self.url, reachable=False, learning=True,
@@ -177,195 +201,31 @@ class ReflexioClient:
             location=self.url,
             reachable=True,
             learning=True,
-            user_interactions=len(mine),
-            detail="Reflexio stores the interactions and learns profiles and playbooks from them.",
+            detail="Reflexio stores the interactions and learns profiles and playbooks from "
+            "them. Counts are not shown: Reflexio can count a user's interactions only by "
+            "reading all of them.",
         )
 
-    async def _interactions(self, method: str, path: str, request: BaseModel) -> list[Interaction]:
+    async def _interactions(self, path: str, request: BaseModel) -> list[Interaction]:
         body = request.model_dump_json(exclude_none=True).encode()
-        response, _ = await self._send(method, path, body=body)
-        return self._checked_interactions(response)
+        response, _ = await self._http.send("POST", path, body=body)
+        return await self._checked_interactions(response)
 
-    def _checked_interactions(self, response: httpx2.Response) -> list[Interaction]:
-        answer = self._parse(response, InteractionsAnswer)
+    async def _checked_interactions(self, response: httpx2.Response) -> list[Interaction]:
+        answer = await self._parse(response, InteractionsAnswer)
         if not answer.success:
-            raise Rejected(
-                f"Reflexio refused: {self._redact(answer.msg or 'no reason given')}", 200
-            )
+            reason = self._http.redact(answer.msg or "no reason given")
+            raise Rejected(f"Reflexio refused: {reason}", 200)
         return answer.interactions
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        params: Mapping[str, str | int] | None = None,
-        read_timeout: float | None = None,
-    ) -> tuple[httpx2.Response, bool]:
-        """Send with retries of transient failures; return the answer and whether it was retried.
-
-        Every retry resends the same body, so a publish keeps its request_id: Reflexio stores a
-        request_id once, which makes the retry safe.
-        """
-        if self._http is None:
-            raise RuntimeError("ReflexioClient used outside `async with`")
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        request_timeout = (
-            httpx2.Timeout(read_timeout, connect=self._timeout.connect)
-            if read_timeout
-            else self._timeout
-        )
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            failure: Exception | None = None
-            response: httpx2.Response | None = None
-            try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    content=body,
-                    params=params,
-                    headers=headers,
-                    timeout=request_timeout,
-                )
-            except httpx2.ConnectTimeout:
-                failure = self._unreachable()
-            except httpx2.TimeoutException:
-                # The request may have been processed: not retried, so a slow backend costs
-                # one timeout, not several.
-                raise BackendTimeout(
-                    f"Reflexio at {self.url} did not answer {path} within "
-                    f"{request_timeout.read:g} s; it may be busy: try again, or raise "
-                    "REFLEXIO_TIMEOUT"
-                ) from None
-            except httpx2.TransportError:
-                failure = self._unreachable()
-            logger.debug(
-                "%s %s -> %s in %.1f ms",
-                method,
-                path,
-                response.status_code if response is not None else "no answer",
-                (time.perf_counter() - started) * 1000,
-            )
-            if response is not None and response.status_code not in RETRY_STATUSES:
-                self._raise_for_status(response, path)
-                return response, attempt > 0
-            if attempt >= self._max_retries:
-                if response is not None:
-                    self._raise_for_status(response, path)
-                assert failure is not None
-                raise failure
-            attempt += 1
-            await anyio.sleep(self._backoff(attempt, response))
-
-    def _backoff(self, attempt: int, response: httpx2.Response | None) -> float:
-        if response is not None:
-            retry_after = response.headers.get("Retry-After", "")
-            if retry_after.isdigit():
-                return min(float(retry_after), self._max_retry_delay)
-        delay = min(self._retry_delay * 2 ** (attempt - 1), self._max_retry_delay)
-        return delay * random.uniform(0.75, 1.0)
-
-    def _unreachable(self) -> BackendUnreachable:
-        return BackendUnreachable(
-            f"Reflexio backend unreachable at {self.url}: start it with "
-            "`reflexio services start` or set REFLEXIO_URL"
-        )
-
-    def _raise_for_status(self, response: httpx2.Response, path: str) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        detail = self._redact(_detail(response))
-        if status == 422:
-            raise _invalid_input(response)
-        if status == 403 and "user agent" in detail.lower():
-            raise AuthError(
-                f"Reflexio at {self.url} refused the User-Agent ({detail}); something between "
-                f"reflexio-mcp and Reflexio replaced {USER_AGENT!r}",
-                status,
-            )
-        if status in (401, 403):
-            fix = (
-                "the REFLEXIO_API_KEY given is not one this Reflexio server accepts: "
-                "check it against the server's key"
-                if self._api_key is not None
-                else "this Reflexio server needs an API key: set REFLEXIO_API_KEY"
-            )
-            raise AuthError(
-                f"Reflexio at {self.url} refused the call ({status} {detail}): {fix}", status
-            )
-        if status == 429:
-            raise RateLimited(
-                f"Reflexio's rate limit refused the call ({detail}); wait a minute and try again. "
-                "To publish many turns, send them in one publish_interaction (up to 1000).",
-                status,
-            )
-        if status == 404:
-            raise ServerError(
-                f"{self.url}{path} does not exist (404): is REFLEXIO_URL a Reflexio server?", status
-            )
-        if status >= 500:
-            raise ServerError(
-                f"Reflexio at {self.url} failed on {path} ({status}: {detail}); "
-                "its server log says why. Try again later.",
-                status,
-            )
-        raise BackendStatusError(
-            f"Reflexio at {self.url} answered {status} on {path}: {detail}", status
-        )
-
-    def _parse(self, response: httpx2.Response, model: type[_Answer]) -> _Answer:
+    async def _parse(self, response: httpx2.Response, model: type[_Answer]) -> _Answer:
         try:
+            if len(response.content) > PARSE_IN_THREAD_BYTES:
+                return await anyio.to_thread.run_sync(model.model_validate_json, response.content)
             return model.model_validate_json(response.content)
         except ValidationError:
-            raise ServerError(
+            raise NotReflexio(
                 f"Reflexio at {self.url} answered {response.url.path} with something that is not "
                 "its API (is REFLEXIO_URL a Reflexio 0.2 server?)",
                 response.status_code,
             ) from None
-
-    def _redact(self, text: str) -> str:
-        if self._api_key is not None and self._api_key.get_secret_value():
-            text = text.replace(self._api_key.get_secret_value(), "***")
-        return text
-
-
-class DeleteRequestBody(BaseModel):
-    user_id: str
-    interaction_id: int
-
-
-def _detail(response: httpx2.Response) -> str:
-    """The error text Reflexio put in its answer, kept short."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:300] or response.reason_phrase
-    if isinstance(data, dict):
-        for key in ("detail", "error", "message", "msg"):
-            value = data.get(key)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-            if isinstance(value, str) and value:
-                return value[:300]
-    return str(data)[:300]  # pyright: ignore[reportUnknownArgumentType]
-
-
-def _invalid_input(response: httpx2.Response) -> InvalidInput:
-    """Turn FastAPI's 422 {"detail": [{"loc": [...], "msg": ...}]} into 'field X: reason' lines."""
-    try:
-        details = response.json().get("detail")
-    except (ValueError, AttributeError):
-        details = None
-    if not isinstance(details, list) or not details:
-        return InvalidInput([f"request: Reflexio refused it as invalid: {_detail(response)}"])
-    problems: list[str] = []
-    for item in details:  # pyright: ignore[reportUnknownVariableType]
-        if not isinstance(item, dict):
-            continue
-        loc = [str(p) for p in item.get("loc", [])]  # pyright: ignore[reportUnknownMemberType, reportUnknownArgumentType, reportUnknownVariableType]
-        if loc and loc[0] in ("body", "query"):
-            loc = loc[1:]
-        problems.append(f"{'.'.join(loc) or 'request'}: {item.get('msg', 'invalid')}")  # pyright: ignore[reportUnknownMemberType]
-    return InvalidInput(problems)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from mcp.server import MCPServer
+from mcp.server.mcpserver import ResourceSecurity
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
+from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.errors import ReflexioError
-from reflexio_mcp.models import GetRequest, Interaction
+from reflexio_mcp.invalid_input import invalid_input
+from reflexio_mcp.models import GetRequest, Interaction, UserId
 
 RECENT_COUNT = 20
 MAX_FIELD_CHARS = 2000
 """Longer text is cut in resources (never in storage): a resource is read whole into context."""
-USER_ID_PATTERN = re.compile(r"^(?!\.+$)[A-Za-z0-9._@+:=-]{1,256}$")
+USER_ID = TypeAdapter[str](UserId)
+USER_ID_RULES = ResourceSecurity(exempt_params={"user_id"})
+"""The SDK's path checks would refuse `a:b` as a Windows drive path; the user id rule (shared
+with the tools, and refusing / and \\ and . and ..) applies instead."""
 
 
 def register_resources(server: MCPServer, backend: Backend, *, default_user_id: str) -> None:
@@ -53,13 +60,15 @@ def register_resources(server: MCPServer, backend: Backend, *, default_user_id: 
         description=f"The {RECENT_COUNT} most recent interactions of one user, newest first, "
         f"as JSON; long text is cut to {MAX_FIELD_CHARS} characters.",
         mime_type="application/json",
+        security=USER_ID_RULES,
     )
     async def user_interactions(user_id: str) -> str:
-        if not USER_ID_PATTERN.fullmatch(user_id):
-            raise ResourceError(
-                f"user_id {user_id[:80]!r} is not valid in a resource URI: use 1-256 letters, "
-                "digits and . _ @ + : = - (or the get_interactions tool for any user id)"
-            )
+        try:
+            USER_ID.validate_python(user_id)
+        except ValidationError as err:
+            raise MCPError(
+                code=INVALID_PARAMS, message=f"invalid input: {invalid_input(err, {'': 'user_id'})}"
+            ) from None
         return await recent_json(backend, user_id)
 
 

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 
+import anyio
 from mcp.server import MCPServer
 
 from reflexio_mcp import __version__
 from reflexio_mcp.backend import Backend
-from reflexio_mcp.embedded_store import EmbeddedStore, default_data_dir
+from reflexio_mcp.embedded_store import EmbeddedStore
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.resources import register_resources
 from reflexio_mcp.settings import Settings
-from reflexio_mcp.tools import register_tools
-from reflexio_mcp.unknown_arguments import reject_unknown_arguments
+from reflexio_mcp.state import AppState
+from reflexio_mcp.stdio_guard import answer_unreadable
+from reflexio_mcp.tool_call_errors import tool_call_errors
+from reflexio_mcp.tools import build_tools
+
+logger = logging.getLogger("reflexio_mcp")
+
+ENABLE_ADMIN = (
+    "it reads every user's interactions, so it is off unless reflexio-mcp starts with "
+    "--allow-admin (or REFLEXIO_MCP_ALLOW_ADMIN=1)"
+)
 
 
 def build_backend(settings: Settings) -> Backend:
     """Reflexio when the settings name it (or a URL), else the embedded store."""
     if not settings.uses_reflexio:
-        return EmbeddedStore(settings.data_dir or default_data_dir())
+        return EmbeddedStore(settings.embedded_data_dir)
     return ReflexioClient(
         settings.reflexio_url,
         api_key=settings.api_key,
@@ -30,19 +42,25 @@ def build_backend(settings: Settings) -> Backend:
     )
 
 
-def build_server(settings: Settings, backend: Backend | None = None) -> MCPServer:
+def build_server(settings: Settings, backend: Backend | None = None) -> MCPServer[AppState]:
     """An MCP server whose tools and resources all go to `backend` (default: from settings).
 
-    The backend is opened when the server starts and closed when it stops.
+    The backend is opened when the server starts and closed when it stops. With Reflexio, one
+    reachability probe runs beside the first requests and logs a warning if it fails.
     """
     store = backend if backend is not None else build_backend(settings)
+    session_id = f"reflexio-mcp-{uuid.uuid4().hex}"
 
     @asynccontextmanager
-    async def lifespan(_: MCPServer) -> AsyncGenerator[None]:
-        async with store:
-            yield
+    async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
+        async with store, anyio.create_task_group() as background:
+            if store.remote:
+                background.start_soon(_probe, store, settings.user_id)
+            yield AppState(store, settings.user_id, session_id)
+            background.cancel_scope.cancel()
 
-    server = MCPServer(
+    tools = build_tools(open_world=store.remote, allow_admin=settings.allow_admin)
+    server = MCPServer[AppState](
         "reflexio",
         title="Reflexio interactions",
         version=__version__,
@@ -50,17 +68,23 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
         website_url="https://github.com/ReflexioAI/reflexio",
         lifespan=lifespan,
         log_level=settings.log_level,
-        middleware=[reject_unknown_arguments(lambda: server.list_tools())],
-    )
-    register_tools(
-        server,
-        store,
-        default_user_id=settings.user_id,
-        allow_admin=settings.allow_admin,
-        open_world=store.remote,
+        tools=tools,
+        middleware=[
+            answer_unreadable,
+            tool_call_errors(
+                tools,
+                not_enabled={} if settings.allow_admin else {"get_all_interactions": ENABLE_ADMIN},
+            ),
+        ],
     )
     register_resources(server, store, default_user_id=settings.user_id)
     return server
+
+
+async def _probe(backend: Backend, user_id: str) -> None:
+    status = await backend.status(user_id)
+    if not status.reachable:
+        logger.warning("%s; tool calls will fail until it answers", status.detail)
 
 
 def _instructions(backend: Backend, settings: Settings) -> str:

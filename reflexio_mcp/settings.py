@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from reflexio_mcp import defaults
 
 DEFAULT_URL = "http://127.0.0.1:8061"
 """Where `reflexio services start` serves; used with --backend reflexio and no URL."""
@@ -33,12 +37,23 @@ class Settings(BaseModel):
     user_id: str = Field(
         default=DEFAULT_USER_ID, min_length=1, description="Used when a call names none."
     )
-    timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for an answer.")
+    timeout: float = Field(
+        default=defaults.TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds to wait for an answer.",
+    )
     connect_timeout: float = Field(
-        default=5.0, gt=0, description="Seconds to wait for a connection."
+        default=defaults.CONNECT_TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds to wait for a connection.",
     )
     max_retries: int = Field(
-        default=2, ge=0, le=10, description="Retries of 429/5xx/connection errors."
+        default=defaults.MAX_RETRIES,
+        ge=0,
+        le=10,
+        description="Retries of 429/5xx/connection errors.",
     )
     allow_admin: bool = Field(
         default=False, description="Register get_all_interactions (every user)."
@@ -63,6 +78,26 @@ class Settings(BaseModel):
     def reflexio_url(self) -> str:
         return self.url or DEFAULT_URL
 
+    @property
+    def embedded_data_dir(self) -> Path:
+        """The embedded store's folder: `~` expanded and made absolute, so a client's working
+        directory never decides where memories go."""
+        return (self.data_dir or default_data_dir()).expanduser().resolve()
+
+    def notices(self) -> list[str]:
+        """Settings that are valid but do not do what their owner may think."""
+        notices: list[str] = []
+        if self.backend == "embedded" and self.url is not None:
+            notices.append(
+                "--url / REFLEXIO_URL is ignored with --backend embedded: interactions stay in "
+                "the local file and nothing is learned"
+            )
+        if self.uses_reflexio and self.data_dir is not None:
+            notices.append(
+                "--data-dir / REFLEXIO_MCP_DATA_DIR is ignored: Reflexio stores the data"
+            )
+        return notices
+
 
 ENVIRONMENT = {
     "backend": "REFLEXIO_MCP_BACKEND",
@@ -77,6 +112,17 @@ ENVIRONMENT = {
     "log_level": "REFLEXIO_MCP_LOG_LEVEL",
 }
 """The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
+
+
+def default_data_dir() -> Path:
+    """Where a user's data lives on this platform."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = str(Path.home() / "Library" / "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "reflexio-mcp"
 
 
 class SettingsError(Exception):

@@ -1,4 +1,9 @@
-"""The MCP tools: validate, make one backend call, shape the result. No HTTP, no SQL here."""
+"""The MCP tools: check, make one backend call, shape the result. No HTTP, no SQL here.
+
+Each tool reaches the Backend through its request context (`ctx`), which the server's
+lifespan fills once. Arguments are typed with the annotated types of `models`, so the schema
+a client sees and the check a call meets are declared once.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +12,45 @@ from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Annotated
 
-from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
-from reflexio_mcp.backend import Backend
 from reflexio_mcp.errors import InvalidInput, ReflexioError
+from reflexio_mcp.invalid_input import invalid_input
 from reflexio_mcp.models import (
     MAX_CONTENT_CHARS,
     MAX_INTERACTIONS_PER_PUBLISH,
+    MAX_QUERY_CHARS,
     SOURCE_RULE,
     GetRequest,
+    Identifier,
     Interaction,
     InteractionData,
+    InteractionId,
     PublishRequest,
+    ResultCount,
     SearchMode,
     SearchRequest,
+    Source,
     Timestamp,
-    problems_from,
+    UserId,
 )
+from reflexio_mcp.search_text import bounded_query, has_words
+from reflexio_mcp.state import ToolContext, app_state
 
-MAX_RESULTS = 1000
-"""Upper bound on interactions one tool call returns: enough for any model context."""
+ADMIN_TOOLS = frozenset({"get_all_interactions"})
 
 
 class PublishResult(BaseModel):
     """What publish_interaction stored."""
 
-    stored: int = Field(description="How many interactions (turns) were stored.")
+    stored: int = Field(description="How many interactions (turns) this call stored.")
+    already_stored: bool = Field(
+        description="True when an earlier publish with this request_id stored them: "
+        "nothing was stored twice."
+    )
     user_id: str
     session_id: str
     request_id: str = Field(description="Idempotency key of this publish; find its turns by it.")
@@ -49,6 +64,7 @@ class InteractionList(BaseModel):
 
     count: int
     interactions: list[Interaction]
+    note: str | None = Field(default=None, description="Anything the caller should know.")
 
 
 class DeleteResult(BaseModel):
@@ -58,13 +74,9 @@ class DeleteResult(BaseModel):
     message: str
 
 
-UserId = Annotated[
-    str | None,
-    Field(
-        min_length=1,
-        max_length=256,
-        description="Whose interactions; omit for the server's default user.",
-    ),
+OptionalUserId = Annotated[
+    UserId | None,
+    Field(description="Whose interactions; omit for the server's default user."),
 ]
 StartTime = Annotated[
     Timestamp | None,
@@ -82,24 +94,236 @@ def reported_to_model() -> Generator[None]:
     try:
         yield
     except ValidationError as err:
-        raise ToolError(f"invalid input: {problems_from(err)}") from err
+        raise ToolError(f"invalid input: {invalid_input(err)}") from err
     except InvalidInput as err:
         raise ToolError(f"invalid input: {err}") from err
     except ReflexioError as err:
         raise ToolError(str(err)) from err
 
 
-def register_tools(
-    server: MCPServer,
-    backend: Backend,
-    *,
-    default_user_id: str,
-    allow_admin: bool,
-    open_world: bool,
-) -> None:
-    """Add the interaction tools to `server`; get_all_interactions only when `allow_admin`.
+async def publish_interaction(
+    ctx: ToolContext,
+    interactions: Annotated[
+        list[InteractionData] | None,
+        Field(
+            min_length=1,
+            max_length=MAX_INTERACTIONS_PER_PUBLISH,
+            description="The turns to store, oldest first (1-1000). Or use user_message "
+            "and agent_response for a single exchange.",
+        ),
+    ] = None,
+    user_message: Annotated[
+        str | None,
+        Field(
+            max_length=MAX_CONTENT_CHARS,
+            description="Shortcut for one exchange: what the user said (with agent_response).",
+        ),
+    ] = None,
+    agent_response: Annotated[
+        str | None,
+        Field(
+            max_length=MAX_CONTENT_CHARS,
+            description="Shortcut for one exchange: the agent's answer (with user_message).",
+        ),
+    ] = None,
+    user_id: OptionalUserId = None,
+    source: Annotated[
+        Source, Field(description=f"Where the conversation came from: {SOURCE_RULE}.")
+    ] = "mcp",
+    agent_version: Annotated[
+        str, Field(max_length=1000, description="Version of the agent that answered.")
+    ] = "",
+    session_id: Annotated[
+        Identifier | None,
+        Field(
+            description="Groups publishes of one conversation; omit to use this server "
+            "process's own session."
+        ),
+    ] = None,
+    request_id: Annotated[
+        Identifier | None,
+        Field(
+            description="Your idempotency key for this publish: send the same one again (e.g. "
+            "after a lost answer) and nothing is stored twice. Omit for a fresh one."
+        ),
+    ] = None,
+    wait_for_response: Annotated[
+        bool,
+        Field(description="Wait until Reflexio has learned from it (can take minutes)."),
+    ] = False,
+    skip_aggregation: Annotated[
+        bool, Field(description="Learn user profiles/playbooks but skip agent playbooks.")
+    ] = False,
+    force_extraction: Annotated[
+        bool, Field(description="Run learning now, bypassing Reflexio's batching gates.")
+    ] = False,
+) -> PublishResult:
+    """Store a conversation (or one exchange) in Reflexio so it is remembered.
 
-    `open_world` says whether the backend is outside this machine's process (Reflexio).
+    Use it after an exchange worth remembering: Reflexio keeps the turns, makes them
+    searchable, and learns user profiles and playbooks from them. Give either
+    `interactions` (any number of turns, with roles, expert corrections, tools used) or
+    `user_message` + `agent_response`. Returns how many turns were stored and the
+    request_id of the publish; publishing the same request_id again stores nothing twice.
+    """
+    state = app_state(ctx)
+    with reported_to_model():
+        turns = _turns(interactions, user_message, agent_response)
+        request = PublishRequest(
+            request_id=request_id or new_request_id(),
+            user_id=user_id or state.default_user_id,
+            interaction_data_list=turns,
+            source=source,
+            agent_version=agent_version,
+            session_id=session_id or state.session_id,
+            skip_aggregation=skip_aggregation,
+            force_extraction=force_extraction,
+        )
+        answer = await state.backend.publish(request, wait_for_response=wait_for_response)
+    learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason) if s)
+    return PublishResult(
+        stored=0 if answer.already_stored else len(turns),
+        already_stored=answer.already_stored,
+        user_id=request.user_id,
+        session_id=request.session_id,
+        request_id=request.request_id,
+        message=answer.message,
+        learning=learning or None,
+        warnings=answer.warnings,
+    )
+
+
+async def search_interactions(
+    ctx: ToolContext,
+    query: Annotated[
+        str | None,
+        Field(
+            max_length=MAX_QUERY_CHARS,
+            description="Words to look for in what was said (any of them; Chinese, Japanese "
+            "and Korean text is also found inside longer runs).",
+        ),
+    ] = None,
+    user_id: OptionalUserId = None,
+    top_k: Annotated[
+        ResultCount | None, Field(description="At most this many results (1-1000).")
+    ] = None,
+    most_recent_k: Annotated[
+        ResultCount | None,
+        Field(
+            description="Keep only the newest k matches (1-1000); without a query, "
+            "returns the newest k interactions."
+        ),
+    ] = None,
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+    search_mode: Annotated[
+        SearchMode,
+        Field(description="'fts' full-text, 'vector' semantic, 'hybrid' both (default)."),
+    ] = "hybrid",
+    threshold: Annotated[
+        float | None,
+        Field(ge=0, le=1, description="Minimum similarity for vector matches (0-1)."),
+    ] = None,
+    request_id: Annotated[
+        Identifier | None, Field(description="Only turns stored by this publish.")
+    ] = None,
+) -> InteractionList:
+    """Find past interactions of a user by what was said in them.
+
+    Use it to recall earlier conversations ("what did we decide about X?"). Returns the
+    matching turns, best match first, with their ids, roles, content and times. With no
+    query, lists the newest turns (most_recent_k or top_k of them, 10 by default).
+    """
+    state = app_state(ctx)
+    sent_query, note = bounded_query(query or "")
+    with reported_to_model():
+        request = SearchRequest(
+            user_id=user_id or state.default_user_id,
+            query=sent_query,
+            top_k=top_k,
+            most_recent_k=most_recent_k,
+            start_time=start_time,
+            end_time=end_time,
+            search_mode=search_mode,
+            threshold=threshold,
+            request_id=request_id,
+        )
+        if sent_query is not None and not has_words(sent_query):
+            return InteractionList(
+                count=0,
+                interactions=[],
+                note="the query has no words to search for (only punctuation, symbols or "
+                "emoji), so nothing matches; search with words",
+            )
+        found = await state.backend.search_interactions(request)
+    return InteractionList(count=len(found), interactions=found, note=note)
+
+
+async def get_interactions(
+    ctx: ToolContext,
+    user_id: OptionalUserId = None,
+    top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 30,
+    start_time: StartTime = None,
+    end_time: EndTime = None,
+) -> InteractionList:
+    """List a user's most recent interactions, newest first.
+
+    Use it to see what was said lately, or to find the interaction_id to delete. Returns
+    the turns with their ids, roles, content and times.
+    """
+    state = app_state(ctx)
+    with reported_to_model():
+        request = GetRequest(
+            user_id=user_id or state.default_user_id,
+            top_k=top_k,
+            start_time=start_time,
+            end_time=end_time,
+        )
+        found = await state.backend.get_interactions(request)
+    return InteractionList(count=len(found), interactions=found)
+
+
+async def get_all_interactions(
+    ctx: ToolContext,
+    top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 100,
+) -> InteractionList:
+    """List the most recent interactions of EVERY user, newest first (admin only).
+
+    Use it to audit what the store holds across users. Returns the turns with their
+    user ids, interaction ids, roles, content and times.
+    """
+    with reported_to_model():
+        found = await app_state(ctx).backend.get_all_interactions(top_k)
+    return InteractionList(count=len(found), interactions=found)
+
+
+async def delete_interaction(
+    ctx: ToolContext,
+    interaction_id: Annotated[
+        InteractionId, Field(description="Id of the interaction, from get/search_interactions.")
+    ],
+    user_id: OptionalUserId = None,
+) -> DeleteResult:
+    """Delete one stored interaction (one turn) of a user, permanently.
+
+    Use it when the user asks to forget something. It checks that the interaction exists
+    and belongs to the user first; an unknown id is an error and deletes nothing. Returns
+    the interaction that was deleted.
+    """
+    state = app_state(ctx)
+    owner = user_id or state.default_user_id
+    with reported_to_model():
+        deleted = await state.backend.delete_interaction(owner, interaction_id)
+    return DeleteResult(
+        deleted=deleted,
+        message=f"deleted interaction {interaction_id} of user {deleted.user_id!r}",
+    )
+
+
+def build_tools(*, open_world: bool, allow_admin: bool) -> list[Tool]:
+    """The tools to register; get_all_interactions only when `allow_admin`.
+
+    `open_world` says whether calls leave this process for another service (Reflexio).
     """
 
     def hints(*, read_only: bool, destructive: bool = False, idempotent: bool) -> ToolAnnotations:
@@ -110,225 +334,38 @@ def register_tools(
             open_world_hint=open_world,
         )
 
-    # Reflexio requires a session_id: callers that give none share this process's own.
-    process_session_id = f"reflexio-mcp-{uuid.uuid4().hex}"
-
-    @server.tool(
-        title="Publish interaction",
-        annotations=hints(read_only=False, idempotent=False),
-    )
-    async def publish_interaction(
-        interactions: Annotated[
-            list[InteractionData] | None,
-            Field(
-                min_length=1,
-                max_length=MAX_INTERACTIONS_PER_PUBLISH,
-                description="The turns to store, oldest first (1-1000). Or use user_message "
-                "and agent_response for a single exchange.",
-            ),
-        ] = None,
-        user_message: Annotated[
-            str | None,
-            Field(
-                max_length=MAX_CONTENT_CHARS,
-                description="Shortcut for one exchange: what the user said (with agent_response).",
-            ),
-        ] = None,
-        agent_response: Annotated[
-            str | None,
-            Field(
-                max_length=MAX_CONTENT_CHARS,
-                description="Shortcut for one exchange: the agent's answer (with user_message).",
-            ),
-        ] = None,
-        user_id: UserId = None,
-        source: Annotated[
-            str,
-            Field(max_length=128, description=f"Where the conversation came from: {SOURCE_RULE}."),
-        ] = "mcp",
-        agent_version: Annotated[
-            str, Field(max_length=1000, description="Version of the agent that answered.")
-        ] = "",
-        session_id: Annotated[
-            str | None,
-            Field(
-                min_length=1,
-                max_length=1000,
-                description="Groups publishes of one conversation; omit to use this server "
-                "process's own session.",
-            ),
-        ] = None,
-        wait_for_response: Annotated[
-            bool,
-            Field(description="Wait until Reflexio has learned from it (can take minutes)."),
-        ] = False,
-        skip_aggregation: Annotated[
-            bool, Field(description="Learn user profiles/playbooks but skip agent playbooks.")
-        ] = False,
-        force_extraction: Annotated[
-            bool, Field(description="Run learning now, bypassing Reflexio's batching gates.")
-        ] = False,
-    ) -> PublishResult:
-        """Store a conversation (or one exchange) in Reflexio so it is remembered.
-
-        Use it after an exchange worth remembering: Reflexio keeps the turns, makes them
-        searchable, and learns user profiles and playbooks from them. Give either
-        `interactions` (any number of turns, with roles, expert corrections, tools used) or
-        `user_message` + `agent_response`. Returns how many turns were stored and the
-        request_id of the publish.
-        """
-        with reported_to_model():
-            turns = _turns(interactions, user_message, agent_response)
-            request = PublishRequest(
-                request_id=str(uuid.uuid4()),
-                user_id=user_id or default_user_id,
-                interaction_data_list=turns,
-                source=source,
-                agent_version=agent_version,
-                session_id=session_id or process_session_id,
-                skip_aggregation=skip_aggregation,
-                force_extraction=force_extraction,
-            )
-            answer = await backend.publish(request, wait_for_response=wait_for_response)
-        learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason) if s)
-        return PublishResult(
-            stored=len(turns),
-            user_id=request.user_id,
-            session_id=request.session_id,
-            request_id=request.request_id,
-            message=answer.message,
-            learning=learning or None,
-            warnings=answer.warnings,
-        )
-
-    @server.tool(
-        title="Search interactions",
-        annotations=hints(read_only=True, idempotent=True),
-    )
-    async def search_interactions(
-        query: Annotated[
-            str | None,
-            Field(max_length=10_000, description="Words to look for in what was said."),
-        ] = None,
-        user_id: UserId = None,
-        top_k: Annotated[
-            int | None,
-            Field(ge=1, le=MAX_RESULTS, description="At most this many results (1-1000)."),
-        ] = None,
-        most_recent_k: Annotated[
-            int | None,
-            Field(
-                ge=1,
-                le=MAX_RESULTS,
-                description="Keep only the newest k matches (1-1000); without a query, "
-                "returns the newest k interactions.",
-            ),
-        ] = None,
-        start_time: StartTime = None,
-        end_time: EndTime = None,
-        search_mode: Annotated[
-            SearchMode,
-            Field(description="'fts' full-text, 'vector' semantic, 'hybrid' both (default)."),
-        ] = "hybrid",
-        threshold: Annotated[
-            float | None,
-            Field(ge=0, le=1, description="Minimum similarity for vector matches (0-1)."),
-        ] = None,
-        request_id: Annotated[
-            str | None,
-            Field(max_length=1000, description="Only turns stored by this publish."),
-        ] = None,
-    ) -> InteractionList:
-        """Find past interactions of a user by what was said in them.
-
-        Use it to recall earlier conversations ("what did we decide about X?"). Returns the
-        matching turns, best match first, with their ids, roles, content and times. With no
-        query, give most_recent_k to list the newest turns.
-        """
-        with reported_to_model():
-            request = SearchRequest(
-                user_id=user_id or default_user_id,
-                query=query,
-                top_k=top_k,
-                most_recent_k=most_recent_k,
-                start_time=start_time,
-                end_time=end_time,
-                search_mode=search_mode,
-                threshold=threshold,
-                request_id=request_id,
-            )
-            found = await backend.search_interactions(request)
-        return InteractionList(count=len(found), interactions=found)
-
-    @server.tool(
-        title="Get interactions",
-        annotations=hints(read_only=True, idempotent=True),
-    )
-    async def get_interactions(
-        user_id: UserId = None,
-        top_k: Annotated[
-            int, Field(ge=1, le=MAX_RESULTS, description="How many of the newest (1-1000).")
-        ] = 30,
-        start_time: StartTime = None,
-        end_time: EndTime = None,
-    ) -> InteractionList:
-        """List a user's most recent interactions, newest first.
-
-        Use it to see what was said lately, or to find the interaction_id to delete. Returns
-        the turns with their ids, roles, content and times.
-        """
-        with reported_to_model():
-            request = GetRequest(
-                user_id=user_id or default_user_id,
-                top_k=top_k,
-                start_time=start_time,
-                end_time=end_time,
-            )
-            found = await backend.get_interactions(request)
-        return InteractionList(count=len(found), interactions=found)
-
-    if allow_admin:
-
-        @server.tool(
+    tools = [
+        Tool.from_function(
+            publish_interaction,
+            title="Publish interaction",
+            annotations=hints(read_only=False, idempotent=False),
+        ),
+        Tool.from_function(
+            search_interactions,
+            title="Search interactions",
+            annotations=hints(read_only=True, idempotent=True),
+        ),
+        Tool.from_function(
+            get_interactions,
+            title="Get interactions",
+            annotations=hints(read_only=True, idempotent=True),
+        ),
+        Tool.from_function(
+            get_all_interactions,
             title="Get all interactions (admin)",
             annotations=hints(read_only=True, idempotent=True),
-        )
-        async def get_all_interactions(
-            limit: Annotated[
-                int, Field(ge=1, le=MAX_RESULTS, description="How many of the newest (1-1000).")
-            ] = 100,
-        ) -> InteractionList:
-            """List the most recent interactions of EVERY user, newest first (admin only).
+        ),
+        Tool.from_function(
+            delete_interaction,
+            title="Delete interaction",
+            annotations=hints(read_only=False, destructive=True, idempotent=True),
+        ),
+    ]
+    return [tool for tool in tools if allow_admin or tool.name not in ADMIN_TOOLS]
 
-            Use it to audit what the store holds across users. Returns the turns with their
-            user ids, interaction ids, roles, content and times.
-            """
-            with reported_to_model():
-                found = await backend.get_all_interactions(limit)
-            return InteractionList(count=len(found), interactions=found)
 
-    @server.tool(
-        title="Delete interaction",
-        annotations=hints(read_only=False, destructive=True, idempotent=True),
-    )
-    async def delete_interaction(
-        interaction_id: Annotated[
-            int, Field(ge=1, description="Id of the interaction, from get/search_interactions.")
-        ],
-        user_id: UserId = None,
-    ) -> DeleteResult:
-        """Delete one stored interaction (one turn) of a user, permanently.
-
-        Use it when the user asks to forget something. It checks that the interaction exists
-        and belongs to the user first; an unknown id is an error and deletes nothing. Returns
-        the interaction that was deleted.
-        """
-        with reported_to_model():
-            deleted = await backend.delete_interaction(user_id or default_user_id, interaction_id)
-        return DeleteResult(
-            deleted=deleted,
-            message=f"deleted interaction {interaction_id} of user {deleted.user_id!r}",
-        )
+def new_request_id() -> str:
+    return str(uuid.uuid4())
 
 
 def _turns(
@@ -353,6 +390,9 @@ def _turns(
                 "user_message and agent_response together"
             ]
         )
+    shortcut_turns = {"user_message": user_message, "agent_response": agent_response}
+    if empty := [name for name, text in shortcut_turns.items() if not text.strip()]:
+        raise InvalidInput([f"{name}: empty; say what was said" for name in empty])
     return [
         InteractionData(role="user", content=user_message),
         InteractionData(role="assistant", content=agent_response),

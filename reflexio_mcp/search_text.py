@@ -1,0 +1,91 @@
+"""What a search query means, for every backend: its words, bounded, and CJK substrings.
+
+SQLite's unicode61 tokenizer keeps a run of Chinese, Japanese or Korean characters as one
+token ("東京で寿司を食べた"), so a word index alone cannot find "寿司" inside it. The embedded
+store therefore keeps a second index of overlapping character pairs (bigrams) of CJK runs;
+a CJK query is matched as the phrase of its bigrams, which finds it as a substring.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_QUERY_TERMS = 32
+"""Distinct words one search looks for. Each word adds a scan of the index: 5,000 of them
+stalled a search for minutes."""
+
+WORD = re.compile(r"\w+")
+CJK_RUN = re.compile(
+    "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
+    "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ebef]+"
+)
+
+
+def bounded_query(query: str) -> tuple[str | None, str | None]:
+    """The query to send, and a note when it was cut.
+
+    A blank query is no query (list the newest). Repeated words are searched once; past
+    MAX_QUERY_TERMS distinct words, the rest are left out and the note says so.
+    """
+    if not query.strip():
+        return None, None
+    words = WORD.findall(query)
+    distinct = _distinct(words)
+    if len(distinct) == len(words) and len(words) <= MAX_QUERY_TERMS:
+        return query, None
+    kept = distinct[:MAX_QUERY_TERMS]
+    note = None
+    if len(distinct) > MAX_QUERY_TERMS:
+        note = (
+            f"the query has {len(distinct)} distinct words; searched for the first "
+            f"{MAX_QUERY_TERMS} ({' '.join(kept[-3:])} was the last). Search again with the others "
+            "if they matter"
+        )
+    return " ".join(kept), note
+
+
+def has_words(query: str) -> bool:
+    """False for a query of only punctuation, symbols or emoji: it can match nothing."""
+    return WORD.search(query) is not None
+
+
+def word_match(query: str) -> str:
+    """FTS5 syntax for 'any of these words': each quoted (so FTS5 operators in user text are
+    inert), the last also matching as a prefix, as Reflexio's own search does."""
+    quoted = [f'"{word}"' for word in distinct_words(query)]
+    if quoted:
+        quoted[-1] += "*"
+    return " OR ".join(quoted)
+
+
+def distinct_words(query: str) -> list[str]:
+    return _distinct(WORD.findall(query))[:MAX_QUERY_TERMS]
+
+
+def _distinct(words: list[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for word in words:
+        seen.setdefault(word.casefold(), word)
+    return list(seen.values())
+
+
+def cjk_grams(*texts: str) -> str:
+    """The text the bigram index holds for a turn: each CJK run as its overlapping character
+    pairs, then its last character alone (so a one-character query finds run ends too)."""
+    grams: list[str] = []
+    for text in texts:
+        for run in CJK_RUN.findall(text):
+            grams += [run[i : i + 2] for i in range(len(run) - 1)]
+            grams.append(run[-1])
+    return " ".join(grams)
+
+
+def cjk_match(query: str) -> str:
+    """FTS5 syntax matching any CJK run of the query as a substring; '' when it has none."""
+    phrases: list[str] = []
+    for run in dict.fromkeys(CJK_RUN.findall(query)):
+        if len(run) == 1:
+            phrases.append(f'"{run}"*')
+        else:
+            phrases.append('"' + " ".join(run[i : i + 2] for i in range(len(run) - 1)) + '"')
+    return " OR ".join(phrases[:MAX_QUERY_TERMS])
