@@ -91,7 +91,8 @@ def _reason(item: ErrorDetails) -> str:
     if kind in ("too_short", "too_long"):
         bound = "at least" if kind == "too_short" else "at most"
         limit = context.get("min_length" if kind == "too_short" else "max_length")
-        return f"must have {bound} {limit} items (got {context.get('actual_length')})"
+        items = "item" if limit == 1 else "items"
+        return f"must have {bound} {limit} {items} (got {context.get('actual_length')})"
     if kind == "finite_number":
         return f"must be a finite number (got {shown(value)})"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):

@@ -246,7 +246,7 @@ class InteractionData(Strict):
     @field_validator("created_at", mode="before")
     @classmethod
     def _not_milliseconds(cls, value: Any) -> Any:
-        if isinstance(value, int) and MAX_TIMESTAMP < value <= MAX_TIMESTAMP * 1000:
+        if isinstance(value, int) and 10**12 <= value <= MAX_TIMESTAMP * 1000:
             raise ValueError(
                 f"must be Unix seconds between 0 and {MAX_TIMESTAMP}; {value} looks like "
                 f"milliseconds: send {value // 1000}"

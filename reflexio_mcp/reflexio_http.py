@@ -201,7 +201,7 @@ class ReflexioHttp:
             )
         if tls := next((c for c in causes if isinstance(c, ssl.SSLError)), None):
             return BackendUnreachable(
-                f"TLS with Reflexio at {self.url} failed ({tls.reason or tls}): check http:// vs "
+                f"TLS with Reflexio at {self.url} failed ({tls}): check http:// vs "
                 "https:// in REFLEXIO_URL and the server's certificate"
             )
         if any(isinstance(cause, ConnectionRefusedError) for cause in causes):

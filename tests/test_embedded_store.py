@@ -71,9 +71,11 @@ async def test_a_request_id_is_stored_once(tmp_path: Path) -> None:
             publish("u", "twice", request_id="r-1"), wait_for_response=False
         )
         found = await store.get_interactions(GetRequest(user_id="u"))
-    assert first.success
-    assert not second.success
-    assert second.message == "request_id 'r-1' already exists"  # Reflexio's own words
+    assert not first.already_stored
+    assert second.already_stored
+    assert second.message == (
+        "request_id 'r-1' was already stored by an earlier publish: nothing was stored twice"
+    )
     assert [i.content for i in found] == ["once"]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 from collections.abc import Callable
 
 import httpx2
@@ -16,21 +18,25 @@ from reflexio_mcp.errors import (
     BackendUnreachable,
     InvalidInput,
     NotFound,
+    NotReflexio,
     RateLimited,
-    Rejected,
+    ReflexioError,
     ServerError,
 )
 from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, SearchRequest
-from reflexio_mcp.reflexio_client import USER_AGENT, ReflexioClient
+from reflexio_mcp.reflexio_client import ReflexioClient
+from reflexio_mcp.reflexio_http import USER_AGENT, display_url
 
 URL = "http://127.0.0.1:8061"
 KEY = "rk-0123456789-secret"
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
 
-def client(handler: Handler, *, api_key: str | None = KEY, max_retries: int = 2) -> ReflexioClient:
+def client(
+    handler: Handler, *, api_key: str | None = KEY, max_retries: int = 2, url: str = URL
+) -> ReflexioClient:
     return ReflexioClient(
-        URL,
+        url,
         api_key=SecretStr(api_key) if api_key else None,
         max_retries=max_retries,
         retry_delay=0,
@@ -98,22 +104,75 @@ async def test_no_authorization_header_without_key() -> None:
     assert "Authorization" not in seen[0].headers
 
 
+def failing_with(
+    cause: BaseException, kind: type[httpx2.TransportError] = httpx2.ConnectError
+) -> Handler:
+    """A transport failing as httpx2 does: its error wraps the OS-level cause."""
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        raise kind(str(cause), request=request) from cause
+
+    return handler
+
+
 async def test_connection_refused_is_retried_then_says_how_to_start_reflexio() -> None:
     calls = 0
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         nonlocal calls
         calls += 1
-        raise httpx2.ConnectError("Connection refused", request=request)
+        return failing_with(ConnectionRefusedError(111, "Connection refused"))(request)
 
     async with client(handler, max_retries=2) as reflexio:
         with pytest.raises(BackendUnreachable) as err:
             await reflexio.get_interactions(GetRequest(user_id="u"))
     assert calls == 3
     assert str(err.value) == (
-        "Reflexio backend unreachable at http://127.0.0.1:8061: start it with "
-        "`reflexio services start` or set REFLEXIO_URL"
+        "Reflexio backend unreachable at http://127.0.0.1:8061 (connection refused): start it "
+        "with `reflexio services start`, or set REFLEXIO_URL"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "handler", "expected"),
+    [
+        (
+            "http://reflexio.internal:8061",
+            failing_with(ConnectionRefusedError(111, "Connection refused")),
+            "Reflexio backend unreachable at http://reflexio.internal:8061 (connection refused): "
+            "check that Reflexio runs there and the port is right, or set REFLEXIO_URL",
+        ),
+        (
+            "http://reflexio.internal:8061",
+            failing_with(socket.gaierror(-2, "Name or service not known")),
+            "cannot resolve the host 'reflexio.internal' of REFLEXIO_URL "
+            "(http://reflexio.internal:8061): check its spelling, or use an IP address",
+        ),
+        (
+            "https://127.0.0.1:8061",
+            failing_with(ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")),
+            "TLS with Reflexio at https://127.0.0.1:8061 failed",
+        ),
+        (
+            URL,
+            failing_with(
+                httpx2.RemoteProtocolError("Server disconnected without sending a response"),
+                httpx2.RemoteProtocolError,
+            ),
+            "the connection to Reflexio at http://127.0.0.1:8061 dropped before an answer "
+            "(RemoteProtocolError): it may have restarted; try again",
+        ),
+    ],
+)
+async def test_each_connection_failure_says_what_it_is(
+    url: str, handler: Handler, expected: str
+) -> None:
+    async with client(handler, url=url, max_retries=0) as reflexio:
+        with pytest.raises(BackendUnreachable) as err:
+            await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert str(err.value).startswith(expected)
+    if "127.0.0.1" not in url:
+        assert "reflexio services start" not in str(err.value)
 
 
 async def test_read_timeout_is_not_retried_and_names_the_setting() -> None:
@@ -180,11 +239,31 @@ async def test_422_becomes_field_and_reason() -> None:
 
 async def test_500_is_a_server_error_that_points_at_the_server_log() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(500, text="Internal Server Error")
+        return httpx2.Response(500, json={"detail": "database is locked"})
 
     async with client(handler) as reflexio:
-        with pytest.raises(ServerError, match=r"failed on /api/get_interactions \(500: Internal"):
+        with pytest.raises(ServerError) as err:
             await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert str(err.value) == (
+        "Reflexio at http://127.0.0.1:8061 failed on /api/get_interactions (500: database is "
+        "locked); its server log says why. Try again later."
+    )
+
+
+async def test_a_proxy_error_page_is_described_not_dumped() -> None:
+    page = "<html><body><h1>502 Bad Gateway</h1>" + "<p>nginx</p>" * 50 + "</body></html>"
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(502, text=page, headers={"Content-Type": "text/html"})
+
+    async with client(handler, max_retries=0) as reflexio:
+        with pytest.raises(ServerError) as err:
+            await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert str(err.value) == (
+        "http://127.0.0.1:8061 answered /api/get_interactions with 502 Bad Gateway and a "
+        "text/html body: a proxy in front of Reflexio, or Reflexio itself, is failing. Try "
+        "again later; if it lasts, check that server"
+    )
 
 
 async def test_503_is_retried_until_it_succeeds() -> None:
@@ -211,6 +290,31 @@ async def test_429_after_retries_says_to_wait_and_batch() -> None:
     assert "wait a minute" in str(err.value)
 
 
+async def test_retry_after_is_honoured_up_to_a_minute_and_reported_beyond() -> None:
+    answers = iter(
+        [
+            httpx2.Response(429, headers={"Retry-After": "0"}, json={"error": "slow down"}),
+            interactions_answer(3),
+        ]
+    )
+    async with client(lambda request: next(answers)) as reflexio:
+        assert [
+            i.interaction_id for i in await reflexio.get_interactions(GetRequest(user_id="u"))
+        ] == [3]
+
+    calls = 0
+
+    def far_off(request: httpx2.Request) -> httpx2.Response:
+        nonlocal calls
+        calls += 1
+        return httpx2.Response(429, headers={"Retry-After": "120"}, json={"error": "slow down"})
+
+    async with client(far_off) as reflexio:
+        with pytest.raises(RateLimited, match=r"\(slow down\); retry after 120 s and try again"):
+            await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert calls == 1  # not waited out: two minutes would outlast any tool call
+
+
 async def test_retried_publish_keeps_its_request_id_and_already_exists_means_delivered() -> None:
     bodies: list[dict[str, object]] = []
 
@@ -224,22 +328,33 @@ async def test_retried_publish_keeps_its_request_id_and_already_exists_means_del
 
     async with client(handler) as reflexio:
         answer = await reflexio.publish(publish_request(), wait_for_response=False)
-    assert answer.success
+    assert not answer.already_stored
     assert "delivered by an earlier attempt" in answer.message
     assert [b["request_id"] for b in bodies] == ["req-1", "req-1"]
 
 
-async def test_already_exists_on_first_attempt_is_an_error() -> None:
+@pytest.mark.parametrize("same_user", [True, False])
+async def test_already_exists_on_first_attempt_checks_whose_it_is(same_user: bool) -> None:
+    searches: list[dict[str, object]] = []
+
     def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/search_interactions":
+            searches.append(json.loads(request.content))
+            return interactions_answer(*([5] if same_user else []))
         return httpx2.Response(
             200, json={"success": False, "message": "request_id 'req-1' already exists"}
         )
 
     async with client(handler) as reflexio:
-        with pytest.raises(
-            Rejected, match="did not store the publish: request_id 'req-1' already exists"
-        ):
-            await reflexio.publish(publish_request(), wait_for_response=False)
+        if same_user:
+            answer = await reflexio.publish(publish_request(), wait_for_response=False)
+            assert answer.already_stored
+            assert "nothing was stored twice" in answer.message
+        else:
+            with pytest.raises(InvalidInput, match="request_id: 'req-1' was already used by"):
+                await reflexio.publish(publish_request(), wait_for_response=False)
+    assert searches == [{"user_id": "u", "request_id": "req-1", "most_recent_k": 1, "top_k": 1,
+                         "search_mode": "hybrid"}]  # fmt: skip
 
 
 async def test_publish_over_10_mib_is_refused_before_sending() -> None:
@@ -259,33 +374,122 @@ async def test_publish_over_10_mib_is_refused_before_sending() -> None:
     assert calls == 0
 
 
-async def test_key_echoed_by_the_backend_is_redacted() -> None:
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(500, json={"detail": f"bad token {KEY}"})
+def echoing(status: int, shape: Callable[[str], object]) -> Handler:
+    """A backend that puts the request's Authorization header into its error answer."""
 
-    async with client(handler) as reflexio:
-        with pytest.raises(ServerError) as err:
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(status, json=shape(request.headers["Authorization"]))
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        echoing(500, lambda auth: {"detail": f"bad token {auth}"}),
+        echoing(401, lambda auth: {"detail": f"bad token {auth}"}),
+        echoing(422, lambda auth: {"detail": [{"loc": ["header", auth], "msg": f"got {auth}"}]}),
+        echoing(422, lambda auth: {"detail": f"not a list: {auth}"}),
+        echoing(500, lambda auth: {"detail": "x" * (300 - 20) + auth}),  # straddles the cut
+        echoing(200, lambda auth: {"success": False, "msg": f"refused {auth}", "interactions": []}),
+        echoing(400, lambda auth: {"error": auth * 3}),
+    ],
+)
+async def test_a_key_echoed_by_the_backend_never_reaches_a_message(handler: Handler) -> None:
+    async with client(handler, max_retries=0) as reflexio:
+        with pytest.raises(ReflexioError) as err:
             await reflexio.get_interactions(GetRequest(user_id="u"))
     assert KEY not in str(err.value)
-    assert "bad token ***" in str(err.value)
+    assert KEY[:8] not in str(err.value)
     assert KEY not in repr(reflexio)
 
 
-async def test_answer_outside_the_contract_is_a_server_error() -> None:
+async def test_a_publish_refusal_echoing_the_key_is_redacted() -> None:
+    handler = echoing(200, lambda auth: {"success": False, "message": f"refused {auth}"})
+    async with client(handler) as reflexio:
+        with pytest.raises(ReflexioError) as err:
+            await reflexio.publish(publish_request(), wait_for_response=False)
+    assert KEY not in str(err.value)
+    assert "refused Bearer ***" in str(err.value)
+
+
+async def test_user_and_password_in_the_url_are_never_shown() -> None:
+    url = "http://alice:s3cr3t-pw@127.0.0.1:8061"
+    assert display_url(url) == URL
+    assert display_url("https://u:p@[::1]:9/x") == "https://[::1]:9/x"
+    reflexio = client(failing_with(ConnectionRefusedError(111, "refused")), url=url, max_retries=0)
+    assert "s3cr3t" not in reflexio.description
+    assert "s3cr3t" not in repr(reflexio)
+    async with reflexio:
+        with pytest.raises(BackendUnreachable) as err:
+            await reflexio.get_interactions(GetRequest(user_id="u"))
+        status = await reflexio.status("u")
+    assert "s3cr3t" not in str(err.value)
+    assert "s3cr3t" not in status.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (
+            httpx2.Response(
+                200, text="<html>proxy login</html>", headers={"Content-Type": "text/html"}
+            ),
+            "http://127.0.0.1:8061 is not a Reflexio server: /api/get_interactions answered 200 "
+            "with a text/html body, not Reflexio's JSON API. Check REFLEXIO_URL",
+        ),
+        (
+            httpx2.Response(
+                404, text="<html>Not Found</html>", headers={"Content-Type": "text/html"}
+            ),
+            "http://127.0.0.1:8061 is not a Reflexio server: /api/get_interactions answered 404",
+        ),
+        (
+            httpx2.Response(404, json={"detail": "Not Found"}),
+            "http://127.0.0.1:8061/api/get_interactions does not exist (404): is REFLEXIO_URL a "
+            "Reflexio 0.2 server?",
+        ),
+        (
+            httpx2.Response(200, json={"unexpected": True}),
+            "Reflexio at http://127.0.0.1:8061 answered /api/get_interactions with something that "
+            "is not its API",
+        ),
+        (
+            httpx2.Response(
+                301, headers={"Location": "https://127.0.0.1:8443/api/get_interactions"}
+            ),
+            "http://127.0.0.1:8061/api/get_interactions redirects (301) to "
+            "https://127.0.0.1:8443/api/get_interactions: set REFLEXIO_URL to the address",
+        ),
+    ],
+)
+async def test_something_that_is_not_reflexio_is_named_as_such(
+    response: httpx2.Response, expected: str
+) -> None:
+    async with client(lambda request: response) as reflexio:
+        with pytest.raises(NotReflexio) as err:
+            await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert str(err.value).startswith(expected)
+    assert "<html>" not in str(err.value)
+    assert "try again later" not in str(err.value).lower()
+
+
+async def test_delete_looks_through_growing_windows_of_the_newest() -> None:
+    windows: list[object] = []
+
     def handler(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, text="<html>proxy login</html>")
+        if request.method == "DELETE":
+            return httpx2.Response(200, json={"success": True, "message": "Deleted successfully"})
+        window = json.loads(request.content)["most_recent_k"]
+        windows.append(window)
+        return interactions_answer(*range(1, min(window, 1500) + 1))
 
     async with client(handler) as reflexio:
-        with pytest.raises(ServerError, match="is not its API"):
-            await reflexio.get_interactions(GetRequest(user_id="u"))
-
-
-async def test_404_suggests_the_url_is_not_reflexio() -> None:
-    async with client(
-        lambda request: httpx2.Response(404, json={"detail": "Not Found"})
-    ) as reflexio:
-        with pytest.raises(ServerError, match="is REFLEXIO_URL a Reflexio server"):
-            await reflexio.get_all_interactions(10)
+        deleted = await reflexio.delete_interaction("u", 1200)
+        with pytest.raises(NotFound):
+            await reflexio.delete_interaction("u", 99_999)
+    assert deleted.interaction_id == 1200
+    assert windows == [100, 1000, 10_000, 100, 1000, 10_000]
 
 
 async def test_delete_of_unknown_id_sends_no_delete() -> None:

@@ -126,9 +126,9 @@ async def test_backend_stopped_gives_the_unreachable_error(tmp_path: Path, user_
             stop(server)
             failed, _, message = await call(client, "get_interactions", {"user_id": user_id})
             assert failed
-            assert message.endswith(
-                f"Reflexio backend unreachable at {server.url}: start it with "
-                "`reflexio services start` or set REFLEXIO_URL"
+            assert message == (
+                f"Reflexio backend unreachable at {server.url} (connection refused): start it "
+                "with `reflexio services start`, or set REFLEXIO_URL"
             )
             with anyio.fail_after(CALL_SECONDS):
                 status = await client.read_resource("reflexio://status")
