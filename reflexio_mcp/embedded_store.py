@@ -32,7 +32,7 @@ from reflexio_mcp.models import (
     newest_first,
 )
 from reflexio_mcp.search_text import cjk_grams, cjk_match, word_match
-from reflexio_mcp.sqlite_file import READ_SECONDS, SqliteFile
+from reflexio_mcp.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
 
 SCHEMA_VERSION = 2
 FILE_NAME = "interactions.sqlite3"
@@ -124,10 +124,18 @@ class EmbeddedStore:
     learns = False
     remote = False
 
-    def __init__(self, data_dir: Path, *, read_seconds: float = READ_SECONDS) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        read_seconds: float = READ_SECONDS,
+        busy_seconds: float = BUSY_TIMEOUT_SECONDS,
+    ) -> None:
         self.path = data_dir / FILE_NAME
         self.description = f"the embedded store at {self.path}"
-        self._file = SqliteFile(self.path, self._prepare, read_seconds=read_seconds)
+        self._file = SqliteFile(
+            self.path, self._prepare, read_seconds=read_seconds, busy_seconds=busy_seconds
+        )
 
     def __repr__(self) -> str:
         return f"EmbeddedStore(path={str(self.path)!r})"

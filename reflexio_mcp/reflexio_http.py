@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -33,6 +33,7 @@ from reflexio_mcp.errors import (
     RateLimited,
     ServerError,
 )
+from reflexio_mcp.redaction import display_url
 
 logger = logging.getLogger(__name__)
 
@@ -41,18 +42,6 @@ USER_AGENT = f"reflexio-mcp/{__version__}"
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 DETAIL_CHARS = 300
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
-
-
-def display_url(url: str) -> str:
-    """The URL without user:password@, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class ReflexioHttp:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from reflexio_mcp import defaults
+from reflexio_mcp.redaction import display_url
 
 DEFAULT_URL = "http://127.0.0.1:8061"
 """Where `reflexio services start` serves; used with --backend reflexio and no URL."""
@@ -67,7 +68,7 @@ class Settings(BaseModel):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL; e.g. {DEFAULT_URL}")
+            raise ValueError(f"{display_url(value)!r} is not an http(s) URL; e.g. {DEFAULT_URL}")
         return value.rstrip("/")
 
     @property

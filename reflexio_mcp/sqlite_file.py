@@ -33,7 +33,7 @@ from reflexio_mcp.errors import (
 
 logger = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_SECONDS = 10
+BUSY_TIMEOUT_SECONDS = 10.0
 READ_SECONDS = 5.0
 """A read running longer is interrupted (SearchTooSlow)."""
 READERS = 4
@@ -56,11 +56,13 @@ class SqliteFile:
         prepare: Callable[[sqlite3.Connection], None],
         *,
         read_seconds: float = READ_SECONDS,
+        busy_seconds: float = BUSY_TIMEOUT_SECONDS,
         readers: int = READERS,
     ) -> None:
         self.path = path
         self._prepare = prepare
         self._read_seconds = read_seconds
+        self._busy_seconds = busy_seconds
         self._writer: sqlite3.Connection | None = None
         self._idle_readers: list[_Reader] = []
         self._one_writer = anyio.CapacityLimiter(1)
@@ -135,7 +137,7 @@ class SqliteFile:
     def _connect(self, *, read_only: bool) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_seconds * 1000)}")
             if read_only:
                 db.execute("PRAGMA query_only = ON")
         except BaseException:
@@ -144,7 +146,7 @@ class SqliteFile:
         return db
 
     def _errors(self) -> _StoreErrors:
-        return _StoreErrors(self.path, self._read_seconds)
+        return _StoreErrors(self.path, self._read_seconds, self._busy_seconds)
 
 
 class _Reader:
@@ -190,9 +192,10 @@ class _Transaction:
 class _StoreErrors:
     """Turns sqlite3 failures into StoreErrors that name the file and the fix."""
 
-    def __init__(self, path: Path, read_seconds: float) -> None:
+    def __init__(self, path: Path, read_seconds: float, busy_seconds: float) -> None:
         self._path = path
         self._read_seconds = read_seconds
+        self._busy_seconds = busy_seconds
 
     def __enter__(self) -> None:
         return None
@@ -204,18 +207,24 @@ class _StoreErrors:
         tb: TracebackType | None,
     ) -> None:
         if isinstance(exc, sqlite3.Error):
-            raise store_error(exc, self._path, self._read_seconds) from exc
+            raise store_error(exc, self._path, self._read_seconds, self._busy_seconds) from exc
         if isinstance(exc, OverflowError):  # a value SQLite cannot hold slipped past validation
             raise StoreError(f"the embedded store cannot hold a value of this call: {exc}") from exc
 
 
-def store_error(err: sqlite3.Error, path: Path, read_seconds: float = READ_SECONDS) -> StoreError:
+def store_error(
+    err: sqlite3.Error,
+    path: Path,
+    read_seconds: float = READ_SECONDS,
+    busy_seconds: float = BUSY_TIMEOUT_SECONDS,
+) -> StoreError:
+    """The StoreError for a sqlite3 failure on `path`, by SQLite's primary result code."""
     code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
     elsewhere = "or set REFLEXIO_MCP_DATA_DIR to another folder"
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return StoreBusy(
             f"the embedded store {path} is busy: another process held its write lock for "
-            f"{BUSY_TIMEOUT_SECONDS} s. Nothing was changed; try again in a moment"
+            f"{busy_seconds:g} s. Nothing was changed; try again in a moment"
         )
     if code == sqlite3.SQLITE_FULL:
         return StoreFull(

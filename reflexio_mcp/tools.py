@@ -7,8 +7,9 @@ a client sees and the check a call meets are declared once.
 
 from __future__ import annotations
 
+import inspect
 import uuid
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -334,34 +335,40 @@ def build_tools(*, open_world: bool, allow_admin: bool) -> list[Tool]:
             open_world_hint=open_world,
         )
 
+    def tool(
+        fn: Callable[..., Awaitable[BaseModel]], title: str, annotations: ToolAnnotations
+    ) -> Tool:
+        description = inspect.cleandoc(fn.__doc__ or "")
+        return Tool.from_function(fn, title=title, description=description, annotations=annotations)
+
     tools = [
-        Tool.from_function(
+        tool(
             publish_interaction,
-            title="Publish interaction",
-            annotations=hints(read_only=False, idempotent=False),
+            "Publish interaction",
+            hints(read_only=False, idempotent=False),
         ),
-        Tool.from_function(
+        tool(
             search_interactions,
-            title="Search interactions",
-            annotations=hints(read_only=True, idempotent=True),
+            "Search interactions",
+            hints(read_only=True, idempotent=True),
         ),
-        Tool.from_function(
+        tool(
             get_interactions,
-            title="Get interactions",
-            annotations=hints(read_only=True, idempotent=True),
+            "Get interactions",
+            hints(read_only=True, idempotent=True),
         ),
-        Tool.from_function(
+        tool(
             get_all_interactions,
-            title="Get all interactions (admin)",
-            annotations=hints(read_only=True, idempotent=True),
+            "Get all interactions (admin)",
+            hints(read_only=True, idempotent=True),
         ),
-        Tool.from_function(
+        tool(
             delete_interaction,
-            title="Delete interaction",
-            annotations=hints(read_only=False, destructive=True, idempotent=True),
+            "Delete interaction",
+            hints(read_only=False, destructive=True, idempotent=True),
         ),
     ]
-    return [tool for tool in tools if allow_admin or tool.name not in ADMIN_TOOLS]
+    return [t for t in tools if allow_admin or t.name not in ADMIN_TOOLS]
 
 
 def new_request_id() -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import quote
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from mcp import Client

@@ -5,16 +5,30 @@ from __future__ import annotations
 import sqlite3
 import stat
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
+from mcp_types import CallToolResult, TextContent
 
-from reflexio_mcp.embedded_store import SCHEMA_VERSION, EmbeddedStore
-from reflexio_mcp.errors import NotFound, ReflexioError
-from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest
+from reflexio_mcp.embedded_store import SCHEMA, SCHEMA_VERSION, EmbeddedStore
+from reflexio_mcp.errors import (
+    NotFound,
+    ReflexioError,
+    StoreCorrupt,
+    StoreError,
+    StoreFull,
+    StoreReadOnly,
+)
+from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, SearchRequest
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+from reflexio_mcp.sqlite_file import SqliteFile, store_error
 from tests.test_stdio_reflexio import server_command
 
 
@@ -192,3 +206,232 @@ def test_unusable_data_dir_fails_with_a_sentence(tmp_path: Path) -> None:
     assert "cannot open the embedded store" in result.stderr
     assert "set REFLEXIO_MCP_DATA_DIR to a writable folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_damaged_store_stops_startup_with_one_line_and_stays_untouched(tmp_path: Path) -> None:
+    store = tmp_path / "interactions.sqlite3"
+    damaged = b"this is not a database " * 500
+    store.write_bytes(damaged)
+    command, args = server_command()
+    result = subprocess.run(
+        [command, *args, "--data-dir", str(tmp_path)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ExceptionGroup" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(
+        f"cannot start: the embedded store {store} is damaged or not a SQLite database (file is "
+        f"not a database). It was left as it is: move it aside (e.g. rename it to "
+        "interactions.sqlite3.broken) and reflexio-mcp starts a fresh one, or set "
+        "REFLEXIO_MCP_DATA_DIR to another folder"
+    )
+    assert store.read_bytes() == damaged
+    assert not (tmp_path / "interactions.sqlite3-wal").exists()
+
+
+async def test_a_store_held_busy_by_another_process_answers_a_clear_error(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path, busy_seconds=0.2)
+    async with Client(build_server(Settings(backend="embedded"), store)) as client:
+        other = sqlite3.connect(tmp_path / "interactions.sqlite3", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another reflexio-mcp in the middle of a write
+        try:
+            result = await client.call_tool(
+                "publish_interaction", {"user_message": "a", "agent_response": "b"}
+            )
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        after = await client.call_tool(
+            "publish_interaction", {"user_message": "a", "agent_response": "b"}
+        )
+    assert result.is_error
+    assert text_of(result) == (
+        f"the embedded store {tmp_path / 'interactions.sqlite3'} is busy: another process held "
+        "its write lock for 0.2 s. Nothing was changed; try again in a moment"
+    )
+    assert not after.is_error
+
+
+def sqlite_failure(make: Callable[[Path], None], tmp_path: Path) -> sqlite3.Error:
+    with pytest.raises(sqlite3.Error) as err:
+        make(tmp_path)
+    return err.value
+
+
+def fill_past_the_page_limit(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "full.sqlite3")
+    db.execute("CREATE TABLE t (x TEXT)")
+    db.execute("PRAGMA max_page_count = 3")  # the disk is full as far as SQLite can tell
+    db.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+
+
+def open_garbage(tmp_path: Path) -> None:
+    (tmp_path / "bad.sqlite3").write_bytes(b"garbage" * 1000)
+    sqlite3.connect(tmp_path / "bad.sqlite3").execute("SELECT * FROM sqlite_master")
+
+
+def write_read_only(tmp_path: Path) -> None:
+    sqlite3.connect(tmp_path / "ro.sqlite3").execute("CREATE TABLE t (x)")
+    db = sqlite3.connect(f"file:{tmp_path / 'ro.sqlite3'}?mode=ro", uri=True)
+    db.execute("INSERT INTO t VALUES (1)")
+
+
+@pytest.mark.parametrize(
+    ("make", "kind", "expected"),
+    [
+        (fill_past_the_page_limit, StoreFull, "is full. Nothing was changed; free some space"),
+        (open_garbage, StoreCorrupt, "is damaged or not a SQLite database"),
+        (write_read_only, StoreReadOnly, "make the file and its folder writable by this user"),
+    ],
+)
+def test_sqlite_failures_become_store_errors_naming_the_fix(
+    tmp_path: Path, make: Callable[[Path], None], kind: type[StoreError], expected: str
+) -> None:
+    error = store_error(sqlite_failure(make, tmp_path), tmp_path / "x.sqlite3")
+    assert type(error) is kind
+    assert expected in str(error)
+    assert str(tmp_path / "x.sqlite3") in str(error)
+
+
+async def test_a_runaway_search_is_stopped_and_the_server_keeps_answering(tmp_path: Path) -> None:
+    words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
+    async with EmbeddedStore(tmp_path) as store:
+        for batch in range(20):
+            turns = [" ".join(words[(n + batch) % 10 :] + words) for n in range(1000)]
+            await store.publish(publish("u", *turns), wait_for_response=False)
+    store = EmbeddedStore(tmp_path, read_seconds=0.001)
+    async with Client(build_server(Settings(backend="embedded"), store)) as client:
+        slow = await client.call_tool(
+            "search_interactions", {"user_id": "u", "query": " ".join(words), "top_k": 1000}
+        )
+        quick = await client.call_tool("get_interactions", {"user_id": "u", "top_k": 1})
+    assert slow.is_error
+    assert text_of(slow) == (
+        "the query ran longer than 0.001 s and was stopped so other calls are not held up: "
+        "search for fewer or rarer words, or narrow it with start_time/end_time"
+    )
+    assert not quick.is_error
+
+
+async def test_reads_run_beside_one_another(tmp_path: Path) -> None:
+    finished: list[str] = []
+    started = anyio.Event()
+
+    def slow(db: sqlite3.Connection) -> None:
+        started.set()  # set from a worker thread: only read once the quick read is awaited
+        time.sleep(0.5)
+        finished.append("slow")
+
+    def quick(db: sqlite3.Connection) -> None:
+        db.execute("SELECT 1").fetchone()
+        finished.append("quick")
+
+    file = SqliteFile(tmp_path / "f.sqlite3", lambda db: None)
+    async with file, anyio.create_task_group() as group:
+        group.start_soon(file.read, slow)
+        await anyio.sleep(0.05)
+        await file.read(quick)
+    assert finished == ["quick", "slow"]
+
+
+def test_loose_permissions_of_an_existing_store_are_tightened(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    (folder / "interactions.sqlite3").touch(mode=0o644)
+    (folder / "interactions.sqlite3").chmod(0o644)
+
+    async def open_it() -> None:
+        async with EmbeddedStore(folder):
+            pass
+
+    anyio.run(open_it)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "interactions.sqlite3").stat().st_mode) == 0o600
+
+
+def test_a_shared_folder_is_left_as_it_is_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tmp_path.chmod(0o755)
+    (tmp_path / "notes.txt").write_text("the user's own file")
+
+    async def open_it() -> None:
+        async with EmbeddedStore(tmp_path):
+            pass
+
+    anyio.run(open_it)
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "interactions.sqlite3").stat().st_mode) == 0o600
+    assert "is open to other users and holds other files" in caplog.text
+
+
+async def test_rows_other_writers_left_stay_readable_and_deletable(tmp_path: Path) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(publish("u", "fine"), wait_for_response=False)
+    db = sqlite3.connect(tmp_path / "interactions.sqlite3")
+    rows = [  # what an older version (or a hand edit) could leave behind
+        (10**13, "[]", "year 318857"),
+        (2**62, "not json", "far beyond any year"),
+        (-5, '[{"tool_name": "t", "tool_data": {"x": 1}, "extra": true}]', "before 1970"),
+    ]
+    db.executemany(
+        "INSERT INTO interactions (user_id, request_id, created_at, role, content, expert_content,"
+        " user_action, user_action_description, interacted_image_url, image_encoding, tools_used)"
+        " SELECT 'u', request_id, ?, 'User', ?, '', 'none', '', '', '', ? FROM publishes",
+        [(created, content, tools) for created, tools, content in rows],
+    )
+    db.commit()
+    db.close()
+    async with Client(build_server(Settings(backend="embedded", data_dir=tmp_path))) as client:
+        listed = await client.call_tool("get_interactions", {"user_id": "u"})
+        found = await client.call_tool("search_interactions", {"user_id": "u", "query": "year"})
+        assert not listed.is_error, text_of(listed)
+        assert not found.is_error, text_of(found)
+        content: dict[str, Any] = listed.structured_content or {}
+        interactions: list[dict[str, Any]] = content["interactions"]
+        times = {i["content"]: i["time"] for i in interactions}
+        assert times["year 318857"] == times["far beyond any year"] == "9999-12-31T23:59:59Z"
+        assert times["before 1970"] == "1970-01-01T00:00:00Z"
+        for interaction in interactions:
+            deleted = await client.call_tool(
+                "delete_interaction",
+                {"user_id": "u", "interaction_id": interaction["interaction_id"]},
+            )
+            assert not deleted.is_error, text_of(deleted)
+        empty = await client.call_tool("get_interactions", {"user_id": "u"})
+    assert (empty.structured_content or {})["count"] == 0
+
+
+async def test_a_version_1_store_gains_cjk_search_when_opened(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "interactions.sqlite3", isolation_level=None)
+    for statement in SCHEMA:
+        if "interactions_cjk" not in statement:
+            db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("INSERT INTO publishes VALUES ('r', 'u', 's', '', '', 0)")
+    db.execute(
+        "INSERT INTO interactions (user_id, request_id, created_at, role, content, expert_content,"
+        " user_action, user_action_description, interacted_image_url, image_encoding, tools_used)"
+        " VALUES ('u', 'r', 1, 'User', '東京で寿司を食べた', '', 'none', '', '', '', '[]')"
+    )
+    db.close()
+    async with EmbeddedStore(tmp_path) as store:
+        found = await store.search_interactions(SearchRequest(user_id="u", query="寿司"))
+    assert [i.content for i in found] == ["東京で寿司を食べた"]
+    db = sqlite3.connect(tmp_path / "interactions.sqlite3")
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    db.close()
+
+
+def text_of(result: CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text

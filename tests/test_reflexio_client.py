@@ -24,8 +24,9 @@ from reflexio_mcp.errors import (
     ServerError,
 )
 from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, SearchRequest
+from reflexio_mcp.redaction import display_url
 from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.reflexio_http import USER_AGENT, display_url
+from reflexio_mcp.reflexio_http import USER_AGENT
 
 URL = "http://127.0.0.1:8061"
 KEY = "rk-0123456789-secret"
