@@ -7,6 +7,7 @@ URLs are shown without their user:password part.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import random
@@ -16,7 +17,7 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import httpx2
@@ -59,9 +60,17 @@ class ReflexioHttp:
         max_retry_delay: float = defaults.MAX_RETRY_DELAY_SECONDS,
         transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        self._url = url.rstrip("/")
-        self.url = display_url(self._url)
+        self.url = display_url(url.rstrip("/"))
         self._api_key = api_key
+        parts = urlsplit(url)
+        # user:password@ in the URL is Basic auth for a proxy in front of Reflexio; an API key
+        # (Bearer) takes the one Authorization header when both are given.
+        self._basic_auth = (
+            (unquote(parts.username or ""), unquote(parts.password or ""))
+            if parts.username is not None and api_key is None
+            else None
+        )
+        self._secrets = _secrets(api_key, parts.username, parts.password)
         self._timeout = httpx2.Timeout(timeout, connect=connect_timeout)
         self._max_retries = max_retries
         self._retry_delay = retry_delay
@@ -72,16 +81,13 @@ class ReflexioHttp:
     def __repr__(self) -> str:
         return f"ReflexioHttp(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
 
-    @property
-    def has_api_key(self) -> bool:
-        return self._api_key is not None
-
     async def __aenter__(self) -> Self:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
         self._client = httpx2.AsyncClient(
-            base_url=self._url,
+            base_url=self.url,
+            auth=self._basic_auth,
             headers=headers,
             timeout=self._timeout,
             transport=self._transport,
@@ -168,9 +174,10 @@ class ReflexioHttp:
             await anyio.sleep(wait)
 
     def redact(self, text: str) -> str:
-        """`text` without the API key; call it before cutting text short."""
-        if self._api_key is not None and (key := self._api_key.get_secret_value()):
-            text = text.replace(key, "***")
+        """`text` without the API key or URL password, in any form the server could echo them;
+        call it before cutting text short."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
         return text
 
     def _backoff(self, attempt: int, response: httpx2.Response | None) -> float | None:
@@ -182,7 +189,7 @@ class ReflexioHttp:
 
     def _transport_failure(self, err: httpx2.TransportError) -> BackendUnreachable:
         causes = _causes(err)
-        host = urlsplit(self._url).hostname or self.url
+        host = urlsplit(self.url).hostname or self.url
         if any(isinstance(cause, socket.gaierror) for cause in causes):
             return BackendUnreachable(
                 f"cannot resolve the host {host!r} of REFLEXIO_URL ({self.url}): check its "
@@ -319,6 +326,17 @@ class ReflexioHttp:
             where = self.redact(".".join(loc) or "request")
             problems.append(f"{_cut(where)}: {_cut(self.redact(str(entry.get('msg', 'invalid'))))}")
         return InvalidInput(problems or ["request: Reflexio refused it as invalid"])
+
+
+def _secrets(api_key: SecretStr | None, user: str | None, password: str | None) -> list[str]:
+    """Every form of a credential a server might echo back, longest first."""
+    found: list[str] = []
+    if api_key is not None and api_key.get_secret_value():
+        found.append(api_key.get_secret_value())
+    if password:
+        plain = f"{unquote(user or '')}:{unquote(password)}"
+        found += [base64.b64encode(plain.encode()).decode(), plain, password, unquote(password)]
+    return sorted({secret for secret in found if len(secret) >= 4}, key=len, reverse=True)
 
 
 def _causes(err: BaseException) -> list[BaseException]:

@@ -429,6 +429,33 @@ async def test_user_and_password_in_the_url_are_never_shown() -> None:
     assert "s3cr3t" not in status.model_dump_json()
 
 
+async def test_a_url_password_is_basic_auth_and_never_echoed_back() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers["Authorization"])
+        return echoing(422, lambda auth: {"detail": [{"loc": [auth], "msg": auth}]})(request)
+
+    url = "http://alice:s3cr3t%2Fpw@127.0.0.1:8061"
+    async with client(handler, url=url, api_key=None) as reflexio:
+        with pytest.raises(InvalidInput) as err:
+            await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert seen == ["Basic YWxpY2U6czNjcjN0L3B3"]  # alice:s3cr3t/pw
+    assert str(err.value) == "Basic ***: Basic ***"
+
+
+async def test_an_api_key_wins_over_a_url_password() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(request.headers["Authorization"])
+        return interactions_answer()
+
+    async with client(handler, url="http://alice:pw@127.0.0.1:8061") as reflexio:
+        await reflexio.get_interactions(GetRequest(user_id="u"))
+    assert seen == [f"Bearer {KEY}"]
+
+
 @pytest.mark.parametrize(
     ("response", "expected"),
     [

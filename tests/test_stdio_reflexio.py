@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import shutil
+import socket
 import sys
+import threading
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -206,3 +209,108 @@ async def test_debug_logs_go_to_stderr_and_never_hold_the_key(
     assert f"serving Reflexio at {keyed_reflexio.url}" in text
     assert "POST /api/publish_interaction -> 200" in text
     assert SERVER_KEY not in text
+
+
+async def text_appears(log: Path, text: str) -> None:
+    """Wait (bounded by the caller's fail_after) until a server's log holds `text`."""
+    for _ in range(CALL_SECONDS * 20):
+        if text in log.read_text():
+            return
+        await anyio.sleep(0.05)
+
+
+class EchoingBackend(http.server.BaseHTTPRequestHandler):
+    """A misbehaving backend: every API answer is a 422 that repeats the Authorization header."""
+
+    def do_GET(self) -> None:
+        self._answer(200, {"status": "healthy"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        auth = self.headers.get("Authorization", "")
+        detail = [{"loc": ["header", auth], "msg": f"{'x' * 280}{auth}", "type": "value_error"}]
+        self._answer(422, {"detail": detail})
+
+    def _answer(self, status: int, document: object) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echoing_backend() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoingBackend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+async def test_neither_key_nor_url_password_reaches_results_instructions_or_logs(
+    echoing_backend: str, tmp_path: Path
+) -> None:
+    command, args = server_command()
+    password = "pw-9f8e7d6c5b"
+    parameters = StdioServerParameters(
+        command=command,
+        args=args,
+        env={
+            "REFLEXIO_URL": f"http://alice:{password}@{echoing_backend}",
+            "REFLEXIO_API_KEY": SERVER_KEY,
+            "REFLEXIO_MCP_LOG_LEVEL": "DEBUG",
+            "REFLEXIO_MAX_RETRIES": "0",
+        },
+    )
+    log = tmp_path / "stderr.log"
+    seen: list[str] = []
+    with log.open("w") as errlog, anyio.fail_after(CALL_SECONDS):
+        async with Client(stdio_client(parameters, errlog=errlog)) as client:
+            seen.append(str(client.instructions))
+            for tool, arguments in [
+                ("publish_interaction", {"user_message": "hi", "agent_response": "ho"}),
+                ("get_interactions", {}),
+                ("search_interactions", {"query": "x"}),
+            ]:
+                failed, _, message = await call(client, tool, arguments)
+                assert failed
+                assert message.startswith("invalid input: header.Bearer ***: xxxx")
+                seen.append(message)
+            status = await client.read_resource("reflexio://status")
+            seen.append(str(status))
+    seen.append(log.read_text())
+    for text in seen:
+        assert SERVER_KEY not in text
+        assert SERVER_KEY[:8] not in text
+        assert password not in text
+    assert f"serving Reflexio at http://{echoing_backend}" in seen[-1]
+
+
+async def test_a_backend_that_is_down_at_start_is_a_warning_not_a_delay(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a free loopback port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    command, args = server_command()
+    parameters = StdioServerParameters(
+        command=command, args=args, env={"REFLEXIO_URL": url, "REFLEXIO_MAX_RETRIES": "0"}
+    )
+    log = tmp_path / "stderr.log"
+    with log.open("w") as errlog, anyio.fail_after(CALL_SECONDS):
+        async with Client(stdio_client(parameters, errlog=errlog)) as client:
+            tools = await client.list_tools()
+            assert len(tools.tools) == 4
+            await text_appears(log, "WARNING")
+    warning = next(line for line in log.read_text().splitlines() if "WARNING" in line)
+    assert warning.endswith(
+        f"Reflexio backend unreachable at {url} (connection refused): start it with "
+        "`reflexio services start`, or set REFLEXIO_URL; tool calls will fail until it answers"
+    )
