@@ -214,7 +214,7 @@ async def test_debug_logs_go_to_stderr_and_never_hold_the_key(
 async def text_appears(log: Path, text: str) -> None:
     """Wait (bounded by the caller's fail_after) until a server's log holds `text`."""
     for _ in range(CALL_SECONDS * 20):
-        if text in log.read_text():
+        if text in await anyio.Path(log).read_text():
             return
         await anyio.sleep(0.05)
 
