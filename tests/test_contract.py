@@ -476,7 +476,9 @@ async def test_a_query_without_words_matches_nothing(mcp: Client, user_id: str, 
         ("北京", "我昨天在北京吃了烤鸭"),
         ("烤鸭", "我昨天在北京吃了烤鸭"),
         ("비빔밥", "서울에서 비빔밥을 먹었다"),
-        ("서울", "서울에서 비빔밥을 먹었다"),
+        ("빔밥", "서울에서 비빔밥을 먹었다"),  # inside a spaced Korean word, not at its start
+        ("에서", "서울에서 비빔밥을 먹었다"),
+        ("司を", "東京で寿司を食べた"),
     ],
 )
 async def test_chinese_japanese_and_korean_are_found_inside_longer_runs(
