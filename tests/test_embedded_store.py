@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import stat
 import subprocess
@@ -435,3 +436,17 @@ def text_of(result: CallToolResult) -> str:
     block = result.content[0]
     assert isinstance(block, TextContent)
     return block.text
+
+
+async def test_a_damaged_store_leaves_no_connection_open(tmp_path: Path) -> None:
+    (tmp_path / "interactions.sqlite3").write_bytes(b"garbage" * 1000)
+    before = open_descriptors()
+    for _ in range(20):
+        with pytest.raises(StoreCorrupt):
+            async with EmbeddedStore(tmp_path):
+                pass
+    assert open_descriptors() <= before
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
