@@ -8,11 +8,11 @@ an honest delete, and the meaning of a request_id published twice.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, Unpack
 
 import anyio
 import httpx2
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp import defaults
 from reflexio_mcp.backend import already_stored
@@ -26,7 +26,7 @@ from reflexio_mcp.models import (
     SearchRequest,
     newest_first,
 )
-from reflexio_mcp.reflexio_http import ReflexioHttp
+from reflexio_mcp.reflexio_http import HttpOptions, ReflexioHttp
 
 ALL = 2**31 - 1
 """A count that means "every interaction of the user"."""
@@ -78,28 +78,8 @@ class ReflexioClient:
     learns = True
     remote = True
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        api_key: SecretStr | None = None,
-        timeout: float = defaults.TIMEOUT_SECONDS,
-        connect_timeout: float = defaults.CONNECT_TIMEOUT_SECONDS,
-        max_retries: int = defaults.MAX_RETRIES,
-        retry_delay: float = defaults.RETRY_DELAY_SECONDS,
-        max_retry_delay: float = defaults.MAX_RETRY_DELAY_SECONDS,
-        transport: httpx2.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._http = ReflexioHttp(
-            url,
-            api_key=api_key,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            max_retries=max_retries,
-            retry_delay=retry_delay,
-            max_retry_delay=max_retry_delay,
-            transport=transport,
-        )
+    def __init__(self, url: str, **options: Unpack[HttpOptions]) -> None:
+        self._http = ReflexioHttp(url, **options)
         self.url = self._http.url
         self.description = f"Reflexio at {self.url}"
 

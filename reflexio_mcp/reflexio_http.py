@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self, cast
+from typing import Any, Self, TypedDict, cast
 from urllib.parse import unquote, urlsplit
 
 import anyio
@@ -43,6 +43,18 @@ USER_AGENT = f"reflexio-mcp/{__version__}"
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 DETAIL_CHARS = 300
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class HttpOptions(TypedDict, total=False):
+    """ReflexioHttp's keyword arguments, for callers that pass them through."""
+
+    api_key: SecretStr | None
+    timeout: float
+    connect_timeout: float
+    max_retries: int
+    retry_delay: float
+    max_retry_delay: float
+    transport: httpx2.AsyncBaseTransport | None
 
 
 class ReflexioHttp:

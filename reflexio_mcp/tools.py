@@ -342,21 +342,9 @@ def build_tools(*, open_world: bool, allow_admin: bool) -> list[Tool]:
         return Tool.from_function(fn, title=title, description=description, annotations=annotations)
 
     tools = [
-        tool(
-            publish_interaction,
-            "Publish interaction",
-            hints(read_only=False, idempotent=False),
-        ),
-        tool(
-            search_interactions,
-            "Search interactions",
-            hints(read_only=True, idempotent=True),
-        ),
-        tool(
-            get_interactions,
-            "Get interactions",
-            hints(read_only=True, idempotent=True),
-        ),
+        tool(publish_interaction, "Publish interaction", hints(read_only=False, idempotent=False)),
+        tool(search_interactions, "Search interactions", hints(read_only=True, idempotent=True)),
+        tool(get_interactions, "Get interactions", hints(read_only=True, idempotent=True)),
         tool(
             get_all_interactions,
             "Get all interactions (admin)",

@@ -174,16 +174,25 @@ def test_demo_command_runs_end_to_end() -> None:
         assert step in result.stdout
 
 
-def test_startup_says_which_backend_on_stderr_only(tmp_path: Path) -> None:
+def served_until_end_of_input(
+    *flags: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Start reflexio-mcp with `flags` and an empty stdin: it stops at once (or fails)."""
     command, args = server_command()
-    result = subprocess.run(
-        [command, *args, "--data-dir", str(tmp_path)],
-        input="",  # end of input: the server stops at once
+    return subprocess.run(
+        [command, *args, *flags],
+        input="",
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        env=env,
+    )
+
+
+def test_startup_says_which_backend_on_stderr_only(tmp_path: Path) -> None:
+    result = served_until_end_of_input(
+        "--data-dir", str(tmp_path), env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
@@ -194,15 +203,7 @@ def test_startup_says_which_backend_on_stderr_only(tmp_path: Path) -> None:
 def test_unusable_data_dir_fails_with_a_sentence(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    command, args = server_command()
-    result = subprocess.run(
-        [command, *args, "--data-dir", str(blocker / "sub")],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = served_until_end_of_input("--data-dir", str(blocker / "sub"))
     assert result.returncode == 1
     assert "cannot open the embedded store" in result.stderr
     assert "set REFLEXIO_MCP_DATA_DIR to a writable folder" in result.stderr
@@ -213,15 +214,7 @@ def test_a_damaged_store_stops_startup_with_one_line_and_stays_untouched(tmp_pat
     store = tmp_path / "interactions.sqlite3"
     damaged = b"this is not a database " * 500
     store.write_bytes(damaged)
-    command, args = server_command()
-    result = subprocess.run(
-        [command, *args, "--data-dir", str(tmp_path)],
-        input="",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = served_until_end_of_input("--data-dir", str(tmp_path))
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "ExceptionGroup" not in result.stderr

@@ -1,0 +1,605 @@
+"""Fuzzing: every tool answers any arguments in time, in its own words, and loses nothing.
+
+Each test starts one server on a throwaway embedded store and drives it through the SDK's
+in-process client with arguments hypothesis generates: mostly valid (so publishes store rows
+that search, get and delete then find), the rest boundary numbers, wrong types, missing and
+unknown arguments, odd text, odd times and odd turns. Every call must answer within
+CALL_SECONDS with no protocol error; a failure must read as the project's own message (never
+the SDK's prefix, a traceback or pydantic's report); a success must carry structured content.
+Whatever a publish stored must read back through get_interactions, search_interactions and the
+user's resource, and at the end of each test get_all_interactions and every user's history
+must still read. REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples per test (default 200).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import hypothesis
+from anyio.from_thread import BlockingPortal, start_blocking_portal
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceContents
+from pydantic import TypeAdapter, ValidationError
+
+from reflexio_mcp.models import (
+    MAX_CONTENT_CHARS,
+    MAX_ID_CHARS,
+    MAX_INTEGER,
+    MAX_QUERY_CHARS,
+    MAX_RESULTS,
+    MAX_TIMESTAMP,
+    MAX_TOOL_DATA_DEPTH,
+    UserId,
+)
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+
+EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))
+CALL_SECONDS = 30
+DEFAULT_USER = "user-default"
+LEAKS = ("Traceback", "pydantic", "errors.pydantic.dev", "validation error for")
+MAX_ERROR_CHARS = 10_000
+USER_ID = TypeAdapter[str](UserId)
+
+FUZZ = hypothesis.settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,  # nothing written into the checkout; a failure prints its example
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+
+Args = dict[str, Any]
+
+# --- values -------------------------------------------------------------------------------
+
+BOUNDARY_INTS = [
+    0, -1, 1, 2, 999, 1000, 1001, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1,
+    2**64, 10**30, 10**100, MAX_TIMESTAMP, MAX_TIMESTAMP + 1, 10**12, MAX_TIMESTAMP * 1000,
+    MAX_TIMESTAMP * 1000 + 1,
+]  # fmt: skip
+ODD_TEXT = [
+    "", " ", "\t", "\n", " a", "a ", "a\x00b", "\x00", "\x1f", "\x7f", "\x85", "\u200b",
+    "\ufeff", "\u2028", "\u0301", "😀", "👩‍👩‍👧", "東京で寿司を食べた", "寿", "한국어", "../",
+    "..", ".", "/", "\\", "a/b", "a\\b", "a:b", "C:foo", "%2F", "%00", "a?b", "a#b",
+    "{user_id}", '"', '""', "*", "a*", "NEAR(", "NEAR(a b, 2)", "AND", "a AND OR NOT b", "(",
+    ")", "-", "^a", "content:a", "'; DROP TABLE interactions; --", "null", "true", "0", "-1",
+    "1e309", "NaN", "Infinity", "İ", "ß", "ﬁ", "\U0010ffff", "CLICK", "Scroll",
+]  # fmt: skip
+LONG_CHARS = ["a", "寿", "😀", "a ", " ", "\u0301"]
+WORDS = [
+    "sourdough", "starter", "acetone", "feed", "hungry", "寿司", "東京で寿司を食べた", "café",
+    "naïve", "Straße", "emoji😀", "NEAR", "AND", "OR", "NOT", 'quote"', "star*", "(paren)",
+    "col:on", "e-mail", "42", "x", "İstanbul", "한국어",
+]  # fmt: skip
+USERS = [
+    "alice", "bob", "a:b", "C:foo", "ana@example.com", "a b", "東京", "😀", "...", "a.b",
+    "x=y+z", "%2F", "a?b#c", "{user_id}", "a\u200bb", "a\x85b", "u" * MAX_ID_CHARS,
+]  # fmt: skip
+REQUEST_POOL = ["req-1", "req-2", "r:é", "東京", "a/b"]
+UNKNOWN_NAMES = [
+    "limit", "k", "q", "user", "id", "messages", "since", "until", "topk", "TOP_K", "top_k ",
+    "", " ", "user_id\x00", "interaction_ids", "__proto__", "😀", "a" * 1000, "arguments",
+]  # fmt: skip
+ID_CHARS = st.characters(
+    exclude_categories=["Cs"],
+    exclude_characters="/\\" + "".join(chr(c) for c in range(0x20)) + "\x7f",
+)
+IDENT_CHARS = st.characters(
+    exclude_categories=["Cs"], exclude_characters="".join(chr(c) for c in range(0x20)) + "\x7f"
+)
+
+
+def mostly(valid: SearchStrategy[Any], odd: SearchStrategy[Any]) -> SearchStrategy[Any]:
+    """`valid` three times in four, `odd` otherwise."""
+    return st.sampled_from((True, True, True, False)).flatmap(lambda ok: valid if ok else odd)
+
+
+def long_text(*lengths: int) -> SearchStrategy[str]:
+    """One character (or pair) repeated to about each length: strings at and past a limit."""
+    return st.builds(
+        lambda text, length: (text * length)[:length],
+        st.sampled_from(LONG_CHARS),
+        st.sampled_from(lengths),
+    )
+
+
+def nested(levels: int, as_list: bool) -> Any:
+    value: Any = "leaf"
+    for _ in range(levels):
+        value = [value] if as_list else {"a": value}
+    return value
+
+
+def _printable_id(text: str) -> str:
+    text = text.strip()
+    return "x" if text in ("", ".", "..") else text
+
+
+JSON_SCALARS: SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.sampled_from(BOUNDARY_INTS),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(ODD_TEXT),
+)
+JSON: SearchStrategy[Any] = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+DEEP: SearchStrategy[Any] = st.builds(
+    nested,
+    st.integers(MAX_TOOL_DATA_DEPTH - 3, MAX_TOOL_DATA_DEPTH + 3),
+    st.booleans(),
+)
+ODD_STRING: SearchStrategy[str] = st.one_of(
+    st.sampled_from(ODD_TEXT), st.text(max_size=30), long_text(255, 256, 257, 1000, 1001, 2049)
+)
+ANYTHING: SearchStrategy[Any] = st.one_of(
+    st.sampled_from(BOUNDARY_INTS),
+    st.sampled_from([True, False, None, 0.5, 1.0, -0.0, 1e308, 5e-324, [], {}, [1], {"a": 1}]),
+    ODD_STRING,
+    JSON,
+)
+"""Whatever a careless client might send for any argument."""
+
+SAID: SearchStrategy[str] = st.builds(
+    lambda word, more: " ".join([word, *more]),
+    st.sampled_from(WORDS),
+    st.lists(st.sampled_from(WORDS) | st.text(min_size=1, max_size=12), max_size=5),
+)
+"""Text with at least one word of the shared vocabulary, so searches find it."""
+USER_IDS: SearchStrategy[str] = st.one_of(
+    st.sampled_from(USERS),
+    st.text(ID_CHARS, min_size=1, max_size=30).map(_printable_id),
+)
+IDENTIFIERS: SearchStrategy[str] = st.text(IDENT_CHARS, min_size=1, max_size=40).map(
+    _printable_id
+)
+REQUEST_IDS: SearchStrategy[str] = st.one_of(
+    st.uuids().map(str), st.uuids().map(str), IDENTIFIERS, st.sampled_from(REQUEST_POOL)
+)
+SOURCES: SearchStrategy[str] = st.one_of(
+    st.sampled_from(["", "mcp", "chat", "a" * 128, "a.b_c:d-e"]),
+    st.from_regex(r"[a-z0-9][a-z0-9._:-]{0,20}", fullmatch=True),
+)
+COUNTS: SearchStrategy[int] = st.one_of(
+    st.integers(1, MAX_RESULTS), st.sampled_from([1, 2, MAX_RESULTS])
+)
+ODD_COUNTS: SearchStrategy[Any] = st.one_of(
+    st.sampled_from(BOUNDARY_INTS),
+    st.sampled_from([1.0, 5.0, 1.5, -0.5, "5", "", "ten", True, False, None, [], {}, [5]]),
+)
+OFFSETS = st.integers(-14 * 60, 14 * 60).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+MOMENTS = st.datetimes(
+    min_value=datetime(1, 1, 1),
+    max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+    timezones=st.none() | OFFSETS,
+)
+TIME_EDGES = [
+    "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00-14:00", "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59+14:00", "9999-12-31T23:59:59.999999-14:00", "1970-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z", "2026-11-23", "2026-11-23T14:00:00Z", " 2026-11-23 ",
+    "2026-11-23 14:00", "20261123T140000Z", "2026-W47-1", 0, -1, 1, MAX_TIMESTAMP,
+    MAX_TIMESTAMP + 1, 2**63, 10**30, 1.5, -1.5, 1e300, None,
+]  # fmt: skip
+TIMES: SearchStrategy[Any] = st.one_of(
+    MOMENTS.map(lambda moment: moment.isoformat().replace("+00:00", "Z")),
+    MOMENTS.map(lambda moment: moment.date().isoformat()),
+    st.integers(0, MAX_TIMESTAMP),
+    st.floats(0, MAX_TIMESTAMP),
+    st.sampled_from(TIME_EDGES),
+)
+ODD_TIMES: SearchStrategy[Any] = st.one_of(
+    st.sampled_from(
+        ["last week", "yesterday", "now", "2026-13-01", "2026-02-30", "24:00", "1700000000",
+         "T", "9999-99-99", "0000-01-01", "10000-01-01", "2026-11-23T14:00:00+24:00", True]
+    ),  # fmt: skip
+    ANYTHING,
+)
+
+# --- arguments of each tool ---------------------------------------------------------------
+
+
+def arguments(
+    valid: Mapping[str, SearchStrategy[Any]],
+    odd: Mapping[str, SearchStrategy[Any]],
+    required: tuple[str, ...] = (),
+    whole: SearchStrategy[Args] | None = None,
+) -> SearchStrategy[Args]:
+    """Calls of one tool: valid three times in four (`whole` if given), else each argument
+    left out or valid or odd, sometimes with unknown arguments beside them."""
+    valid_call = whole or st.fixed_dictionaries(
+        {name: valid[name] for name in required},
+        optional={name: s for name, s in valid.items() if name not in required},
+    )
+    fuzzed = st.fixed_dictionaries(
+        {}, optional={name: mostly(valid[name], odd[name]) for name in valid}
+    )
+    unknown = st.dictionaries(st.sampled_from(UNKNOWN_NAMES) | st.text(max_size=10), ANYTHING)
+    with_unknown = st.builds(lambda known, extra: {**known, **extra}, fuzzed, unknown)
+    return mostly(valid_call, st.one_of(fuzzed, with_unknown))
+
+
+TOOL_USED: SearchStrategy[Args] = st.fixed_dictionaries(
+    {"tool_name": st.text(min_size=1, max_size=20) | st.sampled_from(["kb_search", "寿司"])},
+    optional={
+        "tool_data": st.dictionaries(st.text(max_size=8), JSON, max_size=4) | DEEP,
+        "status": st.sampled_from(["", "ok", "error", "success"]),
+    },
+)
+TURN_FIELDS: dict[str, SearchStrategy[Any]] = {
+    "role": st.sampled_from(["User", "Agent", "user", "assistant", "system", "r" * 1000]),
+    "expert_content": SAID,
+    "user_action": st.sampled_from(["click", "CLICK", "Scroll", "type", "none", "NONE"]),
+    "user_action_description": SAID,
+    "interacted_image_url": st.sampled_from(["https://x.test/a.png", "u" * 2048]),
+    "image_encoding": st.sampled_from(["aGVsbG8=", "A" * 100_000]),
+    "tools_used": st.lists(TOOL_USED, max_size=3),
+    "created_at": st.integers(0, MAX_TIMESTAMP) | st.sampled_from([0, 1, MAX_TIMESTAMP, None]),
+}
+ODD_TURN_FIELDS: dict[str, SearchStrategy[Any]] = {
+    "content": st.one_of(ODD_STRING, long_text(MAX_CONTENT_CHARS, MAX_CONTENT_CHARS + 1)),
+    "role": ODD_STRING,
+    "expert_content": ODD_STRING,
+    "user_action": ODD_STRING,
+    "user_action_description": st.one_of(ODD_STRING, long_text(10_000, 10_001)),
+    "interacted_image_url": st.one_of(ODD_STRING, long_text(2048, 2049)),
+    "image_encoding": st.one_of(
+        ODD_STRING, long_text(10 * 2**20 - 1024, 10 * 2**20, 15_000_001)
+    ),
+    "tools_used": st.one_of(
+        st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "tool_name": ODD_STRING,
+                    "tool_data": st.one_of(DEEP, JSON),
+                    "status": ODD_STRING,
+                    "tool_nmae": JSON,
+                },
+            ),
+            max_size=3,
+        ),
+        ANYTHING,
+    ),
+    "created_at": st.one_of(st.sampled_from(BOUNDARY_INTS), ANYTHING),
+}
+VALID_TURN: SearchStrategy[Args] = st.fixed_dictionaries(
+    {"content": SAID}, optional=TURN_FIELDS
+)
+ODD_TURN: SearchStrategy[Any] = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            name: mostly(TURN_FIELDS.get(name, SAID), odd)
+            for name, odd in ODD_TURN_FIELDS.items()
+        }
+        | {"contnet": SAID, "interaction_id": ANYTHING},
+    ),
+    ANYTHING,
+)
+PUBLISH_OPTIONS: dict[str, SearchStrategy[Any]] = {
+    "user_id": USER_IDS,
+    "source": SOURCES,
+    "agent_version": st.text(max_size=20),
+    "session_id": IDENTIFIERS,
+    "request_id": REQUEST_IDS,
+    "wait_for_response": st.booleans(),
+    "skip_aggregation": st.booleans(),
+    "force_extraction": st.booleans(),
+}
+VALID_PUBLISH: SearchStrategy[Args] = st.one_of(
+    st.fixed_dictionaries(
+        {"interactions": st.lists(VALID_TURN, min_size=1, max_size=4)},
+        optional=PUBLISH_OPTIONS,
+    ),
+    st.fixed_dictionaries(
+        {"user_message": SAID, "agent_response": SAID}, optional=PUBLISH_OPTIONS
+    ),
+)
+PUBLISH = arguments(
+    {
+        "interactions": st.lists(VALID_TURN, min_size=1, max_size=4),
+        "user_message": SAID,
+        "agent_response": SAID,
+        **PUBLISH_OPTIONS,
+    },
+    {
+        "interactions": st.one_of(
+            st.lists(mostly(VALID_TURN, ODD_TURN), max_size=5), ANYTHING
+        ),
+        "user_message": st.one_of(ODD_STRING, long_text(MAX_CONTENT_CHARS + 1)),
+        "agent_response": ODD_STRING,
+        "user_id": st.one_of(ODD_STRING, long_text(MAX_ID_CHARS, MAX_ID_CHARS + 1)),
+        "source": st.one_of(ODD_STRING, long_text(128, 129), st.just("Chat Bot")),
+        "agent_version": st.one_of(ODD_STRING, long_text(1000, 1001)),
+        "session_id": st.one_of(ODD_STRING, long_text(MAX_ID_CHARS, MAX_ID_CHARS + 1)),
+        "request_id": st.one_of(ODD_STRING, long_text(MAX_ID_CHARS, MAX_ID_CHARS + 1)),
+        "wait_for_response": ANYTHING,
+        "skip_aggregation": ANYTHING,
+        "force_extraction": ANYTHING,
+    },
+    whole=VALID_PUBLISH,
+)
+QUERIES: SearchStrategy[str] = st.one_of(
+    SAID,
+    st.sampled_from(ODD_TEXT),
+    st.builds(lambda word, syntax: f"{word} {syntax}", st.sampled_from(WORDS), st.sampled_from(ODD_TEXT)),
+    st.integers(0, 3000).map(lambda n: " ".join(f"w{i}" for i in range(n))[:MAX_QUERY_CHARS]),
+    long_text(MAX_QUERY_CHARS),
+)
+SEARCH = arguments(
+    {
+        "query": QUERIES,
+        "user_id": USER_IDS,
+        "top_k": COUNTS,
+        "most_recent_k": COUNTS,
+        "start_time": TIMES,
+        "end_time": TIMES,
+        "search_mode": st.sampled_from(["vector", "fts", "hybrid"]),
+        "threshold": st.floats(0, 1) | st.sampled_from([0, 1]),
+        "request_id": st.sampled_from(REQUEST_POOL) | IDENTIFIERS,
+    },
+    {
+        "query": st.one_of(ODD_STRING, long_text(MAX_QUERY_CHARS + 1), ANYTHING),
+        "user_id": st.one_of(ODD_STRING, long_text(MAX_ID_CHARS + 1), ANYTHING),
+        "top_k": ODD_COUNTS,
+        "most_recent_k": ODD_COUNTS,
+        "start_time": ODD_TIMES,
+        "end_time": ODD_TIMES,
+        "search_mode": st.one_of(st.sampled_from(["FTS", "semantic", ""]), ANYTHING),
+        "threshold": st.one_of(
+            st.sampled_from([-1e-300, 1.0000001, 2, -1, 10**100, "0.5"]), ANYTHING
+        ),
+        "request_id": st.one_of(ODD_STRING, long_text(MAX_ID_CHARS + 1), ANYTHING),
+    },
+)
+GET = arguments(
+    {"user_id": USER_IDS, "top_k": COUNTS, "start_time": TIMES, "end_time": TIMES},
+    {
+        "user_id": st.one_of(ODD_STRING, ANYTHING),
+        "top_k": ODD_COUNTS,
+        "start_time": ODD_TIMES,
+        "end_time": ODD_TIMES,
+    },
+)
+GET_ALL = arguments({"top_k": COUNTS}, {"top_k": ODD_COUNTS})
+
+
+def delete_arguments(known: list[tuple[int, str]]) -> SearchStrategy[Args]:
+    """Deletes of stored interactions (by their owner or another user), and of made-up ids."""
+    stored: SearchStrategy[Args] = (
+        st.sampled_from(known).flatmap(
+            lambda row: st.fixed_dictionaries(
+                {"interaction_id": st.just(row[0])},
+                optional={"user_id": st.sampled_from([row[1], row[1], "alice"])},
+            )
+        )
+        if known
+        else st.nothing()
+    )
+    made_up = arguments(
+        {
+            "interaction_id": st.integers(1, MAX_INTEGER) | st.sampled_from([1, 2, MAX_INTEGER]),
+            "user_id": USER_IDS,
+        },
+        {
+            "interaction_id": st.one_of(ODD_COUNTS, ANYTHING),
+            "user_id": st.one_of(ODD_STRING, ANYTHING),
+        },
+        required=("interaction_id",),
+    )
+    return st.one_of(stored, made_up)
+
+
+RESOURCE_USER_IDS: SearchStrategy[str] = st.one_of(
+    USER_IDS, ODD_STRING, long_text(MAX_ID_CHARS, MAX_ID_CHARS + 1)
+)
+
+# --- the server and its checks ------------------------------------------------------------
+
+
+@dataclass
+class Fuzzer:
+    """One running server, its client, and what the calls so far have stored."""
+
+    portal: BlockingPortal
+    client: Client
+    known: dict[int, str] = field(default_factory=dict[int, str])
+    """Interaction id -> owner, of every interaction read back and not deleted since."""
+    users: set[str] = field(default_factory=set[str])
+    """Every user a publish succeeded for."""
+
+    def call(self, tool: str, arguments: Args) -> dict[str, Any] | None:
+        """Call `tool`, check the answer, and return its structured content (None on error)."""
+
+        async def run() -> CallToolResult:
+            with anyio.fail_after(CALL_SECONDS):
+                return await self.client.call_tool(tool, arguments)
+
+        try:
+            result = self.portal.call(run)
+        except TimeoutError:
+            raise AssertionError(f"{tool} did not answer within {CALL_SECONDS} s") from None
+        except MCPError as err:
+            raise AssertionError(
+                f"{tool} answered a protocol error {err.error.code}: {err.error.message}"
+            ) from None
+        text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
+        if result.is_error:
+            assert text, f"{tool} failed without saying why"
+            assert not text.startswith("Error executing tool"), text
+            for leak in LEAKS:
+                assert leak not in text, text
+            assert "failed unexpectedly" not in text, text
+            assert len(text) <= MAX_ERROR_CHARS, f"{len(text)}-character error: {text[:500]}"
+            return None
+        assert result.structured_content is not None, f"{tool} succeeded without structure"
+        content = result.structured_content
+        if "interactions" in content:
+            assert content["count"] == len(content["interactions"]), content["count"]
+            owner = arguments.get("user_id") or DEFAULT_USER
+            for interaction in content["interactions"]:
+                if tool != "get_all_interactions":
+                    assert interaction["user_id"] == owner, (interaction["user_id"], owner)
+                self.known[interaction["interaction_id"]] = interaction["user_id"]
+        return content
+
+    def read(self, uri: str) -> dict[str, Any] | None:
+        """Read a resource: its JSON, or None when it refused the URI as invalid params."""
+
+        async def run() -> str:
+            with anyio.fail_after(CALL_SECONDS):
+                result = await self.client.read_resource(uri, cache_mode="bypass")
+            (content,) = result.contents
+            assert isinstance(content, TextResourceContents)
+            return content.text
+
+        try:
+            return json.loads(self.portal.call(run))
+        except TimeoutError:
+            raise AssertionError(f"{uri} was not read within {CALL_SECONDS} s") from None
+        except MCPError as err:
+            assert err.error.code == INVALID_PARAMS, (err.error.code, err.error.message)
+            for leak in LEAKS:
+                assert leak not in err.error.message, err.error.message
+            return None
+
+    def publish(self, arguments: Args) -> tuple[str, str, int] | None:
+        """Publish; (user id, request id, turns stored) when it succeeded."""
+        published = self.call("publish_interaction", arguments)
+        if published is None:
+            return None
+        self.users.add(published["user_id"])
+        return published["user_id"], published["request_id"], published["stored"]
+
+    def reads_back(self, publishes: list[tuple[str, str, int]], *, exact: bool) -> None:
+        """What these publishes stored reads back; `exact`: no delete ran since, so all of it."""
+        for user_id, request_id, stored in publishes:
+            found = self.call(
+                "search_interactions",
+                {"user_id": user_id, "request_id": request_id, "top_k": MAX_RESULTS},
+            )
+            assert found is not None, f"turns of {request_id!r} of {user_id!r} do not read back"
+            if exact and stored:
+                assert found["count"] == stored, (found["count"], stored)
+        for user_id in {user_id for user_id, _, _ in publishes}:
+            self.user_reads_back(user_id, top_k=30)
+        if publishes:
+            assert self.read("reflexio://status") is not None
+            assert self.read("reflexio://interactions/recent") is not None
+
+    def user_reads_back(self, user_id: str, *, top_k: int) -> None:
+        listed = self.call("get_interactions", {"user_id": user_id, "top_k": top_k})
+        assert listed is not None, f"the interactions of {user_id!r} do not read back"
+        newest = self.call("search_interactions", {"user_id": user_id, "top_k": top_k})
+        assert newest is not None, f"a search of {user_id!r} without query fails"
+        document = self.read(f"reflexio://users/{quote(user_id, safe='')}/interactions")
+        assert document is not None, f"the resource of {user_id!r} refuses it"
+        assert document["user_id"] == user_id
+
+    def everything_reads_back(self) -> None:
+        everything = self.call("get_all_interactions", {"top_k": MAX_RESULTS})
+        assert everything is not None, "get_all_interactions fails on what is stored"
+        for user_id in sorted(self.users):
+            self.user_reads_back(user_id, top_k=MAX_RESULTS)
+
+    def example(self, data: st.DataObject, tool: str, calls: SearchStrategy[Args]) -> None:
+        """Maybe a valid publish, then one to three calls of `tool`, then the read-back."""
+        publishes: list[tuple[str, str, int]] = []
+        if tool != "publish_interaction":
+            for seed in data.draw(st.lists(VALID_PUBLISH, max_size=1), label="seed"):
+                if published := self.publish(seed):
+                    publishes.append(published)
+        deleted = False
+        for _ in range(data.draw(st.integers(1, 3), label="calls")):
+            args = data.draw(calls, label=tool)
+            if tool == "publish_interaction":
+                if published := self.publish(args):
+                    publishes.append(published)
+            elif (answer := self.call(tool, args)) is not None and tool == "delete_interaction":
+                self.known.pop(answer["deleted"]["interaction_id"], None)
+                deleted = True
+        self.reads_back(publishes, exact=not deleted)
+
+
+@contextmanager
+def fuzzer() -> Iterator[Fuzzer]:
+    """A server on a fresh embedded store, served from a portal's event loop."""
+    with tempfile.TemporaryDirectory() as tmp, start_blocking_portal() as portal:
+        settings = Settings(backend="embedded", data_dir=Path(tmp), allow_admin=True)
+        with portal.wrap_async_context_manager(Client(build_server(settings))) as client:
+            yield Fuzzer(portal, client)
+
+
+def fuzz(tool: str, calls: Callable[[Fuzzer], SearchStrategy[Args]]) -> None:
+    """Run EXAMPLES examples of `tool` against one server, then read everything back."""
+    with fuzzer() as server:
+
+        @FUZZ
+        @given(data=st.data())
+        def example(data: st.DataObject) -> None:
+            server.example(data, tool, calls(server))
+
+        example()
+        server.everything_reads_back()
+
+
+def test_publish_interaction_answers_any_arguments_and_what_it_stores_reads_back() -> None:
+    fuzz("publish_interaction", lambda _: PUBLISH)
+
+
+def test_search_interactions_answers_any_arguments() -> None:
+    fuzz("search_interactions", lambda _: SEARCH)
+
+
+def test_get_interactions_answers_any_arguments() -> None:
+    fuzz("get_interactions", lambda _: GET)
+
+
+def test_get_all_interactions_answers_any_arguments() -> None:
+    fuzz("get_all_interactions", lambda _: GET_ALL)
+
+
+def test_delete_interaction_answers_any_arguments() -> None:
+    fuzz("delete_interaction", lambda server: delete_arguments(sorted(server.known.items())))
+
+
+def test_user_resource_reads_every_valid_user_id_and_refuses_the_rest_as_invalid_params() -> None:
+    with fuzzer() as server:
+
+        @FUZZ
+        @given(user_id=RESOURCE_USER_IDS, safe=st.sampled_from(["", "@:", ":@ %"]))
+        def example(user_id: str, safe: str) -> None:
+            document = server.read(f"reflexio://users/{quote(user_id, safe=safe)}/interactions")
+            try:
+                USER_ID.validate_python(user_id)
+            except ValidationError:
+                assert document is None, f"{user_id!r} was accepted"
+            else:
+                if safe == "" or " " not in user_id:
+                    assert document is not None, f"{user_id!r} was refused"
+                    assert document["user_id"] == user_id
+
+        example()
