@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
@@ -341,6 +341,11 @@ class TimeWindow(Strict):
     def _window_is_ordered(self) -> TimeWindow:
         if self.start_time and self.end_time and self.start_time > self.end_time:
             raise ValueError("start_time is after end_time; swap them or widen the window")
+        # Times are stored in whole seconds: a turn at 12:00:01 is not "at or after" 12:00:01.5.
+        if self.start_time and self.start_time.microsecond:
+            self.start_time = self.start_time.replace(microsecond=0) + timedelta(seconds=1)
+        if self.end_time:
+            self.end_time = self.end_time.replace(microsecond=0)
         return self
 
 

@@ -18,6 +18,7 @@ from reflexio_mcp import defaults
 from reflexio_mcp.backend import already_stored
 from reflexio_mcp.errors import NotReflexio, ReflexioError, Rejected, not_found
 from reflexio_mcp.models import (
+    MAX_RESULTS,
     BackendStatus,
     GetRequest,
     Interaction,
@@ -30,8 +31,9 @@ from reflexio_mcp.reflexio_http import HttpOptions, ReflexioHttp
 
 ALL = 2**31 - 1
 """A count that means "every interaction of the user"."""
-DELETE_WINDOWS = (100, 1_000, 10_000, ALL)
-"""How many of a user's newest interactions to look through, in turn, for one to delete."""
+NEWEST_WINDOWS = (100, 1_000, 10_000, ALL)
+"""How many of a user's newest interactions to look through, in turn, for one to delete
+or to fill a time window."""
 PARSE_IN_THREAD_BYTES = 1_000_000
 """Larger answers are parsed off the event loop, so other calls are not held up."""
 
@@ -57,11 +59,19 @@ class DeleteAnswer(BaseModel):
     message: str = ""
 
 
+def _within(interaction: Interaction, window: SearchRequest) -> bool:
+    start, end = window.start_time, window.end_time
+    return (start is None or interaction.created_at >= start.timestamp()) and (
+        end is None or interaction.created_at <= end.timestamp()
+    )
+
+
 class NewestBody(BaseModel):
     """A search with no query: the user's newest interactions, by a bounded SQL query."""
 
     user_id: str
     most_recent_k: int
+    request_id: str | None = None
 
 
 class DeleteBody(BaseModel):
@@ -131,6 +141,15 @@ class ReflexioClient:
         return newest_first(await self._interactions("/api/get_interactions", request))
 
     async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
+        if request.start_time is None and request.end_time is None:
+            return await self._search(request)
+        # Reflexio 0.2.32's search compares its text timestamps with numbers, so it filters
+        # by time wrongly: the bridge sends no window and keeps what falls inside it.
+        if not request.query:
+            return await self._newest_within(request)
+        return await self._matches_within(request)
+
+    async def _search(self, request: SearchRequest) -> list[Interaction]:
         if not request.query and not request.most_recent_k:
             # Reflexio answers [] to a search with neither; list the newest instead.
             request = request.model_copy(update={"most_recent_k": request.top_k or 10})
@@ -139,6 +158,40 @@ class ReflexioClient:
             found = newest_first(found)  # Reflexio returns these oldest first
         # Reflexio's SQLite store ignores top_k (it caps at most_recent_k or 10).
         return found[: request.top_k] if request.top_k else found
+
+    async def _matches_within(self, request: SearchRequest) -> list[Interaction]:
+        """The best matches inside the window; when too few of Reflexio's best fall inside it,
+        filled with further matches inside it, newest first, from its best 1000."""
+        wanted = min(k for k in (request.most_recent_k, request.top_k, 10) if k)
+        anytime = request.model_copy(update={"start_time": None, "end_time": None})
+        found = [i for i in await self._search(anytime) if _within(i, request)]
+        if len(found) < wanted:
+            wider = anytime.model_copy(update={"most_recent_k": MAX_RESULTS, "top_k": None})
+            seen = {i.interaction_id for i in found}
+            more = await self._search(wider)
+            found += [i for i in more if _within(i, request) and i.interaction_id not in seen]
+        found = found[:wanted]
+        return newest_first(found) if request.most_recent_k else found
+
+    async def _newest_within(self, request: SearchRequest) -> list[Interaction]:
+        """The newest k of a user's interactions inside the request's time window, looking
+        through growing newest-first windows (bounded SQL queries) until k are found."""
+        wanted = min(k for k in (request.most_recent_k, request.top_k, 10) if k)
+        inside: list[Interaction] = []
+        for window in (wanted, *(w for w in NEWEST_WINDOWS if w > wanted)):
+            body = NewestBody(
+                user_id=request.user_id, most_recent_k=window, request_id=request.request_id
+            )
+            newest = newest_first(await self._interactions("/api/search_interactions", body))
+            inside = [i for i in newest if _within(i, request)]
+            passed_start = (
+                bool(newest)
+                and request.start_time is not None
+                and (newest[-1].created_at < request.start_time.timestamp())
+            )
+            if len(inside) >= wanted or len(newest) < window or passed_start:
+                break
+        return inside[:wanted]
 
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
         response, _ = await self._http.send(
@@ -151,7 +204,7 @@ class ReflexioClient:
         # else, so look first: only then can the answer say what was deleted. Its newest-first
         # listing is a bounded SQL query, so look through growing windows of it.
         target: Interaction | None = None
-        for window in DELETE_WINDOWS:
+        for window in NEWEST_WINDOWS:
             body = NewestBody(user_id=user_id, most_recent_k=window)
             newest = await self._interactions("/api/search_interactions", body)
             target = next((i for i in newest if i.interaction_id == interaction_id), None)

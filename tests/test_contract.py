@@ -795,3 +795,31 @@ async def test_unknown_arguments_are_refused_not_ignored(
     message = await error(mcp, tool, arguments)
     assert expected in message
     assert f"{tool} takes: " in message
+
+
+async def test_fractional_time_bounds_respect_whole_second_storage(
+    mcp: Client, user_id: str
+) -> None:
+    turns = [{"content": "at 1000", "created_at": 1000}, {"content": "at 1001", "created_at": 1001}]
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns})
+    half = "1970-01-01T00:16:40.500Z"  # 1000.5
+    for tool in ("get_interactions", "search_interactions"):
+        after = await call(mcp, tool, {"user_id": user_id, "start_time": half})
+        before = await call(mcp, tool, {"user_id": user_id, "end_time": half})
+        assert [i["content"] for i in after["interactions"]] == ["at 1001"], tool
+        assert [i["content"] for i in before["interactions"]] == ["at 1000"], tool
+
+
+async def test_searches_keep_to_their_time_window(mcp: Client, user_id: str) -> None:
+    turns = [{"content": f"alpha step {n}", "created_at": 1000 + n} for n in range(30)]
+    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns})
+    early = {"user_id": user_id, "end_time": "1970-01-01T00:16:45Z"}  # 1005
+    newest_early = await call(mcp, "search_interactions", {**early, "most_recent_k": 3})
+    assert [i["created_at"] for i in newest_early["interactions"]] == [1005, 1004, 1003]
+    matching_early = await call(mcp, "search_interactions", {**early, "query": "alpha"})
+    assert matching_early["count"] > 0
+    assert all(i["created_at"] <= 1005 for i in matching_early["interactions"])
+    late = {"user_id": user_id, "start_time": "1970-01-01T00:17:05Z", "query": "alpha"}  # 1025
+    matching_late = await call(mcp, "search_interactions", late)
+    assert matching_late["count"] > 0
+    assert all(i["created_at"] >= 1025 for i in matching_late["interactions"])

@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx2
 import pytest
@@ -553,3 +554,26 @@ async def test_search_honours_top_k_even_when_the_backend_does_not() -> None:
     async with client(lambda request: interactions_answer(1, 2, 3, 4)) as reflexio:
         found = await reflexio.search_interactions(SearchRequest(user_id="u", query="x", top_k=2))
     assert [i.interaction_id for i in found] == [1, 2]
+
+
+async def test_time_windows_are_applied_by_the_bridge_not_sent_to_reflexio_search() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        newest = 2000 - min(int(str(body.get("most_recent_k", 10))), 1000)
+        rows = [
+            {"interaction_id": t, "user_id": "u", "request_id": "r", "created_at": t}
+            for t in range(newest, 2000)
+        ]
+        return httpx2.Response(200, json={"success": True, "interactions": rows[::-1]})
+
+    end = datetime.fromtimestamp(1500, UTC)
+    async with client(handler) as reflexio:
+        found = await reflexio.search_interactions(
+            SearchRequest(user_id="u", most_recent_k=3, end_time=end)
+        )
+    assert [i.created_at for i in found] == [1500, 1499, 1498]
+    assert [b["most_recent_k"] for b in bodies] == [3, 100, 1000]
+    assert all("end_time" not in b and "start_time" not in b for b in bodies)
