@@ -18,12 +18,15 @@ from pydantic_core import ErrorDetails
 from reflexio_mcp.errors import InvalidInput
 from reflexio_mcp.models import InteractionData, ToolUsed, shown
 
+MAX_NAMED = 10
+"""Problems (or unknown arguments) named one by one in an error; the rest are counted."""
 _KNOWN_NESTED_FIELDS = sorted({*InteractionData.model_fields, *ToolUsed.model_fields})
 _JSON_TYPE = {
     "string_type": "a string",
     "int_type": "a whole number",
     "int_parsing": "a whole number",
     "int_from_float": "a whole number",
+    "int_parsing_size": "a whole number",
     "float_type": "a number",
     "float_parsing": "a number",
     "bool_type": "true or false",
@@ -46,11 +49,14 @@ def invalid_input(error: ValidationError, rename: dict[str, str] | None = None) 
 
 
 def problem_lines(errors: Iterable[ErrorDetails], rename: dict[str, str]) -> list[str]:
+    """At most MAX_NAMED lines, then how many more: an error must fit in a model's context."""
     lines: list[str] = []
     for item in errors:
         line = f"{field_path(item['loc'], rename)}: {_reason(item)}"
         if line not in lines:  # a union reports one problem once per member
             lines.append(line)
+    if len(lines) > MAX_NAMED:
+        lines = [*lines[:MAX_NAMED], f"and {len(lines) - MAX_NAMED} more problems like these"]
     return lines
 
 

@@ -123,6 +123,24 @@ Identifier = Annotated[
     AfterValidator(_identifier("an id", slashes=True)),
 ]
 """A session or request id: any printable text up to 256 characters."""
+
+
+def _unless_blank(check: Callable[[str], str]) -> Callable[[str], str]:
+    return lambda value: value if value == "" else check(value)
+
+
+# Optional text arguments of tools are plain `str` with "" for "not given": the SDK pre-parses
+# any other string argument as JSON, so a user named "null" would silently become None.
+UserIdOrDefault = Annotated[
+    str,
+    Field(max_length=MAX_ID_CHARS),
+    AfterValidator(_unless_blank(_identifier("a user id", slashes=False))),
+]
+IdentifierOrNew = Annotated[
+    str,
+    Field(max_length=MAX_ID_CHARS),
+    AfterValidator(_unless_blank(_identifier("an id", slashes=True))),
+]
 InteractionId = Annotated[int, Between(1, MAX_INTEGER)]
 UnixSeconds = Annotated[int, Between(0, MAX_TIMESTAMP)]
 ResultCount = Annotated[int, Between(1, MAX_RESULTS)]

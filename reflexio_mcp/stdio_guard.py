@@ -67,6 +67,11 @@ def checked_line(line: bytes) -> bytes:
     message = line.rstrip(b"\r\n")
     if not message.strip():
         return line
+    if b"\r" in message:
+        # The SDK reads stdin with universal newlines: a lone CR (JSON whitespace, never raw
+        # inside a JSON string) would split the message in two, both halves then dropped.
+        message = message.replace(b"\r", b" ")
+        line = message + b"\n"
     try:
         text = message.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -117,8 +122,11 @@ def _request_id(message: bytes) -> int | str | None:
     request_id = cast(dict[str, Any], parsed).get("id")
     if isinstance(request_id, bool) or not isinstance(request_id, int | str):
         return None
-    if isinstance(request_id, str) and not request_id.isprintable():
-        return None
+    if isinstance(request_id, str):
+        try:
+            request_id.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no JSON the SDK reads can carry it back
+            return None
     return request_id
 
 

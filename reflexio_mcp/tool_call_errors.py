@@ -22,7 +22,8 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from reflexio_mcp.invalid_input import invalid_input
+from reflexio_mcp.invalid_input import MAX_NAMED, invalid_input
+from reflexio_mcp.models import shown
 
 SYNONYMS = {
     "limit": "top_k", "k": "top_k", "n": "top_k", "count": "top_k", "max_results": "top_k",
@@ -47,9 +48,14 @@ def tool_call_errors(
         if ctx.method != "tools/call" or not ctx.params:
             return await call_next(ctx)
         name: Any = ctx.params.get("name")
-        raw: Any = ctx.params.get("arguments") or {}
-        if not isinstance(name, str) or not isinstance(raw, dict):
-            return await call_next(ctx)
+        raw: Any = ctx.params.get("arguments")
+        raw = {} if raw is None else raw
+        if not isinstance(name, str):
+            return _error(f"invalid input: name: must be a tool name (got {shown(name)})")
+        if not isinstance(raw, dict):
+            return _error(
+                f"invalid input: arguments: must be an object of named arguments (got {shown(raw)})"
+            )
         arguments = cast(dict[str, Any], raw)
         if name not in by_name:
             return _error(_unknown_tool(name, list(by_name), not_enabled))
@@ -105,6 +111,8 @@ def _unknown_tool(name: str, registered: list[str], not_enabled: Mapping[str, st
 
 def _unknown_arguments(tool: str, unknown: list[str], accepted: list[str]) -> str:
     problems: list[str] = []
+    if len(unknown) > MAX_NAMED:
+        unknown = [*unknown[:MAX_NAMED], f"(and {len(unknown) - MAX_NAMED} more)"]
     for argument in unknown:
         synonym = SYNONYMS.get(argument.lower())
         close = (

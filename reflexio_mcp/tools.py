@@ -26,7 +26,7 @@ from reflexio_mcp.models import (
     MAX_QUERY_CHARS,
     SOURCE_RULE,
     GetRequest,
-    Identifier,
+    IdentifierOrNew,
     Interaction,
     InteractionData,
     InteractionId,
@@ -36,7 +36,7 @@ from reflexio_mcp.models import (
     SearchRequest,
     Source,
     Timestamp,
-    UserId,
+    UserIdOrDefault,
 )
 from reflexio_mcp.search_text import bounded_query, has_words
 from reflexio_mcp.state import ToolContext, app_state
@@ -76,8 +76,8 @@ class DeleteResult(BaseModel):
 
 
 OptionalUserId = Annotated[
-    UserId | None,
-    Field(description="Whose interactions; omit for the server's default user."),
+    UserIdOrDefault,
+    Field(description='Whose interactions; omit (or "") for the server\'s default user.'),
 ]
 StartTime = Annotated[
     Timestamp | None,
@@ -114,20 +114,20 @@ async def publish_interaction(
         ),
     ] = None,
     user_message: Annotated[
-        str | None,
+        str,
         Field(
             max_length=MAX_CONTENT_CHARS,
             description="Shortcut for one exchange: what the user said (with agent_response).",
         ),
-    ] = None,
+    ] = "",
     agent_response: Annotated[
-        str | None,
+        str,
         Field(
             max_length=MAX_CONTENT_CHARS,
             description="Shortcut for one exchange: the agent's answer (with user_message).",
         ),
-    ] = None,
-    user_id: OptionalUserId = None,
+    ] = "",
+    user_id: OptionalUserId = "",
     source: Annotated[
         Source, Field(description=f"Where the conversation came from: {SOURCE_RULE}.")
     ] = "mcp",
@@ -135,19 +135,19 @@ async def publish_interaction(
         str, Field(max_length=1000, description="Version of the agent that answered.")
     ] = "",
     session_id: Annotated[
-        Identifier | None,
+        IdentifierOrNew,
         Field(
             description="Groups publishes of one conversation; omit to use this server "
             "process's own session."
         ),
-    ] = None,
+    ] = "",
     request_id: Annotated[
-        Identifier | None,
+        IdentifierOrNew,
         Field(
             description="Your idempotency key for this publish: send the same one again (e.g. "
             "after a lost answer) and nothing is stored twice. Omit for a fresh one."
         ),
-    ] = None,
+    ] = "",
     wait_for_response: Annotated[
         bool,
         Field(description="Wait until Reflexio has learned from it (can take minutes)."),
@@ -197,14 +197,14 @@ async def publish_interaction(
 async def search_interactions(
     ctx: ToolContext,
     query: Annotated[
-        str | None,
+        str,
         Field(
             max_length=MAX_QUERY_CHARS,
             description="Words to look for in what was said (any of them; Chinese, Japanese "
-            "and Korean text is also found inside longer runs).",
+            "and Korean text is also found inside longer runs). Omit to list the newest.",
         ),
-    ] = None,
-    user_id: OptionalUserId = None,
+    ] = "",
+    user_id: OptionalUserId = "",
     top_k: Annotated[
         ResultCount | None, Field(description="At most this many results (1-1000).")
     ] = None,
@@ -226,8 +226,8 @@ async def search_interactions(
         Field(ge=0, le=1, description="Minimum similarity for vector matches (0-1)."),
     ] = None,
     request_id: Annotated[
-        Identifier | None, Field(description="Only turns stored by this publish.")
-    ] = None,
+        IdentifierOrNew, Field(description="Only turns stored by this publish.")
+    ] = "",
 ) -> InteractionList:
     """Find past interactions of a user by what was said in them.
 
@@ -236,7 +236,7 @@ async def search_interactions(
     query, lists the newest turns (most_recent_k or top_k of them, 10 by default).
     """
     state = app_state(ctx)
-    sent_query, note = bounded_query(query or "")
+    sent_query, note = bounded_query(query)
     with reported_to_model():
         request = SearchRequest(
             user_id=user_id or state.default_user_id,
@@ -247,7 +247,7 @@ async def search_interactions(
             end_time=end_time,
             search_mode=search_mode,
             threshold=threshold,
-            request_id=request_id,
+            request_id=request_id or None,
         )
         if sent_query is not None and not has_words(sent_query):
             return InteractionList(
@@ -262,7 +262,7 @@ async def search_interactions(
 
 async def get_interactions(
     ctx: ToolContext,
-    user_id: OptionalUserId = None,
+    user_id: OptionalUserId = "",
     top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 30,
     start_time: StartTime = None,
     end_time: EndTime = None,
@@ -303,7 +303,7 @@ async def delete_interaction(
     interaction_id: Annotated[
         InteractionId, Field(description="Id of the interaction, from get/search_interactions.")
     ],
-    user_id: OptionalUserId = None,
+    user_id: OptionalUserId = "",
 ) -> DeleteResult:
     """Delete one stored interaction (one turn) of a user, permanently.
 
@@ -364,30 +364,25 @@ def new_request_id() -> str:
 
 
 def _turns(
-    interactions: list[InteractionData] | None,
-    user_message: str | None,
-    agent_response: str | None,
+    interactions: list[InteractionData] | None, user_message: str, agent_response: str
 ) -> list[InteractionData]:
-    shortcut = user_message is not None or agent_response is not None
-    if interactions and shortcut:
+    shortcut = {"user_message": user_message, "agent_response": agent_response}
+    together = "give interactions (a list of turns) or user_message and agent_response together"
+    if interactions and any(shortcut.values()):
         raise InvalidInput(
             ["interactions: give either interactions or user_message + agent_response, not both"]
         )
     if interactions:
         return interactions
-    if user_message is None or agent_response is None:
-        missing = "agent_response" if user_message is not None else "user_message"
-        if not shortcut:
-            missing = "interactions"
-        raise InvalidInput(
-            [
-                f"{missing}: required; give interactions (a list of turns) or "
-                "user_message and agent_response together"
-            ]
-        )
-    shortcut_turns = {"user_message": user_message, "agent_response": agent_response}
-    if empty := [name for name, text in shortcut_turns.items() if not text.strip()]:
-        raise InvalidInput([f"{name}: empty; say what was said" for name in empty])
+    if not any(shortcut.values()):
+        raise InvalidInput([f"interactions: required; {together}"])
+    problems = [
+        f"{name}: required; {together}" if not text else f"{name}: empty; say what was said"
+        for name, text in shortcut.items()
+        if not text.strip()
+    ]
+    if problems:
+        raise InvalidInput(problems)
     return [
         InteractionData(role="user", content=user_message),
         InteractionData(role="assistant", content=agent_response),

@@ -267,9 +267,14 @@ async def test_delete_refuses_another_users_interaction(mcp: Client, user_id: st
             "tools_used, a user_action or an image); leave out turns with nothing in them",
         ),
         (
-            {"user_message": "", "agent_response": ""},
+            {"user_message": " ", "agent_response": "\n"},
             "invalid input: user_message: empty; say what was said; agent_response: empty; say "
             "what was said",
+        ),
+        (
+            {"user_message": "", "agent_response": ""},
+            "invalid input: interactions: required; give interactions (a list of turns) or "
+            "user_message and agent_response together",
         ),
         (
             {"interactions": [{"content": "x", "created_at": 253_402_300_800}]},
@@ -369,7 +374,11 @@ async def test_publish_over_10_mib_is_refused_and_nothing_stored(mcp: Client, us
             "interaction_id: must be between 1 and 9223372036854775807 (got 9223372036854775808)",
         ),
         ("get_all_interactions", {"top_k": -1}, "top_k: must be between 1 and 1000 (got -1)"),
-        ("get_interactions", {"user_id": ""}, "user_id: must not be empty"),
+        (
+            "get_interactions",
+            {"user_id": "a\tb"},
+            "user_id: a user id must not contain control characters (newlines, tabs, NUL)",
+        ),
         (
             "get_interactions",
             {"user_id": " padded "},
@@ -823,3 +832,29 @@ async def test_searches_keep_to_their_time_window(mcp: Client, user_id: str) -> 
     matching_late = await call(mcp, "search_interactions", late)
     assert matching_late["count"] > 0
     assert all(i["created_at"] >= 1025 for i in matching_late["interactions"])
+
+
+@pytest.mark.parametrize("word", ["null", "true", "false", "[1]", '{"a": 1}', "12"])
+async def test_text_that_looks_like_json_is_kept_as_text(
+    mcp: Client, user_id: str, word: str
+) -> None:
+    owner = f"{user_id}-{word}" if word != "null" else word
+    published = await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": owner, "user_message": word, "agent_response": "ok", "session_id": word},
+    )
+    assert (published["user_id"], published["session_id"]) == (owner, word)
+    found = await call(mcp, "search_interactions", {"user_id": owner, "query": word})
+    assert word in [i["content"] for i in found["interactions"]]
+
+
+async def test_errors_stay_short_however_many_problems(mcp: Client, user_id: str) -> None:
+    unknown = await error(mcp, "get_interactions", {f"x{n}": 1 for n in range(20_000)})
+    assert unknown.startswith("invalid input: x0: not an argument of get_interactions; x1: ")
+    assert "(and 19990 more): not an argument" in unknown
+    empty = await error(
+        mcp, "publish_interaction", {"user_id": user_id, "interactions": [{"role": "User"}] * 1000}
+    )
+    assert empty.endswith("; and 990 more problems like these")
+    assert max(len(unknown), len(empty)) < 3000

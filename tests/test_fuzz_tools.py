@@ -6,11 +6,12 @@ that search, get and delete then find), the rest boundary numbers, wrong types, 
 unknown arguments, odd text, odd times and odd turns. Every call must answer within
 CALL_SECONDS with no protocol error. A failure must read as the project's own message: never
 the SDK's prefix, a traceback, pydantic's report, a crash or a store error. A success must carry
-structured content; a listing only the user's turns, inside the time window, no more than
-asked, newest first unless a query ranks them. What a publish says it stored must read back
-(by its request_id), with the user's newest turns and resource; at the end of each test,
-get_all_interactions and every user's whole history must still read.
-REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples per test (default 200).
+structured content and act for the user named (or the default user); a listing holds only
+that user's turns, inside the time window, no more than asked, newest first unless a query
+ranks them. What a publish says it stored must read back (by its request_id), with the
+user's newest turns and resource; at the end of each test, get_all_interactions and every
+user's whole history must still read. REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples per test
+(default 200).
 """
 
 from __future__ import annotations
@@ -97,9 +98,10 @@ WORDS = [
 ]  # fmt: skip
 USERS = [
     "alice", "bob", "a:b", "C:foo", "ana@example.com", "a b", "東京", "😀", "...", "a.b",
-    "x=y+z", "%2F", "a?b#c", "{user_id}", "a\u200bb", "a\x85b", "u" * MAX_ID_CHARS,
+    "x=y+z", "%2F", "a?b#c", "{user_id}", "a\u200bb", "a\x85b", "u" * MAX_ID_CHARS, "null",
+    "true", "[1]",
 ]  # fmt: skip
-REQUEST_POOL = ["req-1", "req-2", "r:é", "東京", "a/b"]
+REQUEST_POOL = ["req-1", "req-2", "r:é", "東京", "a/b", "null"]
 UNKNOWN_NAMES = [
     "limit", "k", "q", "user", "id", "messages", "since", "until", "topk", "TOP_K", "top_k ",
     "", " ", "user_id\x00", "interaction_ids", "__proto__", "😀", "a" * 1000, "arguments",
@@ -461,7 +463,14 @@ class Fuzzer:
             return None
         assert result.structured_content is not None, f"{tool} succeeded without structure"
         content = result.structured_content
-        if "interactions" in content:
+        owner = arguments.get("user_id") or DEFAULT_USER
+        if tool == "publish_interaction":
+            assert content["user_id"] == owner, f"published for {content['user_id']!r}"
+            given_id = arguments.get("request_id")
+            assert given_id is None or content["request_id"] == given_id, content["request_id"]
+        elif tool == "delete_interaction":
+            assert content["deleted"]["user_id"] == owner, f"deleted {content['deleted']!r}"
+        else:
             listed(tool, arguments, content)
             for interaction in content["interactions"]:
                 self.known[interaction["interaction_id"]] = interaction["user_id"]
@@ -568,7 +577,7 @@ class Fuzzer:
 
 def listed(tool: str, arguments: Args, content: dict[str, Any]) -> None:
     """A successful listing holds what was asked for: the user's, in the window, no more than
-    asked, newest first unless ranked by a query."""
+    asked, newest first unless a query ranks them."""
     interactions: list[dict[str, Any]] = content["interactions"]
     assert content["count"] == len(interactions), content["count"]
     if tool == "get_all_interactions":

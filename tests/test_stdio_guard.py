@@ -62,6 +62,17 @@ def test_what_cannot_be_answered_is_dropped_from_the_wire(line: bytes) -> None:
     assert checked_line(line + b"\n") == b""
 
 
+def test_a_carriage_return_inside_a_line_is_whitespace_not_a_line_break() -> None:
+    line = b'{"jsonrpc": "2.0", "id": 7,\r"method": "tools/list"}\r\n'
+    assert checked_line(line) == b'{"jsonrpc": "2.0", "id": 7, "method": "tools/list"}\n'
+
+
+@pytest.mark.parametrize("request_id", ["a\nb", "\u0000", "tab\there"])
+def test_a_broken_request_with_an_unprintable_id_is_still_answered(request_id: str) -> None:
+    line = call(request_id, "get_interactions", '{"top_k": ' + "9" * 5000 + "}")
+    assert json.loads(checked_line(line))["id"] == request_id
+
+
 def test_a_good_line_passes_unchanged() -> None:
     line = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode() + b"\n"
     assert checked_line(line) is line
@@ -145,6 +156,18 @@ def test_every_broken_request_is_answered_and_the_server_keeps_serving(
         assert answer["id"] == expected_id, name
         assert answer["error"]["code"] == code, name
         assert answer["error"]["message"], name
+    server.send(b'{"jsonrpc": "2.0", "id": 97,\r"method": "ping"}')
+    answer = server.reply()
+    assert answer == {"jsonrpc": "2.0", "id": 97, "result": {}}
+    server.send(
+        b'{"jsonrpc": "2.0", "id": 98, "method": "tools/call", '
+        b'"params": {"name": "get_interactions", "arguments": [1, 2]}}'
+    )
+    answer = server.reply()
+    assert answer is not None
+    assert answer["result"]["content"][0]["text"] == (
+        "invalid input: arguments: must be an object of named arguments (got a list of 2 items)"
+    )
     server.send(b"hello there")
     server.send(b'{"jsonrpc": "2.0", "id": 99, "method": "tools/list"}')
     answer = server.reply()
