@@ -466,8 +466,8 @@ class Fuzzer:
         owner = arguments.get("user_id") or DEFAULT_USER
         if tool == "publish_interaction":
             assert content["user_id"] == owner, f"published for {content['user_id']!r}"
-            given_id = arguments.get("request_id")
-            assert given_id is None or content["request_id"] == given_id, content["request_id"]
+            given_id = arguments.get("request_id")  # "" (or none) asks for a fresh one
+            assert not given_id or content["request_id"] == given_id, content["request_id"]
         elif tool == "delete_interaction":
             assert content["deleted"]["user_id"] == owner, f"deleted {content['deleted']!r}"
         else:
@@ -595,7 +595,7 @@ def listed(tool: str, arguments: Args, content: dict[str, Any]) -> None:
         return
     owner = arguments.get("user_id") or DEFAULT_USER
     start, end = (
-        None if arguments.get(name) is None else TIMESTAMP.validate_python(arguments[name])
+        None if as_sent(arguments.get(name)) is None else TIMESTAMP.validate_python(arguments[name])
         for name in ("start_time", "end_time")
     )
     for interaction in interactions:
@@ -603,6 +603,11 @@ def listed(tool: str, arguments: Args, content: dict[str, Any]) -> None:
         created = interaction["created_at"]
         assert start is None or created >= start.timestamp(), f"{created} before {start}"
         assert end is None or created <= end.timestamp(), f"{created} after {end}"
+
+
+def as_sent(value: Any) -> Any:
+    """The value as the SDK hands it on: text that is JSON null means null (its pre-parse)."""
+    return None if value == "null" else value
 
 
 @contextmanager
