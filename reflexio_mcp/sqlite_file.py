@@ -124,7 +124,7 @@ class SqliteFile:
         with self._errors():
             db = self._connect(read_only=False)
             try:
-                db.execute("PRAGMA journal_mode = WAL")
+                self._use_wal(db)
                 db.execute("PRAGMA synchronous = NORMAL")
                 db.execute("PRAGMA foreign_keys = ON")
                 with _Transaction(db):
@@ -133,6 +133,23 @@ class SqliteFile:
                 db.close()
                 raise
         return db
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
+        """Switch to WAL. The switch needs a moment alone with the file and, unlike a
+        transaction, fails at once instead of waiting when another process opens it too."""
+        deadline = time.monotonic() + self._busy_seconds
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as err:
+                code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+            else:
+                return
 
     def _connect(self, *, read_only: bool) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -443,3 +443,22 @@ async def test_a_damaged_store_leaves_no_connection_open(tmp_path: Path) -> None
 
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
+
+
+async def test_opening_waits_while_another_process_holds_the_new_file(tmp_path: Path) -> None:
+    """Two clients starting at once: the switch to WAL waits for the other, as writes do."""
+    other = sqlite3.connect(tmp_path / "interactions.sqlite3", isolation_level=None)
+    other.execute("CREATE TABLE placeholder (x)")
+    other.execute("BEGIN IMMEDIATE")  # as another process does while it sets the file up
+
+    async def release_soon() -> None:
+        await anyio.sleep(0.3)
+        other.execute("ROLLBACK")
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(release_soon)
+            async with EmbeddedStore(tmp_path, busy_seconds=10) as store:
+                await store.publish(publish("u", "opened"), wait_for_response=False)
+    finally:
+        other.close()
