@@ -59,6 +59,11 @@ class DeleteAnswer(BaseModel):
     message: str = ""
 
 
+def _wanted(request: SearchRequest) -> int:
+    """How many results a search asks for; Reflexio's own default is 10."""
+    return min(k for k in (request.most_recent_k, request.top_k, 10) if k)
+
+
 def _within(interaction: Interaction, window: SearchRequest) -> bool:
     start, end = window.start_time, window.end_time
     return (start is None or interaction.created_at >= start.timestamp()) and (
@@ -162,7 +167,7 @@ class ReflexioClient:
     async def _matches_within(self, request: SearchRequest) -> list[Interaction]:
         """The best matches inside the window; when too few of Reflexio's best fall inside it,
         filled with further matches inside it, newest first, from its best 1000."""
-        wanted = min(k for k in (request.most_recent_k, request.top_k, 10) if k)
+        wanted = _wanted(request)
         anytime = request.model_copy(update={"start_time": None, "end_time": None})
         found = [i for i in await self._search(anytime) if _within(i, request)]
         if len(found) < wanted:
@@ -176,13 +181,10 @@ class ReflexioClient:
     async def _newest_within(self, request: SearchRequest) -> list[Interaction]:
         """The newest k of a user's interactions inside the request's time window, looking
         through growing newest-first windows (bounded SQL queries) until k are found."""
-        wanted = min(k for k in (request.most_recent_k, request.top_k, 10) if k)
+        wanted = _wanted(request)
         inside: list[Interaction] = []
         for window in (wanted, *(w for w in NEWEST_WINDOWS if w > wanted)):
-            body = NewestBody(
-                user_id=request.user_id, most_recent_k=window, request_id=request.request_id
-            )
-            newest = newest_first(await self._interactions("/api/search_interactions", body))
+            newest = await self._newest(request.user_id, window, request.request_id)
             inside = [i for i in newest if _within(i, request)]
             passed_start = (
                 bool(newest)
@@ -192,6 +194,14 @@ class ReflexioClient:
             if len(inside) >= wanted or len(newest) < window or passed_start:
                 break
         return inside[:wanted]
+
+    async def _newest(
+        self, user_id: str, count: int, request_id: str | None = None
+    ) -> list[Interaction]:
+        """A user's newest `count` interactions, newest first: a bounded SQL query on
+        Reflexio's side, unlike get_interactions, which reads the whole history."""
+        body = NewestBody(user_id=user_id, most_recent_k=count, request_id=request_id)
+        return newest_first(await self._interactions("/api/search_interactions", body))
 
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
         response, _ = await self._http.send(
@@ -205,8 +215,7 @@ class ReflexioClient:
         # listing is a bounded SQL query, so look through growing windows of it.
         target: Interaction | None = None
         for window in NEWEST_WINDOWS:
-            body = NewestBody(user_id=user_id, most_recent_k=window)
-            newest = await self._interactions("/api/search_interactions", body)
+            newest = await self._newest(user_id, window)
             target = next((i for i in newest if i.interaction_id == interaction_id), None)
             if target is not None or len(newest) < window:
                 break

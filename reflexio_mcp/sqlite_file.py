@@ -142,8 +142,7 @@ class SqliteFile:
             try:
                 db.execute("PRAGMA journal_mode = WAL")
             except sqlite3.OperationalError as err:
-                code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
-                if code not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                if _primary_code(err) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                     raise
                 if time.monotonic() > deadline:
                     raise
@@ -236,7 +235,7 @@ def store_error(
     busy_seconds: float = BUSY_TIMEOUT_SECONDS,
 ) -> StoreError:
     """The StoreError for a sqlite3 failure on `path`, by SQLite's primary result code."""
-    code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+    code = _primary_code(err)
     elsewhere = "or set REFLEXIO_MCP_DATA_DIR to another folder"
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return StoreBusy(
@@ -269,6 +268,11 @@ def store_error(
             f"disk I/O error on the embedded store {path} ({err}): check the disk, {elsewhere}"
         )
     return StoreError(f"the embedded store {path} failed ({err}); try again")
+
+
+def _primary_code(err: sqlite3.Error) -> int:
+    """SQLite's primary result code (SQLITE_BUSY...), without the extended bits."""
+    return (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
 
 
 def _owner_only(path: Path) -> None:
