@@ -12,6 +12,7 @@ from reflexio_mcp.models import (
     Interaction,
     Published,
     PublishRequest,
+    PublishStatus,
     SearchRequest,
 )
 
@@ -42,7 +43,8 @@ class Backend(Protocol):
         """Store the turns of one publish.
 
         A request_id already stored for the same user stores nothing and answers
-        `already_stored=True` (see `already_stored`).
+        `already_stored=True` (see `already_stored`). A backend with an outbox may answer
+        `queued=True`: journaled, to be delivered in the background.
 
         Raises:
             InvalidInput: the request_id was used by another user's publish.
@@ -66,6 +68,10 @@ class Backend(Protocol):
         that is cheap to tell). Never raises: an unreachable backend is a status."""
         ...
 
+    async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
+        """Whether a publish of `user_id` is queued, delivered, failed, or unknown here."""
+        ...
+
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         """Delete one interaction of one user and return what was deleted.
 
@@ -75,7 +81,7 @@ class Backend(Protocol):
         ...
 
 
-def already_stored(request: PublishRequest, *, same_user: bool) -> Published:
+def already_stored(request_id: str, *, same_user: bool) -> Published:
     """The answer to a request_id seen before: nothing stored twice, or a clash to fix.
 
     Raises:
@@ -84,13 +90,13 @@ def already_stored(request: PublishRequest, *, same_user: bool) -> Published:
     if not same_user:
         raise InvalidInput(
             [
-                f"request_id: {request.request_id!r} was already used by another publish "
+                f"request_id: {request_id!r} was already used by another publish "
                 "(another user's, or one whose turns were all deleted); give a new request_id, "
                 "or omit it for a fresh one"
             ]
         )
     return Published(
-        message=f"request_id {request.request_id!r} was already stored by an earlier publish: "
+        message=f"request_id {request_id!r} was already stored by an earlier publish: "
         "nothing was stored twice",
         already_stored=True,
     )

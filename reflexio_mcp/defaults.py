@@ -14,3 +14,19 @@ MAX_RETRY_DELAY_SECONDS = 8.0
 """Backoff cap when the server says nothing."""
 MAX_RETRY_AFTER_SECONDS = 60.0
 """A Retry-After up to this is honoured; a longer one is reported instead of waited out."""
+PUBLISH_ATTEMPT_SECONDS = 10.0
+"""A publish waits at most this long (or REFLEXIO_TIMEOUT, if shorter) for Reflexio before it
+answers `queued`: it is already journaled, so there is no reason to keep the agent waiting."""
+DEADLINE_SECONDS = 60.0
+"""No tool call takes longer; wait_for_response publishes get WAIT_FOR_RESPONSE_SECONDS more."""
+PUBLISH_RATE_PER_MINUTE = 60
+"""Reflexio 0.2.32 takes 60 writes a minute per client IP; publishes are paced to that."""
+FAILURES_TO_OPEN = 3
+"""Consecutive backend failures after which calls stop going to it until a probe succeeds."""
+PROBE_SECONDS = 0.5
+"""First wait before probing a backend that stopped answering; it doubles, with jitter."""
+MAX_PROBE_SECONDS = 10.0
+MAX_SERVER_ERRORS = 8
+"""A queued publish that Reflexio fails (5xx) this many times is kept as failed."""
+OUTBOX_MAX_ROWS = 10_000
+OUTBOX_MAX_MB = 100.0

@@ -28,7 +28,9 @@ from reflexio_mcp.models import (
     Interaction,
     Published,
     PublishRequest,
+    PublishStatus,
     SearchRequest,
+    iso_time,
     newest_first,
 )
 from reflexio_mcp.search_text import cjk_grams, cjk_match, word_match
@@ -209,7 +211,7 @@ class EmbeddedStore:
 
         earlier_user = await self._file.write(insert)
         if earlier_user is not None:
-            return already_stored(request, same_user=earlier_user == request.user_id)
+            return already_stored(request.request_id, same_user=earlier_user == request.user_id)
         ignored = [
             name
             for name, value in (
@@ -225,6 +227,38 @@ class EmbeddedStore:
             learning_status="unavailable",
             learning_reason="embedded store",
             warnings=warnings,
+        )
+
+    async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
+        def find(db: sqlite3.Connection) -> tuple[int, int] | None:
+            row = db.execute(
+                "SELECT p.published_at, (SELECT count(*) FROM interactions i WHERE "
+                "i.request_id = p.request_id) FROM publishes p WHERE p.request_id = ? AND "
+                "p.user_id = ?",
+                (request_id, user_id),
+            ).fetchone()
+            return None if row is None else (int(row[0]), int(row[1]))
+
+        found = await self._file.read(find)
+        if found is None:
+            return PublishStatus(
+                request_id=request_id,
+                user_id=user_id,
+                status="unknown",
+                detail=f"no publish with request_id {request_id!r} for user {user_id!r} in "
+                "the embedded store",
+            )
+        published_at, turns = found
+        return PublishStatus(
+            request_id=request_id,
+            user_id=user_id,
+            status="delivered",
+            detail="stored in the embedded store when it was published (publishes here are "
+            f"never queued); {turns} of its turns are kept",
+            turns=turns,
+            attempts=1,
+            queued_at=iso_time(published_at),
+            delivered_at=iso_time(published_at),
         )
 
     async def get_interactions(self, request: GetRequest) -> list[Interaction]:

@@ -17,6 +17,7 @@
         ├── StoreCorrupt      the file is damaged or not a database
         ├── StoreReadOnly     the file or folder cannot be written
         └── SearchTooSlow     one query ran past its time limit and was stopped
+    └── OutboxFull            the outbox holds as many publishes as it may; nothing was added
 
 Messages never contain the API key: the Reflexio client redacts anything the backend echoes
 before it becomes a message, and shows URLs without their user:password part.
@@ -52,8 +53,10 @@ class BackendTimeout(BackendUnreachable):
 class BackendStatusError(ReflexioError):
     """The backend answered with a status reflexio-mcp cannot turn into a result."""
 
-    def __init__(self, message: str, status_code: int) -> None:
+    def __init__(self, message: str, status_code: int, retry_after: float | None = None) -> None:
         self.status_code = status_code
+        self.retry_after = retry_after
+        """Seconds the backend asked to wait before trying again (Retry-After), if it did."""
         super().__init__(message)
 
 
@@ -99,6 +102,10 @@ class StoreReadOnly(StoreError):
 
 class SearchTooSlow(StoreError):
     """A query ran past its time limit and was interrupted, so it cannot stall other calls."""
+
+
+class OutboxFull(ReflexioError):
+    """The outbox is at its row or byte cap: the publish was not journaled (nor sent)."""
 
 
 def not_found(user_id: str, interaction_id: int) -> NotFound:

@@ -348,6 +348,34 @@ class Published(BaseModel):
     warnings: list[str] = Field(default_factory=list[str])
     learning_status: str | None = None
     learning_reason: str | None = None
+    queued: bool = Field(
+        default=False,
+        description="Kept in the outbox, to be delivered in the background: not stored yet.",
+    )
+
+
+class PublishStatus(BaseModel):
+    """Where one publish stands: waiting in the outbox, delivered, or refused."""
+
+    request_id: str
+    user_id: str
+    status: Literal["queued", "delivered", "failed", "unknown"] = Field(
+        description="queued: in the outbox, not yet taken by Reflexio; delivered: stored by the "
+        "backend; failed: refused for good (see reason), kept in the outbox; unknown: no "
+        "publish with this request_id for this user here."
+    )
+    detail: str = Field(description="What the status means for this publish, and what to do.")
+    turns: int | None = Field(default=None, description="Turns in the publish.")
+    attempts: int = Field(default=0, description="Times it was sent to Reflexio.")
+    ahead: int | None = Field(
+        default=None, description="Queued publishes before this one (queued only)."
+    )
+    queued_at: str | None = None
+    delivered_at: str | None = None
+    failed_at: str | None = None
+    last_attempt_at: str | None = None
+    next_attempt_at: str | None = None
+    last_error: str | None = Field(default=None, description="Why the last attempt failed.")
 
 
 class TimeWindow(Strict):
@@ -435,6 +463,26 @@ def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
+class OutboxStatus(BaseModel):
+    """The outbox in front of Reflexio."""
+
+    path: str
+    available: bool = Field(description="Whether the outbox file can be written now.")
+    waiting: int = Field(description="Publishes not yet taken by Reflexio.")
+    waiting_bytes: int
+    oldest_age_seconds: float | None = Field(
+        default=None, description="How long the oldest waiting publish has waited."
+    )
+    failed: int = Field(description="Publishes Reflexio refused for good, kept with the reason.")
+    last_error: str | None = None
+    circuit: Literal["closed", "open"] = Field(
+        description="open: Reflexio failed repeatedly; reads fail fast and publishes are "
+        "queued until a probe finds it back."
+    )
+    damaged_files_moved_aside: int = 0
+    waiting_for_other_urls: dict[str, int] = Field(default_factory=dict[str, int])
+
+
 class BackendStatus(BaseModel):
     """Which store serves the calls, and whether it can be reached."""
 
@@ -450,3 +498,6 @@ class BackendStatus(BaseModel):
     )
     users: int | None = Field(default=None, description="Distinct users, when the store tells.")
     detail: str = ""
+    outbox: OutboxStatus | None = Field(
+        default=None, description="Publishes kept for Reflexio until it confirms them."
+    )

@@ -114,12 +114,34 @@ class ReflexioClient:
         await self._http.__aexit__(exc_type, exc, tb)
 
     async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
+        return await self.send_publish(
+            request.checked_body(),
+            request.user_id,
+            request.request_id,
+            wait_for_response=wait_for_response,
+        )
+
+    async def send_publish(
+        self,
+        body: bytes,
+        user_id: str,
+        request_id: str,
+        *,
+        wait_for_response: bool,
+        read_seconds: float | None = None,
+        retries: int | None = None,
+    ) -> Published:
+        """POST one publish body. "already exists" for its request_id means an earlier attempt
+        got through (nothing stored twice) when that publish is this user's; another user's
+        is a clash (InvalidInput). `read_seconds` and `retries` override the client's own."""
         response, retried = await self._http.send(
             "POST",
             "/api/publish_interaction",
-            body=request.checked_body(),
+            body=body,
             params={"wait_for_response": "true"} if wait_for_response else None,
-            read_timeout=defaults.WAIT_FOR_RESPONSE_SECONDS if wait_for_response else None,
+            read_timeout=read_seconds
+            or (defaults.WAIT_FOR_RESPONSE_SECONDS if wait_for_response else None),
+            retries=retries,
         )
         answer = await self._parse(response, PublishAnswer)
         if not answer.success and "already exists" in answer.message:
@@ -128,9 +150,9 @@ class ReflexioClient:
                     message="Interaction published successfully (delivered by an earlier attempt)"
                 )
             mine = await self.search_interactions(
-                SearchRequest(user_id=request.user_id, request_id=request.request_id, top_k=1)
+                SearchRequest(user_id=user_id, request_id=request_id, top_k=1)
             )
-            return already_stored(request, same_user=bool(mine))
+            return already_stored(request_id, same_user=bool(mine))
         if not answer.success:
             raise Rejected(
                 f"Reflexio did not store the publish: {self._http.redact(answer.message)}", 200
@@ -229,6 +251,14 @@ class ReflexioClient:
         if not answer.success:
             raise Rejected(f"Reflexio did not delete it: {self._http.redact(answer.message)}", 200)
         return target
+
+    async def health(self) -> None:
+        """One GET /health, no retries.
+
+        Raises:
+            ReflexioError: it did not answer as Reflexio does.
+        """
+        await self._http.send("GET", "/health", retries=0)
 
     async def status(self, user_id: str) -> BackendStatus:
         try:

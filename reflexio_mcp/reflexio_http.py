@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import email.utils
 import logging
-import random
 import socket
 import ssl
 import time
@@ -34,6 +33,7 @@ from reflexio_mcp.errors import (
     RateLimited,
     ServerError,
 )
+from reflexio_mcp.pacing import full_jitter
 from reflexio_mcp.redaction import display_url
 
 logger = logging.getLogger(__name__)
@@ -125,10 +125,12 @@ class ReflexioHttp:
         body: bytes | None = None,
         params: Mapping[str, str | int] | None = None,
         read_timeout: float | None = None,
+        retries: int | None = None,
     ) -> tuple[httpx2.Response, bool]:
         """Send with retries of transient failures; return the 2xx answer and whether it was
         retried. Every retry resends the same body, so a publish keeps its request_id:
-        Reflexio stores a request_id once, which makes the retry safe.
+        Reflexio stores a request_id once, which makes the retry safe. `retries` overrides
+        the client's max_retries for this call (the outbox does its own).
 
         Raises:
             BackendUnreachable: no connection (or it dropped), after the retries.
@@ -143,6 +145,7 @@ class ReflexioHttp:
             if read_timeout
             else self._timeout
         )
+        max_retries = self._max_retries if retries is None else retries
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -177,7 +180,7 @@ class ReflexioHttp:
                 self._raise_for_status(response, path)
                 return response, attempt > 0
             wait = self._backoff(attempt + 1, response)
-            if attempt >= self._max_retries or wait is None:
+            if attempt >= max_retries or wait is None:
                 if response is not None:
                     self._raise_for_status(response, path)
                 assert failure is not None
@@ -196,8 +199,7 @@ class ReflexioHttp:
         """Seconds to wait before `attempt`, or None when the server asks for too long."""
         if response is not None and (retry_after := _retry_after(response)) is not None:
             return retry_after if retry_after <= defaults.MAX_RETRY_AFTER_SECONDS else None
-        delay = min(self._retry_delay * 2 ** (attempt - 1), self._max_retry_delay)
-        return random.uniform(0, delay)  # full jitter: many clients do not retry in step
+        return full_jitter(attempt, self._retry_delay, self._max_retry_delay)
 
     def _transport_failure(self, err: httpx2.TransportError) -> BackendUnreachable:
         causes = _causes(err)
@@ -275,6 +277,7 @@ class ReflexioHttp:
                 f"Reflexio's rate limit refused the call ({detail}); {wait} and try again. To "
                 "publish many turns, send them in one publish_interaction (up to 1000).",
                 status,
+                retry_after,
             )
         if status == 404:
             raise NotReflexio(
@@ -287,12 +290,14 @@ class ReflexioHttp:
                 f"{_content_kind(response)}: a proxy in front of Reflexio, or Reflexio itself, "
                 "is failing. Try again later; if it lasts, check that server",
                 status,
+                _retry_after(response),
             )
         if status >= 500:
             raise ServerError(
                 f"{where} failed on {path} ({status}: {detail}); its server log says why. Try "
                 "again later.",
                 status,
+                _retry_after(response),
             )
         raise BackendStatusError(f"{where} answered {status} on {path}: {detail}", status)
 

@@ -12,13 +12,16 @@ from mcp.server import MCPServer
 
 from reflexio_mcp import __version__
 from reflexio_mcp.backend import Backend
+from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.embedded_store import EmbeddedStore
+from reflexio_mcp.outbox import Outbox
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.resources import register_resources
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.state import AppState
 from reflexio_mcp.stdio_guard import answer_unreadable
 from reflexio_mcp.tool_call_errors import tool_call_errors
+from reflexio_mcp.tool_deadline import tool_deadline
 from reflexio_mcp.tools import build_tools
 
 logger = logging.getLogger("reflexio_mcp")
@@ -30,15 +33,25 @@ ENABLE_ADMIN = (
 
 
 def build_backend(settings: Settings) -> Backend:
-    """Reflexio when the settings name it (or a URL), else the embedded store."""
+    """Reflexio (behind the outbox) when the settings name it (or a URL), else the embedded
+    store."""
     if not settings.uses_reflexio:
-        return EmbeddedStore(settings.embedded_data_dir)
-    return ReflexioClient(
+        return EmbeddedStore(settings.data_folder)
+    client = ReflexioClient(
         settings.reflexio_url,
         api_key=settings.api_key,
         timeout=settings.timeout,
         connect_timeout=settings.connect_timeout,
         max_retries=settings.max_retries,
+    )
+    outbox = Outbox(
+        settings.data_folder,
+        client.url,
+        max_rows=settings.outbox_max_rows,
+        max_bytes=int(settings.outbox_max_mb * 2**20),
+    )
+    return DurableReflexio(
+        client, outbox, publish_rate=settings.publish_rate, timeout=settings.timeout
     )
 
 
@@ -75,6 +88,7 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
                 tools,
                 not_enabled={} if settings.allow_admin else {"get_all_interactions": ENABLE_ADMIN},
             ),
+            tool_deadline(settings.deadline),
         ],
     )
     register_resources(server, store, default_user_id=settings.user_id)
@@ -84,7 +98,9 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
 async def _probe(backend: Backend, user_id: str) -> None:
     status = await backend.status(user_id)
     if not status.reachable:
-        logger.warning("%s; tool calls will fail until it answers", status.detail)
+        logger.warning(
+            "%s; reads fail until it answers, and publishes wait in the outbox", status.detail
+        )
 
 
 def _instructions(backend: Backend, settings: Settings) -> str:

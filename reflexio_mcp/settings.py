@@ -33,7 +33,9 @@ class Settings(BaseModel):
         default="auto", description="auto: Reflexio when a URL is set, else the embedded store."
     )
     url: str | None = Field(default=None, description="Base URL of the Reflexio backend.")
-    data_dir: Path | None = Field(default=None, description="Folder of the embedded store.")
+    data_dir: Path | None = Field(
+        default=None, description="Folder of the embedded store, and of the outbox for Reflexio."
+    )
     api_key: SecretStr | None = Field(default=None, description="Sent as Authorization: Bearer.")
     user_id: str = Field(
         default=DEFAULT_USER_ID, min_length=1, description="Used when a call names none."
@@ -55,6 +57,27 @@ class Settings(BaseModel):
         ge=0,
         le=10,
         description="Retries of 429/5xx/connection errors.",
+    )
+    deadline: float = Field(
+        default=defaults.DEADLINE_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds any tool call may take, all retries included.",
+    )
+    publish_rate: float = Field(
+        default=defaults.PUBLISH_RATE_PER_MINUTE,
+        ge=0,
+        allow_inf_nan=False,
+        description="Publishes sent to Reflexio per minute at most; 0: unpaced.",
+    )
+    outbox_max_rows: int = Field(
+        default=defaults.OUTBOX_MAX_ROWS, ge=1, description="Publishes the outbox may hold."
+    )
+    outbox_max_mb: float = Field(
+        default=defaults.OUTBOX_MAX_MB,
+        gt=0,
+        allow_inf_nan=False,
+        description="Megabytes (MiB) the outbox's publishes may take.",
     )
     allow_admin: bool = Field(
         default=False, description="Register get_all_interactions (every user)."
@@ -80,9 +103,10 @@ class Settings(BaseModel):
         return self.url or DEFAULT_URL
 
     @property
-    def embedded_data_dir(self) -> Path:
-        """The embedded store's folder: `~` expanded and made absolute, so a client's working
-        directory never decides where memories go."""
+    def data_folder(self) -> Path:
+        """The folder of the embedded store, or of the outbox in front of Reflexio: `~`
+        expanded and made absolute, so a client's working directory never decides where
+        memories go."""
         return (self.data_dir or default_data_dir()).expanduser().resolve()
 
     def notices(self) -> list[str]:
@@ -92,10 +116,6 @@ class Settings(BaseModel):
             notices.append(
                 "--url / REFLEXIO_URL is ignored with --backend embedded: interactions stay in "
                 "the local file and nothing is learned"
-            )
-        if self.uses_reflexio and self.data_dir is not None:
-            notices.append(
-                "--data-dir / REFLEXIO_MCP_DATA_DIR is ignored: Reflexio stores the data"
             )
         return notices
 
@@ -109,6 +129,10 @@ ENVIRONMENT = {
     "timeout": "REFLEXIO_TIMEOUT",
     "connect_timeout": "REFLEXIO_CONNECT_TIMEOUT",
     "max_retries": "REFLEXIO_MAX_RETRIES",
+    "deadline": "REFLEXIO_MCP_DEADLINE",
+    "publish_rate": "REFLEXIO_MCP_PUBLISH_RATE",
+    "outbox_max_rows": "REFLEXIO_MCP_OUTBOX_MAX_ROWS",
+    "outbox_max_mb": "REFLEXIO_MCP_OUTBOX_MAX_MB",
     "allow_admin": "REFLEXIO_MCP_ALLOW_ADMIN",
     "log_level": "REFLEXIO_MCP_LOG_LEVEL",
 }
@@ -140,7 +164,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--url", help=f"Reflexio backend URL [{ENVIRONMENT['url']}]")
     parser.add_argument(
-        "--data-dir", help=f"folder of the embedded store [{ENVIRONMENT['data_dir']}]"
+        "--data-dir",
+        help=f"folder of the embedded store, or of the outbox [{ENVIRONMENT['data_dir']}]",
     )
     parser.add_argument(
         "--api-key",
@@ -157,6 +182,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"connect timeout, s [{ENVIRONMENT['connect_timeout']}]",
     )
     parser.add_argument("--max-retries", type=int, help=f"[{ENVIRONMENT['max_retries']}]")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        help=f"seconds any tool call may take in all [{ENVIRONMENT['deadline']}]",
+    )
+    parser.add_argument(
+        "--publish-rate",
+        type=float,
+        help=f"publishes sent to Reflexio per minute at most, 0: unpaced "
+        f"[{ENVIRONMENT['publish_rate']}]",
+    )
+    parser.add_argument(
+        "--outbox-max-rows",
+        type=int,
+        help=f"publishes the outbox may hold [{ENVIRONMENT['outbox_max_rows']}]",
+    )
+    parser.add_argument(
+        "--outbox-max-mb",
+        type=float,
+        help=f"MiB the outbox's publishes may take [{ENVIRONMENT['outbox_max_mb']}]",
+    )
     parser.add_argument(
         "--allow-admin",
         action="store_true",

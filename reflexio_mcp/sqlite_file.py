@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Literal, Self, TypeVar
 
 import anyio
 
@@ -58,8 +58,13 @@ class SqliteFile:
         read_seconds: float = READ_SECONDS,
         busy_seconds: float = BUSY_TIMEOUT_SECONDS,
         readers: int = READERS,
+        label: str = "the embedded store",
+        synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
     ) -> None:
         self.path = path
+        self.label = label
+        """How messages name the file: "the embedded store", "the outbox"."""
+        self._synchronous = synchronous
         self._prepare = prepare
         self._read_seconds = read_seconds
         self._busy_seconds = busy_seconds
@@ -91,7 +96,7 @@ class SqliteFile:
         front, so a second process waits (busy timeout) instead of failing half-way."""
         db = self._writer
         if db is None:
-            raise RuntimeError("SqliteFile used outside `async with`")
+            raise self._closed()
 
         def transaction() -> _T:
             with self._errors(), _Transaction(db):
@@ -102,7 +107,7 @@ class SqliteFile:
     async def read(self, work: Work[_T]) -> _T:
         """Run `work` on a read-only connection, interrupted past the read time limit."""
         if self._writer is None:
-            raise RuntimeError("SqliteFile used outside `async with`")
+            raise self._closed()
         async with self._readers:
             reader = self._idle_readers.pop() if self._idle_readers else None
 
@@ -119,13 +124,16 @@ class SqliteFile:
                 if reader is not None:
                     self._idle_readers.append(reader)
 
+    def _closed(self) -> StoreError:
+        return StoreError(f"{self.label} {self.path} is not open (it is being closed or replaced)")
+
     def _open_writer(self) -> sqlite3.Connection:
-        _owner_only(self.path)
+        _owner_only(self.path, self.label)
         with self._errors():
             db = self._connect(read_only=False)
             try:
                 self._use_wal(db)
-                db.execute("PRAGMA synchronous = NORMAL")
+                db.execute(f"PRAGMA synchronous = {self._synchronous}")
                 db.execute("PRAGMA foreign_keys = ON")
                 with _Transaction(db):
                     self._prepare(db)
@@ -162,7 +170,7 @@ class SqliteFile:
         return db
 
     def _errors(self) -> _StoreErrors:
-        return _StoreErrors(self.path, self._read_seconds, self._busy_seconds)
+        return _StoreErrors(self.path, self._read_seconds, self._busy_seconds, self.label)
 
 
 class _Reader:
@@ -208,10 +216,11 @@ class _Transaction:
 class _StoreErrors:
     """Turns sqlite3 failures into StoreErrors that name the file and the fix."""
 
-    def __init__(self, path: Path, read_seconds: float, busy_seconds: float) -> None:
+    def __init__(self, path: Path, read_seconds: float, busy_seconds: float, label: str) -> None:
         self._path = path
         self._read_seconds = read_seconds
         self._busy_seconds = busy_seconds
+        self._label = label
 
     def __enter__(self) -> None:
         return None
@@ -223,9 +232,11 @@ class _StoreErrors:
         tb: TracebackType | None,
     ) -> None:
         if isinstance(exc, sqlite3.Error):
-            raise store_error(exc, self._path, self._read_seconds, self._busy_seconds) from exc
+            raise store_error(
+                exc, self._path, self._read_seconds, self._busy_seconds, self._label
+            ) from exc
         if isinstance(exc, OverflowError):  # a value SQLite cannot hold slipped past validation
-            raise StoreError(f"the embedded store cannot hold a value of this call: {exc}") from exc
+            raise StoreError(f"{self._label} cannot hold a value of this call: {exc}") from exc
 
 
 def store_error(
@@ -233,29 +244,30 @@ def store_error(
     path: Path,
     read_seconds: float = READ_SECONDS,
     busy_seconds: float = BUSY_TIMEOUT_SECONDS,
+    label: str = "the embedded store",
 ) -> StoreError:
     """The StoreError for a sqlite3 failure on `path`, by SQLite's primary result code."""
     code = _primary_code(err)
     elsewhere = "or set REFLEXIO_MCP_DATA_DIR to another folder"
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return StoreBusy(
-            f"the embedded store {path} is busy: another process held its write lock for "
+            f"{label} {path} is busy: another process held its write lock for "
             f"{busy_seconds:g} s. Nothing was changed; try again in a moment"
         )
     if code == sqlite3.SQLITE_FULL:
         return StoreFull(
-            f"the disk holding the embedded store {path} is full. Nothing was changed; free "
+            f"the disk holding {label} {path} is full. Nothing was changed; free "
             f"some space, {elsewhere}, then try again"
         )
     if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
         return StoreCorrupt(
-            f"the embedded store {path} is damaged or not a SQLite database ({err}). It was "
+            f"{label} {path} is damaged or not a SQLite database ({err}). It was "
             f"left as it is: move it aside (e.g. rename it to {path.name}.broken) and "
             f"reflexio-mcp starts a fresh one, {elsewhere}"
         )
     if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
         return StoreReadOnly(
-            f"cannot write the embedded store {path} ({err}): make the file and its folder "
+            f"cannot write {label} {path} ({err}): make the file and its folder "
             f"writable by this user, {elsewhere}"
         )
     if code == sqlite3.SQLITE_INTERRUPT:
@@ -264,10 +276,8 @@ def store_error(
             "held up: search for fewer or rarer words, or narrow it with start_time/end_time"
         )
     if code == sqlite3.SQLITE_IOERR:
-        return StoreError(
-            f"disk I/O error on the embedded store {path} ({err}): check the disk, {elsewhere}"
-        )
-    return StoreError(f"the embedded store {path} failed ({err}); try again")
+        return StoreError(f"disk I/O error on {label} {path} ({err}): check the disk, {elsewhere}")
+    return StoreError(f"{label} {path} failed ({err}); try again")
 
 
 def _primary_code(err: sqlite3.Error) -> int:
@@ -275,7 +285,7 @@ def _primary_code(err: sqlite3.Error) -> int:
     return (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
 
 
-def _owner_only(path: Path) -> None:
+def _owner_only(path: Path, label: str) -> None:
     """Create the folder 0700 and the file 0600, and tighten them if they are looser.
 
     Raises:
@@ -288,7 +298,7 @@ def _owner_only(path: Path) -> None:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     except OSError as err:
         raise StoreReadOnly(
-            f"cannot open the embedded store at {path}: {err.strerror}; "
+            f"cannot open {label} at {path}: {err.strerror}; "
             "set REFLEXIO_MCP_DATA_DIR to a writable folder"
         ) from None
     if os.name == "nt":  # NTFS ACLs, not mode bits, guard files there

@@ -11,7 +11,7 @@ import inspect
 import uuid
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
@@ -26,11 +26,13 @@ from reflexio_mcp.models import (
     MAX_QUERY_CHARS,
     SOURCE_RULE,
     GetRequest,
+    Identifier,
     IdentifierOrNew,
     Interaction,
     InteractionData,
     InteractionId,
     PublishRequest,
+    PublishStatus,
     ResultCount,
     SearchMode,
     SearchRequest,
@@ -45,8 +47,13 @@ ADMIN_TOOLS = frozenset({"get_all_interactions"})
 
 
 class PublishResult(BaseModel):
-    """What publish_interaction stored."""
+    """What publish_interaction stored, or queued."""
 
+    status: Literal["stored", "already_stored", "queued"] = Field(
+        description="stored: the backend holds the turns now; already_stored: an earlier "
+        "publish with this request_id stored them; queued: kept on disk in the outbox and "
+        "delivered to Reflexio in the background (get_publish_status tells when)."
+    )
     stored: int = Field(description="How many interactions (turns) this call stored.")
     already_stored: bool = Field(
         description="True when an earlier publish with this request_id stored them: "
@@ -55,7 +62,7 @@ class PublishResult(BaseModel):
     user_id: str
     session_id: str
     request_id: str = Field(description="Idempotency key of this publish; find its turns by it.")
-    message: str = Field(description="The backend's own words.")
+    message: str = Field(description="The backend's own words, or why the publish is queued.")
     learning: str | None = Field(default=None, description="Whether profile/playbook learning ran.")
     warnings: list[str] = Field(default_factory=list[str])
 
@@ -182,8 +189,10 @@ async def publish_interaction(
         )
         answer = await state.backend.publish(request, wait_for_response=wait_for_response)
     learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason) if s)
+    status = "queued" if answer.queued else "already_stored" if answer.already_stored else "stored"
     return PublishResult(
-        stored=0 if answer.already_stored else len(turns),
+        status=status,
+        stored=len(turns) if status == "stored" else 0,
         already_stored=answer.already_stored,
         user_id=request.user_id,
         session_id=request.session_id,
@@ -192,6 +201,24 @@ async def publish_interaction(
         learning=learning or None,
         warnings=answer.warnings,
     )
+
+
+async def get_publish_status(
+    ctx: ToolContext,
+    request_id: Annotated[
+        Identifier, Field(description="The request_id publish_interaction returned.")
+    ],
+    user_id: OptionalUserId = "",
+) -> PublishStatus:
+    """Tell whether a publish reached Reflexio: queued, delivered or failed.
+
+    Use it after publish_interaction answered `queued` (Reflexio was down, restarting or
+    rate limiting), to learn whether the turns are stored now. Returns the status, the
+    attempts made, the last error and, for a queued publish, how many wait before it.
+    """
+    state = app_state(ctx)
+    with reported_to_model():
+        return await state.backend.publish_status(user_id or state.default_user_id, request_id)
 
 
 async def search_interactions(
@@ -343,6 +370,7 @@ def build_tools(*, open_world: bool, allow_admin: bool) -> list[Tool]:
 
     tools = [
         tool(publish_interaction, "Publish interaction", hints(read_only=False, idempotent=False)),
+        tool(get_publish_status, "Get publish status", hints(read_only=True, idempotent=True)),
         tool(search_interactions, "Search interactions", hints(read_only=True, idempotent=True)),
         tool(get_interactions, "Get interactions", hints(read_only=True, idempotent=True)),
         tool(

@@ -19,3 +19,11 @@ def reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 def user_id() -> str:
     """A user no other test writes to, so tests share one backend without seeing each other."""
     return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _no_default_data_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that names no data dir must not write to the user's own (XDG_DATA_HOME)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))

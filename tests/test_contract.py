@@ -23,7 +23,13 @@ from reflexio_mcp.settings import Settings
 from tests.reflexio_server import RunningServer
 
 DEFAULT_USER = "user-default"
-TOOLS = {"publish_interaction", "search_interactions", "get_interactions", "delete_interaction"}
+TOOLS = {
+    "publish_interaction",
+    "get_publish_status",
+    "search_interactions",
+    "get_interactions",
+    "delete_interaction",
+}
 
 
 @pytest.fixture(params=["embedded", "reflexio"])
@@ -35,7 +41,7 @@ def kind(request: pytest.FixtureRequest) -> str:
 def settings(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     if kind == "reflexio":
         reflexio: RunningServer = request.getfixturevalue("reflexio")
-        return Settings(url=reflexio.url, allow_admin=True)
+        return Settings(url=reflexio.url, data_dir=tmp_path, allow_admin=True)
     return Settings(backend="embedded", data_dir=tmp_path, allow_admin=True)
 
 
@@ -106,7 +112,7 @@ async def test_tools_list_names_schemas_and_annotations(settings: Settings, kind
     )
     read_only = {n for n, a in annotations.items() if a and a.read_only_hint}
     destructive = {n for n, a in annotations.items() if a and a.destructive_hint}
-    assert read_only == {"search_interactions", "get_interactions"}
+    assert read_only == {"search_interactions", "get_interactions", "get_publish_status"}
     assert destructive == {"delete_interaction"}
     publish = tools["publish_interaction"].input_schema
     turn = publish["$defs"]["InteractionData"]["properties"]
@@ -576,7 +582,8 @@ async def test_an_admin_tool_that_is_off_says_how_to_turn_it_on(settings: Settin
     )
     assert unknown == (
         "unknown tool 'get_interaction' (did you mean 'get_interactions'?); this server's tools: "
-        "publish_interaction, search_interactions, get_interactions, delete_interaction"
+        "publish_interaction, get_publish_status, search_interactions, get_interactions, "
+        "delete_interaction"
     )
 
 

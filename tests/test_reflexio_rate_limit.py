@@ -14,7 +14,7 @@ from tests.reflexio_server import required_reflexio_server
 
 async def test_the_61st_publish_in_a_minute_is_a_clear_rate_limit_error(tmp_path: Path) -> None:
     with required_reflexio_server(tmp_path, extra_env={"RATELIMIT_ENABLED": "true"}) as reflexio:
-        settings = Settings(url=reflexio.url, max_retries=0)
+        settings = Settings(url=reflexio.url, max_retries=0, data_dir=tmp_path)
         async with Client(build_server(settings)) as client:
             arguments = {"user_id": "busy", "user_message": "hi", "agent_response": "ho"}
             for n in range(60):

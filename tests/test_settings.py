@@ -88,10 +88,10 @@ def test_data_dir_is_expanded_and_made_absolute(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
-    assert parse_settings(["--data-dir", "~/memories"], {}).embedded_data_dir == (
+    assert parse_settings(["--data-dir", "~/memories"], {}).data_folder == (
         tmp_path / "home" / "memories"
     )
-    assert parse_settings([], {"REFLEXIO_MCP_DATA_DIR": "rel/dir"}).embedded_data_dir == (
+    assert parse_settings([], {"REFLEXIO_MCP_DATA_DIR": "rel/dir"}).data_folder == (
         tmp_path / "rel" / "dir"
     )
 
@@ -103,9 +103,7 @@ def test_settings_that_do_nothing_are_pointed_out() -> None:
         "file and nothing is learned"
     ]
     remote = parse_settings(["--data-dir", "/tmp/x"], {"REFLEXIO_URL": "http://127.0.0.1:1"})
-    assert remote.notices() == [
-        "--data-dir / REFLEXIO_MCP_DATA_DIR is ignored: Reflexio stores the data"
-    ]
+    assert remote.notices() == []  # the outbox lives there
     assert parse_settings([], {}).notices() == []
 
 

@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
@@ -33,12 +34,20 @@ def server_command() -> tuple[str, list[str]]:
 @asynccontextmanager
 async def stdio_session(url: str, **env: str) -> AsyncGenerator[Client]:
     command, args = server_command()
-    parameters = StdioServerParameters(
-        command=command, args=args, env={"REFLEXIO_URL": url, "REFLEXIO_MAX_RETRIES": "1", **env}
-    )
-    with anyio.fail_after(CALL_SECONDS):
-        async with Client(parameters) as client:
-            yield client
+    with tempfile.TemporaryDirectory() as data_dir:
+        parameters = StdioServerParameters(
+            command=command,
+            args=args,
+            env={
+                "REFLEXIO_URL": url,
+                "REFLEXIO_MAX_RETRIES": "1",
+                "REFLEXIO_MCP_DATA_DIR": data_dir,
+                **env,
+            },
+        )
+        with anyio.fail_after(CALL_SECONDS):
+            async with Client(parameters) as client:
+                yield client
 
 
 async def call(
@@ -191,6 +200,7 @@ async def test_debug_logs_go_to_stderr_and_never_hold_the_key(
             "REFLEXIO_URL": keyed_reflexio.url,
             "REFLEXIO_API_KEY": SERVER_KEY,
             "REFLEXIO_MCP_LOG_LEVEL": "DEBUG",
+            "REFLEXIO_MCP_DATA_DIR": str(tmp_path),
         },
     )
     log = tmp_path / "stderr.log"
@@ -269,6 +279,7 @@ async def test_neither_key_nor_url_password_reaches_results_instructions_or_logs
             "REFLEXIO_API_KEY": SERVER_KEY,
             "REFLEXIO_MCP_LOG_LEVEL": "DEBUG",
             "REFLEXIO_MAX_RETRIES": "0",
+            "REFLEXIO_MCP_DATA_DIR": str(tmp_path),
         },
     )
     log = tmp_path / "stderr.log"
@@ -301,16 +312,23 @@ async def test_a_backend_that_is_down_at_start_is_a_warning_not_a_delay(tmp_path
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     command, args = server_command()
     parameters = StdioServerParameters(
-        command=command, args=args, env={"REFLEXIO_URL": url, "REFLEXIO_MAX_RETRIES": "0"}
+        command=command,
+        args=args,
+        env={
+            "REFLEXIO_URL": url,
+            "REFLEXIO_MAX_RETRIES": "0",
+            "REFLEXIO_MCP_DATA_DIR": str(tmp_path),
+        },
     )
     log = tmp_path / "stderr.log"
     with log.open("w") as errlog, anyio.fail_after(CALL_SECONDS):
         async with Client(stdio_client(parameters, errlog=errlog)) as client:
             tools = await client.list_tools()
-            assert len(tools.tools) == 4
+            assert len(tools.tools) == 5
             await text_appears(log, "WARNING")
     warning = next(line for line in log.read_text().splitlines() if "WARNING" in line)
     assert warning.endswith(
         f"Reflexio backend unreachable at {url} (connection refused): start it with "
-        "`reflexio services start`, or set REFLEXIO_URL; tool calls will fail until it answers"
+        "`reflexio services start`, or set REFLEXIO_URL; reads fail until it answers, and "
+        "publishes wait in the outbox"
     )

@@ -1,0 +1,202 @@
+"""Sending the outbox's rows to Reflexio: one attempt, then the row's fate recorded.
+
+`Deliverer.send` makes one attempt for one claimed row and records how it ended; the publish
+tool calls it for a row it may send at once, and `Deliverer.run` (a background task) calls it
+for every row that waits, oldest first within each session, paced under Reflexio's rate limit.
+
+    2xx, or "already exists" for this user's request_id   delivered
+    400 / 401 / 403 / 422 / another user's request_id      failed (kept, with the reason)
+    no connection, timeout, not Reflexio                   waits; counts toward the breaker
+    429                                                    waits; sending pauses (backoff)
+    5xx, success=false                                     waits (backoff); failed after
+                                                           MAX_SERVER_ERRORS of them
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+
+from reflexio_mcp import defaults
+from reflexio_mcp.circuit_breaker import CircuitBreaker
+from reflexio_mcp.errors import (
+    AuthError,
+    BackendStatusError,
+    BackendUnreachable,
+    InvalidInput,
+    NotReflexio,
+    RateLimited,
+    ReflexioError,
+    ServerError,
+    StoreError,
+)
+from reflexio_mcp.models import Published
+from reflexio_mcp.outbox import Outbox, Row
+from reflexio_mcp.pacing import Pacer, full_jitter
+from reflexio_mcp.reflexio_client import ReflexioClient
+
+logger = logging.getLogger(__name__)
+
+LEASE_MARGIN_SECONDS = 30.0
+"""A claim outlasts its attempt's timeout by this much."""
+POLL_SECONDS = 5.0
+"""With nothing due, look again this often (rows another process left, leases run out)."""
+MAX_BACKOFF_SECONDS = 60.0
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 415, 422})
+
+
+@dataclass(frozen=True)
+class Sent:
+    """How one attempt at a row ended."""
+
+    state: Literal["delivered", "queued", "failed"]
+    published: Published | None = None
+    error: ReflexioError | None = None
+    """Why it is still queued, or why it failed."""
+
+
+class Deliverer:
+    def __init__(
+        self,
+        client: ReflexioClient,
+        outbox: Outbox,
+        breaker: CircuitBreaker,
+        pacer: Pacer,
+        *,
+        attempt_seconds: float,
+        max_server_errors: int = defaults.MAX_SERVER_ERRORS,
+    ) -> None:
+        self._client = client
+        self._outbox = outbox
+        self._breaker = breaker
+        self._pacer = pacer
+        self._attempt_seconds = attempt_seconds
+        self._max_server_errors = max_server_errors
+        self._rate_limited = 0
+        self._wake = anyio.Event()
+
+    def lease(self, timeout: float) -> float:
+        return timeout + LEASE_MARGIN_SECONDS
+
+    def wake(self) -> None:
+        """Look for due rows now (one was queued, or the backend came back)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver queued rows until cancelled."""
+        while True:
+            if self._breaker.is_open:
+                await self._breaker.wait_closed()
+                continue
+            pause = self._pacer.wait_seconds()
+            if pause > 0:
+                await anyio.sleep(pause)
+                continue
+            try:
+                row = await self._outbox.claim_next(self.lease(self._attempt_seconds))
+                due = None if row is not None else await self._outbox.next_due()
+            except StoreError as err:
+                logger.warning("cannot read the outbox to deliver from it: %s", err)
+                await self._idle(POLL_SECONDS)
+                continue
+            if row is None:
+                await self._idle(POLL_SECONDS if due is None else due - time.time())
+                continue
+            self._pacer.take()
+            sent = await self.send(row, seconds=self._attempt_seconds, wait_for_response=False)
+            if sent.state == "delivered":
+                logger.debug("delivered %s (attempt %d)", row.request_id, row.attempts)
+            elif sent.state == "failed":
+                logger.warning(
+                    "Reflexio refused publish %s of user %r for good; kept in the outbox as "
+                    "failed: %s",
+                    row.request_id,
+                    row.user_id,
+                    sent.error,
+                )
+
+    async def _idle(self, seconds: float) -> None:
+        with anyio.move_on_after(min(max(seconds, 0.0), POLL_SECONDS)):
+            await self._wake.wait()
+        self._wake = anyio.Event()
+
+    async def send(self, row: Row, *, seconds: float, wait_for_response: bool) -> Sent:
+        """One attempt at a row this process has claimed; its outcome is written to the
+        outbox (best effort: a row whose outcome cannot be written stays claimed until its
+        lease ends, then is sent again and answered "already exists")."""
+        try:
+            published = await self._client.send_publish(
+                row.body,
+                row.user_id,
+                row.request_id,
+                wait_for_response=wait_for_response,
+                read_seconds=seconds,
+                retries=0,
+            )
+        except (InvalidInput, AuthError) as err:
+            return await self._failed(row, err)
+        except RateLimited as err:
+            self._rate_limited += 1
+            wait = max(
+                err.retry_after or 0.0, full_jitter(self._rate_limited, 1.0, MAX_BACKOFF_SECONDS)
+            )
+            self._pacer.pause(wait)
+            return await self._later(row, err, after=wait, server_error=False)
+        except (BackendUnreachable, NotReflexio) as err:
+            self._failure(err)
+            return await self._later(row, err, after=0.0, server_error=False)
+        except BackendStatusError as err:
+            if err.status_code in PERMANENT_STATUSES:
+                return await self._failed(row, err)
+            if isinstance(err, ServerError):
+                self._failure(err)
+            if row.server_errors + 1 >= self._max_server_errors:
+                return await self._failed(row, err)
+            wait = max(
+                err.retry_after or 0.0,
+                full_jitter(row.server_errors + 1, 1.0, MAX_BACKOFF_SECONDS),
+            )
+            return await self._later(row, err, after=wait, server_error=True)
+        self._breaker.success()
+        self._rate_limited = 0
+        await self._record(self._outbox.delivered(row.seq), row)
+        return Sent("delivered", published=published)
+
+    def _failure(self, err: ReflexioError) -> None:
+        if self._breaker.failure(str(err)):
+            logger.warning(
+                "%s failed %d times in a row (%s): reads fail fast and publishes are queued "
+                "until it answers again",
+                self._client.description,
+                self._breaker.failures,
+                err,
+            )
+
+    async def _failed(self, row: Row, err: ReflexioError) -> Sent:
+        await self._record(self._outbox.failed(row.seq, str(err)), row)
+        return Sent("failed", error=err)
+
+    async def _later(
+        self, row: Row, err: ReflexioError, *, after: float, server_error: bool
+    ) -> Sent:
+        await self._record(
+            self._outbox.retry_later(row.seq, str(err), after=after, server_error=server_error),
+            row,
+        )
+        return Sent("queued", error=err)
+
+    async def _record(self, change: Awaitable[object], row: Row) -> None:
+        try:
+            await change
+        except StoreError as err:
+            logger.warning(
+                "could not record in the outbox how publish %s went (%s); it is sent again "
+                "once its claim runs out, and Reflexio stores it once",
+                row.request_id,
+                err,
+            )

@@ -1,0 +1,445 @@
+"""The Reflexio backend as the tools use it: no publish lost, no call stalled.
+
+- Every publish is journaled in the outbox before it is sent. When Reflexio takes it at once
+  it is answered as before; when Reflexio cannot (down, restarting, 429, 5xx, slow), the
+  publish is answered `queued` at once and a background task delivers it later, in order.
+- A circuit breaker watches every call: after repeated failures, reads fail fast with the
+  backend-down message and publishes go straight to the outbox, until a probe of /health
+  finds Reflexio back.
+- Publishes are paced under Reflexio's rate limit (60 writes a minute by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self, TypeVar
+
+import anyio
+import anyio.abc
+
+from reflexio_mcp import defaults
+from reflexio_mcp.backend import already_stored
+from reflexio_mcp.circuit_breaker import CircuitBreaker
+from reflexio_mcp.delivery import Deliverer
+from reflexio_mcp.errors import (
+    BackendUnreachable,
+    NotReflexio,
+    OutboxFull,
+    ReflexioError,
+    ServerError,
+    StoreCorrupt,
+    StoreError,
+)
+from reflexio_mcp.models import (
+    BackendStatus,
+    GetRequest,
+    Interaction,
+    OutboxStatus,
+    Published,
+    PublishRequest,
+    PublishStatus,
+    SearchRequest,
+    iso_time,
+)
+from reflexio_mcp.outbox import Entry, Outbox, Row
+from reflexio_mcp.pacing import Pacer, full_jitter
+from reflexio_mcp.reflexio_client import ReflexioClient
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+BACKEND_FAILURES = (BackendUnreachable, NotReflexio, ServerError)
+"""Failures that say the backend is down or broken (not that the call was wrong)."""
+
+
+class DurableReflexio:
+    """A Backend: ReflexioClient behind an outbox, a circuit breaker and a pacer.
+
+    Use as an async context manager: it opens the client and the outbox and runs the
+    delivery and probe tasks until exit.
+    """
+
+    learns = True
+    remote = True
+
+    def __init__(
+        self,
+        client: ReflexioClient,
+        outbox: Outbox,
+        *,
+        publish_rate: float = defaults.PUBLISH_RATE_PER_MINUTE,
+        timeout: float = defaults.TIMEOUT_SECONDS,
+    ) -> None:
+        self.description = client.description
+        self.url = client.url
+        self._client = client
+        self._outbox = outbox
+        self._breaker = CircuitBreaker()
+        self._pacer = Pacer(publish_rate)
+        self._publish_seconds = min(timeout, defaults.PUBLISH_ATTEMPT_SECONDS)
+        self._deliverer = Deliverer(
+            client, outbox, self._breaker, self._pacer, attempt_seconds=timeout
+        )
+        self._outbox_open = False
+        self._outbox_problem: str | None = None
+        self._opening = anyio.Lock()
+        self._stack: AsyncExitStack | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"DurableReflexio({self._client!r}, {self._outbox!r})"
+
+    async def __aenter__(self) -> Self:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(self._client)
+            stack.push_async_callback(self._close_outbox)
+            self._tasks = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(self._tasks.cancel_scope.cancel)
+            self._tasks.start_soon(self._probe_while_open)
+            if await self._open_outbox():
+                logger.info("%s", await self._waiting_line())
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stack is not None:
+            await self._stack.__aexit__(exc_type, exc, tb)
+            self._stack = None
+
+    async def _open_outbox(self) -> bool:
+        """Open the outbox (again) if it is not open; False when it cannot be, with why."""
+        async with self._opening:
+            if self._outbox_open:
+                return True
+            try:
+                await self._outbox.__aenter__()
+            except StoreError as err:
+                if self._outbox_problem != str(err):
+                    logger.error(  # noqa: TRY400  the message is the whole story
+                        "the outbox cannot be used (%s): publishes go straight to Reflexio, "
+                        "and one it cannot take now is refused, until the outbox can be written",
+                        err,
+                    )
+                self._outbox_problem = str(err)
+                return False
+            self._outbox_open = True
+            self._outbox_problem = None
+            if self._tasks is not None:
+                self._tasks.start_soon(self._deliverer.run)  # once: the outbox opens once
+            return True
+
+    async def _close_outbox(self) -> None:
+        if not self._outbox_open:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._outbox.release_mine()
+            except StoreError as err:
+                logger.warning("could not release this process's outbox claims: %s", err)
+            await self._outbox.__aexit__(None, None, None)
+        self._outbox_open = False
+
+    async def _waiting_line(self) -> str:
+        stats = await self._outbox.stats()
+        line = f"outbox {stats.path}: "
+        if stats.waiting:
+            age = time.time() - (stats.oldest_queued_at or time.time())
+            line += (
+                f"{stats.waiting} publish(es) wait for {self.description} (oldest "
+                f"{_age(age)}); delivering them"
+            )
+        else:
+            line += "no publishes waiting"
+        if stats.failed:
+            line += f"; {stats.failed} refused by Reflexio kept as failed"
+        for url, count in stats.other_targets.items():
+            line += (
+                f"; {count} wait for another Reflexio ({url}): start reflexio-mcp with that "
+                "REFLEXIO_URL to deliver them"
+            )
+        return line
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
+        body = request.checked_body()
+        if not await self._open_outbox():
+            return await self._publish_unjournaled(request, body, wait_for_response)
+        seconds = defaults.WAIT_FOR_RESPONSE_SECONDS if wait_for_response else self._publish_seconds
+        now = not self._breaker.is_open and self._pacer.take()
+        try:
+            queued = await self._outbox.enqueue(
+                request,
+                body,
+                wait_for_response=wait_for_response,
+                lease=self._deliverer.lease(seconds) if now else None,
+            )
+        except OutboxFull:
+            self._give_back(now)
+            raise
+        except StoreError as err:
+            self._give_back(now)
+            self._outbox_problem = str(err)
+            if isinstance(err, StoreCorrupt):
+                await self._replace_damaged_outbox()
+            return await self._publish_unjournaled(request, body, wait_for_response)
+        self._give_back(now and not queued.claimed)
+        if queued.outcome in ("delivered", "clash"):
+            return already_stored(request.request_id, same_user=queued.outcome == "delivered")
+        if queued.outcome == "waiting":
+            return self._queued(
+                request,
+                "a publish with this request_id already waits in the outbox; nothing was "
+                "queued twice",
+            )
+        if not queued.claimed:
+            self._deliverer.wake()
+            return self._queued(request, self._why_not_now(queued.ahead))
+        row = Row(
+            queued.seq, request.request_id, request.user_id, request.session_id, body,
+            wait_for_response, attempts=1, server_errors=0,
+        )  # fmt: skip
+        sent = await self._deliverer.send(row, seconds=seconds, wait_for_response=wait_for_response)
+        if sent.state == "delivered" and sent.published is not None:
+            return sent.published
+        if sent.state == "failed" and sent.error is not None:
+            try:  # the caller is told now: nothing to keep for later
+                await self._outbox.forget(row.seq)
+            except StoreError as err:
+                logger.warning("could not drop a refused publish from the outbox: %s", err)
+            raise sent.error
+        self._deliverer.wake()
+        return self._queued(request, f"Reflexio could not take it now ({sent.error})")
+
+    def _give_back(self, taken: bool) -> None:
+        if taken:
+            self._pacer.give_back()
+
+    def _why_not_now(self, ahead: int) -> str:
+        if self._breaker.is_open:
+            return f"Reflexio is not answering ({self._breaker.last_error})"
+        if ahead:
+            return f"{ahead} earlier publish(es) of this session wait in the outbox before it"
+        return (
+            f"pacing under Reflexio's rate limit ({self._pacer.per_minute:g} publishes a minute; "
+            "REFLEXIO_MCP_PUBLISH_RATE sets it)"
+        )
+
+    def _queued(self, request: PublishRequest, reason: str) -> Published:
+        return Published(
+            message=f"queued, not stored yet: {reason}. The publish is kept on disk in the "
+            f"outbox ({self._outbox.path}) and delivered in the background, in order; "
+            f"get_publish_status with request_id {request.request_id!r} tells when",
+            queued=True,
+        )
+
+    async def _publish_unjournaled(
+        self, request: PublishRequest, body: bytes, wait_for_response: bool
+    ) -> Published:
+        """Without a usable outbox: straight to Reflexio, or refused with both reasons."""
+        problem = self._outbox_problem or "the outbox cannot be written"
+        if self._breaker.is_open:
+            raise BackendUnreachable(
+                f"not stored: Reflexio is not answering ({self._breaker.last_error}) and the "
+                f"outbox cannot keep the publish ({problem}); fix the outbox or wait for "
+                "Reflexio, then publish again"
+            )
+        try:
+            published = await self._guarded(
+                lambda: self._client.send_publish(
+                    body, request.user_id, request.request_id, wait_for_response=wait_for_response
+                )
+            )
+        except (BackendUnreachable, NotReflexio, ServerError) as err:
+            raise ReflexioError(
+                f"not stored: {err}; and the outbox cannot keep the publish for later "
+                f"({problem}): fix one of them, then publish again"
+            ) from None
+        return published.model_copy(
+            update={
+                "warnings": [
+                    *published.warnings,
+                    f"sent straight to Reflexio, without the outbox ({problem})",
+                ]
+            }
+        )
+
+    async def _replace_damaged_outbox(self) -> None:
+        async with self._opening:
+            try:
+                aside = await self._outbox.replace_damaged()
+            except StoreError as err:
+                self._outbox_open = False
+                self._outbox_problem = str(err)
+                return
+            self._outbox_problem = None
+        logger.error("the outbox was damaged: moved aside to %s; a fresh one was started", aside)
+
+    async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
+        entry: Entry | None = None
+        if await self._open_outbox():
+            entry = await self._outbox.entry(user_id, request_id)
+        if entry is not None:
+            return _status_of(entry)
+        found = await self.search_interactions(
+            SearchRequest(user_id=user_id, request_id=request_id, top_k=1000)
+        )
+        if found:
+            return PublishStatus(
+                request_id=request_id,
+                user_id=user_id,
+                status="delivered",
+                turns=len(found),
+                detail=f"Reflexio holds {len(found)} turn(s) of this publish",
+            )
+        return PublishStatus(
+            request_id=request_id,
+            user_id=user_id,
+            status="unknown",
+            detail=f"no publish with request_id {request_id!r} for user {user_id!r} waits in the "
+            "outbox or is stored in Reflexio (its turns may all have been deleted)",
+        )
+
+    # -- reads, through the breaker -----------------------------------------------------------
+
+    async def _guarded(self, call: Callable[[], Awaitable[_T]]) -> _T:
+        if self._breaker.is_open:
+            raise self._breaker.fail_fast()
+        try:
+            result = await call()
+        except BACKEND_FAILURES as err:
+            if self._breaker.failure(str(err)):
+                logger.warning(
+                    "%s failed %d times in a row (%s): reads fail fast and publishes are "
+                    "queued until it answers again",
+                    self.description,
+                    self._breaker.failures,
+                    err,
+                )
+            raise
+        self._breaker.success()
+        return result
+
+    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_interactions(request))
+
+    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.search_interactions(request))
+
+    async def get_all_interactions(self, limit: int) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_all_interactions(limit))
+
+    async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        return await self._guarded(lambda: self._client.delete_interaction(user_id, interaction_id))
+
+    async def status(self, user_id: str) -> BackendStatus:
+        if self._breaker.is_open:
+            status = BackendStatus(
+                backend="reflexio",
+                location=self.url,
+                reachable=False,
+                learning=True,
+                detail=str(self._breaker.fail_fast()),
+            )
+        else:
+            status = await self._client.status(user_id)
+        return status.model_copy(update={"outbox": await self._outbox_status()})
+
+    async def _outbox_status(self) -> OutboxStatus:
+        circuit = "open" if self._breaker.is_open else "closed"
+        moved = len(self._outbox.moved_aside())
+        if not await self._open_outbox():
+            return OutboxStatus(
+                path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
+                failed=0, last_error=self._outbox_problem, circuit=circuit,
+                damaged_files_moved_aside=moved,
+            )  # fmt: skip
+        try:
+            stats = await self._outbox.stats()
+        except StoreError as err:
+            return OutboxStatus(
+                path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
+                failed=0, last_error=str(err), circuit=circuit, damaged_files_moved_aside=moved,
+            )  # fmt: skip
+        oldest = stats.oldest_queued_at
+        return OutboxStatus(
+            path=str(stats.path),
+            available=True,
+            waiting=stats.waiting,
+            waiting_bytes=stats.waiting_bytes,
+            oldest_age_seconds=None if oldest is None else round(time.time() - oldest, 3),
+            failed=stats.failed,
+            last_error=stats.last_error or self._breaker.last_error,
+            circuit=circuit,
+            damaged_files_moved_aside=moved,
+            waiting_for_other_urls=stats.other_targets,
+        )
+
+    async def _probe_while_open(self) -> None:
+        """While the breaker is open, probe /health with growing, jittered pauses; close it
+        (and wake the deliverer) when Reflexio answers."""
+        while True:
+            await self._breaker.wait_opened()
+            attempt = 0
+            while self._breaker.is_open:
+                attempt += 1
+                pause = full_jitter(attempt, defaults.PROBE_SECONDS, defaults.MAX_PROBE_SECONDS)
+                await anyio.sleep(max(pause, 0.1))
+                try:
+                    await self._client.health()
+                except ReflexioError as err:
+                    logger.debug("probe: %s", err)
+                    continue
+                self._breaker.success()
+                self._deliverer.wake()
+                logger.info("%s answers again; delivering what waits", self.description)
+
+
+def _status_of(entry: Entry) -> PublishStatus:
+    def when(seconds: float | None) -> str | None:
+        return None if seconds is None else iso_time(int(seconds))
+
+    if entry.state == "queued":
+        detail = (
+            f"waiting in the outbox, {entry.ahead} publish(es) ahead of it; it is delivered "
+            "in the background when Reflexio takes it"
+        )
+    elif entry.state == "delivered":
+        detail = "Reflexio confirmed it: its turns are stored"
+    else:
+        detail = (
+            "Reflexio refused it for good (last_error says why); it is kept in the outbox. "
+            "Fix the cause and publish it again with the same request_id"
+        )
+    return PublishStatus(
+        request_id=entry.request_id,
+        user_id=entry.user_id,
+        status=entry.state,
+        detail=detail,
+        turns=entry.turns,
+        attempts=entry.attempts,
+        ahead=entry.ahead if entry.state == "queued" else None,
+        queued_at=when(entry.queued_at),
+        delivered_at=when(entry.done_at) if entry.state == "delivered" else None,
+        failed_at=when(entry.done_at) if entry.state == "failed" else None,
+        last_attempt_at=when(entry.last_attempt_at),
+        next_attempt_at=when(entry.next_attempt_at),
+        last_error=entry.last_error,
+    )
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

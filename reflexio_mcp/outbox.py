@@ -1,0 +1,510 @@
+"""The outbox: publishes kept on disk until Reflexio confirms them.
+
+One SQLite file (`outbox.sqlite3` in the data folder; WAL, synchronous=FULL) holds each
+publish bound for Reflexio from before it is sent until Reflexio confirms it. A row is:
+
+    queued     waiting, or being sent by the process that holds its claim
+    delivered  Reflexio confirmed it; only the bookkeeping is kept (body dropped) for a week
+    failed     Reflexio refused it for good (400/401/403/422, or a row it kept failing on);
+               kept whole, with the reason
+
+Rows are sent oldest first within each (user, session): a row is claimable only when no
+older queued row of its session exists. A claim is a lease: the process that claims a row
+writes its owner token and a deadline in the same transaction, so two processes sharing the
+file never send one row at once; a claim whose owner died (same host, pid gone) or whose
+lease ran out is free again. Reflexio stores a request_id once, so a row sent again after an
+unconfirmed attempt is answered "already exists" and counts as delivered.
+
+The queue is bounded in rows and bytes (queued and failed rows count: both hold what a user
+sent); a damaged file is moved aside, counted and reported, and a fresh one started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from reflexio_mcp import defaults
+from reflexio_mcp.errors import OutboxFull, StoreCorrupt, StoreError
+from reflexio_mcp.models import PublishRequest
+from reflexio_mcp.sqlite_file import BUSY_TIMEOUT_SECONDS, SqliteFile
+
+logger = logging.getLogger(__name__)
+
+FILE_NAME = "outbox.sqlite3"
+SCHEMA_VERSION = 1
+MAX_ROWS = defaults.OUTBOX_MAX_ROWS
+MAX_BYTES = int(defaults.OUTBOX_MAX_MB * 2**20)
+KEEP_DELIVERED_SECONDS = 7 * 86_400
+"""Delivered rows (bookkeeping only) answer get_publish_status this long."""
+LABEL = "the outbox"
+
+State = Literal["queued", "delivered", "failed"]
+
+SCHEMA = [
+    """
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+        target          TEXT NOT NULL,
+        request_id      TEXT NOT NULL,
+        user_id         TEXT NOT NULL,
+        session_id      TEXT NOT NULL,
+        body            BLOB,
+        bytes           INTEGER NOT NULL,
+        turns           INTEGER NOT NULL,
+        wait            INTEGER NOT NULL,
+        state           TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'failed')),
+        queued_at       REAL NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        server_errors   INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_attempt_at REAL,
+        last_error      TEXT,
+        done_at         REAL,
+        owner           TEXT,
+        lease_until     REAL,
+        UNIQUE (target, request_id)
+    )
+    """,
+    "CREATE INDEX outbox_sessions ON outbox (target, state, user_id, session_id, seq)",
+    "CREATE INDEX outbox_done ON outbox (state, done_at)",
+]
+
+
+@dataclass(frozen=True)
+class Row:
+    """A queued publish, as the deliverer sends it."""
+
+    seq: int
+    request_id: str
+    user_id: str
+    session_id: str
+    body: bytes
+    wait_for_response: bool
+    attempts: int
+    server_errors: int
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the outbox knows of one publish, for get_publish_status."""
+
+    request_id: str
+    user_id: str
+    state: State
+    turns: int
+    attempts: int
+    queued_at: float
+    done_at: float | None
+    last_attempt_at: float | None
+    next_attempt_at: float | None
+    last_error: str | None
+    ahead: int
+    """Queued publishes before this one (0 when it is next, or not queued)."""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """The outcome of journaling a publish.
+
+    new: journaled now; `claimed` when this process may send it at once (it heads its
+    session). waiting / delivered: this request_id was journaled before (nothing twice).
+    clash: this request_id was journaled for another user (nothing journaled).
+    """
+
+    outcome: Literal["new", "waiting", "delivered", "clash"]
+    seq: int
+    claimed: bool
+    ahead: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    path: Path
+    waiting: int
+    waiting_bytes: int
+    oldest_queued_at: float | None
+    failed: int
+    last_error: str | None
+    other_targets: dict[str, int]
+    """Rows waiting for another Reflexio URL (an earlier REFLEXIO_URL), by URL."""
+
+
+def owner_token() -> str:
+    """This process, as written in the claims it holds."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_alive(owner: str, mine: str) -> bool:
+    if owner == mine:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's claim: only its lease can free it
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # an earlier outbox of this very process (closed without releasing)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+class Outbox:
+    """The durable queue of publishes for one Reflexio URL (`target`). Use as an async
+    context manager; every method raises StoreError subclasses when the file fails."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        target: str,
+        *,
+        max_rows: int = MAX_ROWS,
+        max_bytes: int = MAX_BYTES,
+        busy_seconds: float = BUSY_TIMEOUT_SECONDS,
+        owner: str | None = None,
+    ) -> None:
+        self.path = data_dir / FILE_NAME
+        self.target = target
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self.owner = owner or owner_token()
+        self._busy_seconds = busy_seconds
+        self._file = self._new_file()
+
+    def __repr__(self) -> str:
+        return f"Outbox(path={str(self.path)!r}, target={self.target!r})"
+
+    def _new_file(self) -> SqliteFile:
+        return SqliteFile(
+            self.path,
+            self._prepare,
+            busy_seconds=self._busy_seconds,
+            label=LABEL,
+            synchronous="FULL",
+        )
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._file.__aenter__()
+        except StoreCorrupt as err:
+            aside = self.move_aside()
+            logger.error(  # noqa: TRY400  the message is the whole story
+                "%s was damaged (%s): moved aside to %s and a fresh one started; %d damaged "
+                "outbox file(s) are in %s",
+                self.path,
+                err.__cause__ or err,
+                aside,
+                len(self.moved_aside()),
+                self.path.parent,
+            )
+            self._file = self._new_file()
+            await self._file.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._file.__aexit__(exc_type, exc, tb)
+
+    async def replace_damaged(self) -> Path:
+        """Close the damaged file, move it aside and start a fresh one; return where it went."""
+        await self._file.__aexit__(None, None, None)
+        aside = self.move_aside()
+        self._file = self._new_file()
+        await self._file.__aenter__()
+        return aside
+
+    def move_aside(self) -> Path:
+        """Rename the file (and its -wal and -shm) out of the way; return the new name."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = self.path.with_name(self.path.name + suffix)
+            if source.exists():
+                source.rename(aside.with_name(aside.name + suffix))
+        return aside
+
+    def moved_aside(self) -> list[Path]:
+        """Damaged outbox files moved aside so far, in this folder."""
+        return sorted(
+            p
+            for p in self.path.parent.glob(f"{self.path.name}.damaged-*")
+            if not p.name.endswith(("-wal", "-shm"))
+        )
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        (check,) = db.execute("PRAGMA quick_check").fetchone()
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check}")
+        (version,) = db.execute("PRAGMA user_version").fetchone()
+        if version == 0:
+            for statement in SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer reflexio-mcp (outbox schema {version}); "
+                "upgrade reflexio-mcp or point REFLEXIO_MCP_DATA_DIR elsewhere"
+            )
+
+    async def enqueue(
+        self, request: PublishRequest, body: bytes, *, wait_for_response: bool, lease: float | None
+    ) -> Enqueued:
+        """Journal a publish. With `lease`, claim it at once for that many seconds when it
+        heads its session (no older queued row of the same user and session).
+
+        Raises:
+            OutboxFull: the rows or bytes cap would be passed; nothing was journaled.
+        """
+        now = time.time()
+
+        def journal(db: sqlite3.Connection) -> Enqueued:
+            earlier = db.execute(
+                "SELECT seq, user_id, state FROM outbox WHERE target = ? AND request_id = ?",
+                (self.target, request.request_id),
+            ).fetchone()
+            if earlier is not None:
+                seq, user_id, state = earlier
+                if user_id != request.user_id:
+                    return Enqueued("clash", seq, claimed=False, ahead=0)
+                if state == "queued":
+                    return Enqueued(
+                        "waiting", seq, claimed=False, ahead=_ahead(db, self.target, seq)
+                    )
+                if state == "delivered":
+                    return Enqueued("delivered", seq, claimed=False, ahead=0)
+                db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))  # sent again: a new try
+            self._check_room(db, len(body))
+            ahead = int(
+                db.execute(
+                    "SELECT count(*) FROM outbox WHERE target = ? AND state = 'queued' AND "
+                    "user_id = ? AND session_id = ?",
+                    (self.target, request.user_id, request.session_id),
+                ).fetchone()[0]
+            )
+            claim = lease is not None and ahead == 0
+            cursor = db.execute(
+                "INSERT INTO outbox (target, request_id, user_id, session_id, body, bytes, turns, "
+                "wait, state, queued_at, next_attempt_at, attempts, last_attempt_at, owner, "
+                "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (self.target, request.request_id, request.user_id, request.session_id, body,
+                 len(body), len(request.interaction_data_list), int(wait_for_response), now, now,
+                 1 if claim else 0, now if claim else None, self.owner if claim else None,
+                 now + lease if claim and lease is not None else None),
+            )  # fmt: skip
+            return Enqueued("new", int(cursor.lastrowid or 0), claimed=claim, ahead=ahead)
+
+        return await self._file.write(journal)
+
+    def _check_room(self, db: sqlite3.Connection, size: int) -> None:
+        rows, used, failed = db.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0), count(*) FILTER (WHERE state = 'failed') "
+            "FROM outbox WHERE state != 'delivered'"
+        ).fetchone()
+        if rows + 1 <= self.max_rows and used + size <= self.max_bytes:
+            return
+        kept = f" and {failed} failed one(s) are kept" if failed else ""
+        raise OutboxFull(
+            f"not stored: the outbox {self.path} is full ({rows - failed} publish(es) wait for "
+            f"Reflexio at {self.target}{kept}, {used / 2**20:.1f} MiB; the cap is "
+            f"{self.max_rows} publishes and {self.max_bytes / 2**20:g} MiB). Nothing was "
+            "dropped: publish this again once Reflexio has taken the waiting ones "
+            "(reflexio://status shows the queue), or raise REFLEXIO_MCP_OUTBOX_MAX_ROWS / "
+            "REFLEXIO_MCP_OUTBOX_MAX_MB"
+        )
+
+    async def claim_next(self, lease: float) -> Row | None:
+        """Claim the oldest due row that heads its session, for `lease` seconds."""
+        now = time.time()
+
+        def claim(db: sqlite3.Connection) -> Row | None:
+            self._free_dead_claims(db)
+            row = db.execute(
+                "SELECT seq, request_id, user_id, session_id, body, wait, attempts, "
+                "server_errors FROM outbox o WHERE target = ? AND state = 'queued' "
+                "AND next_attempt_at <= ? AND (owner IS NULL OR lease_until < ?) "
+                "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target AND "
+                "e.state = 'queued' AND e.user_id = o.user_id AND e.session_id = o.session_id "
+                "AND e.seq < o.seq) ORDER BY seq LIMIT 1",
+                (self.target, now, now),
+            ).fetchone()
+            if row is None:
+                return None
+            seq, request_id, user_id, session_id, body, wait, attempts, server_errors = row
+            db.execute(
+                "UPDATE outbox SET owner = ?, lease_until = ?, attempts = attempts + 1, "
+                "last_attempt_at = ? WHERE seq = ?",
+                (self.owner, now + lease, now, seq),
+            )
+            return Row(
+                seq, request_id, user_id, session_id, bytes(body), bool(wait), attempts + 1,
+                server_errors,
+            )  # fmt: skip
+
+        return await self._file.write(claim)
+
+    def _free_dead_claims(self, db: sqlite3.Connection) -> None:
+        owners = [
+            owner
+            for (owner,) in db.execute(
+                "SELECT DISTINCT owner FROM outbox WHERE state = 'queued' AND owner IS NOT NULL"
+            )
+        ]
+        for owner in owners:
+            if not _owner_alive(owner, self.owner):
+                db.execute(
+                    "UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,)
+                )
+
+    async def delivered(self, seq: int) -> None:
+        """Reflexio confirmed the row: drop its body, keep its bookkeeping for a week."""
+        now = time.time()
+
+        def finish(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE outbox SET state = 'delivered', body = NULL, bytes = 0, done_at = ?, "
+                "owner = NULL, lease_until = NULL, last_error = NULL WHERE seq = ?",
+                (now, seq),
+            )
+            db.execute(
+                "DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?",
+                (now - KEEP_DELIVERED_SECONDS,),
+            )
+
+        await self._file.write(finish)
+
+    async def failed(self, seq: int, reason: str) -> None:
+        """Reflexio refused the row for good: keep it whole, with the reason."""
+        now = time.time()
+        await self._file.write(
+            lambda db: db.execute(
+                "UPDATE outbox SET state = 'failed', done_at = ?, last_error = ?, owner = NULL, "
+                "lease_until = NULL WHERE seq = ?",
+                (now, reason, seq),
+            )
+        )
+
+    async def retry_later(self, seq: int, error: str, *, after: float, server_error: bool) -> None:
+        """Release the claim; the row may be claimed again `after` seconds from now."""
+        now = time.time()
+        await self._file.write(
+            lambda db: db.execute(
+                "UPDATE outbox SET owner = NULL, lease_until = NULL, last_error = ?, "
+                "next_attempt_at = ?, server_errors = server_errors + ? WHERE seq = ?",
+                (error, now + after, int(server_error), seq),
+            )
+        )
+
+    async def forget(self, seq: int) -> None:
+        """Remove a row whose caller was told it failed (a publish refused as it was made)."""
+        await self._file.write(lambda db: db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)))
+
+    async def release_mine(self) -> None:
+        """Free every claim this process holds (it is stopping)."""
+        await self._file.write(
+            lambda db: db.execute(
+                "UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = ?",
+                (self.owner,),
+            )
+        )
+
+    async def entry(self, user_id: str, request_id: str) -> Entry | None:
+        """The outbox's record of a publish of `user_id`, if it holds one."""
+
+        def find(db: sqlite3.Connection) -> Entry | None:
+            row = db.execute(
+                "SELECT seq, state, turns, attempts, queued_at, done_at, last_attempt_at, "
+                "next_attempt_at, last_error FROM outbox WHERE target = ? AND request_id = ? "
+                "AND user_id = ?",
+                (self.target, request_id, user_id),
+            ).fetchone()
+            if row is None:
+                return None
+            seq, state, turns, attempts, queued_at, done_at, last_at, next_at, error = row
+            queued = state == "queued"
+            return Entry(
+                request_id, user_id, state, turns, attempts, queued_at, done_at, last_at,
+                next_at if queued else None, error, _ahead(db, self.target, seq) if queued else 0,
+            )  # fmt: skip
+
+        return await self._file.read(find)
+
+    async def stats(self) -> Stats:
+        def count(db: sqlite3.Connection) -> Stats:
+            waiting, size, oldest = db.execute(
+                "SELECT count(*), coalesce(sum(bytes), 0), min(queued_at) FROM outbox "
+                "WHERE target = ? AND state = 'queued'",
+                (self.target,),
+            ).fetchone()
+            (failed,) = db.execute(
+                "SELECT count(*) FROM outbox WHERE target = ? AND state = 'failed'",
+                (self.target,),
+            ).fetchone()
+            error = db.execute(
+                "SELECT last_error FROM outbox WHERE target = ? AND last_error IS NOT NULL "
+                "AND state != 'delivered' ORDER BY last_attempt_at DESC LIMIT 1",
+                (self.target,),
+            ).fetchone()
+            others = dict(
+                db.execute(
+                    "SELECT target, count(*) FROM outbox WHERE target != ? AND state = 'queued' "
+                    "GROUP BY target",
+                    (self.target,),
+                ).fetchall()
+            )
+            return Stats(
+                self.path, waiting, size, oldest, failed, error[0] if error else None, others
+            )
+
+        return await self._file.read(count)
+
+    async def next_due(self) -> float | None:
+        """When the next queued row can be claimed (Unix time), if any waits."""
+
+        def earliest(db: sqlite3.Connection) -> float | None:
+            (due,) = db.execute(
+                "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox "
+                "WHERE target = ? AND state = 'queued'",
+                (self.target,),
+            ).fetchone()
+            return None if due is None else float(due)
+
+        return await self._file.read(earliest)
+
+    async def rows(self) -> list[dict[str, Any]]:
+        """Every row without its body, oldest first (tests and diagnostics)."""
+
+        def everything(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            cursor = db.execute(
+                "SELECT seq, target, request_id, user_id, session_id, bytes, turns, state, "
+                "attempts, server_errors, last_error, owner FROM outbox ORDER BY seq"
+            )
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor]
+
+        return await self._file.read(everything)
+
+
+def _ahead(db: sqlite3.Connection, target: str, seq: int) -> int:
+    (count,) = db.execute(
+        "SELECT count(*) FROM outbox WHERE target = ? AND state = 'queued' AND seq < ?",
+        (target, seq),
+    ).fetchone()
+    return int(count)
