@@ -149,7 +149,8 @@ class Deliverer:
             return await self._later(row, err, after=wait, server_error=False)
         except (BackendUnreachable, NotReflexio) as err:
             self._failure(err)
-            return await self._later(row, err, after=0.0, server_error=False)
+            wait = full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS)
+            return await self._later(row, err, after=wait, server_error=False)
         except BackendStatusError as err:
             if err.status_code in PERMANENT_STATUSES:
                 return await self._failed(row, err)

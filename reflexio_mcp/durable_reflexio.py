@@ -290,9 +290,19 @@ class DurableReflexio:
             entry = await self._outbox.entry(user_id, request_id)
         if entry is not None:
             return _status_of(entry)
-        found = await self.search_interactions(
-            SearchRequest(user_id=user_id, request_id=request_id, top_k=1000)
-        )
+        try:
+            found = await self.search_interactions(
+                SearchRequest(user_id=user_id, request_id=request_id, top_k=1000)
+            )
+        except (*BACKEND_FAILURES, StoreError) as err:
+            return PublishStatus(
+                request_id=request_id,
+                user_id=user_id,
+                status="unknown",
+                detail=f"no publish with request_id {request_id!r} for user {user_id!r} waits in "
+                f"the outbox, and Reflexio cannot be asked whether it holds one ({err}); ask "
+                "again once it answers",
+            )
         if found:
             return PublishStatus(
                 request_id=request_id,

@@ -148,11 +148,12 @@ async def test_backend_stopped_gives_the_unreachable_error(tmp_path: Path, user_
             assert isinstance(content, TextResourceContents)
             assert json.loads(content.text)["reachable"] is False
             assert "unreachable" in json.loads(content.text)["detail"]
-            # The server survives the failure and keeps answering.
-            failed, _, message = await call(
+            # The server survives the failure; a publish waits in the outbox.
+            failed, published, message = await call(
                 client, "publish_interaction", {"user_message": "a", "agent_response": "b"}
             )
-            assert failed
+            assert not failed
+            assert published["status"] == "queued"
             assert "unreachable" in message
 
 
