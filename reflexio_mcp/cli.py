@@ -48,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from reflexio_mcp.stdio_guard import guard_stdin
 
     backend = build_backend(settings)
-    logger.info("reflexio-mcp %s over stdio, serving %s", __version__, backend.description)
+    logger.info(
+        "reflexio-mcp %s over stdio (pid %d), serving %s",
+        __version__,
+        os.getpid(),
+        backend.description,
+    )
     if not backend.learns:
         logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
     for notice in settings.notices():

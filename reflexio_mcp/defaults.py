@@ -25,7 +25,7 @@ FAILURES_TO_OPEN = 3
 """Consecutive backend failures after which calls stop going to it until a probe succeeds."""
 PROBE_SECONDS = 0.5
 """First wait before probing a backend that stopped answering; it doubles, with jitter."""
-MAX_PROBE_SECONDS = 10.0
+MAX_PROBE_SECONDS = 5.0
 MAX_SERVER_ERRORS = 8
 """A queued publish that Reflexio fails (5xx) this many times is kept as failed."""
 OUTBOX_MAX_ROWS = 10_000

@@ -45,6 +45,8 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     home: Path
     log: Path
+    command: list[str]
+    env: dict[str, str]
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -160,19 +162,40 @@ def reflexio_server(
         **(extra_env or {}),
     }
     log = workdir / "reflexio.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(venv / "bin/python"), "-m", "reflexio.server", "--host", "127.0.0.1",
-             "--port", str(port), "--graceful-shutdown-sec", "1"],
-            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-    server = RunningServer(f"http://127.0.0.1:{port}", process, home, log)
+    command = [
+        str(venv / "bin/python"), "-m", "reflexio.server", "--host", "127.0.0.1",
+        "--port", str(port), "--graceful-shutdown-sec", "1",
+    ]  # fmt: skip
+    server = RunningServer(
+        f"http://127.0.0.1:{port}", _launch(command, env, log), home, log, command, env
+    )
     try:
         _wait_healthy(server)
         yield server
     finally:
         stop(server)
+
+
+def _launch(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+
+def kill9(server: RunningServer) -> None:
+    """Kill the server's process group at once, as a crash or an OOM kill would."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(timeout=10)
+
+
+def restart(server: RunningServer) -> None:
+    """Start the server again on the same port, with the same HOME (so the same data)."""
+    kill9(server)
+    server.process = _launch(server.command, server.env, server.log)
+    _wait_healthy(server)
 
 
 @contextmanager
