@@ -291,10 +291,8 @@ class DurableReflexio:
         if entry is not None:
             return _status_of(entry)
         try:
-            found = await self.search_interactions(
-                SearchRequest(user_id=user_id, request_id=request_id, top_k=1000)
-            )
-        except (*BACKEND_FAILURES, StoreError) as err:
+            return await self._guarded(lambda: self._client.publish_status(user_id, request_id))
+        except BACKEND_FAILURES as err:
             return PublishStatus(
                 request_id=request_id,
                 user_id=user_id,
@@ -303,21 +301,6 @@ class DurableReflexio:
                 f"the outbox, and Reflexio cannot be asked whether it holds one ({err}); ask "
                 "again once it answers",
             )
-        if found:
-            return PublishStatus(
-                request_id=request_id,
-                user_id=user_id,
-                status="delivered",
-                turns=len(found),
-                detail=f"Reflexio holds {len(found)} turn(s) of this publish",
-            )
-        return PublishStatus(
-            request_id=request_id,
-            user_id=user_id,
-            status="unknown",
-            detail=f"no publish with request_id {request_id!r} for user {user_id!r} waits in the "
-            "outbox or is stored in Reflexio (its turns may all have been deleted)",
-        )
 
     # -- reads, through the breaker -----------------------------------------------------------
 

@@ -24,6 +24,7 @@ from reflexio_mcp.models import (
     Interaction,
     Published,
     PublishRequest,
+    PublishStatus,
     SearchRequest,
     newest_first,
 )
@@ -162,6 +163,28 @@ class ReflexioClient:
             warnings=answer.warnings,
             learning_status=answer.learning_status,
             learning_reason=answer.learning_reason,
+        )
+
+    async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
+        """Delivered when Reflexio holds turns of the publish; else unknown (this client keeps
+        no outbox)."""
+        found = await self._search(
+            SearchRequest(user_id=user_id, request_id=request_id, top_k=MAX_RESULTS)
+        )
+        if found:
+            return PublishStatus(
+                request_id=request_id,
+                user_id=user_id,
+                status="delivered",
+                turns=len(found),
+                detail=f"Reflexio holds {len(found)} turn(s) of this publish",
+            )
+        return PublishStatus(
+            request_id=request_id,
+            user_id=user_id,
+            status="unknown",
+            detail=f"no publish with request_id {request_id!r} for user {user_id!r} waits in the "
+            "outbox or is stored in Reflexio (its turns may all have been deleted)",
         )
 
     async def get_interactions(self, request: GetRequest) -> list[Interaction]:

@@ -1,0 +1,301 @@
+"""The outbox's delivery rules, against httpx2.MockTransport: answers no real Reflexio gives on
+demand (401 after a start, 5xx on one publish, a hang), each checked for what the tool says
+and what the outbox keeps."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp_types import TextContent
+
+from reflexio_mcp.delivery import Deliverer
+from reflexio_mcp.durable_reflexio import DurableReflexio
+from reflexio_mcp.errors import BackendUnreachable, InvalidInput, OutboxFull
+from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, PublishStatus
+from reflexio_mcp.outbox import Outbox
+from reflexio_mcp.pacing import Pacer
+from reflexio_mcp.reflexio_client import ReflexioClient
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+
+URL = "http://127.0.0.1:8061"
+Handler = Callable[[httpx2.Request], httpx2.Response]
+
+
+class Backend:
+    """A scripted Reflexio: `answer` decides each publish's fate; stored request_ids are
+    answered "already exists", as Reflexio does."""
+
+    def __init__(self) -> None:
+        self.answer: Callable[[httpx2.Request], httpx2.Response | None] = lambda _: None
+        self.stored: list[str] = []
+        self.calls: list[str] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.calls.append(request.url.path)
+        if request.url.path == "/health":
+            return httpx2.Response(200, json={"status": "healthy"})
+        if request.url.path == "/api/search_interactions":
+            return httpx2.Response(200, json={"success": True, "interactions": []})
+        if request.url.path != "/api/publish_interaction":
+            return httpx2.Response(200, json={"success": True, "interactions": []})
+        scripted = self.answer(request)
+        if scripted is not None:
+            return scripted
+        request_id = str(json.loads(request.content)["request_id"])
+        if request_id in self.stored:
+            return httpx2.Response(
+                200, json={"success": False, "message": f"request_id {request_id!r} already exists"}
+            )
+        self.stored.append(request_id)
+        return httpx2.Response(200, json={"success": True, "message": "ok"})
+
+
+def durable(
+    backend: Handler, data_dir: Path, *, rate: float = 0, max_rows: int = 100
+) -> DurableReflexio:
+    client = ReflexioClient(
+        URL, max_retries=0, retry_delay=0, transport=httpx2.MockTransport(backend)
+    )
+    return DurableReflexio(
+        client, Outbox(data_dir, client.url, max_rows=max_rows), publish_rate=rate, timeout=2
+    )
+
+
+def publish(n: int, *, session: str = "s", user: str = "u") -> PublishRequest:
+    return PublishRequest(
+        request_id=f"req-{n}",
+        user_id=user,
+        session_id=session,
+        interaction_data_list=[InteractionData(role="user", content=f"turn {n}")],
+    )
+
+
+async def settled(store: DurableReflexio, request_id: str, want: str) -> PublishStatus:
+    with anyio.fail_after(20):
+        while (status := await store.publish_status("u", request_id)).status != want:  # noqa: ASYNC110
+            await anyio.sleep(0.02)
+    return status
+
+
+@pytest.fixture
+def backend() -> Backend:
+    return Backend()
+
+
+async def test_taken_at_once_is_stored_and_remembered(backend: Backend, tmp_path: Path) -> None:
+    async with durable(backend, tmp_path) as store:
+        answer = await store.publish(publish(1), wait_for_response=False)
+        again = await store.publish(publish(1), wait_for_response=False)
+        status = await store.publish_status("u", "req-1")
+    assert not answer.queued
+    assert again.already_stored
+    assert status.status == "delivered"
+    assert status.attempts == 1
+    assert backend.stored == ["req-1"]
+
+
+async def test_rate_limited_publish_is_queued_then_delivered_once(
+    backend: Backend, tmp_path: Path
+) -> None:
+    limited = True
+
+    def answer(_: httpx2.Request) -> httpx2.Response | None:
+        if limited:
+            return httpx2.Response(429, json={"error": "Rate limit exceeded: 60 per 1 minute"})
+        return None
+
+    backend.answer = answer
+    async with durable(backend, tmp_path) as store:
+        first = await store.publish(publish(1), wait_for_response=False)
+        second = await store.publish(publish(2), wait_for_response=False)
+        limited = False
+        await settled(store, "req-2", "delivered")
+        status = await store.publish_status("u", "req-1")
+    assert first.queued
+    assert "Reflexio's rate limit refused the call" in first.message
+    assert second.queued
+    assert "1 earlier publish(es) of this session wait" in second.message
+    assert status.status == "delivered"
+    assert backend.stored == ["req-1", "req-2"]  # in order, once each
+
+
+async def test_refused_at_once_is_an_error_and_not_kept(backend: Backend, tmp_path: Path) -> None:
+    backend.answer = lambda _: httpx2.Response(
+        422, json={"detail": [{"loc": ["body", "source"], "msg": "bad source"}]}
+    )
+    async with durable(backend, tmp_path) as store:
+        with pytest.raises(InvalidInput, match="source: bad source"):
+            await store.publish(publish(1), wait_for_response=False)
+        status = await store.publish_status("u", "req-1")
+    assert status.status == "unknown"  # the caller was told; nothing waits
+
+
+async def test_refused_later_is_kept_as_failed_with_the_reason(
+    backend: Backend, tmp_path: Path
+) -> None:
+    down = True
+
+    def answer(_: httpx2.Request) -> httpx2.Response | None:
+        if down:
+            raise httpx2.ConnectError("refused", request=None)  # type: ignore[arg-type]
+        return httpx2.Response(401, json={"detail": "Invalid API key"})
+
+    backend.answer = answer
+    async with durable(backend, tmp_path) as store:
+        queued = await store.publish(publish(1), wait_for_response=False)
+        down = False
+        status = await settled(store, "req-1", "failed")
+        stats = (await store.status("u")).outbox
+    assert queued.queued
+    assert status.last_error is not None
+    assert "this Reflexio server needs an API key" in status.last_error
+    assert status.failed_at is not None
+    assert stats is not None
+    assert (stats.waiting, stats.failed) == (0, 1)
+
+
+async def test_a_publish_reflexio_keeps_failing_on_is_failed_after_a_few_tries(
+    backend: Backend, tmp_path: Path
+) -> None:
+    backend.answer = lambda _: httpx2.Response(500, json={"detail": "boom"})
+    store = durable(backend, tmp_path)
+    store._deliverer = Deliverer(  # pyright: ignore[reportPrivateUsage]
+        store._client,  # pyright: ignore[reportPrivateUsage]
+        store._outbox,  # pyright: ignore[reportPrivateUsage]
+        store._breaker,  # pyright: ignore[reportPrivateUsage]
+        Pacer(0),
+        attempt_seconds=1,
+        max_server_errors=2,
+    )
+    store._breaker._failures_to_open = 100  # pyright: ignore[reportPrivateUsage]
+    async with store:
+        await store.publish(publish(1), wait_for_response=False)
+        status = await settled(store, "req-1", "failed")
+    assert status.attempts == 2
+    assert status.last_error is not None
+    assert "(500: boom)" in status.last_error
+
+
+async def test_already_exists_after_a_lost_answer_counts_as_delivered(
+    backend: Backend, tmp_path: Path
+) -> None:
+    backend.stored.append("req-1")  # an earlier attempt got through; its answer was lost
+    original = backend.__call__
+
+    def with_mine(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/search_interactions":
+            row = {"interaction_id": 1, "user_id": "u", "request_id": "req-1", "created_at": 1}
+            return httpx2.Response(200, json={"success": True, "interactions": [row]})
+        return original(request)
+
+    async with durable(with_mine, tmp_path) as store:
+        answer = await store.publish(publish(1), wait_for_response=False)
+        status = await store.publish_status("u", "req-1")
+    assert answer.already_stored
+    assert status.status == "delivered"
+    assert backend.stored == ["req-1"]
+
+
+async def test_after_repeated_failures_reads_fail_fast_until_a_probe_succeeds(
+    backend: Backend, tmp_path: Path
+) -> None:
+    down = True
+    original = backend.__call__
+
+    def flaky(request: httpx2.Request) -> httpx2.Response:
+        if down:
+            backend.calls.append(request.url.path)
+            raise httpx2.ConnectError("refused", request=request)
+        return original(request)
+
+    async with durable(flaky, tmp_path) as store:
+        for _ in range(3):
+            with pytest.raises(BackendUnreachable):
+                await store.get_interactions(GetRequest(user_id="u"))
+        before = len(backend.calls)
+        started = time.perf_counter()
+        with pytest.raises(BackendUnreachable, match="stopped calling it after 3 failures"):
+            await store.get_interactions(GetRequest(user_id="u"))
+        assert time.perf_counter() - started < 0.05
+        assert [c for c in backend.calls[before:] if c.startswith("/api")] == []
+        queued = await store.publish(publish(1), wait_for_response=False)
+        assert queued.queued
+        assert "Reflexio is not answering" in queued.message
+        down = False
+        await settled(store, "req-1", "delivered")
+        assert await store.get_interactions(GetRequest(user_id="u")) == []
+
+
+async def test_a_full_outbox_refuses_and_keeps_what_it_has(
+    backend: Backend, tmp_path: Path
+) -> None:
+    backend.answer = lambda _: httpx2.Response(503, text="down", headers={"Retry-After": "60"})
+    async with durable(backend, tmp_path, max_rows=2) as store:
+        for n in (1, 2):
+            assert (await store.publish(publish(n), wait_for_response=False)).queued
+        with pytest.raises(OutboxFull, match=r"the outbox .* is full") as refused:
+            await store.publish(publish(3), wait_for_response=False)
+        statuses = [(await store.publish_status("u", f"req-{n}")).status for n in (1, 2, 3)]
+    assert "REFLEXIO_MCP_OUTBOX_MAX_ROWS" in str(refused.value)
+    assert statuses == ["queued", "queued", "unknown"]
+
+
+async def test_a_damaged_outbox_is_moved_aside_and_a_fresh_one_started(
+    backend: Backend, tmp_path: Path
+) -> None:
+    (tmp_path / "outbox.sqlite3").write_bytes(b"this is not a database" * 100)
+    async with durable(backend, tmp_path) as store:
+        answer = await store.publish(publish(1), wait_for_response=False)
+        outbox = (await store.status("u")).outbox
+    assert not answer.queued
+    assert outbox is not None
+    assert outbox.damaged_files_moved_aside == 1
+    assert_moved_aside_and_fresh(tmp_path)
+
+
+def assert_moved_aside_and_fresh(folder: Path) -> None:
+    aside = list(folder.glob("outbox.sqlite3.damaged-*"))
+    assert [p.read_bytes()[:22] for p in aside] == [b"this is not a database"]
+    with sqlite3.connect(folder / "outbox.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+async def test_a_hanging_backend_cannot_hold_a_tool_past_its_deadline(tmp_path: Path) -> None:
+    async def hang(request: httpx2.Request) -> httpx2.Response:
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    client = ReflexioClient(URL, max_retries=0, transport=httpx2.MockTransport(hang))  # pyright: ignore[reportArgumentType]
+    store = DurableReflexio(client, Outbox(tmp_path, client.url), publish_rate=0)
+    settings = Settings(url=URL, data_dir=tmp_path, deadline=0.5)
+    async with Client(build_server(settings, store)) as mcp:
+        started = time.perf_counter()
+        result = await mcp.call_tool("get_interactions", {})
+        took = time.perf_counter() - started
+    assert result.is_error
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    assert block.text.startswith("get_interactions did not finish within its 0.5 s deadline")
+    assert took < 2
+
+
+def test_pacer_spends_a_minute_of_budget_then_refills() -> None:
+    now = 0.0
+    pacer = Pacer(60, clock=lambda: now)
+    assert all(pacer.take() for _ in range(60))
+    assert not pacer.take()
+    assert pacer.wait_seconds() == pytest.approx(1.0)
+    now = 1.0
+    assert pacer.take()
+    pacer.pause(5)
+    assert pacer.wait_seconds() == pytest.approx(5.0)
+    assert Pacer(0).take()
