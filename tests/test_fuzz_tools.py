@@ -386,6 +386,11 @@ GET = arguments(
     },
 )
 GET_ALL = arguments({"top_k": COUNTS}, {"top_k": ODD_COUNTS})
+PUBLISH_STATUS = arguments(
+    {"request_id": REQUEST_IDS, "user_id": USER_IDS},
+    {"request_id": st.one_of(ODD_STRING, ANYTHING), "user_id": st.one_of(ODD_STRING, ANYTHING)},
+    required=("request_id",),
+)
 
 
 @dataclass(frozen=True)
@@ -470,6 +475,9 @@ class Fuzzer:
             assert not given_id or content["request_id"] == given_id, content["request_id"]
         elif tool == "delete_interaction":
             assert content["deleted"]["user_id"] == owner, f"deleted {content['deleted']!r}"
+        elif tool == "get_publish_status":
+            assert (content["user_id"], content["request_id"]) == (owner, arguments["request_id"])
+            assert content["status"] in ("delivered", "unknown"), content  # nothing queues here
         else:
             listed(tool, arguments, content)
             for interaction in content["interactions"]:
@@ -646,6 +654,10 @@ def test_get_interactions_answers_any_arguments() -> None:
 
 def test_get_all_interactions_answers_any_arguments() -> None:
     fuzz("get_all_interactions", GET_ALL)
+
+
+def test_get_publish_status_answers_any_arguments() -> None:
+    fuzz("get_publish_status", PUBLISH_STATUS)
 
 
 def test_delete_interaction_answers_any_arguments() -> None:
