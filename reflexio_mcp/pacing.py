@@ -6,11 +6,14 @@ import random
 import time
 from collections.abc import Callable
 
+_jitter = random.Random()
+"""Our own generator: waits do not depend on (or disturb) the global random state."""
+
 
 def full_jitter(attempt: int, first: float, cap: float) -> float:
     """Seconds to wait before retry number `attempt` (1, 2, ...): uniform in [0, first *
     2**(attempt-1)], capped. Full jitter: many clients retrying do not retry in step."""
-    return random.uniform(0, min(cap, first * 2 ** max(attempt - 1, 0)))
+    return _jitter.uniform(0, min(cap, first * 2 ** max(attempt - 1, 0)))
 
 
 class Pacer:

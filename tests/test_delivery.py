@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from anyio.from_thread import start_blocking_portal
+from hypothesis import given
+from hypothesis import strategies as st
 from mcp import Client
 from mcp_types import TextContent
 
@@ -25,6 +30,7 @@ from reflexio_mcp.pacing import Pacer
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
+from tests.test_fuzz_tools import FUZZ, PUBLISH, Fuzzer
 
 URL = "http://127.0.0.1:8061"
 Handler = Callable[[httpx2.Request], httpx2.Response]
@@ -299,3 +305,67 @@ def test_pacer_spends_a_minute_of_budget_then_refills() -> None:
     pacer.pause(5)
     assert pacer.wait_seconds() == pytest.approx(5.0)
     assert Pacer(0).take()
+
+
+def test_any_publish_is_answered_and_what_was_taken_arrives_intact_once() -> None:
+    """Fuzz the outbox path: generated publishes (valid and odd) through the tool, with the
+    backend down or up at random; afterwards every publish the tool took (stored or queued)
+    reached the backend exactly once, turn for turn as sent."""
+    fake = Backend()
+    down = False
+    original = fake.__call__
+
+    def flaky(request: httpx2.Request) -> httpx2.Response:
+        if down and request.url.path != "/health":
+            raise httpx2.ConnectError("refused", request=request)
+        return original(request)
+
+    received: dict[str, list[str]] = {}
+    taken: dict[str, list[str]] = {}
+
+    def keep(request: httpx2.Request) -> httpx2.Response | None:
+        body = json.loads(request.content)
+        if body["request_id"] not in fake.stored:
+            received[body["request_id"]] = [t["content"] for t in body["interaction_data_list"]]
+        return None
+
+    fake.answer = keep
+    with tempfile.TemporaryDirectory() as tmp, start_blocking_portal() as portal:
+        client = ReflexioClient(URL, max_retries=0, transport=httpx2.MockTransport(flaky))
+        outbox = Outbox(Path(tmp), client.url)
+        store = DurableReflexio(client, outbox, publish_rate=0)
+        settings = Settings(url=URL, data_dir=Path(tmp), deadline=10)
+        with portal.wrap_async_context_manager(Client(build_server(settings, store))) as mcp:
+            fuzzer = Fuzzer(portal, mcp)
+
+            @FUZZ
+            @given(arguments=PUBLISH, backend_down=st.booleans())
+            def example(arguments: dict[str, Any], backend_down: bool) -> None:
+                nonlocal down
+                down = backend_down
+                content = fuzzer.call("publish_interaction", arguments)
+                if content is None or content["status"] == "already_stored":
+                    return
+                assert content["status"] in ("stored", "queued"), content
+                turns = arguments.get("interactions") or [
+                    {"content": arguments["user_message"]},
+                    {"content": arguments["agent_response"]},
+                ]
+                # A request_id sent again while the first waits is not queued twice: the
+                # first publish's turns are the ones delivered.
+                taken.setdefault(content["request_id"], [turn.get("content", "") for turn in turns])
+
+            example()
+            down = False
+            portal.call(all_delivered, outbox, set(taken))
+    assert received == taken
+    assert len(fake.stored) == len(set(fake.stored))
+
+
+async def all_delivered(outbox: Outbox, request_ids: set[str]) -> None:
+    """Wait until the outbox has delivered every one of `request_ids`."""
+    with anyio.fail_after(60):
+        while {r["request_id"] for r in await outbox.rows() if r["state"] == "delivered"} < (  # noqa: ASYNC110
+            request_ids
+        ):
+            await anyio.sleep(0.05)
