@@ -865,3 +865,26 @@ async def test_errors_stay_short_however_many_problems(mcp: Client, user_id: str
     )
     assert empty.endswith("; and 990 more problems like these")
     assert max(len(unknown), len(empty)) < 3000
+
+
+async def test_publish_status_follows_a_publish(mcp: Client, user_id: str) -> None:
+    published = await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": user_id, "user_message": "status?", "agent_response": "delivered"},
+    )
+    assert published["status"] == "stored"
+    mine = {"user_id": user_id, "request_id": published["request_id"]}
+    status = await call(mcp, "get_publish_status", mine)
+    assert (status["status"], status["turns"], status["request_id"]) == (
+        "delivered",
+        2,
+        published["request_id"],
+    )
+    assert status["delivered_at"] is not None
+    for unknown in ({**mine, "user_id": f"{user_id}-other"}, {**mine, "request_id": "never-sent"}):
+        answer = await call(mcp, "get_publish_status", unknown)
+        assert answer["status"] == "unknown"
+        assert "no publish with request_id" in answer["detail"]
+    missing = await error(mcp, "get_publish_status", {"user_id": user_id})
+    assert missing.startswith("invalid input: request_id:")
