@@ -225,3 +225,27 @@ async def test_a_restarted_bridge_drains_what_a_killed_one_left(
         assert re.search(r"outbox .*: \d+ publish\(es\) wait for Reflexio", started[-1])
         assert_exactly_once(reflexio, user_id, killed.sent)
         print(f"\nbridge killed with {killed.answers['queued']} queued; all 60 stored once")
+
+
+async def test_two_bridges_sharing_one_outbox_never_send_a_row_twice(
+    tmp_path: Path, user_id: str
+) -> None:
+    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
+        env = environment(reflexio, tmp_path / "data", REFLEXIO_MCP_LOG_LEVEL="DEBUG")
+        logs = [tmp_path / "first.log", tmp_path / "second.log"]
+        async with bridge(env, logs[0]) as first, bridge(env, logs[1]) as second:
+            kill9(reflexio)
+            for n in range(30):
+                await first.publish(user_id, f"first {n} of {user_id}")
+                await second.publish(user_id, f"second {n} of {user_id}")
+            assert first.answers["queued"] == second.answers["queued"] == 30
+            await anyio.to_thread.run_sync(restart, reflexio)
+            await first.drained()
+        delivered = [
+            line.rsplit("delivered ", 1)[1].split()[0]
+            for log in logs
+            for line in log.read_text().splitlines()
+            if "reflexio_mcp.delivery: delivered " in line
+        ]
+        assert sorted(delivered) == sorted({**first.sent, **second.sent})  # each sent once
+        assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
