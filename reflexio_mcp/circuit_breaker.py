@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import anyio
@@ -9,13 +10,16 @@ import anyio
 from reflexio_mcp import defaults
 from reflexio_mcp.errors import BackendUnreachable
 
+logger = logging.getLogger(__name__)
+
 
 class CircuitBreaker:
     """Closed: calls go through. After `failures_to_open` failures in a row it opens: calls
     fail fast (reads) or go straight to the outbox (publishes) until `success()` closes it,
     which a probe does once the backend answers."""
 
-    def __init__(self, failures_to_open: int = defaults.FAILURES_TO_OPEN) -> None:
+    def __init__(self, backend: str, failures_to_open: int = defaults.FAILURES_TO_OPEN) -> None:
+        self._backend = backend
         self._failures_to_open = failures_to_open
         self.failures = 0
         self.last_error: str | None = None
@@ -28,16 +32,21 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return self.opened_at is not None
 
-    def failure(self, error: str) -> bool:
-        """Count a failure; True when this one opened the breaker."""
+    def failure(self, error: str) -> None:
         self.failures += 1
         self.last_error = error
         if self.failures < self._failures_to_open or self.opened_at is not None:
-            return False
+            return
         self.opened_at = time.time()
         self._closed = anyio.Event()
         self._opened.set()
-        return True
+        logger.warning(
+            "%s failed %d times in a row (%s): reads fail fast and publishes are queued until "
+            "it answers again",
+            self._backend,
+            self.failures,
+            error,
+        )
 
     def success(self) -> None:
         self.failures = 0

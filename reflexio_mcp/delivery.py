@@ -148,14 +148,14 @@ class Deliverer:
             self._pacer.pause(wait)
             return await self._later(row, err, after=wait, server_error=False)
         except (BackendUnreachable, NotReflexio) as err:
-            self._failure(err)
+            self._breaker.failure(str(err))
             wait = full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS)
             return await self._later(row, err, after=wait, server_error=False)
         except BackendStatusError as err:
             if err.status_code in PERMANENT_STATUSES:
                 return await self._failed(row, err)
             if isinstance(err, ServerError):
-                self._failure(err)
+                self._breaker.failure(str(err))
             if row.server_errors + 1 >= self._max_server_errors:
                 return await self._failed(row, err)
             wait = max(
@@ -167,16 +167,6 @@ class Deliverer:
         self._rate_limited = 0
         await self._record(self._outbox.delivered(row.seq), row)
         return Sent("delivered", published=published)
-
-    def _failure(self, err: ReflexioError) -> None:
-        if self._breaker.failure(str(err)):
-            logger.warning(
-                "%s failed %d times in a row (%s): reads fail fast and publishes are queued "
-                "until it answers again",
-                self._client.description,
-                self._breaker.failures,
-                err,
-            )
 
     async def _failed(self, row: Row, err: ReflexioError) -> Sent:
         await self._record(self._outbox.failed(row.seq, str(err)), row)

@@ -78,7 +78,7 @@ class DurableReflexio:
         self.url = client.url
         self._client = client
         self._outbox = outbox
-        self._breaker = CircuitBreaker()
+        self._breaker = CircuitBreaker(client.description)
         self._pacer = Pacer(publish_rate)
         self._publish_seconds = min(timeout, defaults.PUBLISH_ATTEMPT_SECONDS)
         self._deliverer = Deliverer(
@@ -310,14 +310,7 @@ class DurableReflexio:
         try:
             result = await call()
         except BACKEND_FAILURES as err:
-            if self._breaker.failure(str(err)):
-                logger.warning(
-                    "%s failed %d times in a row (%s): reads fail fast and publishes are "
-                    "queued until it answers again",
-                    self.description,
-                    self._breaker.failures,
-                    err,
-                )
+            self._breaker.failure(str(err))
             raise
         self._breaker.success()
         return result
