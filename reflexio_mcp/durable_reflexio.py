@@ -175,24 +175,24 @@ class DurableReflexio:
         if not await self._open_outbox():
             return await self._publish_unjournaled(request, body, wait_for_response)
         seconds = defaults.WAIT_FOR_RESPONSE_SECONDS if wait_for_response else self._publish_seconds
-        now = not self._breaker.is_open and self._pacer.take()
+        send_now = not self._breaker.is_open and self._pacer.take()
         try:
             queued = await self._outbox.enqueue(
                 request,
                 body,
                 wait_for_response=wait_for_response,
-                lease=self._deliverer.lease(seconds) if now else None,
+                lease=self._deliverer.lease(seconds) if send_now else None,
             )
         except OutboxFull:
-            self._give_back(now)
+            self._give_back(send_now)
             raise
         except StoreError as err:
-            self._give_back(now)
+            self._give_back(send_now)
             self._outbox_problem = str(err)
             if isinstance(err, StoreCorrupt):
                 await self._replace_damaged_outbox()
             return await self._publish_unjournaled(request, body, wait_for_response)
-        self._give_back(now and not queued.claimed)
+        self._give_back(send_now and not queued.claimed)
         if queued.outcome in ("delivered", "clash"):
             return already_stored(request.request_id, same_user=queued.outcome == "delivered")
         if queued.outcome == "waiting":

@@ -46,9 +46,12 @@ HANG_SECONDS = 60.0
 """A hanging request is dropped after this at the latest (or when the test releases it)."""
 PUBLISH = "/api/publish_interaction"
 
-Mode = Literal["healthy", "hang", "unavailable_json", "unavailable_text", "html", "bad_json"]
+Mode = Literal[
+    "healthy", "hang", "trickle", "unavailable_json", "unavailable_text", "html", "bad_json"
+]
 FAULTS: dict[Mode, str] = {
     "hang": "did not answer",
+    "trickle": "did not answer",
     "unavailable_json": "(503: Service temporarily unavailable)",
     "unavailable_text": "with 503 Service Unavailable and a text/plain body",
     "html": "is not a Reflexio server",
@@ -66,6 +69,8 @@ class Reply:
     content_type: str
     body: bytes
     headers: dict[str, str] = field(default_factory=dict[str, str])
+    trickle_until: threading.Event | None = None
+    """Send the headers, then one byte of the body every half second until this is set."""
 
 
 def json_reply(document: object, status: int = 200) -> Reply:
@@ -78,6 +83,8 @@ class FakeReflexio:
     healthy           answers like Reflexio 0.2: a request_id stored before is answered
                       200 {"success": false, "message": "request_id 'X' already exists"}
     hang              reads the request, never answers (until released: then drops it)
+    trickle           answers 200 and its headers at once, then a byte of the body every
+                      half second (each read is quick; the answer never completes)
     unavailable_*     503 with Retry-After: 1, a JSON or a plain-text body
     html / bad_json   200 with a web page / with invalid JSON labelled application/json
 
@@ -123,9 +130,9 @@ class FakeReflexio:
 
     def set_mode(self, mode: Mode) -> None:
         with self._lock:
-            if mode == "hang" and self.mode != "hang":
+            if mode in ("hang", "trickle") and self._release.is_set():
                 self._release = threading.Event()
-            elif mode != "hang":
+            elif mode not in ("hang", "trickle"):
                 self._release.set()
             self.mode = mode
 
@@ -151,6 +158,8 @@ class FakeReflexio:
         if mode == "hang":
             release.wait(HANG_SECONDS)
             return None
+        if mode == "trickle":
+            return Reply(200, "application/json", b" " * 1000, trickle_until=release)
         if mode == "unavailable_json":
             reply = json_reply({"detail": "Service temporarily unavailable"}, 503)
             return Reply(503, reply.content_type, reply.body, {"Retry-After": "1"})
@@ -234,7 +243,15 @@ def _handler(fake: FakeReflexio) -> type[http.server.BaseHTTPRequestHandler]:
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            if reply.trickle_until is None:
+                self.wfile.write(reply.body)
+                return
+            started = time.monotonic()
+            for byte in range(len(reply.body)):
+                if reply.trickle_until.wait(0.5) or time.monotonic() - started > HANG_SECONDS:
+                    return  # released: drop the connection mid-answer
+                self.wfile.write(reply.body[byte : byte + 1])
+                self.wfile.flush()
 
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -576,3 +593,36 @@ async def test_an_outbox_that_cannot_be_opened_sends_straight_or_refuses_with_bo
     assert_exactly_once(fake, [through, journaled])
     assert "refused-one" not in fake.stores
     mcp.report("outbox cannot be opened")
+
+
+@pytest.mark.parametrize(
+    ("mode", "env"),
+    [
+        pytest.param("trickle", {}, id="answer-trickles"),
+        pytest.param("hang", {"REFLEXIO_TIMEOUT": "30"}, id="hangs-timeout-above-deadline"),
+    ],
+)
+async def test_a_publish_the_backend_stalls_is_answered_queued_before_the_deadline(
+    fake: FakeReflexio, tmp_path: Path, user_id: str, mode: Mode, env: dict[str, str]
+) -> None:
+    """The publish is journaled: it must be answered `queued` with its request_id, not cut by
+    the deadline into an error that hides the request_id (a caller retrying it would store
+    the conversation twice). REFLEXIO_TIMEOUT bounds each read of the answer, not the whole
+    answer, so a backend that trickles its answer is never timed out; and a REFLEXIO_TIMEOUT
+    above the deadline lets the publish's own attempt (min(timeout, 10 s)) outlast it."""
+    fake.start(mode)
+    with anyio.fail_after(TEST_SECONDS):
+        async with bridge(fake.url, tmp_path / "data", tmp_path / "bridge.log", **env) as mcp:
+            mcp.faulty = True
+            answer = await mcp.publish(user_id, "a slow one")
+            assert answer.seconds < DEADLINE, answer
+            assert not answer.failed, answer.text
+            assert answer.data["status"] == "queued", answer.data
+            request_id = str(answer.data["request_id"])
+            status = await mcp.publish_status(user_id, request_id)
+            assert status["status"] == "queued", status
+            fake.set_mode("healthy")
+            mcp.faulty = False
+            await mcp.wait_delivered(user_id, [request_id])
+    assert_exactly_once(fake, [request_id])
+    mcp.report(f"stalled publish ({mode})")

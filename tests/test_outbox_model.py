@@ -63,14 +63,17 @@ ROOT = Path(__file__).resolve().parents[1]
 HOST = socket.gethostname()
 ELSEWHERE = "another-machine.invalid"
 TARGET = "http://reflexio.invalid:8081"
-MAX_ROWS = 5
-MAX_BYTES = 3000
+MAX_ROWS = 4
+MAX_BYTES = 2500
 """With bodies of ~320 to ~1700 bytes, either cap can be the one reached."""
 LONG_LEASE = 3600.0
 """Outlasts any test run; a lease of 0 has run out by the next call."""
 REQUEST_IDS = ("r0", "r1", "r2", "r3", "r4", "r5")
 USERS = ("u0", "u1")
 SESSIONS = ("s0", "s1")
+WHO = st.sampled_from(["a", "b"])
+"""Which process acts (this one when the second is not running)."""
+ENQUEUE_LEASES = st.sampled_from([None, 0.0, LONG_LEASE])
 
 
 # --- publishes --------------------------------------------------------------------------
@@ -94,6 +97,24 @@ class Publish:
 
     def body(self) -> bytes:
         return self.request().checked_body()
+
+
+def _publish(
+    request_id: str, user_id: str, session_id: str, turns: int, long: bool, wait: bool
+) -> Publish:
+    contents = tuple(("x" * 600 if long else f"turn {i}") for i in range(turns))
+    return Publish(request_id, user_id, session_id, contents, wait)
+
+
+PUBLISHES = st.builds(
+    _publish,
+    st.sampled_from(REQUEST_IDS),
+    st.sampled_from(USERS),
+    st.sampled_from(SESSIONS),
+    st.integers(1, 2),
+    st.booleans(),
+    st.booleans(),
+)
 
 
 def token(host: str, pid: int) -> str:
@@ -180,8 +201,13 @@ class LocalPort:
     def stats(self) -> Stats:
         return self._portal.call(self.outbox.stats)
 
-    def entry(self, user_id: str, request_id: str) -> Entry | None:
-        return self._portal.call(self.outbox.entry, user_id, request_id)
+    def entries(self, keys: list[tuple[str, str]]) -> list[Entry | None]:
+        """entry() of each (user_id, request_id), in one call through the portal."""
+
+        async def entries() -> list[Entry | None]:
+            return [await self.outbox.entry(user_id, request_id) for user_id, request_id in keys]
+
+        return self._portal.call(entries)
 
 
 def serve() -> None:
@@ -475,43 +501,29 @@ class OutboxMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------
 
-    @rule(
-        who=st.sampled_from(["a", "b"]),
-        request_id=st.sampled_from(REQUEST_IDS),
-        user=st.sampled_from(USERS),
-        session=st.sampled_from(SESSIONS),
-        turns=st.integers(1, 2),
-        long=st.booleans(),
-        wait=st.booleans(),
-        lease=st.sampled_from([None, 0.0, LONG_LEASE]),
-    )
-    def enqueue(
-        self,
-        who: str,
-        request_id: str,
-        user: str,
-        session: str,
-        turns: int,
-        long: bool,
-        wait: bool,
-        lease: float | None,
-    ) -> None:
-        process = self._by(who)
-        contents = tuple(("x" * 600 if long else f"turn {i}") for i in range(turns))
-        publish = Publish(request_id, user, session, contents, wait)
+    @rule(who=WHO, publish=PUBLISHES, lease=ENQUEUE_LEASES)
+    def enqueue(self, who: str, publish: Publish, lease: float | None) -> None:
+        self._enqueue(self._by(who), publish, lease)
+
+    @rule(who=WHO, publishes=st.lists(st.tuples(PUBLISHES, ENQUEUE_LEASES), min_size=2, max_size=5))
+    def enqueue_several(self, who: str, publishes: list[tuple[Publish, float | None]]) -> None:
+        for publish, lease in publishes:
+            self._enqueue(self._by(who), publish, lease)
+
+    def _enqueue(self, process: Process, publish: Publish, lease: float | None) -> None:
         body = publish.body()
-        earlier = self._find(request_id)
-        if earlier is not None and earlier.publish.user_id != user:
-            assert process.port.enqueue(publish, lease) == Enqueued("clash", earlier.seq, False, 0)
+        earlier = self._find(publish.request_id)
+        if earlier is not None and earlier.publish.user_id != publish.user_id:
+            expected = Enqueued("clash", earlier.seq, claimed=False, ahead=0)
+            assert process.port.enqueue(publish, lease) == expected
             return
         if earlier is not None and earlier.state == "queued":
-            expected = Enqueued("waiting", earlier.seq, False, self._ahead(earlier))
+            expected = Enqueued("waiting", earlier.seq, claimed=False, ahead=self._ahead(earlier))
             assert process.port.enqueue(publish, lease) == expected
             return
         if earlier is not None and earlier.state == "delivered":
-            assert process.port.enqueue(publish, lease) == Enqueued(
-                "delivered", earlier.seq, False, 0
-            )
+            expected = Enqueued("delivered", earlier.seq, claimed=False, ahead=0)
+            assert process.port.enqueue(publish, lease) == expected
             return
         kept = [r for r in self.rows if r is not earlier]  # a failed row is sent again
         held = [r for r in kept if r.state != "delivered"]
@@ -519,18 +531,18 @@ class OutboxMachine(RuleBasedStateMachine):
             with pytest.raises(OutboxFull):
                 process.port.enqueue(publish, lease)
             return  # the invariants check that nothing changed
-        ahead = sum(r.state == "queued" and r.group == (user, session) for r in kept)
+        group = (publish.user_id, publish.session_id)
+        ahead = sum(r.state == "queued" and r.group == group for r in kept)
         claim = lease is not None and ahead == 0
         got = process.port.enqueue(publish, lease)
-        assert got == Enqueued("new", self.next_seq, claim, ahead)
+        assert got == Enqueued("new", self.next_seq, claimed=claim, ahead=ahead)
         row = ModelRow(self.next_seq, publish, body)
         self.next_seq += 1
         self.rows = [*kept, row]
-        if claim:
-            assert lease is not None
+        if lease is not None and claim:
             self._claimed(row, process, lease)
 
-    @rule(who=st.sampled_from(["a", "b"]), lease=st.sampled_from([0.0, LONG_LEASE]))
+    @rule(who=WHO, lease=st.sampled_from([0.0, LONG_LEASE]))
     def claim_next(self, who: str, lease: float) -> None:
         process = self._by(who)
         got = process.port.claim_next(lease)
@@ -600,21 +612,21 @@ class OutboxMachine(RuleBasedStateMachine):
         row.server_errors += server_error
 
     @precondition(lambda self: self.next_seq > 1)
-    @rule(who=st.sampled_from(["a", "b"]), pick=st.integers(0, 99))
+    @rule(who=WHO, pick=st.integers(0, 99))
     def forget(self, who: str, pick: int) -> None:
         seq = pick % (self.next_seq - 1) + 1  # also rows gone already
         self._by(who).port.forget(seq)
         self.rows = [r for r in self.rows if r.seq != seq]
 
     @precondition(lambda self: any(r.state == "delivered" for r in self.rows))
-    @rule(who=st.sampled_from(["a", "b"]), pick=st.integers(0, 99))
+    @rule(who=WHO, pick=st.integers(0, 99))
     def deliver_again(self, who: str, pick: int) -> None:
         """A duplicate answer (Reflexio's "already exists" to a second send): still delivered,
         once."""
         delivered = [r for r in self.rows if r.state == "delivered"]
         self._by(who).port.delivered(delivered[pick % len(delivered)].seq)
 
-    @rule(who=st.sampled_from(["a", "b"]))
+    @rule(who=WHO)
     def release_mine(self, who: str) -> None:
         process = self._by(who)
         process.port.release_mine()
@@ -677,26 +689,21 @@ class OutboxMachine(RuleBasedStateMachine):
 
     @invariant()
     def entries_match(self) -> None:
-        for request_id in REQUEST_IDS:
+        keys = [(user, request_id) for request_id in REQUEST_IDS for user in USERS]
+        for (user, request_id), entry in zip(keys, self.local.entries(keys), strict=True):
             row = self._find(request_id)
-            for user in USERS:
-                entry = self.local.entry(user, request_id)
-                if row is None or row.publish.user_id != user:
-                    assert entry is None
-                    continue
-                assert entry is not None
-                queued = row.state == "queued"
-                assert (entry.request_id, entry.user_id, entry.state) == (
-                    request_id,
-                    user,
-                    row.state,
-                )
-                assert (entry.turns, entry.attempts) == (len(row.publish.contents), row.attempts)
-                assert entry.last_error == row.last_error
-                assert entry.ahead == (self._ahead(row) if queued else 0)
-                assert (entry.done_at is None) == queued
-                assert (entry.next_attempt_at is None) == (not queued)
-                assert (entry.last_attempt_at is None) == (row.attempts == 0)
+            if row is None or row.publish.user_id != user:
+                assert entry is None
+                continue
+            assert entry is not None
+            queued = row.state == "queued"
+            assert (entry.request_id, entry.user_id, entry.state) == (request_id, user, row.state)
+            assert (entry.turns, entry.attempts) == (len(row.publish.contents), row.attempts)
+            assert entry.last_error == row.last_error
+            assert entry.ahead == (self._ahead(row) if queued else 0)
+            assert (entry.done_at is None) == queued
+            assert (entry.next_attempt_at is None) == (not queued)
+            assert (entry.last_attempt_at is None) == (row.attempts == 0)
 
 
 def test_outbox_follows_its_model(tmp_path: Path, second_process: SecondProcess) -> None:
