@@ -27,6 +27,7 @@ from reflexio_mcp.circuit_breaker import CircuitBreaker
 from reflexio_mcp.errors import (
     AuthError,
     BackendStatusError,
+    BackendTimeout,
     BackendUnreachable,
     InvalidInput,
     NotReflexio,
@@ -130,14 +131,17 @@ class Deliverer:
         outbox (best effort: a row whose outcome cannot be written stays claimed until its
         lease ends, then is sent again and answered "already exists")."""
         try:
-            published = await self._client.send_publish(
-                row.body,
-                row.user_id,
-                row.request_id,
-                wait_for_response=wait_for_response,
-                read_seconds=seconds,
-                retries=0,
-            )
+            with anyio.fail_after(seconds):  # the whole attempt, connection included
+                published = await self._client.send_publish(
+                    row.body,
+                    row.user_id,
+                    row.request_id,
+                    wait_for_response=wait_for_response,
+                    read_seconds=seconds,
+                    retries=0,
+                )
+        except TimeoutError:
+            return await self.send_failed(row, self._overdue(seconds))
         except (InvalidInput, AuthError) as err:
             return await self._failed(row, err)
         except RateLimited as err:
@@ -148,9 +152,7 @@ class Deliverer:
             self._pacer.pause(wait)
             return await self._later(row, err, after=wait, server_error=False)
         except (BackendUnreachable, NotReflexio) as err:
-            self._breaker.failure(str(err))
-            wait = full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS)
-            return await self._later(row, err, after=wait, server_error=False)
+            return await self.send_failed(row, err)
         except BackendStatusError as err:
             if err.status_code in PERMANENT_STATUSES:
                 return await self._failed(row, err)
@@ -167,6 +169,19 @@ class Deliverer:
         self._rate_limited = 0
         await self._record(self._outbox.delivered(row.seq), row)
         return Sent("delivered", published=published)
+
+    async def send_failed(self, row: Row, err: ReflexioError) -> Sent:
+        """The attempt got no usable answer (no connection, no answer in time): the row waits,
+        and the failure counts toward the circuit breaker."""
+        self._breaker.failure(str(err))
+        wait = full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS)
+        return await self._later(row, err, after=wait, server_error=False)
+
+    def _overdue(self, seconds: float) -> BackendTimeout:
+        return BackendTimeout(
+            f"{self._client.description} did not answer the publish within {seconds:g} s; it "
+            "may be busy or stuck"
+        )
 
     async def _failed(self, row: Row, err: ReflexioError) -> Sent:
         await self._record(self._outbox.failed(row.seq, str(err)), row)

@@ -26,6 +26,7 @@ from reflexio_mcp.backend import already_stored
 from reflexio_mcp.circuit_breaker import CircuitBreaker
 from reflexio_mcp.delivery import Deliverer
 from reflexio_mcp.errors import (
+    BackendTimeout,
     BackendUnreachable,
     NotReflexio,
     OutboxFull,
@@ -73,6 +74,7 @@ class DurableReflexio:
         *,
         publish_rate: float = defaults.PUBLISH_RATE_PER_MINUTE,
         timeout: float = defaults.TIMEOUT_SECONDS,
+        deadline: float = defaults.DEADLINE_SECONDS,
     ) -> None:
         self.description = client.description
         self.url = client.url
@@ -80,7 +82,9 @@ class DurableReflexio:
         self._outbox = outbox
         self._breaker = CircuitBreaker(client.description)
         self._pacer = Pacer(publish_rate)
-        self._publish_seconds = min(timeout, defaults.PUBLISH_ATTEMPT_SECONDS)
+        # A publish's own attempt ends well inside the tool's deadline: the caller must get
+        # its answer (and request_id), not the deadline's error.
+        self._publish_seconds = min(timeout, defaults.PUBLISH_ATTEMPT_SECONDS, deadline / 2)
         self._deliverer = Deliverer(
             client, outbox, self._breaker, self._pacer, attempt_seconds=timeout
         )
@@ -208,7 +212,14 @@ class DurableReflexio:
             queued.seq, request.request_id, request.user_id, request.session_id, body,
             wait_for_response, attempts=1, server_errors=0,
         )  # fmt: skip
-        sent = await self._deliverer.send(row, seconds=seconds, wait_for_response=wait_for_response)
+        try:
+            sent = await self._deliverer.send(
+                row, seconds=seconds, wait_for_response=wait_for_response
+            )
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):  # released: the deliverer sends it later
+                await self._deliverer.send_failed(row, BackendTimeout("the call was cancelled"))
+            raise
         if sent.state == "delivered" and sent.published is not None:
             return sent.published
         if sent.state == "failed" and sent.error is not None:

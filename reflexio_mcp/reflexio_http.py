@@ -152,15 +152,18 @@ class ReflexioHttp:
             failure: BackendUnreachable | None = None
             response: httpx2.Response | None = None
             try:
-                response = await self._client.request(
-                    method, path, content=body, params=params, headers=headers, timeout=timeout
-                )
+                # httpx's read timeout bounds each read, not the answer: a backend trickling
+                # bytes would never time out. The whole attempt gets one limit too.
+                with anyio.fail_after((timeout.connect or 0) + (timeout.read or 0)):
+                    response = await self._client.request(
+                        method, path, content=body, params=params, headers=headers, timeout=timeout
+                    )
             except httpx2.ConnectTimeout:
                 failure = BackendUnreachable(
                     f"no connection to Reflexio at {self.url} within {timeout.connect:g} s: is "
                     "it running and reachable from here? (REFLEXIO_CONNECT_TIMEOUT sets the wait)"
                 )
-            except httpx2.TimeoutException:
+            except (httpx2.TimeoutException, TimeoutError):
                 # The request may have been processed: not retried, so a slow backend costs
                 # one timeout, not several.
                 raise BackendTimeout(

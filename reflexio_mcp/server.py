@@ -16,12 +16,12 @@ from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.embedded_store import EmbeddedStore
 from reflexio_mcp.outbox import Outbox
 from reflexio_mcp.reflexio_client import ReflexioClient
+from reflexio_mcp.request_deadline import request_deadline
 from reflexio_mcp.resources import register_resources
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.state import AppState
 from reflexio_mcp.stdio_guard import answer_unreadable
 from reflexio_mcp.tool_call_errors import tool_call_errors
-from reflexio_mcp.tool_deadline import tool_deadline
 from reflexio_mcp.tools import build_tools
 
 logger = logging.getLogger("reflexio_mcp")
@@ -51,7 +51,11 @@ def build_backend(settings: Settings) -> Backend:
         max_bytes=int(settings.outbox_max_mb * 2**20),
     )
     return DurableReflexio(
-        client, outbox, publish_rate=settings.publish_rate, timeout=settings.timeout
+        client,
+        outbox,
+        publish_rate=settings.publish_rate,
+        timeout=settings.timeout,
+        deadline=settings.deadline,
     )
 
 
@@ -88,7 +92,7 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
                 tools,
                 not_enabled={} if settings.allow_admin else {"get_all_interactions": ENABLE_ADMIN},
             ),
-            tool_deadline(settings.deadline),
+            request_deadline(settings.deadline),
         ],
     )
     register_resources(server, store, default_user_id=settings.user_id)

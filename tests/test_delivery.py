@@ -19,6 +19,7 @@ from anyio.from_thread import start_blocking_portal
 from hypothesis import given
 from hypothesis import strategies as st
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
 from reflexio_mcp.delivery import Deliverer
@@ -275,7 +276,7 @@ def assert_moved_aside_and_fresh(folder: Path) -> None:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
-async def test_a_hanging_backend_cannot_hold_a_tool_past_its_deadline(tmp_path: Path) -> None:
+async def test_a_hanging_backend_cannot_hold_a_call_past_its_deadline(tmp_path: Path) -> None:
     async def hang(request: httpx2.Request) -> httpx2.Response:
         await anyio.sleep_forever()
         raise AssertionError
@@ -287,6 +288,9 @@ async def test_a_hanging_backend_cannot_hold_a_tool_past_its_deadline(tmp_path: 
         started = time.perf_counter()
         result = await mcp.call_tool("get_interactions", {})
         took = time.perf_counter() - started
+        with pytest.raises(MCPError, match=r"reading reflexio://status did not finish within"):
+            await mcp.read_resource("reflexio://status")
+        assert time.perf_counter() - started < 3
     assert result.is_error
     block = result.content[0]
     assert isinstance(block, TextContent)

@@ -51,7 +51,6 @@ Mode = Literal[
 ]
 FAULTS: dict[Mode, str] = {
     "hang": "did not answer",
-    "trickle": "did not answer",
     "unavailable_json": "(503: Service temporarily unavailable)",
     "unavailable_text": "with 503 Service Unavailable and a text/plain body",
     "html": "is not a Reflexio server",
@@ -412,7 +411,7 @@ def assert_exactly_once(fake: FakeReflexio, request_ids: list[str], turns: int =
 # -- the tests --------------------------------------------------------------------------------
 
 
-async def test_a_hanging_backend_costs_no_call_its_deadline_and_loses_no_publish(
+async def test_a_hanging_backend_stalls_no_call_and_loses_no_publish(
     fake: FakeReflexio, tmp_path: Path, user_id: str
 ) -> None:
     fake.store_before_hang = True  # the first publish is stored, but its answer never comes
