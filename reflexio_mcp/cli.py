@@ -24,10 +24,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["serve", "demo"],
+        choices=["serve", "demo", "outbox"],
         default="serve",
         help="serve: MCP over stdio (default); demo: start a server on a throwaway embedded "
-        "store and show each tool working through a real MCP client",
+        "store and show each tool working through a real MCP client; outbox: show the "
+        "publishes waiting for Reflexio and those it refused",
+    )
+    failed = parser.add_mutually_exclusive_group()
+    failed.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="with outbox: queue the publishes Reflexio refused again (after fixing the cause)",
+    )
+    failed.add_argument(
+        "--drop-failed",
+        action="store_true",
+        help="with outbox: delete the publishes Reflexio refused",
     )
     parser.add_argument("--version", action="version", version=f"reflexio-mcp {__version__}")
     add_arguments(parser)
@@ -37,6 +49,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as err:
         parser.exit(2, f"reflexio-mcp: {err}\n")
     configure_logging(settings.log_level)
+
+    if flags.command == "outbox":
+        import anyio
+
+        from reflexio_mcp.outbox_command import outbox_command
+
+        action = (
+            "retry-failed" if flags.retry_failed else "drop-failed" if flags.drop_failed else "show"
+        )
+        sys.exit(anyio.run(outbox_command, settings, action))
+    if flags.retry_failed or flags.drop_failed:
+        parser.exit(2, "reflexio-mcp: --retry-failed and --drop-failed go with `outbox`\n")
 
     # Both import the MCP SDK (~0.5 s): not needed for --help or a configuration error.
     if flags.command == "demo":

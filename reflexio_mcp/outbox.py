@@ -425,6 +425,55 @@ class Outbox:
             )
         )
 
+    async def failed_rows(self) -> list[Entry]:
+        """Every failed publish for this target, oldest first."""
+
+        def find(db: sqlite3.Connection) -> list[Entry]:
+            rows = db.execute(
+                "SELECT request_id, user_id, turns, attempts, queued_at, done_at, "
+                "last_attempt_at, last_error FROM outbox WHERE target = ? AND state = 'failed' "
+                "ORDER BY seq",
+                (self.target,),
+            ).fetchall()
+            return [
+                Entry(rid, user, "failed", turns, attempts, queued, done, last, None, error, 0)
+                for rid, user, turns, attempts, queued, done, last, error in rows
+            ]
+
+        return await self._file.read(find)
+
+    async def retry_failed(self) -> int:
+        """Queue every failed publish again, at the back, as new; return how many."""
+        now = time.time()
+
+        def requeue(db: sqlite3.Connection) -> int:
+            rows = db.execute(
+                "SELECT seq FROM outbox WHERE target = ? AND state = 'failed' ORDER BY seq",
+                (self.target,),
+            ).fetchall()
+            for (seq,) in rows:
+                (last,) = db.execute("SELECT max(seq) FROM outbox").fetchone()
+                db.execute(
+                    "UPDATE outbox SET seq = ?, state = 'queued', attempts = 0, server_errors = 0, "
+                    "next_attempt_at = ?, done_at = NULL, owner = NULL, lease_until = NULL "
+                    "WHERE seq = ?",
+                    (last + 1, now, seq),
+                )
+            return len(rows)
+
+        return await self._file.write(requeue)
+
+    async def drop_failed(self) -> int:
+        """Delete every failed publish; return how many."""
+
+        def drop(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "DELETE FROM outbox WHERE target = ? AND state = 'failed'", (self.target,)
+            )
+            return cursor.rowcount
+
+        return await self._file.write(drop)
+
     async def entry(self, user_id: str, request_id: str) -> Entry | None:
         """The outbox's record of a publish of `user_id`, if it holds one."""
 

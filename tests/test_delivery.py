@@ -27,6 +27,7 @@ from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.errors import BackendUnreachable, InvalidInput, OutboxFull
 from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, PublishStatus
 from reflexio_mcp.outbox import Outbox
+from reflexio_mcp.outbox_command import outbox_command
 from reflexio_mcp.pacing import Pacer
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.server import build_server
@@ -373,3 +374,50 @@ async def all_delivered(outbox: Outbox, request_ids: set[str]) -> None:
             request_ids
         ):
             await anyio.sleep(0.05)
+
+
+async def test_refused_publishes_can_be_listed_retried_or_dropped(
+    backend: Backend, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_fixed = False
+
+    def answer(request: httpx2.Request) -> httpx2.Response | None:
+        return None if key_fixed else httpx2.Response(401, json={"detail": "Invalid API key"})
+
+    backend.answer = answer
+    settings = Settings(url=URL, data_dir=tmp_path)
+    async with durable(backend, tmp_path) as store:
+        for _ in range(3):  # Reflexio down: both wait in the outbox
+            store._breaker.failure("down")  # pyright: ignore[reportPrivateUsage]
+        for n in (1, 2):
+            assert (await store.publish(publish(n), wait_for_response=False)).queued
+        store._breaker.success()  # pyright: ignore[reportPrivateUsage]
+        store._deliverer.wake()  # pyright: ignore[reportPrivateUsage]
+        await settled(store, "req-2", "failed")
+
+        assert await outbox_command(settings, "show") == 0
+        shown = capsys.readouterr().out
+        assert "0 waiting, 2 failed" in shown
+        assert "failed req-1 of user 'u', 1 turn(s)" in shown
+        assert "this Reflexio server needs an API key" in shown
+        assert "reflexio-mcp outbox --retry-failed" in shown
+
+        key_fixed = True
+        assert await outbox_command(settings, "retry-failed") == 0
+        assert "queued again: 2" in capsys.readouterr().out
+        store._deliverer.wake()  # pyright: ignore[reportPrivateUsage]
+        await settled(store, "req-2", "delivered")
+    assert backend.stored == ["req-1", "req-2"]
+
+    async with durable(backend, tmp_path) as store:
+        key_fixed = False
+        for _ in range(3):
+            store._breaker.failure("down")  # pyright: ignore[reportPrivateUsage]
+        await store.publish(publish(3), wait_for_response=False)
+        store._breaker.success()  # pyright: ignore[reportPrivateUsage]
+        store._deliverer.wake()  # pyright: ignore[reportPrivateUsage]
+        await settled(store, "req-3", "failed")
+    assert await outbox_command(settings, "drop-failed") == 0
+    assert "dropped: 1" in capsys.readouterr().out
+    async with durable(backend, tmp_path) as store:
+        assert (await store.publish_status("u", "req-3")).status == "unknown"

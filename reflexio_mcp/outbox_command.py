@@ -1,0 +1,56 @@
+"""`reflexio-mcp outbox`: what the outbox holds, and what to do with publishes Reflexio refused.
+
+Refused publishes (400/401/403/422 in the background, or 5xx too many times) are kept as
+`failed`; after fixing the cause (an API key, say), queue them again; or drop them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from reflexio_mcp.errors import StoreError
+from reflexio_mcp.models import iso_time
+from reflexio_mcp.outbox import Outbox
+from reflexio_mcp.redaction import display_url
+from reflexio_mcp.settings import Settings
+
+Action = Literal["show", "retry-failed", "drop-failed"]
+
+
+async def outbox_command(settings: Settings, action: Action) -> int:
+    """Print the outbox's state (and act on its failed publishes); the exit status."""
+    if not settings.uses_reflexio:
+        print("no outbox: the embedded store keeps each publish itself (set REFLEXIO_URL)")
+        return 0
+    outbox = Outbox(settings.data_folder, display_url(settings.reflexio_url))
+    try:
+        async with outbox:
+            stats = await outbox.stats()
+            failed = await outbox.failed_rows()
+            line = f"{outbox.path}, for Reflexio at {outbox.target}: {stats.waiting} waiting"
+            if stats.oldest_queued_at is not None:
+                line += f" (oldest queued {time.time() - stats.oldest_queued_at:.0f} s ago)"
+            print(f"{line}, {len(failed)} failed")
+            for url, count in stats.other_targets.items():
+                print(f"{count} waiting for another Reflexio, {url}: start reflexio-mcp with it")
+            for entry in failed:
+                when = iso_time(int(entry.done_at or entry.queued_at))
+                print(
+                    f"  failed {entry.request_id} of user {entry.user_id!r}, {entry.turns} "
+                    f"turn(s), {when}, after {entry.attempts} attempt(s): {entry.last_error}"
+                )
+            if action == "retry-failed":
+                print(f"queued again: {await outbox.retry_failed()} (a running reflexio-mcp, or "
+                      "the next one started, delivers them)")  # fmt: skip
+            elif action == "drop-failed":
+                print(f"dropped: {await outbox.drop_failed()}")
+            elif failed:
+                print(
+                    "fix the cause, then `reflexio-mcp outbox --retry-failed`; or drop them "
+                    "with `reflexio-mcp outbox --drop-failed`"
+                )
+    except StoreError as err:
+        print(f"reflexio-mcp: {err}")
+        return 1
+    return 0
