@@ -207,7 +207,7 @@ class DurableReflexio:
             )
         if not queued.claimed:
             self._deliverer.wake()
-            return self._queued(request, self._why_not_now(queued.ahead))
+            return self._queued(request, self._why_not_now(queued.ahead), waited=wait_for_response)
         row = Row(
             queued.seq, request.request_id, request.user_id, request.session_id, body,
             wait_for_response, attempts=1, server_errors=0,
@@ -229,7 +229,9 @@ class DurableReflexio:
                 logger.warning("could not drop a refused publish from the outbox: %s", err)
             raise sent.error
         self._deliverer.wake()
-        return self._queued(request, f"Reflexio could not take it now ({sent.error})")
+        return self._queued(
+            request, f"Reflexio could not take it now ({sent.error})", waited=wait_for_response
+        )
 
     def _give_back(self, taken: bool) -> None:
         if taken:
@@ -245,10 +247,11 @@ class DurableReflexio:
             "REFLEXIO_MCP_PUBLISH_RATE sets it)"
         )
 
-    def _queued(self, request: PublishRequest, reason: str) -> Published:
+    def _queued(self, request: PublishRequest, reason: str, *, waited: bool = False) -> Published:
+        later = " (without waiting for learning)" if waited else ""
         return Published(
             message=f"queued, not stored yet: {reason}. The publish is kept on disk in the "
-            f"outbox ({self._outbox.path}) and delivered in the background, in order; "
+            f"outbox ({self._outbox.path}) and delivered in the background{later}, in order; "
             f"get_publish_status with request_id {request.request_id!r} tells when",
             queued=True,
         )
