@@ -421,3 +421,27 @@ async def test_refused_publishes_can_be_listed_retried_or_dropped(
     assert "dropped: 1" in capsys.readouterr().out
     async with durable(backend, tmp_path) as store:
         assert (await store.publish_status("u", "req-3")).status == "unknown"
+
+
+async def test_a_waiting_publish_is_sent_waiting_or_delivered_later_without_waiting(
+    backend: Backend, tmp_path: Path
+) -> None:
+    waits: list[str | None] = []
+    down = True
+
+    def answer(request: httpx2.Request) -> httpx2.Response | None:
+        waits.append(request.url.params.get("wait_for_response"))
+        if down:
+            return httpx2.Response(503, json={"detail": "restarting"})
+        return None
+
+    backend.answer = answer
+    async with durable(backend, tmp_path) as store:
+        queued = await store.publish(publish(1), wait_for_response=True)
+        down = False
+        await settled(store, "req-1", "delivered")
+        now = await store.publish(publish(2), wait_for_response=True)
+    assert queued.queued
+    assert "delivered in the background (without waiting for learning)" in queued.message
+    assert not now.queued
+    assert waits == ["true", None, "true"]  # journaled, sent waiting; later, sent without
