@@ -30,7 +30,7 @@ import traceback
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -73,7 +74,19 @@ USERS = ("u0", "u1")
 SESSIONS = ("s0", "s1")
 WHO = st.sampled_from(["a", "b"])
 """Which process acts (this one when the second is not running)."""
-ENQUEUE_LEASES = st.sampled_from([None, 0.0, LONG_LEASE])
+ENQUEUE_LEASES = st.sampled_from([None, LONG_LEASE, LONG_LEASE, 0.0])
+CLAIM_LEASES = st.sampled_from([LONG_LEASE, LONG_LEASE, 0.0])
+OUTCOMES = (
+    "delivered",
+    "failed: 400",
+    "failed: 403",
+    "again: no connection",  # retry_later(after=0): due at once
+    "again: 5xx",
+    "later: 429",  # retry_later(after=LONG_LEASE): not due during the test
+    "later: 5xx",
+    "none",
+)
+"""How a send ends; "failed: ..." and the error of a retry are the reason written."""
 
 
 # --- publishes --------------------------------------------------------------------------
@@ -136,6 +149,8 @@ class Port(Protocol):
     def retry_later(self, seq: int, error: str, after: float, server_error: bool) -> None: ...
     def forget(self, seq: int) -> None: ...
     def release_mine(self) -> None: ...
+    def retry_failed(self) -> int: ...
+    def drop_failed(self) -> int: ...
     def rows(self) -> list[dict[str, Any]]: ...
     def close(self) -> None: ...
 
@@ -194,6 +209,15 @@ class LocalPort:
 
     def release_mine(self) -> None:
         self._portal.call(self.outbox.release_mine)
+
+    def retry_failed(self) -> int:
+        return self._portal.call(self.outbox.retry_failed)
+
+    def drop_failed(self) -> int:
+        return self._portal.call(self.outbox.drop_failed)
+
+    def failed_rows(self) -> list[Entry]:
+        return self._portal.call(self.outbox.failed_rows)
 
     def rows(self) -> list[dict[str, Any]]:
         return self._portal.call(self.outbox.rows)
@@ -319,6 +343,12 @@ class RemotePort:
     def release_mine(self) -> None:
         self._process.call("release_mine")
 
+    def retry_failed(self) -> int:
+        return self._process.call("retry_failed")
+
+    def drop_failed(self) -> int:
+        return self._process.call("drop_failed")
+
     def rows(self) -> list[dict[str, Any]]:
         return self._process.call("rows")
 
@@ -352,6 +382,8 @@ class ModelRow:
     due: bool = True
     last_attempt: int | None = None
     """When it was last claimed, on the model's clock."""
+    order: int = 0
+    """When it was queued (or queued again), on the model's clock."""
 
     @property
     def group(self) -> tuple[str, str]:
@@ -407,11 +439,15 @@ class OutboxMachine(RuleBasedStateMachine):
             self.b = Process("b", RemotePort(second), second.pid)
             self._stack.callback(self._close_all)
             self.rows: list[ModelRow] = []
-            self.next_seq = 1
+            self.seqs_used = 0
+            """The highest seq seen. New seqs are only checked to come after every row there
+            is: retry_failed's seqs (max(seq) + 1) bypass AUTOINCREMENT, so a seq can come
+            back after its row is deleted."""
             self.clock = 0
             self.live_pids = {os.getpid(), second.pid}
             self.used_pids: set[int] = set()
             self.claimed_last: dict[tuple[str, str], int] = {}
+            """The queue order of each session's latest claim."""
             self._open(self.a, token(HOST, os.getpid()))
         except BaseException:
             self._stack.close()
@@ -492,9 +528,12 @@ class OutboxMachine(RuleBasedStateMachine):
             if row.state == "queued" and process.is_open and row.owner == process.owner
         ]
 
+    def _holds(self, process: Process) -> bool:
+        return process.is_open and any(r.owner == process.owner for r in self.rows)
+
     def _claimed(self, row: ModelRow, process: Process, lease: float) -> None:
-        assert row.seq >= self.claimed_last.get(row.group, 0), "a session's rows out of order"
-        self.claimed_last[row.group] = row.seq
+        assert row.order >= self.claimed_last.get(row.group, 0), "a session's rows out of order"
+        self.claimed_last[row.group] = row.order
         row.owner, row.lease_live = process.owner, lease > 0
         row.attempts += 1
         row.last_attempt = self._tick()
@@ -509,6 +548,14 @@ class OutboxMachine(RuleBasedStateMachine):
     def enqueue_several(self, who: str, publishes: list[tuple[Publish, float | None]]) -> None:
         for publish, lease in publishes:
             self._enqueue(self._by(who), publish, lease)
+
+    @precondition(lambda self: bool(self.rows))
+    @rule(who=WHO, pick=st.integers(0, 99), publish=PUBLISHES, lease=ENQUEUE_LEASES)
+    def enqueue_again(self, who: str, pick: int, publish: Publish, lease: float | None) -> None:
+        """A request_id the outbox holds, sent again by its user (its turns may differ)."""
+        row = self.rows[pick % len(self.rows)]
+        again = replace(publish, request_id=row.publish.request_id, user_id=row.publish.user_id)
+        self._enqueue(self._by(who), again, lease)
 
     def _enqueue(self, process: Process, publish: Publish, lease: float | None) -> None:
         body = publish.body()
@@ -535,16 +582,28 @@ class OutboxMachine(RuleBasedStateMachine):
         ahead = sum(r.state == "queued" and r.group == group for r in kept)
         claim = lease is not None and ahead == 0
         got = process.port.enqueue(publish, lease)
-        assert got == Enqueued("new", self.next_seq, claimed=claim, ahead=ahead)
-        row = ModelRow(self.next_seq, publish, body)
-        self.next_seq += 1
+        assert got == Enqueued("new", got.seq, claimed=claim, ahead=ahead)
+        assert got.seq > max((r.seq for r in kept), default=0), "a new row not at the back"
+        row = ModelRow(got.seq, publish, body, order=self._tick())
+        self.seqs_used = max(self.seqs_used, got.seq)
         self.rows = [*kept, row]
         if lease is not None and claim:
             self._claimed(row, process, lease)
 
-    @rule(who=WHO, lease=st.sampled_from([0.0, LONG_LEASE]))
+    @rule(who=WHO, lease=CLAIM_LEASES)
     def claim_next(self, who: str, lease: float) -> None:
+        self._claim(self._by(who), lease)
+
+    @rule(who=WHO, lease=CLAIM_LEASES, outcome=st.sampled_from(OUTCOMES))
+    def deliverer_round(self, who: str, lease: float, outcome: str) -> None:
+        """What Deliverer.run does: claim the next row, send it, record how it went ("none":
+        the process stops or dies before it records anything)."""
         process = self._by(who)
+        row = self._claim(process, lease)
+        if row is not None:
+            self._answer(row, process, outcome)
+
+    def _claim(self, process: Process, lease: float) -> ModelRow | None:
         got = process.port.claim_next(lease)
         if got is not None:
             before = next((r for r in self.rows if r.seq == got.seq), None)
@@ -567,7 +626,7 @@ class OutboxMachine(RuleBasedStateMachine):
         ]
         if not heads:
             assert got is None
-            return
+            return None
         row = min(heads, key=lambda r: r.seq)
         assert got == Row(
             row.seq,
@@ -580,41 +639,35 @@ class OutboxMachine(RuleBasedStateMachine):
             row.server_errors,
         )
         self._claimed(row, process, lease)
+        return row
 
     @precondition(lambda self: bool(self._held()))
-    @rule(pick=st.integers(0, 99))
-    def deliver(self, pick: int) -> None:
+    @rule(pick=st.integers(0, 99), outcome=st.sampled_from(OUTCOMES[:-1]))
+    def answer(self, pick: int, outcome: str) -> None:
+        """A held claim's send ends (the claim may have run out meanwhile, unclaimed)."""
         held = self._held()
         row, process = held[pick % len(held)]
-        process.port.delivered(row.seq)
-        row.state, row.owner, row.lease_live, row.last_error = "delivered", None, False, None
+        self._answer(row, process, outcome)
 
-    @precondition(lambda self: bool(self._held()))
-    @rule(pick=st.integers(0, 99), reason=st.sampled_from(["400 bad", "401 who"]))
-    def fail(self, pick: int, reason: str) -> None:
-        held = self._held()
-        row, process = held[pick % len(held)]
-        process.port.failed(row.seq, reason)
-        row.state, row.owner, row.lease_live, row.last_error = "failed", None, False, reason
+    def _answer(self, row: ModelRow, process: Process, outcome: str) -> None:
+        seq = row.seq
+        if outcome == "delivered":
+            process.port.delivered(seq)
+            row.state, row.owner, row.lease_live, row.last_error = "delivered", None, False, None
+        elif outcome.startswith("failed"):
+            process.port.failed(seq, outcome)
+            row.state, row.owner, row.lease_live, row.last_error = "failed", None, False, outcome
+        elif outcome != "none":
+            later = outcome.startswith("later")
+            server_error = outcome.endswith("5xx")
+            process.port.retry_later(seq, outcome, LONG_LEASE if later else 0.0, server_error)
+            row.owner, row.lease_live, row.last_error, row.due = None, False, outcome, not later
+            row.server_errors += server_error
 
-    @precondition(lambda self: bool(self._held()))
-    @rule(
-        pick=st.integers(0, 99),
-        error=st.sampled_from(["503 busy", "no connection"]),
-        later=st.booleans(),
-        server_error=st.booleans(),
-    )
-    def retry_later(self, pick: int, error: str, later: bool, server_error: bool) -> None:
-        held = self._held()
-        row, process = held[pick % len(held)]
-        process.port.retry_later(row.seq, error, LONG_LEASE if later else 0.0, server_error)
-        row.owner, row.lease_live, row.last_error, row.due = None, False, error, not later
-        row.server_errors += server_error
-
-    @precondition(lambda self: self.next_seq > 1)
+    @precondition(lambda self: self.seqs_used > 0)
     @rule(who=WHO, pick=st.integers(0, 99))
     def forget(self, who: str, pick: int) -> None:
-        seq = pick % (self.next_seq - 1) + 1  # also rows gone already
+        seq = pick % self.seqs_used + 1  # also rows gone already
         self._by(who).port.forget(seq)
         self.rows = [r for r in self.rows if r.seq != seq]
 
@@ -626,22 +679,66 @@ class OutboxMachine(RuleBasedStateMachine):
         delivered = [r for r in self.rows if r.state == "delivered"]
         self._by(who).port.delivered(delivered[pick % len(delivered)].seq)
 
+    @precondition(lambda self: any(r.state == "failed" for r in self.rows))
+    @rule(who=WHO)
+    def retry_failed(self, who: str) -> None:
+        """Every failed row is queued again, at the back, in its order, as new."""
+        failed = [r for r in self.rows if r.state == "failed"]
+        assert self._by(who).port.retry_failed() == len(failed)
+        seqs = {row["request_id"]: int(row["seq"]) for row in self.local.rows()}
+        others = [r.seq for r in self.rows if r.state != "failed"]
+        moved = [seqs[r.publish.request_id] for r in failed]
+        assert moved == sorted(set(moved)), "requeued out of order"
+        assert not moved or moved[0] > max(others, default=0), "requeued but not at the back"
+        for row, seq in zip(failed, moved, strict=True):
+            row.seq, row.state, row.attempts, row.server_errors = seq, "queued", 0, 0
+            row.owner, row.lease_live, row.due, row.order = None, False, True, self._tick()
+        self.rows.sort(key=lambda r: r.seq)
+        self.seqs_used = max([self.seqs_used, *moved])
+
+    @precondition(lambda self: any(r.state == "failed" for r in self.rows))
+    @rule(who=WHO)
+    def drop_failed(self, who: str) -> None:
+        failed = [r for r in self.rows if r.state == "failed"]
+        assert self._by(who).port.drop_failed() == len(failed)
+        self.rows = [r for r in self.rows if r.state != "failed"]
+
+    @precondition(lambda self: bool(self._held()))
     @rule(who=WHO)
     def release_mine(self, who: str) -> None:
         process = self._by(who)
         process.port.release_mine()
         self._release(process)
 
-    @rule(graceful=st.booleans())
-    def restart(self, graceful: bool) -> None:
-        """This process closes its outbox (releasing its claims or not) and opens a new one."""
-        self._shut(self.a, graceful=graceful)
+    @precondition(lambda self: self._holds(self.a))
+    @rule()
+    def restart(self) -> None:
+        """This process closes its outbox, releasing its claims, and opens a new one."""
+        self._shut(self.a, graceful=True)
         self._open(self.a, token(HOST, os.getpid()))
+
+    @precondition(lambda self: self._holds(self.a))
+    @rule()
+    def reopen_without_release(self) -> None:
+        """This process closes its outbox without releasing its claims (a publish cancelled
+        half-way, a failed release) and opens a new one: its old claims are its own earlier
+        outbox's, free at its next claim_next; to the second process they look alive."""
+        self._shut(self.a, graceful=False)
+        self._open(self.a, token(HOST, os.getpid()))
+
+    @initialize(second=st.sampled_from(["none", "here", "elsewhere"]))
+    def begin(self, second: str) -> None:
+        """The second process runs from the start (mostly), here or on another machine."""
+        if second != "none":
+            self._start_second(remote=second == "elsewhere")
 
     @precondition(lambda self: not self.b.is_open)
     @rule(remote=st.booleans())
     def start_second(self, remote: bool) -> None:
         """The second process starts: as a new process here, or on another machine."""
+        self._start_second(remote=remote)
+
+    def _start_second(self, *, remote: bool) -> None:
         sleeper = subprocess.Popen(["sleep", "3600"])
         while sleeper.pid in self.used_pids:  # its claims must not come back to life
             with sleeper:
@@ -652,11 +749,18 @@ class OutboxMachine(RuleBasedStateMachine):
         self.live_pids.add(sleeper.pid)
         self._open(self.b, token(ELSEWHERE if remote else HOST, sleeper.pid))
 
-    @precondition(lambda self: self.b.is_open)
-    @rule(graceful=st.booleans())
-    def stop_second(self, graceful: bool) -> None:
-        """The second process stops (releasing its claims) or dies (leaving them)."""
-        self._shut(self.b, graceful=graceful)
+    @precondition(lambda self: self.b.is_open and self._holds(self.b))
+    @rule()
+    def stop_second(self) -> None:
+        """The second process stops, releasing its claims."""
+        self._shut(self.b, graceful=True)
+
+    @precondition(lambda self: self.b.is_open and self._holds(self.b))
+    @rule()
+    def kill_second(self) -> None:
+        """The second process dies, leaving its claims: free once its pid is gone (here), held
+        until their leases run out (on another machine)."""
+        self._shut(self.b, graceful=False)
 
     # -- invariants ----------------------------------------------------------------------
 
@@ -668,11 +772,33 @@ class OutboxMachine(RuleBasedStateMachine):
             assert self.b.port.rows() == expected
 
     @invariant()
-    def claims_head_their_sessions(self) -> None:
+    def queue_order(self) -> None:
+        """Queued rows are in seq order as they were queued; a claimed one heads its session."""
         queued = [r for r in self.rows if r.state == "queued"]
+        assert [r.order for r in queued] == sorted(r.order for r in queued)
         for row in queued:
             if row.owner is not None:
                 assert not any(e.group == row.group and e.seq < row.seq for e in queued)
+
+    @invariant()
+    def failed_rows_match(self) -> None:
+        failed = [r for r in self.rows if r.state == "failed"]
+        entries = self.local.failed_rows()
+        assert [(e.request_id, e.user_id) for e in entries] == [
+            (r.publish.request_id, r.publish.user_id) for r in failed
+        ]
+        for entry, row in zip(entries, failed, strict=True):
+            assert (entry.state, entry.turns, entry.attempts) == (
+                "failed",
+                len(row.publish.contents),
+                row.attempts,
+            )
+            assert (entry.last_error, entry.next_attempt_at, entry.ahead) == (
+                row.last_error,
+                None,
+                0,
+            )
+            assert entry.done_at is not None
 
     @invariant()
     def stats_match(self) -> None:
@@ -689,7 +815,8 @@ class OutboxMachine(RuleBasedStateMachine):
 
     @invariant()
     def entries_match(self) -> None:
-        keys = [(user, request_id) for request_id in REQUEST_IDS for user in USERS]
+        known = {r.publish.request_id for r in self.rows}  # rows_match covers the others
+        keys = [(user, request_id) for request_id in sorted(known) for user in USERS]
         for (user, request_id), entry in zip(keys, self.local.entries(keys), strict=True):
             row = self._find(request_id)
             if row is None or row.publish.user_id != user:
@@ -703,7 +830,7 @@ class OutboxMachine(RuleBasedStateMachine):
             assert entry.ahead == (self._ahead(row) if queued else 0)
             assert (entry.done_at is None) == queued
             assert (entry.next_attempt_at is None) == (not queued)
-            assert (entry.last_attempt_at is None) == (row.attempts == 0)
+            assert (entry.last_attempt_at is None) == (row.last_attempt is None)
 
 
 def test_outbox_follows_its_model(tmp_path: Path, second_process: SecondProcess) -> None:
