@@ -10,11 +10,18 @@ other's claims as a live process's claims. The second side writes, as its owner 
 of a `sleep` process this test starts and kills: killing it is that process dying, so its
 claims are free again; an owner on another host is freed by nothing but its lease.
 
-The model predicts every answer (outcome, seq, the row claimed, OutboxFull at the caps) and,
-after every step, every row (`rows()`, also as the second process reads it), `stats()` and
-`entry()` of every request. Independently of the model: a row is never claimed while a live
-process holds a live lease on it, a claimed row heads its (user, session), and each session's
-rows are claimed in seq order. REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples (default 50).
+The model predicts every answer (outcome, the row claimed, OutboxFull exactly at the caps,
+with nothing changed) and, after every step, every row (`rows()`, also as the second process
+reads it), `stats()`, `entry()` of every request and `failed_rows()`. Independently of the
+model: a row is never claimed while an open outbox holds a live lease on it, a claimed row
+heads its (user, session), queued rows stay in seq order as they were queued, and each
+session's rows are claimed in that order. A new seq is only checked to come after every row
+there is, not to be unused: retry_failed numbers rows max(seq) + 1, past AUTOINCREMENT, so a
+deleted row's seq can come back.
+
+Not modelled: answers from a claim another process has since taken over (a send outlasting its
+lease): retry_later and failed then act on the other process's claim. Nor next_due().
+REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples (default 50).
 """
 
 from __future__ import annotations
@@ -739,11 +746,11 @@ class OutboxMachine(RuleBasedStateMachine):
         self._start_second(remote=remote)
 
     def _start_second(self, *, remote: bool) -> None:
-        sleeper = subprocess.Popen(["sleep", "3600"])
+        sleeper = subprocess.Popen(["sleep", "600"])
         while sleeper.pid in self.used_pids:  # its claims must not come back to life
             with sleeper:
                 sleeper.kill()
-            sleeper = subprocess.Popen(["sleep", "3600"])
+            sleeper = subprocess.Popen(["sleep", "600"])
         self.b.sleeper = sleeper
         self.used_pids.add(sleeper.pid)
         self.live_pids.add(sleeper.pid)
