@@ -49,6 +49,11 @@ KEEP_DELIVERED_SECONDS = 7 * 86_400
 LABEL = "the outbox"
 
 State = Literal["queued", "delivered", "failed"]
+HEADS_ITS_SESSION = (
+    "NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target AND e.state = 'queued' "
+    "AND e.user_id = o.user_id AND e.session_id = o.session_id AND e.seq < o.seq)"
+)
+"""SQL: row `o` is the oldest queued row of its user and session (only such rows are sent)."""
 
 SCHEMA = [
     """
@@ -109,7 +114,7 @@ class Entry:
     next_attempt_at: float | None
     last_error: str | None
     ahead: int
-    """Queued publishes before this one (0 when it is next, or not queued)."""
+    """Queued publishes before this one, of every session (0 when it is not queued)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,8 @@ def _owner_alive(owner: str, mine: str) -> bool:
     pid = int(pid_text)
     if pid == os.getpid():
         return False  # an earlier outbox of this very process (closed without releasing)
+    if os.name == "nt":  # os.kill(pid, 0) there would send Ctrl-C: rely on the lease
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -340,9 +347,7 @@ class Outbox:
                 "SELECT seq, request_id, user_id, session_id, body, wait, attempts, "
                 "server_errors FROM outbox o WHERE target = ? AND state = 'queued' "
                 "AND next_attempt_at <= ? AND (owner IS NULL OR lease_until < ?) "
-                "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.target = o.target AND "
-                "e.state = 'queued' AND e.user_id = o.user_id AND e.session_id = o.session_id "
-                "AND e.seq < o.seq) ORDER BY seq LIMIT 1",
+                f"AND {HEADS_ITS_SESSION} ORDER BY seq LIMIT 1",
                 (self.target, now, now),
             ).fetchone()
             if row is None:
@@ -391,30 +396,35 @@ class Outbox:
         await self._file.write(finish)
 
     async def failed(self, seq: int, reason: str) -> None:
-        """Reflexio refused the row for good: keep it whole, with the reason."""
+        """Reflexio refused the row for good: keep it whole, with the reason. Only while this
+        process holds its claim: a late answer to a lapsed claim changes nothing."""
         now = time.time()
         await self._file.write(
             lambda db: db.execute(
                 "UPDATE outbox SET state = 'failed', done_at = ?, last_error = ?, owner = NULL, "
-                "lease_until = NULL WHERE seq = ?",
-                (now, reason, seq),
+                "lease_until = NULL WHERE seq = ? AND owner = ? AND state = 'queued'",
+                (now, reason, seq, self.owner),
             )
         )
 
     async def retry_later(self, seq: int, error: str, *, after: float, server_error: bool) -> None:
-        """Release the claim; the row may be claimed again `after` seconds from now."""
+        """Release the claim; the row may be claimed again `after` seconds from now. Only
+        while this process holds the claim."""
         now = time.time()
         await self._file.write(
             lambda db: db.execute(
                 "UPDATE outbox SET owner = NULL, lease_until = NULL, last_error = ?, "
-                "next_attempt_at = ?, server_errors = server_errors + ? WHERE seq = ?",
-                (error, now + after, int(server_error), seq),
+                "next_attempt_at = ?, server_errors = server_errors + ? "
+                "WHERE seq = ? AND owner = ? AND state = 'queued'",
+                (error, now + after, int(server_error), seq, self.owner),
             )
         )
 
     async def forget(self, seq: int) -> None:
-        """Remove a row whose caller was told it failed (a publish refused as it was made)."""
-        await self._file.write(lambda db: db.execute("DELETE FROM outbox WHERE seq = ?", (seq,)))
+        """Remove a failed row whose caller was told (a publish refused as it was made)."""
+        await self._file.write(
+            lambda db: db.execute("DELETE FROM outbox WHERE seq = ? AND state = 'failed'", (seq,))
+        )
 
     async def release_mine(self) -> None:
         """Free every claim this process holds (it is stopping)."""
@@ -447,17 +457,22 @@ class Outbox:
         now = time.time()
 
         def requeue(db: sqlite3.Connection) -> int:
-            rows = db.execute(
-                "SELECT seq FROM outbox WHERE target = ? AND state = 'failed' ORDER BY seq",
+            cursor = db.execute(
+                "SELECT * FROM outbox WHERE target = ? AND state = 'failed' ORDER BY seq",
                 (self.target,),
-            ).fetchall()
-            for (seq,) in rows:
-                (last,) = db.execute("SELECT max(seq) FROM outbox").fetchone()
+            )
+            names = [column[0] for column in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            for row in rows:  # deleted, then inserted anew: a fresh seq, at the back
+                db.execute("DELETE FROM outbox WHERE seq = ?", (row["seq"],))
+                row.update(
+                    state="queued", attempts=0, server_errors=0, next_attempt_at=now,
+                    done_at=None, owner=None, lease_until=None,
+                )  # fmt: skip
+                del row["seq"]
                 db.execute(
-                    "UPDATE outbox SET seq = ?, state = 'queued', attempts = 0, server_errors = 0, "
-                    "next_attempt_at = ?, done_at = NULL, owner = NULL, lease_until = NULL "
-                    "WHERE seq = ?",
-                    (last + 1, now, seq),
+                    f"INSERT INTO outbox ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
                 )
             return len(rows)
 
@@ -529,8 +544,8 @@ class Outbox:
 
         def earliest(db: sqlite3.Connection) -> float | None:
             (due,) = db.execute(
-                "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox "
-                "WHERE target = ? AND state = 'queued'",
+                "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox o "
+                f"WHERE target = ? AND state = 'queued' AND {HEADS_ITS_SESSION}",
                 (self.target,),
             ).fetchone()
             return None if due is None else float(due)

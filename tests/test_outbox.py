@@ -1,0 +1,76 @@
+"""Outbox regressions found by its state machine (tests/test_outbox_model.py), as plain steps."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from reflexio_mcp.models import InteractionData, PublishRequest
+from reflexio_mcp.outbox import Outbox
+
+TARGET = "http://127.0.0.1:8061"
+
+
+def publish(n: int) -> tuple[PublishRequest, bytes]:
+    request = PublishRequest(
+        request_id=f"req-{n}",
+        user_id="u",
+        session_id="s",
+        interaction_data_list=[InteractionData(role="user", content=f"turn {n}")],
+    )
+    return request, request.checked_body()
+
+
+def other_live_owner(tag: str) -> str:
+    """An owner token of a live process that is not this one (our parent)."""
+    return f"{socket.gethostname()}:{os.getppid()}:{tag}"
+
+
+async def test_nothing_is_due_while_the_head_of_a_session_backs_off(tmp_path: Path) -> None:
+    async with Outbox(tmp_path, TARGET) as outbox:
+        for n in (1, 2):
+            await outbox.enqueue(*publish(n), wait_for_response=False, lease=None)
+        head = await outbox.claim_next(60)
+        assert head is not None
+        await outbox.retry_later(head.seq, "503", after=60, server_error=True)
+        assert await outbox.claim_next(60) is None
+        due = await outbox.next_due()
+    assert due is not None
+    assert due - time.time() > 50  # not "now": the deliverer would spin for a minute
+
+
+async def test_a_late_answer_to_a_lapsed_claim_changes_nothing(tmp_path: Path) -> None:
+    first = Outbox(tmp_path, TARGET, owner=other_live_owner("first"))
+    second = Outbox(tmp_path, TARGET, owner=other_live_owner("second"))
+    async with first, second:
+        await first.enqueue(*publish(1), wait_for_response=False, lease=None)
+        lapsed = await first.claim_next(lease=0)
+        assert lapsed is not None
+        taken = await second.claim_next(lease=3600)
+        assert taken is not None
+        assert taken.seq == lapsed.seq
+        await first.retry_later(lapsed.seq, "timeout", after=0, server_error=False)
+        assert await first.claim_next(3600) is None  # still the second's
+        await second.delivered(taken.seq)
+        await first.failed(lapsed.seq, "400 from a late answer")
+        [row] = await first.rows()
+    assert row["state"] == "delivered"
+
+
+async def test_publishes_queued_again_get_fresh_places_at_the_back(tmp_path: Path) -> None:
+    async with Outbox(tmp_path, TARGET) as outbox:
+        first = await outbox.enqueue(*publish(1), wait_for_response=False, lease=60)
+        await outbox.failed(first.seq, "401")
+        assert await outbox.retry_failed() == 1
+        again = await outbox.claim_next(60)
+        assert again is not None
+        await outbox.failed(again.seq, "401")
+        assert await outbox.drop_failed() == 1
+        second = await outbox.enqueue(*publish(2), wait_for_response=False, lease=None)
+        await outbox.delivered(again.seq)  # a late answer meant for the dropped row
+        rows = await outbox.rows()
+    seqs = [first.seq, again.seq, second.seq]
+    assert len(set(seqs)) == 3, seqs
+    assert [(r["request_id"], r["state"]) for r in rows] == [("req-2", "queued")]
