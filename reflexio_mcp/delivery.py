@@ -48,6 +48,9 @@ LEASE_MARGIN_SECONDS = 30.0
 POLL_SECONDS = 5.0
 """With nothing due, look again this often (rows another process left, leases run out)."""
 MAX_BACKOFF_SECONDS = 60.0
+RATE_LIMITED_MAX_PAUSE_SECONDS = 15.0
+"""After a 429 without Retry-After, sending pauses at most this long: Reflexio's limiter
+counts in fixed one-minute windows, and a longer pause would sleep past the window's reset."""
 PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 415, 422})
 
 
@@ -147,7 +150,8 @@ class Deliverer:
         except RateLimited as err:
             self._rate_limited += 1
             wait = max(
-                err.retry_after or 0.0, full_jitter(self._rate_limited, 1.0, MAX_BACKOFF_SECONDS)
+                err.retry_after or 0.0,
+                full_jitter(self._rate_limited, 1.0, RATE_LIMITED_MAX_PAUSE_SECONDS),
             )
             self._pacer.pause(wait)
             return await self._later(row, err, after=wait, server_error=False)
