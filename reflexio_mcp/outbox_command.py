@@ -2,10 +2,14 @@
 
 Refused publishes (400/401/403/422 in the background, or 5xx too many times) are kept as
 `failed`; after fixing the cause (an API key, say), queue them again; or drop them.
+
+Its report goes to stdout: this command is run by a person, not by an MCP client, so stdout
+is not a protocol channel here (the server, `serve`, never reaches this module).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Literal
 
@@ -18,10 +22,14 @@ from reflexio_mcp.settings import Settings
 Action = Literal["show", "retry-failed", "drop-failed"]
 
 
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
 async def outbox_command(settings: Settings, action: Action) -> int:
     """Print the outbox's state (and act on its failed publishes); the exit status."""
     if not settings.uses_reflexio:
-        print("no outbox: the embedded store keeps each publish itself (set REFLEXIO_URL)")
+        _say("no outbox: the embedded store keeps each publish itself (set REFLEXIO_URL)")
         return 0
     outbox = Outbox(settings.data_folder, display_url(settings.reflexio_url))
     try:
@@ -31,26 +39,26 @@ async def outbox_command(settings: Settings, action: Action) -> int:
             line = f"{outbox.path}, for Reflexio at {outbox.target}: {stats.waiting} waiting"
             if stats.oldest_queued_at is not None:
                 line += f" (oldest queued {time.time() - stats.oldest_queued_at:.0f} s ago)"
-            print(f"{line}, {len(failed)} failed")
+            _say(f"{line}, {len(failed)} failed")
             for url, count in stats.other_targets.items():
-                print(f"{count} waiting for another Reflexio, {url}: start reflexio-mcp with it")
+                _say(f"{count} waiting for another Reflexio, {url}: start reflexio-mcp with it")
             for entry in failed:
                 when = iso_time(int(entry.done_at or entry.queued_at))
-                print(
+                _say(
                     f"  failed {entry.request_id} of user {entry.user_id!r}, {entry.turns} "
                     f"turn(s), {when}, after {entry.attempts} attempt(s): {entry.last_error}"
                 )
             if action == "retry-failed":
-                print(f"queued again: {await outbox.retry_failed()} (a running reflexio-mcp, or "
+                _say(f"queued again: {await outbox.retry_failed()} (a running reflexio-mcp, or "
                       "the next one started, delivers them)")  # fmt: skip
             elif action == "drop-failed":
-                print(f"dropped: {await outbox.drop_failed()}")
+                _say(f"dropped: {await outbox.drop_failed()}")
             elif failed:
-                print(
+                _say(
                     "fix the cause, then `reflexio-mcp outbox --retry-failed`; or drop them "
                     "with `reflexio-mcp outbox --drop-failed`"
                 )
     except StoreError as err:
-        print(f"reflexio-mcp: {err}")
+        sys.stderr.write(f"reflexio-mcp: {err}\n")
         return 1
     return 0
