@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from reflexio_mcp import __version__
 from reflexio_mcp.errors import ReflexioError
-from reflexio_mcp.settings import SettingsError, add_arguments, load_settings
+from reflexio_mcp.settings import Settings, SettingsError, add_arguments, load_settings
 
 logger = logging.getLogger("reflexio_mcp")
 
@@ -26,9 +26,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         nargs="?",
         choices=["serve", "demo", "outbox"],
         default="serve",
-        help="serve: MCP over stdio (default); demo: start a server on a throwaway embedded "
-        "store and show each tool working through a real MCP client; outbox: show the "
-        "publishes waiting for Reflexio and those it refused",
+        help="serve: MCP over stdio (default) or HTTP (--transport); demo: start a server "
+        "on a throwaway embedded store and show each tool working through a real MCP "
+        "client; outbox: show the publishes waiting for Reflexio and those it refused",
     )
     failed = parser.add_mutually_exclusive_group()
     failed.add_argument(
@@ -68,13 +68,33 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         sys.exit(run_demo())
 
-    from reflexio_mcp.server import build_backend, build_server
-    from reflexio_mcp.stdio_guard import guard_stdin
+    from reflexio_mcp.access import TokenFileError
+
+    try:
+        serve(settings)
+    except* TokenFileError as failures:
+        parser.exit(2, f"reflexio-mcp: {failures.exceptions[0]}\n")
+    except* ReflexioError as failures:
+        # The backend could not open (an unwritable or damaged store, a newer schema): say why.
+        for failure in failures.exceptions:
+            logger.error("cannot start: %s", failure)  # noqa: TRY400  the message is the whole story
+        sys.exit(1)
+
+
+def serve(settings: Settings) -> None:
+    from reflexio_mcp.server import SharedBackend, build_backend, build_server
 
     backend = build_backend(settings)
+    where = (
+        "stdio"
+        if settings.transport == "stdio"
+        else f"{settings.transport} at {settings.base_url}{settings.endpoint_path}"
+        + (" (stateless)" if settings.stateless and settings.transport != "sse" else "")
+    )
     logger.info(
-        "reflexio-mcp %s over stdio (pid %d), serving %s",
+        "reflexio-mcp %s over %s (pid %d), serving %s",
         __version__,
+        where,
         os.getpid(),
         backend.description,
     )
@@ -82,14 +102,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
     for notice in settings.notices():
         logger.warning("%s", notice)
-    guard_stdin()
-    try:
+    if "--api-key" in sys.argv:
+        logger.warning("--api-key shows the key in the process list; set REFLEXIO_API_KEY instead")
+    if settings.transport == "stdio":
+        from reflexio_mcp.stdio_guard import guard_stdin
+
+        guard_stdin()
         build_server(settings, backend).run("stdio")
-    except* ReflexioError as failures:
-        # The backend could not open (an unwritable or damaged store, a newer schema): say why.
-        for failure in failures.exceptions:
-            logger.error("cannot start: %s", failure)  # noqa: TRY400  the message is the whole story
-        sys.exit(1)
+        return
+    from reflexio_mcp.http_server import serve_http
+
+    serve_http(settings, SharedBackend(backend, settings.user_id))
 
 
 def configure_logging(level: str) -> None:

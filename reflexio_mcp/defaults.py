@@ -30,3 +30,7 @@ MAX_SERVER_ERRORS = 8
 """A queued publish that Reflexio fails (5xx) this many times is kept as failed."""
 OUTBOX_MAX_ROWS = 10_000
 OUTBOX_MAX_MB = 100.0
+HTTP_REQUESTS_PER_MINUTE = 600
+"""Per access token (or per client address, without tokens): ten a second on average."""
+MAX_BODY_MB = 4.0
+"""The SDK's own default: far above any publish a model writes, far below a memory problem."""

@@ -12,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import TypeAdapter, ValidationError
 
+from reflexio_mcp.access_scope import acting_user
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.invalid_input import invalid_input
@@ -39,19 +40,21 @@ def register_resources(server: MCPServer, backend: Backend, *, default_user_id: 
         mime_type="application/json",
     )
     async def status() -> str:
-        return (await backend.status(default_user_id)).model_dump_json(indent=1)
+        return (await backend.status(acting_user.get() or default_user_id)).model_dump_json(
+            indent=1
+        )
 
     @server.resource(
         "reflexio://interactions/recent",
         name="recent_interactions",
         title="Recent interactions",
         description=f"The {RECENT_COUNT} most recent interactions of the default user "
-        f"({default_user_id}), newest first, as JSON; long text is cut to {MAX_FIELD_CHARS} "
-        "characters.",
+        f"({default_user_id}; with an access token, the token's user), newest first, as JSON; "
+        f"long text is cut to {MAX_FIELD_CHARS} characters.",
         mime_type="application/json",
     )
     async def recent_interactions() -> str:
-        return await recent_json(backend, default_user_id)
+        return await recent_json(backend, acting_user.get() or default_user_id)
 
     @server.resource(
         "reflexio://users/{user_id}/interactions",

@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncGenerator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 from mcp.server import MCPServer
+from mcp.server.auth.settings import AuthSettings
+from pydantic import AnyHttpUrl
 
 from reflexio_mcp import __version__
+from reflexio_mcp.access import AccessTokens, local_grant
+from reflexio_mcp.access_scope import TOOL_ROLES, access_scope
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.embedded_store import EmbeddedStore
@@ -30,6 +34,7 @@ ENABLE_ADMIN = (
     "it reads every user's interactions, so it is off unless reflexio-mcp starts with "
     "--allow-admin (or REFLEXIO_MCP_ALLOW_ADMIN=1)"
 )
+READ_ONLY = "the server runs with --read-only (REFLEXIO_MCP_READ_ONLY), so nothing is written"
 
 
 def build_backend(settings: Settings) -> Backend:
@@ -59,24 +64,44 @@ def build_backend(settings: Settings) -> Backend:
     )
 
 
-def build_server(settings: Settings, backend: Backend | None = None) -> MCPServer[AppState]:
+def build_server(
+    settings: Settings,
+    backend: Backend | SharedBackend | None = None,
+    tokens: AccessTokens | None = None,
+) -> MCPServer[AppState]:
     """An MCP server whose tools and resources all go to `backend` (default: from settings).
 
-    The backend is opened when the server starts and closed when it stops. With Reflexio, one
-    reachability probe runs beside the first requests and logs a warning if it fails.
+    The backend is opened when the server starts and closed when it stops, unless a
+    SharedBackend already holds it open (the HTTP server does, for all its sessions). With
+    Reflexio, one reachability probe runs beside the first requests and logs a warning if it
+    fails. On the HTTP transports, with access tokens configured, every request must carry
+    one (the SDK's bearer-token seam) and acts within that token's grant.
     """
-    store = backend if backend is not None else build_backend(settings)
+    shared = (
+        backend
+        if isinstance(backend, SharedBackend)
+        else SharedBackend(
+            backend if backend is not None else build_backend(settings), settings.user_id
+        )
+    )
+    store = shared.backend
     session_id = f"reflexio-mcp-{uuid.uuid4().hex}"
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        async with store, anyio.create_task_group() as background:
-            if store.remote:
-                background.start_soon(_probe, store, settings.user_id)
+        async with shared:
             yield AppState(store, settings.user_id, session_id)
-            background.cancel_scope.cancel()
 
-    tools = build_tools(open_world=store.remote, allow_admin=settings.allow_admin)
+    http = settings.transport != "stdio"
+    pinned = settings.pin_user or (http and settings.tokens_file is not None)
+    admin = settings.allow_admin or (http and settings.tokens_file is not None)
+    tools = build_tools(
+        open_world=store.remote, allow_admin=admin, read_only=settings.read_only, pinned=pinned
+    )
+    not_enabled = {} if admin else {"get_all_interactions": ENABLE_ADMIN}
+    if settings.read_only:
+        not_enabled.update(dict.fromkeys(TOOL_ROLES.keys() - {"get_all_interactions"}, READ_ONLY))
+    auth = http and settings.authenticates
     server = MCPServer[AppState](
         "reflexio",
         title="Reflexio interactions",
@@ -86,17 +111,57 @@ def build_server(settings: Settings, backend: Backend | None = None) -> MCPServe
         lifespan=lifespan,
         log_level=settings.log_level,
         tools=tools,
+        token_verifier=(tokens or AccessTokens(settings)) if auth else None,
+        auth=_auth_settings(settings) if auth else None,
         middleware=[
             answer_unreadable,
-            tool_call_errors(
-                tools,
-                not_enabled={} if settings.allow_admin else {"get_all_interactions": ENABLE_ADMIN},
-            ),
+            access_scope(local_grant(settings), [tool.name for tool in tools]),
+            tool_call_errors(tools, not_enabled=not_enabled),
             request_deadline(settings.deadline),
         ],
     )
     register_resources(server, store, default_user_id=settings.user_id)
     return server
+
+
+class SharedBackend:
+    """Opens the backend at the first `async with` and closes it after the last, so every
+    session of one process (the SSE transport runs the server's lifespan once per connection)
+    shares one backend: one HTTP client pool, one store, one outbox deliverer."""
+
+    def __init__(self, backend: Backend, user_id: str) -> None:
+        self.backend = backend
+        self._user_id = user_id
+        self._users = 0
+        self._open: AsyncExitStack | None = None
+
+    async def __aenter__(self) -> Backend:
+        if self._users == 0:
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(self.backend)
+                background = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(background.cancel_scope.cancel)
+                if self.backend.remote:
+                    background.start_soon(_probe, self.backend, self._user_id)
+                self._open = stack.pop_all()
+        self._users += 1
+        return self.backend
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._users -= 1
+        if self._users == 0 and self._open is not None:
+            opened, self._open = self._open, None
+            await opened.aclose()
+
+
+def _auth_settings(settings: Settings) -> AuthSettings:
+    """Bearer tokens checked by this server itself: the SDK answers 401 with WWW-Authenticate
+    and serves the protected-resource metadata naming this server."""
+    return AuthSettings(
+        issuer_url=AnyHttpUrl(settings.base_url),
+        resource_server_url=AnyHttpUrl(settings.base_url + settings.endpoint_path),
+        validate_token_resource=False,
+    )
 
 
 async def _probe(backend: Backend, user_id: str) -> None:
@@ -119,5 +184,13 @@ def _instructions(backend: Backend, settings: Settings) -> str:
         "Call publish_interaction after an exchange worth remembering; search_interactions to "
         "recall what was said before; get_interactions to list the newest turns; "
         "delete_interaction when the user asks to forget something. "
-        f"Calls that name no user_id act for {settings.user_id!r}."
+        f"{_whom(settings)}"
     )
+
+
+def _whom(settings: Settings) -> str:
+    if settings.transport != "stdio" and settings.tokens_file is not None:
+        return "Every call acts for the user of the caller's access token."
+    if settings.pin_user:
+        return f"Every call acts for {settings.user_id!r}."
+    return f"Calls that name no user_id act for {settings.user_id!r}."

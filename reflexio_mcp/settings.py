@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -10,7 +11,15 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reflexio_mcp import defaults
 from reflexio_mcp.redaction import display_url
@@ -22,6 +31,12 @@ DEFAULT_USER_ID = "user-default"
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 BackendChoice = Literal["auto", "embedded", "reflexio"]
+Transport = Literal["stdio", "streamable-http", "sse"]
+DEFAULT_PATHS: dict[Transport, str] = {"stdio": "", "streamable-http": "/mcp", "sse": "/sse"}
+"""The SDK's own endpoint paths."""
+MIN_TOKEN_CHARS = 16
+NEW_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+"""A command that prints a good access token."""
 
 
 class Settings(BaseModel):
@@ -82,7 +97,111 @@ class Settings(BaseModel):
     allow_admin: bool = Field(
         default=False, description="Register get_all_interactions (every user)."
     )
+    read_only: bool = Field(
+        default=False, description="Register no tool that writes (publish, delete)."
+    )
+    pin_user: bool = Field(
+        default=False,
+        description="Every call acts for user_id only; tools take no user_id argument.",
+    )
     log_level: LogLevel = "INFO"
+
+    transport: Transport = Field(default="stdio", description="How MCP clients reach the server.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to listen on (HTTP).")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on (HTTP).")
+    path: str | None = Field(
+        default=None, description="Endpoint path (HTTP); default /mcp, or /sse for SSE."
+    )
+    stateless: bool = Field(
+        default=False, description="Streamable HTTP without server-held sessions (replicas)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list[str],
+        description="Host headers accepted besides the loopback names and --host itself.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list[str],
+        description="Origin headers accepted besides loopback origins.",
+    )
+    public_url: str | None = Field(
+        default=None, description="The URL clients use to reach the server (behind a proxy)."
+    )
+    access_token: SecretStr | None = Field(
+        default=None, description="Bearer token every HTTP request must carry."
+    )
+    tokens_file: Path | None = Field(
+        default=None, description="JSON file of access tokens, each with its user and role."
+    )
+    rate_limit: float = Field(
+        default=defaults.HTTP_REQUESTS_PER_MINUTE,
+        ge=0,
+        allow_inf_nan=False,
+        description="HTTP requests per minute per access token; 0: unlimited.",
+    )
+    max_body_mb: float = Field(
+        default=defaults.MAX_BODY_MB,
+        gt=0,
+        allow_inf_nan=False,
+        description="Largest HTTP request body, MiB.",
+    )
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str | None) -> str | None:
+        if value is not None and (not value.startswith("/") or value == "/"):
+            raise ValueError(f"{value!r} is not a path below /; e.g. /mcp")
+        return value
+
+    @field_validator("access_token")
+    @classmethod
+    def _token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"an access token needs at least {MIN_TOKEN_CHARS} characters; make one with "
+                f"{NEW_TOKEN}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _network_needs_a_token(self) -> Settings:
+        if self.transport == "stdio":
+            return self
+        if self.access_token is not None and self.tokens_file is not None:
+            raise ValueError(
+                "give REFLEXIO_MCP_ACCESS_TOKEN or --tokens-file, not both (put the one token "
+                "in the file)"
+            )
+        if not self.authenticates and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without an access token: set "
+                f"REFLEXIO_MCP_ACCESS_TOKEN (make one with {NEW_TOKEN}) or --tokens-file, or "
+                "listen on --host 127.0.0.1"
+            )
+        return self
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether HTTP requests must carry an access token."""
+        return self.access_token is not None or self.tokens_file is not None
+
+    @property
+    def endpoint_path(self) -> str:
+        return self.path or DEFAULT_PATHS[self.transport]
+
+    @property
+    def base_url(self) -> str:
+        """Where clients reach the server: --public-url, else the address it listens on."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @field_validator("url")
     @classmethod
@@ -112,6 +231,25 @@ class Settings(BaseModel):
     def notices(self) -> list[str]:
         """Settings that are valid but do not do what their owner may think."""
         notices: list[str] = []
+        if self.transport == "stdio":
+            http_only = [
+                f"--{name.replace('_', '-')}"
+                for name in ("tokens_file", "stateless", "public_url")
+                if getattr(self, name)
+            ]
+            if http_only:
+                notices.append(f"{', '.join(http_only)} only apply to the HTTP transports")
+        elif not self.authenticates:
+            notices.append(
+                "no access token: any process on this machine can call the server; set "
+                "REFLEXIO_MCP_ACCESS_TOKEN or --tokens-file"
+            )
+        if self.transport != "stdio" and self.host in ("0.0.0.0", "::") and not self.allowed_hosts:
+            notices.append(
+                f"listening on {self.host}, but only requests addressed to a loopback name are "
+                "accepted until --allowed-hosts names the host clients use (e.g. "
+                "--allowed-hosts memory.example.com:*)"
+            )
         if self.backend == "embedded" and self.url is not None:
             notices.append(
                 "--url / REFLEXIO_URL is ignored with --backend embedded: interactions stay in "
@@ -134,9 +272,32 @@ ENVIRONMENT = {
     "outbox_max_rows": "REFLEXIO_MCP_OUTBOX_MAX_ROWS",
     "outbox_max_mb": "REFLEXIO_MCP_OUTBOX_MAX_MB",
     "allow_admin": "REFLEXIO_MCP_ALLOW_ADMIN",
+    "read_only": "REFLEXIO_MCP_READ_ONLY",
+    "pin_user": "REFLEXIO_MCP_PIN_USER",
     "log_level": "REFLEXIO_MCP_LOG_LEVEL",
+    "transport": "REFLEXIO_MCP_TRANSPORT",
+    "host": "REFLEXIO_MCP_HOST",
+    "port": "REFLEXIO_MCP_PORT",
+    "path": "REFLEXIO_MCP_PATH",
+    "stateless": "REFLEXIO_MCP_STATELESS",
+    "allowed_hosts": "REFLEXIO_MCP_ALLOWED_HOSTS",
+    "allowed_origins": "REFLEXIO_MCP_ALLOWED_ORIGINS",
+    "public_url": "REFLEXIO_MCP_PUBLIC_URL",
+    "access_token": "REFLEXIO_MCP_ACCESS_TOKEN",
+    "tokens_file": "REFLEXIO_MCP_TOKENS_FILE",
+    "rate_limit": "REFLEXIO_MCP_RATE_LIMIT",
+    "max_body_mb": "REFLEXIO_MCP_MAX_BODY_MB",
 }
 """The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def default_data_dir() -> Path:
@@ -211,7 +372,71 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"[{ENVIRONMENT['allow_admin']}]",
     )
     parser.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help=f"register no tool that writes (publish, delete) [{ENVIRONMENT['read_only']}]",
+    )
+    parser.add_argument(
+        "--pin-user",
+        action="store_true",
+        default=None,
+        help="every call acts for --user-id only; tools take no user_id "
+        f"[{ENVIRONMENT['pin_user']}]",
+    )
+    parser.add_argument(
         "--log-level", type=str.upper, help=f"DEBUG, INFO, WARNING... [{ENVIRONMENT['log_level']}]"
+    )
+    http = parser.add_argument_group(
+        "HTTP transports",
+        "The access token is read from REFLEXIO_MCP_ACCESS_TOKEN only (a flag would show it "
+        "in the process list).",
+    )
+    http.add_argument(
+        "--transport",
+        choices=["stdio", "streamable-http", "sse"],
+        help=f"stdio (default), streamable-http, or sse for legacy clients "
+        f"[{ENVIRONMENT['transport']}]",
+    )
+    http.add_argument("--host", help=f"address to listen on, 127.0.0.1 [{ENVIRONMENT['host']}]")
+    http.add_argument("--port", type=int, help=f"port to listen on, 8000 [{ENVIRONMENT['port']}]")
+    http.add_argument(
+        "--path", help=f"endpoint path, /mcp (or /sse for sse) [{ENVIRONMENT['path']}]"
+    )
+    http.add_argument(
+        "--stateless",
+        action="store_true",
+        default=None,
+        help=f"no server-held sessions, so replicas can share a load balancer "
+        f"[{ENVIRONMENT['stateless']}]",
+    )
+    http.add_argument(
+        "--allowed-hosts",
+        help=f"more Host headers to accept, comma-separated, e.g. memory.example.com:* "
+        f"[{ENVIRONMENT['allowed_hosts']}]",
+    )
+    http.add_argument(
+        "--allowed-origins",
+        help=f"more Origin headers to accept, comma-separated, e.g. https://app.example.com "
+        f"[{ENVIRONMENT['allowed_origins']}]",
+    )
+    http.add_argument(
+        "--public-url",
+        help=f"the URL clients use, when behind a proxy [{ENVIRONMENT['public_url']}]",
+    )
+    http.add_argument(
+        "--tokens-file",
+        help=f"JSON file of access tokens with their user and role [{ENVIRONMENT['tokens_file']}]",
+    )
+    http.add_argument(
+        "--rate-limit",
+        type=float,
+        help=f"requests per minute per access token, 0: unlimited [{ENVIRONMENT['rate_limit']}]",
+    )
+    http.add_argument(
+        "--max-body-mb",
+        type=float,
+        help=f"largest request body, MiB [{ENVIRONMENT['max_body_mb']}]",
     )
 
 
@@ -237,9 +462,13 @@ def load_settings(flags: argparse.Namespace, environ: Mapping[str, str]) -> Sett
 def _describe(err: ValidationError) -> str:
     lines: list[str] = []
     for item in err.errors(include_url=False, include_input=False):
-        name = str(item["loc"][0]) if item["loc"] else "settings"
-        where = f"--{name.replace('_', '-')} / {ENVIRONMENT.get(name, '?')}"
-        lines.append(f"{where}: {item['msg'].removeprefix('Value error, ')}")
+        message = item["msg"].removeprefix("Value error, ")
+        if not item["loc"]:
+            lines.append(message)
+            continue
+        name = str(item["loc"][0])
+        flag = "" if name == "access_token" else f"--{name.replace('_', '-')} / "
+        lines.append(f"{flag}{ENVIRONMENT.get(name, '?')}: {message}")
     return "invalid configuration: " + "; ".join(lines)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+from reflexio_mcp.access_scope import acting_user
 from reflexio_mcp.backend import Backend
 
 
@@ -16,6 +17,12 @@ class AppState:
     default_user_id: str
     session_id: str
     """Reflexio requires a session_id: publishes that give none share this process's own."""
+
+    def user(self, named: str = "") -> str:
+        """Whom a call acts for: the user it names, else the caller's own (a token's user,
+        or the pinned one), else the server's default. Naming another user than a pinned
+        caller's own is refused before the call gets here (access_scope)."""
+        return named or acting_user.get() or self.default_user_id
 
 
 ToolContext = Context[AppState, Any]

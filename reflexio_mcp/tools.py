@@ -43,8 +43,6 @@ from reflexio_mcp.models import (
 from reflexio_mcp.search_text import bounded_query, has_words
 from reflexio_mcp.state import ToolContext, app_state
 
-ADMIN_TOOLS = frozenset({"get_all_interactions"})
-
 
 class PublishResult(BaseModel):
     """What publish_interaction stored, or queued."""
@@ -70,6 +68,10 @@ class PublishResult(BaseModel):
 class InteractionList(BaseModel):
     """Interactions, in the order the backend ranked them."""
 
+    user_id: str | None = Field(
+        description="The user whose interactions these are; null for every user "
+        "(get_all_interactions)."
+    )
     count: int
     interactions: list[Interaction]
     note: str | None = Field(default=None, description="Anything the caller should know.")
@@ -179,7 +181,7 @@ async def publish_interaction(
         turns = _turns(interactions, user_message, agent_response)
         request = PublishRequest(
             request_id=request_id or new_request_id(),
-            user_id=user_id or state.default_user_id,
+            user_id=state.user(user_id),
             interaction_data_list=turns,
             source=source,
             agent_version=agent_version,
@@ -218,7 +220,7 @@ async def get_publish_status(
     """
     state = app_state(ctx)
     with reported_to_model():
-        return await state.backend.publish_status(user_id or state.default_user_id, request_id)
+        return await state.backend.publish_status(state.user(user_id), request_id)
 
 
 async def search_interactions(
@@ -266,7 +268,7 @@ async def search_interactions(
     sent_query, note = bounded_query(query)
     with reported_to_model():
         request = SearchRequest(
-            user_id=user_id or state.default_user_id,
+            user_id=state.user(user_id),
             query=sent_query,
             top_k=top_k,
             most_recent_k=most_recent_k,
@@ -278,13 +280,14 @@ async def search_interactions(
         )
         if sent_query is not None and not has_words(sent_query):
             return InteractionList(
+                user_id=request.user_id,
                 count=0,
                 interactions=[],
                 note="the query has no words to search for (only punctuation, symbols or "
                 "emoji), so nothing matches; search with words",
             )
         found = await state.backend.search_interactions(request)
-    return InteractionList(count=len(found), interactions=found, note=note)
+    return InteractionList(user_id=request.user_id, count=len(found), interactions=found, note=note)
 
 
 async def get_interactions(
@@ -302,13 +305,13 @@ async def get_interactions(
     state = app_state(ctx)
     with reported_to_model():
         request = GetRequest(
-            user_id=user_id or state.default_user_id,
+            user_id=state.user(user_id),
             top_k=top_k,
             start_time=start_time,
             end_time=end_time,
         )
         found = await state.backend.get_interactions(request)
-    return InteractionList(count=len(found), interactions=found)
+    return InteractionList(user_id=request.user_id, count=len(found), interactions=found)
 
 
 async def get_all_interactions(
@@ -322,7 +325,7 @@ async def get_all_interactions(
     """
     with reported_to_model():
         found = await app_state(ctx).backend.get_all_interactions(top_k)
-    return InteractionList(count=len(found), interactions=found)
+    return InteractionList(user_id=None, count=len(found), interactions=found)
 
 
 async def delete_interaction(
@@ -339,7 +342,7 @@ async def delete_interaction(
     the interaction that was deleted.
     """
     state = app_state(ctx)
-    owner = user_id or state.default_user_id
+    owner = state.user(user_id)
     with reported_to_model():
         deleted = await state.backend.delete_interaction(owner, interaction_id)
     return DeleteResult(
@@ -348,8 +351,11 @@ async def delete_interaction(
     )
 
 
-def build_tools(*, open_world: bool, allow_admin: bool) -> list[Tool]:
-    """The tools to register; get_all_interactions only when `allow_admin`.
+def build_tools(
+    *, open_world: bool, allow_admin: bool, read_only: bool = False, pinned: bool = False
+) -> list[Tool]:
+    """The tools to register: get_all_interactions only when `allow_admin`, none that writes
+    when `read_only`, and no `user_id` argument when every caller is `pinned` to one user.
 
     `open_world` says whether calls leave this process for another service (Reflexio).
     """
@@ -366,25 +372,43 @@ def build_tools(*, open_world: bool, allow_admin: bool) -> list[Tool]:
         fn: Callable[..., Awaitable[BaseModel]], title: str, annotations: ToolAnnotations
     ) -> Tool:
         description = inspect.cleandoc(fn.__doc__ or "")
-        return Tool.from_function(fn, title=title, description=description, annotations=annotations)
+        made = Tool.from_function(fn, title=title, description=description, annotations=annotations)
+        return _without_user_id(made) if pinned else made
 
-    tools = [
-        tool(publish_interaction, "Publish interaction", hints(read_only=False, idempotent=False)),
+    reading = [
         tool(get_publish_status, "Get publish status", hints(read_only=True, idempotent=True)),
         tool(search_interactions, "Search interactions", hints(read_only=True, idempotent=True)),
         tool(get_interactions, "Get interactions", hints(read_only=True, idempotent=True)),
-        tool(
-            get_all_interactions,
-            "Get all interactions (admin)",
-            hints(read_only=True, idempotent=True),
-        ),
+    ]
+    writing = [
+        tool(publish_interaction, "Publish interaction", hints(read_only=False, idempotent=False)),
         tool(
             delete_interaction,
             "Delete interaction",
             hints(read_only=False, destructive=True, idempotent=True),
         ),
     ]
-    return [t for t in tools if allow_admin or t.name not in ADMIN_TOOLS]
+    admin = [
+        tool(
+            get_all_interactions,
+            "Get all interactions (admin)",
+            hints(read_only=True, idempotent=True),
+        )
+    ]
+    tools = [*writing[:1], *reading, *admin, *writing[1:]]
+    return [
+        t for t in tools if (allow_admin or t not in admin) and (not read_only or t not in writing)
+    ]
+
+
+def _without_user_id(tool: Tool) -> Tool:
+    """The tool as a pinned caller sees it: the user is the caller's, not an argument."""
+    properties = dict(tool.parameters.get("properties", {}))
+    if "user_id" not in properties:
+        return tool
+    del properties["user_id"]
+    parameters = {**tool.parameters, "properties": properties}
+    return tool.model_copy(update={"parameters": parameters})
 
 
 def new_request_id() -> str:

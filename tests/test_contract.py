@@ -189,7 +189,7 @@ async def test_search_finds_by_word_and_honours_top_k(mcp: Client, user_id: str)
     )
     assert one["count"] == 1
     none = await call(mcp, "search_interactions", {"user_id": user_id, "query": "zeppelin"})
-    assert none == {"count": 0, "interactions": [], "note": None}
+    assert none == {"user_id": user_id, "count": 0, "interactions": [], "note": None}
 
 
 async def test_delete_reports_what_it_deleted_and_not_found(mcp: Client, user_id: str) -> None:

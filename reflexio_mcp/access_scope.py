@@ -1,0 +1,127 @@
+"""Every request acts within its caller's grant: its user, and what its role allows.
+
+A middleware around every request that:
+- lists only the tools the caller's role may call;
+- refuses a call to a tool above the caller's role, and a call or read naming another user
+  than the one the caller is pinned to, before anything reaches the backend;
+- makes the caller's user the one tools and resources act for (`acting_user`).
+
+The caller is known by the access token the HTTP layer verified; on stdio, or HTTP without
+tokens, every caller has the server's own grant.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from contextvars import ContextVar
+from dataclasses import replace
+from typing import Any, cast
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
+
+from reflexio_mcp.access import Grant, Role, grant_of
+
+TOOL_ROLES: dict[str, Role] = {
+    "publish_interaction": "write",
+    "delete_interaction": "write",
+    "get_all_interactions": "admin",
+}
+"""Tools a read role may not call; every other tool only reads."""
+USER_RESOURCE = re.compile(r"reflexio://users/(?P<user_id>[^/]*)/")
+
+acting_user: ContextVar[str | None] = ContextVar("acting_user", default=None)
+"""The user the current request is pinned to, if any."""
+
+
+def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[Any]:
+    """The middleware; `local` is the grant of callers without a verified token. Calls to
+    tools not `registered` are left to tool_call_errors, which says how to enable them."""
+
+    async def middleware(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        grant = _grant(ctx, local)
+        if ctx.method == "tools/list":
+            return _visible(await call_next(ctx), grant)
+        if ctx.method == "tools/call" and ctx.params:
+            refusal = _refusal(ctx.params, grant, registered)
+            if refusal:
+                return CallToolResult(
+                    content=[TextContent(type="text", text=refusal)], is_error=True
+                )
+            ctx = _without_own_user(ctx, grant)
+        if ctx.method == "resources/read" and ctx.params and grant.user_id is not None:
+            _check_resource(str(ctx.params.get("uri", "")), grant.user_id)
+        token = acting_user.set(grant.user_id)
+        try:
+            return await call_next(ctx)
+        finally:
+            acting_user.reset(token)
+
+    return middleware
+
+
+def _grant(ctx: ServerRequestContext[Any, Any], local: Grant) -> Grant:
+    scope: Any = getattr(ctx.request, "scope", None)
+    user: object = cast(dict[str, Any], scope).get("user") if isinstance(scope, dict) else None
+    if isinstance(user, AuthenticatedUser):
+        return grant_of(user.access_token)
+    return local
+
+
+def _visible(result: HandlerResult, grant: Grant) -> HandlerResult:
+    if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+        return result
+    tools = cast(list[dict[str, Any]], result["tools"])
+    return {
+        **result,
+        "tools": [t for t in tools if grant.allows(TOOL_ROLES.get(t["name"], "read"))],
+    }
+
+
+def _refusal(params: Any, grant: Grant, registered: Collection[str]) -> str | None:
+    name = params.get("name")
+    if name not in registered:
+        return None
+    needed = TOOL_ROLES.get(name, "read")
+    if not grant.allows(needed):
+        return (
+            f"{name} needs an access token with role {needed}; this one has role "
+            f"{grant.role}. Ask whoever runs the server for a token with role {needed}."
+        )
+    arguments = params.get("arguments")
+    if grant.user_id is None or not isinstance(arguments, dict):
+        return None
+    named = cast(dict[str, Any], arguments).get("user_id")
+    if named in (None, "", grant.user_id):
+        return None
+    return (
+        f"invalid input: user_id: this server acts only for user {grant.user_id!r} for you, "
+        f"so it cannot act for {str(named)[:100]!r}; leave user_id out"
+    )
+
+
+def _without_own_user(
+    ctx: ServerRequestContext[Any, Any], grant: Grant
+) -> ServerRequestContext[Any, Any]:
+    """Drop a user_id naming the pinned user itself: pinned tools take no user_id."""
+    params = dict(ctx.params or {})
+    arguments = params.get("arguments")
+    if grant.user_id is None or not isinstance(arguments, dict) or "user_id" not in arguments:
+        return ctx
+    params["arguments"] = {
+        k: v for k, v in cast(dict[str, Any], arguments).items() if k != "user_id"
+    }
+    return replace(ctx, params=params)
+
+
+def _check_resource(uri: str, user_id: str) -> None:
+    match = USER_RESOURCE.match(uri)
+    if match and match["user_id"] != user_id:
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"this server acts only for user {user_id!r} for you: read "
+            f"reflexio://users/{user_id}/interactions instead",
+        )

@@ -1,0 +1,80 @@
+"""A per-caller request budget in front of the MCP endpoint: 429 with Retry-After beyond it.
+
+A caller is its access token when the token is valid, else its address: wrong tokens cannot
+each buy a fresh budget. Budgets are token buckets (a minute's worth at once at most).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from reflexio_mcp.pacing import Pacer
+
+MAX_CALLERS = 10_000
+"""Budgets kept at most; the least recently seen caller's is forgotten first."""
+
+
+class RateLimit:
+    def __init__(
+        self, app: ASGIApp, per_minute: float, *, known_token: Callable[[str], bool]
+    ) -> None:
+        self.app = app
+        self.per_minute = per_minute
+        self._known_token = known_token
+        self._budgets: OrderedDict[str, Pacer] = OrderedDict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.per_minute or scope["path"] == "/healthz":
+            await self.app(scope, receive, send)
+            return
+        budget = self._budget(_caller(scope, self._known_token))
+        if budget.take():
+            await self.app(scope, receive, send)
+            return
+        wait = max(1, math.ceil(budget.wait_seconds()))
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {
+                    "code": -32000,
+                    "message": f"too many requests: at most {self.per_minute:g} a minute per "
+                    f"access token; retry in {wait} s",
+                },
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"retry-after", str(wait).encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _budget(self, caller: str) -> Pacer:
+        budget = self._budgets.pop(caller, None) or Pacer(self.per_minute)
+        self._budgets[caller] = budget
+        if len(self._budgets) > MAX_CALLERS:
+            self._budgets.popitem(last=False)
+        return budget
+
+
+def _caller(scope: Scope, known_token: Callable[[str], bool]) -> str:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            if kind.lower() == "bearer" and known_token(token):
+                return "token:" + hashlib.sha256(token.encode("latin-1")).hexdigest()
+    client = scope.get("client")
+    return f"address:{client[0] if client else '?'}"

@@ -1,0 +1,114 @@
+"""Serve MCP over Streamable HTTP or SSE: the SDK's own ASGI apps, behind our guards.
+
+Layers, outermost first:
+- Drain: /healthz, and the graceful stop (http_drain);
+- RateLimit: a request budget per access token (http_rate_limit);
+- the SDK's app: bearer-token check (401 + WWW-Authenticate, protected-resource metadata),
+  body limit (413), Host (421) and Origin (403) checks, then the MCP session or request.
+
+One backend serves every session of the process; it is opened before the first request and
+closed after the last.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.types import ASGIApp
+
+from reflexio_mcp.access import AccessTokens
+from reflexio_mcp.http_drain import Drain, DrainingServer
+from reflexio_mcp.http_rate_limit import RateLimit
+from reflexio_mcp.server import SharedBackend, build_server
+from reflexio_mcp.settings import Settings
+from reflexio_mcp.state import AppState
+
+logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+GRACE_SECONDS = 1.0
+"""After the calls are drained, notification streams (GET) get this long before they are cut."""
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection, always on: Host must name this server (loopback, --host, the
+    public URL, or --allowed-hosts), and a browser's Origin must be loopback, the public URL's,
+    or one of --allowed-origins."""
+    hosts = [*LOOPBACK_HOSTS, *settings.allowed_hosts]
+    origins = [*LOOPBACK_ORIGINS, *settings.allowed_origins]
+    if settings.host not in ("0.0.0.0", "::"):
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        hosts += [f"{host}:*"]
+    if settings.public_url:
+        public = urlsplit(settings.public_url)
+        hosts += [public.netloc, f"{public.hostname}:*"]
+        origins += [f"{public.scheme}://{public.netloc}"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(dict.fromkeys(hosts)),
+        allowed_origins=list(dict.fromkeys(origins)),
+    )
+
+
+def build_http_app(
+    server: MCPServer[AppState], settings: Settings, tokens: AccessTokens | None
+) -> tuple[ASGIApp, Drain]:
+    """The ASGI app for the settings' transport (`server` built with `tokens`), and its drain
+    switch."""
+    security = transport_security(settings)
+    max_body = int(settings.max_body_mb * 2**20)
+    if settings.transport == "sse":
+        app: ASGIApp = server.sse_app(
+            sse_path=settings.endpoint_path,
+            max_request_body_size=max_body,
+            transport_security=security,
+            host=settings.host,
+        )
+    else:
+        app = server.streamable_http_app(
+            streamable_http_path=settings.endpoint_path,
+            stateless_http=settings.stateless,
+            max_request_body_size=max_body,
+            transport_security=security,
+            host=settings.host,
+        )
+    limited = RateLimit(
+        app,
+        settings.rate_limit,
+        known_token=(lambda token: tokens.match(token) is not None) if tokens else _no_token,
+    )
+    drain = Drain(limited)
+    return drain, drain
+
+
+def _no_token(_: str) -> bool:
+    return False
+
+
+def serve_http(settings: Settings, shared: SharedBackend) -> None:
+    """Serve until SIGTERM/SIGINT, then drain the calls under way and exit."""
+    anyio.run(_serve, settings, shared)
+
+
+async def _serve(settings: Settings, shared: SharedBackend) -> None:
+    tokens = AccessTokens(settings) if settings.authenticates else None
+    server = build_server(settings, shared, tokens)
+    app, drain = build_http_app(server, settings, tokens)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our handler: stderr, our format
+        access_log=settings.log_level == "DEBUG",
+        timeout_graceful_shutdown=int(GRACE_SECONDS),
+        server_header=False,
+    )
+    async with shared:
+        # A call takes at most the deadline, so that is as long as draining needs.
+        await DrainingServer(config, drain, settings.deadline).serve()
