@@ -25,7 +25,6 @@ from typing import Literal
 from mcp.server.auth.provider import AccessToken
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from reflexio_mcp.invalid_input import invalid_input
 from reflexio_mcp.models import UserId
 from reflexio_mcp.settings import MIN_TOKEN_CHARS, NEW_TOKEN, Settings
 
@@ -114,15 +113,26 @@ def read_tokens_file(path: Path) -> list[_Known]:
             '{"tokens": [{"token": "...", "user_id": "alice", "role": "write"}]}'
         ) from None
     except ValidationError as err:
-        raise TokenFileError(f"tokens file {path}: {invalid_input(err)}") from None
+        raise TokenFileError(f"tokens file {path}: {_problems(err)}") from None
     known: list[_Known] = []
     for number, entry in enumerate(content.tokens, start=1):
         digest = _digest(entry.token.get_secret_value())
         if any(hmac.compare_digest(digest, other.digest) for other in known):
-            raise TokenFileError(f"tokens file {path}: tokens.{number}: the same token twice")
+            raise TokenFileError(f"tokens file {path}: tokens[{number - 1}]: the same token twice")
         label = entry.name or f"token {number} of {path.name}"
         known.append(_Known(digest, Grant(entry.user_id, entry.role), f"{label} ({entry.user_id})"))
     return known
+
+
+def _problems(err: ValidationError) -> str:
+    """What is wrong, never the values: a value in this file may be a token."""
+    lines: list[str] = []
+    for item in err.errors(include_url=False, include_input=False):
+        where = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+        )
+        lines.append(f"{where.lstrip('.') or 'file'}: {item['msg'].removeprefix('Value error, ')}")
+    return "; ".join(lines)
 
 
 class AccessTokens:

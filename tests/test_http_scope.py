@@ -1,0 +1,613 @@
+"""Access tokens over HTTP: each call acts for its token's user, within its token's role.
+
+The real `reflexio-mcp --transport streamable-http` runs with a tokens file in front of the real
+Reflexio server, reached through a recording proxy: so a test sees not only what a caller is
+told, but also every request the bridge sent on to Reflexio (a refusal must send nothing, and
+no client's access token may ever travel on). The last tests run the pinned and read-only
+modes in process, as stdio serves them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, TextContent, TextResourceContents
+
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+from tests.mcp_http import HttpBridge, call, http_bridge, http_client
+from tests.reflexio_server import RunningServer, free_port
+
+API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
+"""The bridge's own key for Reflexio (which, without auth configured, ignores it)."""
+READ_TOOLS = {"get_publish_status", "search_interactions", "get_interactions"}
+WRITE_TOOLS = {"publish_interaction", "delete_interaction"}
+ADMIN_TOOLS = {"get_all_interactions"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "test-http-scope", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+Role = Literal["read", "write", "admin"]
+
+
+# --- the recording proxy ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One request the bridge sent to Reflexio."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+    def mentions(self, text: str) -> bool:
+        return text in self.path or text in self.body or any(text in v for v in self.headers.values())
+
+
+HOP_BY_HOP = {"host", "content-length", "connection", "keep-alive", "transfer-encoding"}
+
+
+class RecordingProxy:
+    """A threaded HTTP server on a free loopback port that records each request, then forwards
+    it to `target` and relays the answer."""
+
+    def __init__(self, target: str) -> None:
+        self.records: list[Recorded] = []
+        self._lock = threading.Lock()
+        self._upstream = httpx2.Client(base_url=target, timeout=120)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self._forward()
+
+            def do_POST(self) -> None:
+                self._forward()
+
+            def do_PUT(self) -> None:
+                self._forward()
+
+            def do_DELETE(self) -> None:
+                self._forward()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet: pytest shows stderr of failing tests
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                proxy.record(
+                    Recorded(self.command, self.path, dict(headers), body.decode(errors="replace"))
+                )
+                headers["Accept-Encoding"] = "identity"
+                try:
+                    answer = proxy._upstream.request(
+                        self.command, self.path, content=body, headers=headers
+                    )
+                except httpx2.TransportError as err:
+                    self._reply(502, b"proxy: " + str(err).encode(), "text/plain")
+                    return
+                self._reply(
+                    answer.status_code,
+                    answer.content,
+                    answer.headers.get("Content-Type", "application/octet-stream"),
+                    answer.headers.get("Retry-After"),
+                )
+
+            def _reply(
+                self, status: int, content: bytes, kind: str, retry_after: str | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(content)))
+                if retry_after is not None:
+                    self.send_header("Retry-After", retry_after)
+                self.end_headers()
+                self.wfile.write(content)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def record(self, recorded: Recorded) -> None:
+        with self._lock:
+            self.records.append(recorded)
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.records)
+
+    def since(self, mark: int) -> list[Recorded]:
+        with self._lock:
+            return self.records[mark:]
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+        self._upstream.close()
+
+
+# --- the bridge with its tokens file ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    token: str
+    user_id: str
+    role: Role
+
+    @staticmethod
+    def new(user: str, role: Role) -> Caller:
+        return Caller(secrets.token_urlsafe(24), f"{user}-{uuid.uuid4().hex[:10]}", role)
+
+    def entry(self) -> dict[str, str]:
+        return {"token": self.token, "user_id": self.user_id, "role": self.role}
+
+
+@dataclass
+class Scoped:
+    bridge: HttpBridge
+    proxy: RecordingProxy
+    tokens_file: Path
+    alice: Caller
+    bob: Caller
+    reader: Caller
+    admin: Caller
+    callers: list[Caller] = field(default_factory=list[Caller])
+    """Every token the file held at some point."""
+
+
+def write_tokens(path: Path, callers: list[Caller]) -> None:
+    """Rewrite the file in place (as an editor without backup would), owner-only."""
+    content = json.dumps({"tokens": [caller.entry() for caller in callers]}, indent=1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(content)
+    path.chmod(0o600)
+
+
+def replace_tokens(path: Path, callers: list[Caller], mode: int = 0o600) -> None:
+    """Write a new file beside it and rename it over the old one (as most tools do)."""
+    fresh = path.with_name(path.name + ".new")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps({"tokens": [caller.entry() for caller in callers]}))
+    fresh.chmod(mode)
+    os.replace(fresh, path)
+
+
+@pytest.fixture(scope="module")
+def scoped(reflexio: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoped]:
+    workdir = tmp_path_factory.mktemp("http-scope")
+    tokens_file = workdir / "tokens.json"
+    alice, bob = Caller.new("alice", "write"), Caller.new("bob", "write")
+    reader, admin = Caller.new("reader", "read"), Caller.new("admin", "admin")
+    callers = [alice, bob, reader, admin]
+    write_tokens(tokens_file, callers)
+    env = {
+        "REFLEXIO_API_KEY": API_KEY,
+        "REFLEXIO_MCP_TOKENS_FILE": str(tokens_file),
+        "REFLEXIO_MCP_PUBLISH_RATE": "0",
+    }
+    with (
+        RecordingProxy(reflexio.url) as proxy,
+        http_bridge(workdir, env={**env, "REFLEXIO_URL": proxy.url}) as bridge,
+    ):
+        yield Scoped(bridge, proxy, tokens_file, alice, bob, reader, admin, list(callers))
+
+
+@contextmanager
+def nothing_sent_about(proxy: RecordingProxy, *texts: str) -> Generator[list[Recorded]]:
+    """Fails unless no request that reaches Reflexio inside the block mentions any of `texts`;
+    yields the requests sent (filled when the block ends)."""
+    sent: list[Recorded] = []
+    mark = proxy.mark()
+    yield sent
+    sent += proxy.since(mark)
+    for text in texts:
+        leaked = [f"{r.method} {r.path} {r.body[:200]}" for r in sent if r.mentions(text)]
+        assert not leaked, f"requests mentioning {text!r} reached Reflexio: {leaked}"
+
+
+def refusal_for(acting: str, named: str) -> str:
+    return (
+        f"invalid input: user_id: this server acts only for user {acting!r} for you, so it "
+        f"cannot act for {named!r}; leave user_id out"
+    )
+
+
+async def publish(client: Client, text: str, **extra: Any) -> dict[str, Any]:
+    is_error, result, message = await call(
+        client,
+        "publish_interaction",
+        {"user_message": text, "agent_response": f"noted: {text}", **extra},
+    )
+    assert not is_error, message
+    assert result["status"] == "stored", result
+    return result
+
+
+def word() -> str:
+    """A word no other test publishes, to search for."""
+    return "w" + uuid.uuid4().hex[:16]
+
+
+def initialize(bridge: HttpBridge, token: str) -> httpx2.Response:
+    """One raw initialize request, as any HTTP client would send it."""
+    return httpx2.post(
+        bridge.endpoint,
+        json=INITIALIZE,
+        headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+
+
+async def tool_names(endpoint: str, token: str) -> dict[str, dict[str, Any]]:
+    async with http_client(endpoint, token=token) as client:
+        return {tool.name: tool.input_schema for tool in (await client.list_tools()).tools}
+
+
+# --- 1. a token cannot act for another user ------------------------------------------------
+
+
+async def test_a_token_cannot_act_for_another_user_through_any_tool_or_resource(
+    scoped: Scoped,
+) -> None:
+    alice, bob, proxy = scoped.alice, scoped.bob, scoped.proxy
+    secret = word()
+    async with http_client(scoped.bridge.endpoint, token=bob.token) as as_bob:
+        published = await publish(as_bob, f"bob's secret {secret}", request_id=f"rq-{word()}")
+        is_error, listed, message = await call(as_bob, "get_interactions", {"top_k": 1})
+        assert not is_error, message
+    bob_turn = listed["interactions"][0]
+    assert bob_turn["user_id"] == bob.user_id
+    assert bob_turn["request_id"] == published["request_id"]
+
+    attempts: list[tuple[str, dict[str, Any]]] = [
+        ("publish_interaction", {"user_message": "hi", "agent_response": "hello"}),
+        ("search_interactions", {"query": secret}),
+        ("get_interactions", {}),
+        ("delete_interaction", {"interaction_id": bob_turn["interaction_id"]}),
+        ("get_publish_status", {"request_id": published["request_id"]}),
+    ]
+    async with http_client(scoped.bridge.endpoint, token=alice.token) as as_alice:
+        with nothing_sent_about(proxy, bob.user_id) as sent:
+            for tool, arguments in attempts:
+                is_error, result, message = await call(
+                    as_alice, tool, {**arguments, "user_id": bob.user_id}
+                )
+                assert is_error, (tool, result)
+                assert message == refusal_for(alice.user_id, bob.user_id), tool
+            with pytest.raises(MCPError) as refused:
+                await as_alice.read_resource(f"reflexio://users/{bob.user_id}/interactions")
+            assert refused.value.error.code == INVALID_PARAMS
+            assert refused.value.error.message == (
+                f"this server acts only for user {alice.user_id!r} for you: read "
+                f"reflexio://users/{alice.user_id}/interactions instead"
+            )
+        assert sent == [], "a refused call still reached Reflexio"
+
+        # Without naming bob, his ids and request ids reach only alice's own data.
+        with nothing_sent_about(proxy, bob.user_id) as sent:
+            is_error, _, message = await call(
+                as_alice, "delete_interaction", {"interaction_id": bob_turn["interaction_id"]}
+            )
+            assert is_error
+            assert alice.user_id in message
+            assert str(bob_turn["interaction_id"]) in message
+            is_error, status, message = await call(
+                as_alice, "get_publish_status", {"request_id": published["request_id"]}
+            )
+            assert not is_error, message
+            assert (status["user_id"], status["status"]) == (alice.user_id, "unknown")
+            is_error, found, message = await call(
+                as_alice, "search_interactions", {"request_id": published["request_id"]}
+            )
+            assert not is_error, message
+            assert (found["user_id"], found["count"]) == (alice.user_id, 0)
+            is_error, found, message = await call(as_alice, "search_interactions", {"query": secret})
+            assert not is_error, message
+            assert (found["user_id"], found["count"]) == (alice.user_id, 0)
+        assert [r for r in sent if r.method == "DELETE"] == []
+        assert sent, "alice's own calls went to Reflexio"
+
+    async with http_client(scoped.bridge.endpoint, token=bob.token) as as_bob:
+        is_error, still, message = await call(as_bob, "search_interactions", {"query": secret})
+    assert not is_error, message
+    assert [i["interaction_id"] for i in still["interactions"]] == [bob_turn["interaction_id"]]
+
+
+async def test_a_request_id_of_another_user_is_not_taken_over(scoped: Scoped) -> None:
+    alice, bob = scoped.alice, scoped.bob
+    request_id = f"rq-{word()}"
+    async with http_client(scoped.bridge.endpoint, token=bob.token) as as_bob:
+        await publish(as_bob, "bob owns this request id", request_id=request_id)
+    async with http_client(scoped.bridge.endpoint, token=alice.token) as as_alice:
+        is_error, result, message = await call(
+            as_alice,
+            "publish_interaction",
+            {"user_message": "mine now?", "agent_response": "no", "request_id": request_id},
+        )
+        assert is_error, result
+        assert request_id in message
+        assert bob.user_id not in message  # whose it is stays bob's business
+        is_error, found, message = await call(as_alice, "get_interactions", {})
+        assert not is_error, message
+        assert all(i["request_id"] != request_id for i in found["interactions"])
+
+
+# --- 2. calls without user_id act for the token's user -------------------------------------
+
+
+async def test_calls_act_for_the_tokens_user(scoped: Scoped) -> None:
+    alice, bob, proxy = scoped.alice, scoped.bob, scoped.proxy
+    secret = word()
+    async with (
+        http_client(scoped.bridge.endpoint, token=alice.token) as as_alice,
+        http_client(scoped.bridge.endpoint, token=bob.token) as as_bob,
+    ):
+        mark = proxy.mark()
+        published = await publish(as_alice, f"alice likes {secret}")
+        assert published["user_id"] == alice.user_id
+        bodies = [r.json() for r in proxy.since(mark) if r.path == "/api/publish_interaction"]
+        assert [b["user_id"] for b in bodies] == [alice.user_id]
+
+        is_error, found, message = await call(as_bob, "search_interactions", {"query": secret})
+        assert not is_error, message
+        assert (found["user_id"], found["count"]) == (bob.user_id, 0)
+
+        is_error, found, message = await call(as_alice, "search_interactions", {"query": secret})
+        assert not is_error, message
+        assert found["user_id"] == alice.user_id
+        assert found["count"] == 1
+        assert found["interactions"][0]["user_id"] == alice.user_id
+        assert secret in found["interactions"][0]["content"]
+
+        # Naming oneself is the same as naming no one.
+        is_error, listed, message = await call(
+            as_alice, "get_interactions", {"user_id": alice.user_id, "top_k": 2}
+        )
+        assert not is_error, message
+        assert listed["user_id"] == alice.user_id
+        assert {i["request_id"] for i in listed["interactions"]} == {published["request_id"]}
+
+        recent = await as_alice.read_resource("reflexio://interactions/recent")
+        own = await as_alice.read_resource(f"reflexio://users/{alice.user_id}/interactions")
+    for read in (recent, own):
+        block = read.contents[0]
+        assert isinstance(block, TextResourceContents)
+        document = json.loads(block.text)
+        assert document["user_id"] == alice.user_id
+        assert {i["user_id"] for i in document["interactions"]} == {alice.user_id}
+
+
+# --- 3. no user_id in any schema -----------------------------------------------------------
+
+
+async def test_no_tool_takes_a_user_id_with_a_tokens_file(scoped: Scoped) -> None:
+    for caller in (scoped.alice, scoped.reader, scoped.admin):
+        schemas = await tool_names(scoped.bridge.endpoint, caller.token)
+        assert schemas
+        with_user = [
+            name for name, schema in schemas.items() if "user_id" in schema.get("properties", {})
+        ]
+        assert with_user == [], caller.role
+        assert all("user_id" not in schema.get("required", []) for schema in schemas.values())
+
+
+# --- 4. roles -----------------------------------------------------------------------------
+
+
+async def test_each_role_lists_and_calls_only_its_tools(scoped: Scoped) -> None:
+    endpoint, proxy = scoped.bridge.endpoint, scoped.proxy
+    assert set(await tool_names(endpoint, scoped.reader.token)) == READ_TOOLS
+    assert set(await tool_names(endpoint, scoped.alice.token)) == READ_TOOLS | WRITE_TOOLS
+    assert set(await tool_names(endpoint, scoped.admin.token)) == (
+        READ_TOOLS | WRITE_TOOLS | ADMIN_TOOLS
+    )
+
+    async with http_client(endpoint, token=scoped.reader.token) as as_reader:
+        with nothing_sent_about(proxy, scoped.reader.user_id) as sent:
+            for tool, arguments, needed in [
+                ("publish_interaction", {"user_message": "a", "agent_response": "b"}, "write"),
+                ("delete_interaction", {"interaction_id": 1}, "write"),
+                ("get_all_interactions", {}, "admin"),
+            ]:
+                is_error, result, message = await call(as_reader, tool, arguments)
+                assert is_error, (tool, result)
+                assert message == (
+                    f"{tool} needs an access token with role {needed}; this one has role read. "
+                    f"Ask whoever runs the server for a token with role {needed}."
+                )
+        assert sent == []
+        is_error, listed, message = await call(as_reader, "get_interactions", {})
+        assert not is_error, message
+        assert (listed["user_id"], listed["count"]) == (scoped.reader.user_id, 0)
+
+    async with http_client(endpoint, token=scoped.alice.token) as as_alice:
+        mark = proxy.mark()
+        is_error, _, message = await call(as_alice, "get_all_interactions", {})
+        assert is_error
+        assert message == (
+            "get_all_interactions needs an access token with role admin; this one has role "
+            "write. Ask whoever runs the server for a token with role admin."
+        )
+        assert proxy.since(mark) == []
+        secret = word()
+        published = await publish(as_alice, f"seen by the admin {secret}")
+
+    async with http_client(endpoint, token=scoped.admin.token) as as_admin:
+        is_error, everything, message = await call(as_admin, "get_all_interactions", {"top_k": 50})
+    assert not is_error, message
+    assert everything["user_id"] is None
+    mine = [i for i in everything["interactions"] if i["request_id"] == published["request_id"]]
+    assert [i["user_id"] for i in mine] == [scoped.alice.user_id] * 2
+
+
+# --- 5. the tokens file is read again when it changes --------------------------------------
+
+
+async def test_removing_a_token_revokes_it_and_adding_one_admits_it(scoped: Scoped) -> None:
+    endpoint, path = scoped.bridge.endpoint, scoped.tokens_file
+    carol, dave = Caller.new("carol", "write"), Caller.new("dave", "write")
+    before = list(scoped.callers)
+    try:
+        write_tokens(path, [*before, carol])
+        assert initialize(scoped.bridge, carol.token).status_code == 200
+        async with (
+            http_client(endpoint, token=carol.token) as as_carol,
+            http_client(endpoint, token=scoped.alice.token) as as_alice,
+        ):
+            is_error, listed, message = await call(as_carol, "get_interactions", {})
+            assert not is_error, message
+            assert listed["user_id"] == carol.user_id
+
+            write_tokens(path, [*before, dave])  # carol out, dave in; same size, new mtime
+            assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+            refused = initialize(scoped.bridge, carol.token)
+            assert refused.status_code == 401
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            # Her open session is refused too: every request is checked.
+            with pytest.raises(Exception) as in_session:  # noqa: PT011  whatever the SDK raises
+                await call(as_carol, "get_interactions", {})
+            assert "401" in repr(in_session.value) or "nauthorized" in repr(in_session.value)
+
+            is_error, listed, message = await call(as_alice, "get_interactions", {})
+            assert not is_error, message
+            assert listed["user_id"] == scoped.alice.user_id
+
+        assert initialize(scoped.bridge, dave.token).status_code == 200
+        async with http_client(endpoint, token=dave.token) as as_dave:
+            published = await publish(as_dave, "dave is in")
+        assert published["user_id"] == dave.user_id
+    finally:
+        write_tokens(path, before)
+        scoped.callers += [carol, dave]
+    assert initialize(scoped.bridge, dave.token).status_code == 401
+    assert initialize(scoped.bridge, scoped.alice.token).status_code == 200
+
+
+async def test_a_tokens_file_others_can_read_refuses_every_token_until_chmod_600(
+    scoped: Scoped,
+) -> None:
+    path, alice = scoped.tokens_file, scoped.alice
+    before = list(scoped.callers[:4])
+    try:
+        replace_tokens(path, before, mode=0o644)
+        assert initialize(scoped.bridge, alice.token).status_code == 401
+        time.sleep(0.05)
+        path.chmod(0o600)  # what the server's log says to do
+        assert initialize(scoped.bridge, alice.token).status_code == 200
+    finally:
+        replace_tokens(path, before)
+    assert initialize(scoped.bridge, alice.token).status_code == 200
+
+
+# --- 6. no token passthrough ---------------------------------------------------------------
+
+
+def test_reflexio_sees_the_api_key_and_never_an_access_token(scoped: Scoped) -> None:
+    """Runs after the others in this module: it looks at every request they made."""
+    records = scoped.proxy.since(0)
+    assert len(records) > 20
+    assert {r.headers.get("Authorization") for r in records} == {f"Bearer {API_KEY}"}
+    for caller in scoped.callers:
+        assert not [r.path for r in records if r.mentions(caller.token)], caller.user_id
+
+
+# --- 7. stdio: --pin-user and --read-only --------------------------------------------------
+
+
+async def test_pin_user_drops_user_id_and_refuses_other_users(tmp_path: Path) -> None:
+    pinned = "pinned-" + uuid.uuid4().hex[:8]
+    settings = Settings(backend="embedded", data_dir=tmp_path, user_id=pinned, pin_user=True)
+    async with Client(build_server(settings)) as client:
+        tools = (await client.list_tools()).tools
+        assert {t.name for t in tools} == READ_TOOLS | WRITE_TOOLS
+        assert [t.name for t in tools if "user_id" in t.input_schema.get("properties", {})] == []
+
+        for tool, arguments in [
+            ("publish_interaction", {"user_message": "a", "agent_response": "b"}),
+            ("get_interactions", {}),
+            ("search_interactions", {"query": "a"}),
+            ("delete_interaction", {"interaction_id": 1}),
+            ("get_publish_status", {"request_id": "r1"}),
+        ]:
+            result = await client.call_tool(tool, {**arguments, "user_id": "someone-else"})
+            assert result.is_error, tool
+            assert text_of(result.content[0]) == refusal_for(pinned, "someone-else")
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource("reflexio://users/someone-else/interactions")
+        assert refused.value.error.code == INVALID_PARAMS
+        assert pinned in refused.value.error.message
+
+        published = await client.call_tool(
+            "publish_interaction", {"user_message": "pinned hello", "agent_response": "hi"}
+        )
+        assert not published.is_error, text_of(published.content[0])
+        assert cast(dict[str, Any], published.structured_content)["user_id"] == pinned
+        listed = await client.call_tool("get_interactions", {"user_id": pinned})
+        assert not listed.is_error, text_of(listed.content[0])
+        found = cast(dict[str, Any], listed.structured_content)
+        assert (found["user_id"], found["count"]) == (pinned, 2)
+
+
+async def test_read_only_lists_no_write_tool_and_refuses_writes(tmp_path: Path) -> None:
+    settings = Settings(backend="embedded", data_dir=tmp_path, read_only=True)
+    async with Client(build_server(settings)) as client:
+        assert {t.name for t in (await client.list_tools()).tools} == READ_TOOLS
+        for tool, arguments in [
+            ("publish_interaction", {"user_message": "a", "agent_response": "b"}),
+            ("delete_interaction", {"interaction_id": 1}),
+        ]:
+            result = await client.call_tool(tool, arguments)
+            assert result.is_error, tool
+            message = text_of(result.content[0])
+            assert message.startswith(f"{tool} is not enabled on this server:"), message
+            assert "--read-only" in message
+        listed = await client.call_tool("get_interactions", {})
+        assert not listed.is_error, text_of(listed.content[0])
+        assert cast(dict[str, Any], listed.structured_content)["count"] == 0
+
+
+def text_of(block: object) -> str:
+    assert isinstance(block, TextContent)
+    return block.text
