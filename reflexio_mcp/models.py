@@ -490,8 +490,11 @@ class BackendStatus(BaseModel):
     location: str = Field(description="The store's file, or the Reflexio server's URL.")
     reachable: bool
     learning: bool = Field(description="Whether profiles and playbooks are learned.")
+    user_id: str | None = Field(
+        default=None, description="The user this status was read for (the caller's)."
+    )
     user_interactions: int | None = Field(
-        default=None, description="Interactions stored for the default user, when cheap to tell."
+        default=None, description="Interactions stored for that user, when cheap to tell."
     )
     interactions: int | None = Field(
         default=None, description="Interactions stored for all users, when the store tells."

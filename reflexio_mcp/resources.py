@@ -40,9 +40,9 @@ def register_resources(server: MCPServer, backend: Backend, *, default_user_id: 
         mime_type="application/json",
     )
     async def status() -> str:
-        return (await backend.status(acting_user.get() or default_user_id)).model_dump_json(
-            indent=1
-        )
+        user_id = acting_user.get() or default_user_id
+        status = await backend.status(user_id)
+        return status.model_copy(update={"user_id": user_id}).model_dump_json(indent=1)
 
     @server.resource(
         "reflexio://interactions/recent",
