@@ -149,7 +149,7 @@ class AccessTokens:
             digest = _digest(settings.access_token.get_secret_value().strip())
             self._single = [_Known(digest, local_grant(settings), "the access token")]
         self._known: list[_Known] = []
-        self._stamp: tuple[int, int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         if self._file is not None:
             self._known = read_tokens_file(self._file)
             self._stamp = self._file_stamp()
@@ -190,13 +190,15 @@ class AccessTokens:
                 logger.info("tokens file %s read again: %d tokens", self._file, len(self._known))
         return self._known
 
-    def _file_stamp(self) -> tuple[int, int, int] | None:
+    def _file_stamp(self) -> tuple[int, ...] | None:
+        """Changes whenever the file's content or permissions may have: a chmod 600 (or 644)
+        counts."""
         assert self._file is not None
         try:
             stat = os.stat(self._file)
         except OSError:
             return None
-        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, stat.st_mode)
 
 
 def grant_of(token: AccessToken) -> Grant:

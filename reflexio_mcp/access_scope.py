@@ -17,6 +17,7 @@ from collections.abc import Collection
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, cast
+from urllib.parse import quote, unquote
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -119,9 +120,19 @@ def _without_own_user(
 
 def _check_resource(uri: str, user_id: str) -> None:
     match = USER_RESOURCE.match(uri)
-    if match and match["user_id"] != user_id:
+    if match:
+        check_own_user(unquote(match["user_id"]), user_id)
+
+
+def check_own_user(named: str, user_id: str) -> None:
+    """Refuse a resource of another user than the caller's pinned one.
+
+    Raises:
+        MCPError: invalid params, naming the URI the caller may read.
+    """
+    if named != user_id:
         raise MCPError(
             code=INVALID_PARAMS,
             message=f"this server acts only for user {user_id!r} for you: read "
-            f"reflexio://users/{user_id}/interactions instead",
+            f"reflexio://users/{quote(user_id, safe='')}/interactions instead",
         )

@@ -82,8 +82,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def serve(settings: Settings) -> None:
+    from reflexio_mcp.access import read_tokens_file
     from reflexio_mcp.server import SharedBackend, build_backend, build_server
 
+    if settings.transport != "stdio" and settings.tokens_file is not None:
+        read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
     backend = build_backend(settings)
     where = (
         "stdio"

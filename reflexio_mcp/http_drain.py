@@ -10,36 +10,61 @@ from __future__ import annotations
 import logging
 import time
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
 
 
 class Drain:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.under_way = 0
+    """Counts what is under way, at two levels: HTTP requests other than GET (a GET holds a
+    notification stream open for as long as the client likes), and MCP requests (on SSE a
+    call's POST is answered 202 at once and its result goes out on the GET stream later)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.calls = 0
         self.draining = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if scope["path"] == "/healthz":
-            await _answer(send, 503 if self.draining else 200, self.draining)
-            return
-        if self.draining:
-            await _answer(send, 503, True)
-            return
-        # GET holds a notification stream open for as long as the client likes: not a call.
-        counted = scope["method"] != "GET"
-        self.under_way += counted
+    @property
+    def under_way(self) -> int:
+        """Calls not finished (a Streamable HTTP call counts at both levels at once)."""
+        return max(self.requests, self.calls)
+
+    def around(self, app: ASGIApp) -> ASGIApp:
+        """`app` behind /healthz, refusing new requests while draining."""
+
+        async def drained(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            if scope["path"] == "/healthz":
+                await _answer(send, 503 if self.draining else 200, self.draining)
+                return
+            if self.draining:
+                await _answer(send, 503, True)
+                return
+            counted = scope["method"] != "GET"
+            self.requests += counted
+            try:
+                await app(scope, receive, send)
+            finally:
+                self.requests -= counted
+
+        return drained
+
+    async def count_calls(
+        self, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        """A ServerMiddleware: every MCP request counts until its result is ready."""
+        self.calls += 1
         try:
-            await self.app(scope, receive, send)
+            return await call_next(ctx)
         finally:
-            self.under_way -= counted
+            self.calls -= 1
 
 
 async def _answer(send: Send, status: int, draining: bool) -> None:

@@ -33,7 +33,8 @@ class RateLimit:
         if scope["type"] != "http" or not self.per_minute or scope["path"] == "/healthz":
             await self.app(scope, receive, send)
             return
-        budget = self._budget(_caller(scope, self._known_token))
+        caller = _caller(scope, self._known_token)
+        budget = self._budget(caller)
         if budget.take():
             await self.app(scope, receive, send)
             return
@@ -45,7 +46,8 @@ class RateLimit:
                 "error": {
                     "code": -32000,
                     "message": f"too many requests: at most {self.per_minute:g} a minute per "
-                    f"access token; retry in {wait} s",
+                    f"{'access token' if caller.startswith('token:') else 'client address'}; "
+                    f"retry in {wait} s",
                 },
             }
         ).encode()

@@ -57,10 +57,10 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 
 
 def build_http_app(
-    server: MCPServer[AppState], settings: Settings, tokens: AccessTokens | None
-) -> tuple[ASGIApp, Drain]:
-    """The ASGI app for the settings' transport (`server` built with `tokens`), and its drain
-    switch."""
+    server: MCPServer[AppState], settings: Settings, tokens: AccessTokens | None, drain: Drain
+) -> ASGIApp:
+    """The ASGI app for the settings' transport (`server` built with `tokens` and counting its
+    calls in `drain`)."""
     security = transport_security(settings)
     max_body = int(settings.max_body_mb * 2**20)
     if settings.transport == "sse":
@@ -83,8 +83,7 @@ def build_http_app(
         settings.rate_limit,
         known_token=(lambda token: tokens.match(token) is not None) if tokens else _no_token,
     )
-    drain = Drain(limited)
-    return drain, drain
+    return drain.around(limited)
 
 
 def _no_token(_: str) -> bool:
@@ -98,8 +97,9 @@ def serve_http(settings: Settings, shared: SharedBackend) -> None:
 
 async def _serve(settings: Settings, shared: SharedBackend) -> None:
     tokens = AccessTokens(settings) if settings.authenticates else None
-    server = build_server(settings, shared, tokens)
-    app, drain = build_http_app(server, settings, tokens)
+    drain = Drain()
+    server = build_server(settings, shared, tokens, counting=drain.count_calls)
+    app = build_http_app(server, settings, tokens, drain)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -12,7 +12,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 from pydantic import TypeAdapter, ValidationError
 
-from reflexio_mcp.access_scope import acting_user
+from reflexio_mcp.access_scope import acting_user, check_own_user
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.invalid_input import invalid_input
@@ -72,6 +72,9 @@ def register_resources(server: MCPServer, backend: Backend, *, default_user_id: 
             raise MCPError(
                 code=INVALID_PARAMS, message=f"invalid input: {invalid_input(err, {'': 'user_id'})}"
             ) from None
+        pinned = acting_user.get()
+        if pinned is not None:
+            check_own_user(user_id, pinned)  # on the decoded id: what the backend would get
         return await recent_json(backend, user_id)
 
 

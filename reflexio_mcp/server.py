@@ -6,10 +6,12 @@ import logging
 import uuid
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 import anyio
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
+from mcp.server.context import ServerMiddleware
 from pydantic import AnyHttpUrl
 
 from reflexio_mcp import __version__
@@ -68,6 +70,7 @@ def build_server(
     settings: Settings,
     backend: Backend | SharedBackend | None = None,
     tokens: AccessTokens | None = None,
+    counting: ServerMiddleware[Any] | None = None,
 ) -> MCPServer[AppState]:
     """An MCP server whose tools and resources all go to `backend` (default: from settings).
 
@@ -75,7 +78,8 @@ def build_server(
     SharedBackend already holds it open (the HTTP server does, for all its sessions). With
     Reflexio, one reachability probe runs beside the first requests and logs a warning if it
     fails. On the HTTP transports, with access tokens configured, every request must carry
-    one (the SDK's bearer-token seam) and acts within that token's grant.
+    one (the SDK's bearer-token seam) and acts within that token's grant. `counting`, if
+    given, sees every request first (the HTTP server counts calls under way with it).
     """
     shared = (
         backend
@@ -114,6 +118,7 @@ def build_server(
         token_verifier=(tokens or AccessTokens(settings)) if auth else None,
         auth=_auth_settings(settings) if auth else None,
         middleware=[
+            *([counting] if counting else []),
             answer_unreadable,
             access_scope(local_grant(settings), [tool.name for tool in tools]),
             tool_call_errors(tools, not_enabled=not_enabled),

@@ -244,7 +244,13 @@ class Settings(BaseModel):
                 "no access token: any process on this machine can call the server; set "
                 "REFLEXIO_MCP_ACCESS_TOKEN or --tokens-file"
             )
-        if self.transport != "stdio" and self.host in ("0.0.0.0", "::") and not self.allowed_hosts:
+        wildcard = self.transport != "stdio" and self.host in ("0.0.0.0", "::")
+        if wildcard and self.authenticates and not self.public_url:
+            notices.append(
+                f"set --public-url to the URL clients use: without it, 401 answers point them "
+                f"at {self.base_url}{self.endpoint_path}, which they cannot reach"
+            )
+        if wildcard and not self.allowed_hosts:
             notices.append(
                 f"listening on {self.host}, but only requests addressed to a loopback name are "
                 "accepted until --allowed-hosts names the host clients use (e.g. "

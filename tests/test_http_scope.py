@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import quote
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -109,8 +109,9 @@ class RecordingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+                lowered = {k.lower(): v for k, v in headers.items()}
                 proxy.record(
-                    Recorded(self.command, self.path, dict(headers), body.decode(errors="replace"))
+                    Recorded(self.command, self.path, lowered, body.decode(errors="replace"))
                 )
                 headers["Accept-Encoding"] = "identity"
                 try:
@@ -176,7 +177,7 @@ class Caller:
     role: Role
 
     @staticmethod
-    def new(user: str, role: Role) -> Caller:
+    def new(user: str, role: Role = "write") -> Caller:
         return Caller(secrets.token_urlsafe(24), f"{user}-{uuid.uuid4().hex[:10]}", role)
 
     def entry(self) -> dict[str, str]:
@@ -192,6 +193,12 @@ class Scoped:
     bob: Caller
     reader: Caller
     admin: Caller
+    mallory: Caller
+    """Her user id is bob's with its "-" percent-encoded: "bob%2D..."."""
+    erin: Caller
+    """Her user id has a space, so her resource URI needs percent-encoding."""
+    base: list[Caller]
+    """What the tokens file holds between tests."""
     callers: list[Caller] = field(default_factory=list[Caller])
     """Every token the file held at some point."""
 
@@ -219,10 +226,16 @@ def replace_tokens(path: Path, callers: list[Caller], mode: int = 0o600) -> None
 def scoped(reflexio: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scoped]:
     workdir = tmp_path_factory.mktemp("http-scope")
     tokens_file = workdir / "tokens.json"
-    alice, bob = Caller.new("alice", "write"), Caller.new("bob", "write")
-    reader, admin = Caller.new("reader", "read"), Caller.new("admin", "admin")
-    callers = [alice, bob, reader, admin]
-    write_tokens(tokens_file, callers)
+    alice, bob, reader, admin = (
+        Caller.new("alice"),
+        Caller.new("bob"),
+        Caller.new("reader", "read"),
+        Caller.new("admin", "admin"),
+    )
+    mallory = Caller(secrets.token_urlsafe(24), bob.user_id.replace("-", "%2D"), "write")
+    erin = Caller(secrets.token_urlsafe(24), f"erin {uuid.uuid4().hex[:10]}", "write")
+    base = [alice, bob, reader, admin, mallory, erin]
+    write_tokens(tokens_file, base)
     env = {
         "REFLEXIO_API_KEY": API_KEY,
         "REFLEXIO_MCP_TOKENS_FILE": str(tokens_file),
@@ -232,7 +245,9 @@ def scoped(reflexio: RunningServer, tmp_path_factory: pytest.TempPathFactory) ->
         RecordingProxy(reflexio.url) as proxy,
         http_bridge(workdir, env={**env, "REFLEXIO_URL": proxy.url}) as bridge,
     ):
-        yield Scoped(bridge, proxy, tokens_file, alice, bob, reader, admin, list(callers))
+        yield Scoped(
+            bridge, proxy, tokens_file, alice, bob, reader, admin, mallory, erin, base, list(base)
+        )
 
 
 @contextmanager
@@ -379,6 +394,30 @@ async def test_a_request_id_of_another_user_is_not_taken_over(scoped: Scoped) ->
         assert all(i["request_id"] != request_id for i in found["interactions"])
 
 
+async def test_a_percent_encoded_resource_uri_cannot_reach_another_user(scoped: Scoped) -> None:
+    mallory, bob, proxy = scoped.mallory, scoped.bob, scoped.proxy
+    async with http_client(scoped.bridge.endpoint, token=bob.token) as as_bob:
+        await publish(as_bob, "bob's diary")
+    async with http_client(scoped.bridge.endpoint, token=mallory.token) as as_mallory:
+        # The URI names bob once decoded: it is his resource, refused like any other of his.
+        with nothing_sent_about(proxy, bob.user_id), pytest.raises(MCPError) as refused:
+            await as_mallory.read_resource(f"reflexio://users/{mallory.user_id}/interactions")
+        assert refused.value.error.code == INVALID_PARAMS
+
+
+async def test_a_user_reads_their_own_resource_by_its_percent_encoded_uri(scoped: Scoped) -> None:
+    erin = scoped.erin
+    async with http_client(scoped.bridge.endpoint, token=erin.token) as as_erin:
+        await publish(as_erin, "erin was here")
+        read = await as_erin.read_resource(
+            f"reflexio://users/{quote(erin.user_id, safe='')}/interactions"
+        )
+    block = read.contents[0]
+    assert isinstance(block, TextResourceContents)
+    document = json.loads(block.text)
+    assert (document["user_id"], document["count"]) == (erin.user_id, 2)
+
+
 # --- 2. calls without user_id act for the token's user -------------------------------------
 
 
@@ -402,9 +441,9 @@ async def test_calls_act_for_the_tokens_user(scoped: Scoped) -> None:
         is_error, found, message = await call(as_alice, "search_interactions", {"query": secret})
         assert not is_error, message
         assert found["user_id"] == alice.user_id
-        assert found["count"] == 1
-        assert found["interactions"][0]["user_id"] == alice.user_id
-        assert secret in found["interactions"][0]["content"]
+        assert [(i["user_id"], i["request_id"]) for i in found["interactions"]] == [
+            (alice.user_id, published["request_id"])
+        ] * 2
 
         # Naming oneself is the same as naming no one.
         is_error, listed, message = await call(
@@ -491,59 +530,83 @@ async def test_each_role_lists_and_calls_only_its_tools(scoped: Scoped) -> None:
 
 
 async def test_removing_a_token_revokes_it_and_adding_one_admits_it(scoped: Scoped) -> None:
-    endpoint, path = scoped.bridge.endpoint, scoped.tokens_file
-    carol, dave = Caller.new("carol", "write"), Caller.new("dave", "write")
-    before = list(scoped.callers)
+    endpoint, path, alice = scoped.bridge.endpoint, scoped.tokens_file, scoped.alice
+    carol, dave = Caller.new("carol"), Caller.new("dave")
+    scoped.callers += [carol, dave]
     try:
-        write_tokens(path, [*before, carol])
-        assert initialize(scoped.bridge, carol.token).status_code == 200
+        write_tokens(path, [*scoped.base, carol])
+        opened = initialize(scoped.bridge, carol.token)
+        assert opened.status_code == 200
+        session = opened.headers["mcp-session-id"]
         async with (
             http_client(endpoint, token=carol.token) as as_carol,
-            http_client(endpoint, token=scoped.alice.token) as as_alice,
+            http_client(endpoint, token=alice.token) as as_alice,
         ):
             is_error, listed, message = await call(as_carol, "get_interactions", {})
             assert not is_error, message
             assert listed["user_id"] == carol.user_id
 
-            write_tokens(path, [*before, dave])  # carol out, dave in
-            assert oct(path.stat().st_mode & 0o777) == "0o600"
+            write_tokens(path, [*scoped.base, dave])  # carol out, dave in: no restart
+            assert path.stat().st_mode & 0o777 == 0o600
 
             refused = initialize(scoped.bridge, carol.token)
             assert refused.status_code == 401
-            assert refused.headers["WWW-Authenticate"].startswith("Bearer")
-            # Her open session is refused too: every request is checked.
-            with pytest.raises(Exception) as in_session:  # noqa: PT011  whatever the SDK raises
+            assert refused.headers["WWW-Authenticate"].startswith("Bearer ")
+            # Sessions opened with it are refused too: every request is checked.
+            in_session = httpx2.post(
+                endpoint,
+                json={"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+                headers={
+                    **MCP_HEADERS,
+                    "Authorization": f"Bearer {carol.token}",
+                    "Mcp-Session-Id": session,
+                },
+                timeout=30,
+            )
+            assert in_session.status_code == 401
+            with pytest.raises(MCPError):
                 await call(as_carol, "get_interactions", {})
-            assert "401" in repr(in_session.value) or "nauthorized" in repr(in_session.value)
 
             is_error, listed, message = await call(as_alice, "get_interactions", {})
             assert not is_error, message
-            assert listed["user_id"] == scoped.alice.user_id
+            assert listed["user_id"] == alice.user_id
 
         assert initialize(scoped.bridge, dave.token).status_code == 200
         async with http_client(endpoint, token=dave.token) as as_dave:
             published = await publish(as_dave, "dave is in")
         assert published["user_id"] == dave.user_id
     finally:
-        write_tokens(path, before)
-        scoped.callers += [carol, dave]
+        write_tokens(path, scoped.base)
     assert initialize(scoped.bridge, dave.token).status_code == 401
-    assert initialize(scoped.bridge, scoped.alice.token).status_code == 200
+    assert initialize(scoped.bridge, alice.token).status_code == 200
 
 
-async def test_a_tokens_file_others_can_read_refuses_every_token_until_chmod_600(
+async def test_a_tokens_file_turned_invalid_refuses_every_token_until_fixed(
     scoped: Scoped,
 ) -> None:
     path, alice = scoped.tokens_file, scoped.alice
-    before = list(scoped.callers[:4])
     try:
-        replace_tokens(path, before, mode=0o644)
+        path.write_text('{"tokens": [')  # half written: the server fails closed
         assert initialize(scoped.bridge, alice.token).status_code == 401
-        await anyio.sleep(0.05)
+        replace_tokens(path, scoped.base, mode=0o644)  # valid, but others can read it
+        assert initialize(scoped.bridge, alice.token).status_code == 401
+        replace_tokens(path, scoped.base)
+        assert initialize(scoped.bridge, alice.token).status_code == 200
+    finally:
+        replace_tokens(path, scoped.base)
+
+
+async def test_chmod_600_on_a_tokens_file_others_could_read_admits_its_tokens(
+    scoped: Scoped,
+) -> None:
+    path, alice = scoped.tokens_file, scoped.alice
+    try:
+        replace_tokens(path, scoped.base, mode=0o644)
+        assert initialize(scoped.bridge, alice.token).status_code == 401
         path.chmod(0o600)  # what the server's log says to do
         assert initialize(scoped.bridge, alice.token).status_code == 200
     finally:
-        replace_tokens(path, before)
+        replace_tokens(path, scoped.base)
     assert initialize(scoped.bridge, alice.token).status_code == 200
 
 
@@ -573,9 +636,12 @@ async def test_reflexio_sees_the_api_key_and_never_an_access_token(scoped: Scope
         "/health", "/api/publish_interaction", "/api/search_interactions",
         "/api/delete_interaction", "/api/get_all_interactions",
     }  # fmt: skip
-    assert {r.headers.get("Authorization") for r in records} == {f"Bearer {API_KEY}"}
+    assert {r.headers.get("authorization") for r in records} == {f"Bearer {API_KEY}"}
+    log = scoped.bridge.log_text()
     for caller in scoped.callers:
         assert [r.path for r in records if r.mentions(caller.token)] == [], caller.user_id
+        assert caller.token not in log, caller.user_id
+    assert API_KEY not in log
 
 
 # --- 7. stdio: --pin-user and --read-only --------------------------------------------------
