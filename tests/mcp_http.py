@@ -7,6 +7,7 @@ or SSE, with an access token when given one.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -30,6 +31,18 @@ from tests.reflexio_server import free_port
 STARTUP_SECONDS = 30.0
 CALL_SECONDS = 60.0
 HttpTransport = Literal["streamable-http", "sse"]
+INITIALIZE: dict[str, Any] = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "reflexio-mcp-tests", "version": "1"},
+    },
+}
+"""The simplest valid MCP request, for raw HTTP checks."""
+MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 
 
 @dataclass
@@ -74,7 +87,7 @@ def http_bridge(
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     path = "/sse" if transport == "sse" else "/mcp"
-    for arg, value in zip(args, args[1:], strict=False):
+    for arg, value in itertools.pairwise(args):
         if arg == "--path":
             path = value
     base_url = f"http://127.0.0.1:{port}"

@@ -30,7 +30,7 @@ from mcp_types import INVALID_PARAMS, TextContent, TextResourceContents
 
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
-from tests.mcp_http import HttpBridge, call, http_bridge, http_client
+from tests.mcp_http import INITIALIZE, MCP_HEADERS, HttpBridge, call, http_bridge, http_client
 from tests.reflexio_server import RunningServer, free_port
 
 API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
@@ -38,17 +38,6 @@ API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
 READ_TOOLS = {"get_publish_status", "search_interactions", "get_interactions"}
 WRITE_TOOLS = {"publish_interaction", "delete_interaction"}
 ADMIN_TOOLS = {"get_all_interactions"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test-http-scope", "version": "0"},
-    },
-}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 Role = Literal["read", "write", "admin"]
 

@@ -33,7 +33,16 @@ import httpx2
 import pytest
 
 from reflexio_mcp import __version__
-from tests.mcp_http import HttpBridge, HttpTransport, bridge_command, call, http_bridge, http_client
+from tests.mcp_http import (
+    INITIALIZE,
+    MCP_HEADERS,
+    HttpBridge,
+    HttpTransport,
+    bridge_command,
+    call,
+    http_bridge,
+    http_client,
+)
 from tests.reflexio_server import free_port
 
 TOKEN = "tok-" + "s3cr3t-" * 4
@@ -41,17 +50,6 @@ TOKEN = "tok-" + "s3cr3t-" * 4
 CANARY_USER = "canary-user-7f3a"
 """The guarded bridge's default user: /healthz must never show it."""
 EMBEDDED = {"REFLEXIO_MCP_BACKEND": "embedded"}
-INITIALIZE: dict[str, Any] = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "test-http-security", "version": "1"},
-    },
-}
-MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
 REFUSAL_SECONDS = 30.0
 SLOW_SEARCH_SECONDS = 2.0
 

@@ -8,14 +8,21 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextResourceContents
 
-from tests.mcp_http import HttpBridge, HttpTransport, call, http_bridge, http_client
+from tests.mcp_http import (
+    INITIALIZE,
+    MCP_HEADERS,
+    HttpBridge,
+    HttpTransport,
+    call,
+    http_bridge,
+    http_client,
+)
 from tests.reflexio_server import RunningServer
 
 API_KEY = "rk-http-7d2e91c4aa"
@@ -158,7 +165,10 @@ async def test_no_secret_in_any_log_line_or_answer(bridge: HttpBridge, user_id: 
             # SSE opens its stream with GET; Streamable HTTP takes messages by POST.
             method = "GET" if bridge.transport == "sse" else "POST"
             answer = await raw.request(
-                method, bridge.endpoint, headers=_headers(token), json=_initialize()
+                method,
+                bridge.endpoint,
+                headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"},
+                json=INITIALIZE,
             )
             assert answer.status_code == 401
             seen.append(f"{answer.headers} {answer.text}")
@@ -168,27 +178,6 @@ async def test_no_secret_in_any_log_line_or_answer(bridge: HttpBridge, user_id: 
     for secret in (API_KEY, ACCESS_TOKEN):
         assert secret not in everything
     assert "Traceback" not in bridge.log_text()
-
-
-def _headers(token: str) -> dict[str, str]:
-    return {
-        "Authorization": f"Bearer {token}",
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-    }
-
-
-def _initialize() -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "test", "version": "1"},
-        },
-    }
 
 
 def test_bridge_log_names_the_transport(bridge: HttpBridge, tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ import threading
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters, stdio_client
-from mcp_types import TextContent, TextResourceContents
+from mcp_types import TextResourceContents
 
+from tests.mcp_http import call
 from tests.reflexio_server import RunningServer, required_reflexio_server, stop
 
 SERVER_KEY = "rk-test-4f1c9a7e2b"
@@ -48,16 +48,6 @@ async def stdio_session(url: str, **env: str) -> AsyncGenerator[Client]:
         with anyio.fail_after(CALL_SECONDS):
             async with Client(parameters) as client:
                 yield client
-
-
-async def call(
-    client: Client, tool: str, arguments: dict[str, Any]
-) -> tuple[bool, dict[str, Any], str]:
-    with anyio.fail_after(CALL_SECONDS):
-        result = await client.call_tool(tool, arguments)
-    block = result.content[0]
-    assert isinstance(block, TextContent)
-    return bool(result.is_error), result.structured_content or {}, block.text
 
 
 @pytest.fixture(scope="module")
