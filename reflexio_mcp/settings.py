@@ -239,7 +239,9 @@ class Settings(BaseModel):
             ]
             if http_only:
                 notices.append(f"{', '.join(http_only)} only apply to the HTTP transports")
-        elif not self.authenticates:
+        elif self.transport == "sse" and self.stateless:
+            notices.append("--stateless applies to streamable-http only: SSE always has sessions")
+        if self.transport != "stdio" and not self.authenticates:
             notices.append(
                 "no access token: any process on this machine can call the server; set "
                 "REFLEXIO_MCP_ACCESS_TOKEN or --tokens-file"
