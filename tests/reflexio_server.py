@@ -8,6 +8,7 @@ so its SQLite store is fresh and isolated. Nothing here downloads an interpreter
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -234,11 +235,12 @@ def _wait_healthy(server: RunningServer) -> None:
 
 def stop(server: RunningServer) -> None:
     """Stop the server's process group; SIGKILL if it lingers."""
-    if server.process.poll() is not None:
-        return
-    os.killpg(server.process.pid, signal.SIGTERM)
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, signal.SIGKILL)
+            server.process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.process.pid, signal.SIGKILL)  # a child that outlived the server
