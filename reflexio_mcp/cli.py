@@ -126,3 +126,6 @@ def configure_logging(level: str) -> None:
     # One line per HTTP request is noise in a client's log; our client logs at DEBUG itself.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if level != "DEBUG":
+        # The SDK logs a line per HTTP session at INFO (per request when stateless).
+        logging.getLogger("mcp").setLevel(logging.WARNING)
