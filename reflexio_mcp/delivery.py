@@ -83,6 +83,9 @@ class Deliverer:
         self._max_server_errors = max_server_errors
         self._rate_limited = 0
         self._wake = anyio.Event()
+        self._turn = anyio.Lock()
+        """One publish in flight at a time: Reflexio 0.2.32 can lock up for good (its SQLite
+        calls stuck) under concurrent publishes, which an HTTP server with many clients makes."""
 
     def lease(self, timeout: float) -> float:
         return timeout + LEASE_MARGIN_SECONDS
@@ -133,6 +136,22 @@ class Deliverer:
         """One attempt at a row this process has claimed; its outcome is written to the
         outbox (best effort: a row whose outcome cannot be written stays claimed until its
         lease ends, then is sent again and answered "already exists")."""
+        took_turn = False
+        with anyio.move_on_after(seconds):
+            await self._turn.acquire()
+            took_turn = True
+        if not took_turn:
+            busy = BackendTimeout(
+                f"another publish to {self._client.description} was still under way after "
+                f"{seconds:g} s"
+            )
+            return await self._later(row, busy, after=0, server_error=False)
+        try:
+            return await self._attempt(row, seconds=seconds, wait_for_response=wait_for_response)
+        finally:
+            self._turn.release()
+
+    async def _attempt(self, row: Row, *, seconds: float, wait_for_response: bool) -> Sent:
         try:
             with anyio.fail_after(seconds):  # the whole attempt, connection included
                 published = await self._client.send_publish(

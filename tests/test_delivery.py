@@ -445,3 +445,32 @@ async def test_a_waiting_publish_is_sent_waiting_or_delivered_later_without_wait
     assert "delivered in the background (without waiting for learning)" in queued.message
     assert not now.queued
     assert waits == ["true", None, "true"]  # journaled, sent waiting; later, sent without
+
+
+async def test_publishes_go_to_reflexio_one_at_a_time(tmp_path: Path) -> None:
+    """Reflexio 0.2.32 can lock up under concurrent publishes: a process sends one at a time,
+    however many calls publish at once (here 6, each in its own session)."""
+    under_way: list[int] = [0, 0]  # now, most
+
+    async def slow_backend(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path != "/api/publish_interaction":
+            return httpx2.Response(200, json={"status": "healthy", "success": True})
+        under_way[0] += 1
+        under_way[1] = max(under_way)
+        await anyio.sleep(0.05)
+        under_way[0] -= 1
+        return httpx2.Response(200, json={"success": True, "message": "ok"})
+
+    answers: list[bool] = []
+    async with durable(slow_backend, tmp_path) as store:  # type: ignore[arg-type]
+
+        async def one(n: int) -> None:
+            answers.append(
+                (await store.publish(publish(n, session=f"s{n}"), wait_for_response=False)).queued
+            )
+
+        async with anyio.create_task_group() as group:
+            for n in range(6):
+                group.start_soon(one, n)
+    assert under_way[1] == 1
+    assert answers == [False] * 6  # each waited its turn (50 ms), none had to be queued
