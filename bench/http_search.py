@@ -65,8 +65,18 @@ WORDS = [
     "warranty", "replacement", "screen", "battery", "delivery", "address", "schedule", "meeting",
 ]  # fmt: skip
 
-Route = Literal["direct", "bridge, stateless", "bridge, stateful"]
-ROUTES: list[Route] = ["direct", "bridge, stateless", "bridge, stateful"]
+Route = Literal[
+    "direct", "bridge, stateless, plain client", "bridge, stateless", "bridge, stateful"
+]
+ROUTES: list[Route] = [
+    "direct",
+    "bridge, stateless, plain client",
+    "bridge, stateless",
+    "bridge, stateful",
+]
+"""`plain client`: the same httpx2 load generator as `direct`, POSTing the JSON-RPC tools/call
+itself (stateless needs no handshake), so the bench's own client costs the same on both sides
+of the ratio; the other bridge rows use the MCP SDK's Client, as an agent would."""
 
 
 @dataclass
@@ -233,12 +243,59 @@ async def direct_phase(url: str, clients: int, calls: int, texts: list[str], met
             for k in range(calls):
                 body = bodies[(index * calls + k) % len(bodies)]
                 began = time.perf_counter()
-                response = await http.post(
-                    "/api/search_interactions",
-                    content=body,
-                    headers={"Content-Type": "application/json"},
-                )
-                ok = response.status_code == 200 and response.json().get("success") is True
+                try:
+                    response = await http.post(
+                        "/api/search_interactions",
+                        content=body,
+                        headers={"Content-Type": "application/json"},
+                    )
+                    ok = response.status_code == 200 and response.json().get("success") is True
+                except httpx2.TransportError as err:
+                    ok = False
+                    print(f"  direct: {err!r}", file=sys.stderr)
+                phase.latencies_ms.append((time.perf_counter() - began) * 1000)
+                phase.errors += not ok
+            line.done()
+
+        line = StartLine(clients, meter)
+        await line.run(work)
+    phase.seconds = line.ended - line.started
+    phase.cpu = line.cpu
+    return phase
+
+
+async def plain_bridge_phase(
+    endpoint: str, clients: int, calls: int, texts: list[str], meter: Meter
+) -> Phase:
+    phase = Phase()
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+
+        async def work(index: int, line: StartLine) -> None:
+            await line.ready()
+            for k in range(calls):
+                query = texts[(index * calls + k) % len(texts)]
+                call = {
+                    "jsonrpc": "2.0",
+                    "id": k,
+                    "method": "tools/call",
+                    "params": {
+                        "name": "search_interactions",
+                        "arguments": {"user_id": USER, "query": query, "top_k": TOP_K},
+                    },
+                }
+                began = time.perf_counter()
+                try:
+                    response = await http.post(endpoint, json=call)
+                    data = response.text.partition("data: ")[2]  # one SSE event: the answer
+                    ok = response.status_code == 200 and '"isError":false' in data
+                except httpx2.TransportError as err:
+                    ok = False
+                    print(f"  plain client: {err!r}", file=sys.stderr)
                 phase.latencies_ms.append((time.perf_counter() - began) * 1000)
                 phase.errors += not ok
             line.done()
@@ -306,6 +363,9 @@ async def measure(
         if path == "direct":
             meter = setup.meter(setup.stateless)  # idle: a baseline for the column
             return await direct_phase(setup.server.url, clients, calls, texts, meter)
+        if path == "bridge, stateless, plain client":
+            meter = setup.meter(setup.stateless)
+            return await plain_bridge_phase(setup.stateless.endpoint, clients, calls, texts, meter)
         if path == "bridge, stateless":
             meter = setup.meter(setup.stateless)
             endpoint = setup.stateless.endpoint
@@ -320,6 +380,11 @@ async def measure(
         for offset in range(len(ROUTES)):
             path = ROUTES[(round_ + offset) % len(ROUTES)]
             phase = await once(path, clients, calls)
+            if setup.server.process.poll() is not None:
+                sys.exit(
+                    f"Reflexio exited ({setup.server.process.returncode}) during {path}; its "
+                    f"log ends:\n{setup.server.log_tail(40)}"
+                )
             totals[path].phases.append(phase)
             rate = len(phase.latencies_ms) / phase.seconds
             print(f"  round {round_ + 1}/{rounds} {path}: {rate:.0f} calls/s", file=sys.stderr)
