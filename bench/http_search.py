@@ -23,6 +23,7 @@ INFO lines cost.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import random
@@ -188,6 +189,7 @@ def queries(count: int) -> list[str]:
     return [" ".join(rng.sample(WORDS, rng.choice((1, 2)))) for _ in range(count)]
 
 
+@functools.cache  # built before the clock starts, as the bridge builds its own
 def search_body(query: str) -> bytes:
     """What reflexio-mcp POSTs to /api/search_interactions for search_interactions(query,
     top_k) (ReflexioClient._interactions)."""
@@ -232,70 +234,27 @@ class StartLine:
             self._go.set()
 
 
-async def direct_phase(url: str, clients: int, calls: int, texts: list[str], meter: Meter) -> Phase:
-    phase = Phase()
-    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-    bodies = [search_body(text) for text in texts]
-    async with httpx2.AsyncClient(base_url=url, headers=headers, timeout=30) as http:
-
-        async def work(index: int, line: StartLine) -> None:
-            await line.ready()
-            for k in range(calls):
-                body = bodies[(index * calls + k) % len(bodies)]
-                began = time.perf_counter()
-                try:
-                    response = await http.post(
-                        "/api/search_interactions",
-                        content=body,
-                        headers={"Content-Type": "application/json"},
-                    )
-                    ok = response.status_code == 200 and response.json().get("success") is True
-                except httpx2.TransportError as err:
-                    ok = False
-                    print(f"  direct: {err!r}", file=sys.stderr)
-                phase.latencies_ms.append((time.perf_counter() - began) * 1000)
-                phase.errors += not ok
-            line.done()
-
-        line = StartLine(clients, meter)
-        await line.run(work)
-    phase.seconds = line.ended - line.started
-    phase.cpu = line.cpu
-    return phase
+Post = Callable[[httpx2.AsyncClient, str], Coroutine[Any, Any, bool]]
+"""One call of a plain-HTTP load generator: POST the search for a query; True if it worked."""
 
 
-async def plain_bridge_phase(
-    endpoint: str, clients: int, calls: int, texts: list[str], meter: Meter
+async def plain_phase(
+    name: str, post: Post, clients: int, calls: int, texts: list[str], meter: Meter
 ) -> Phase:
+    """`clients` tasks sharing one httpx2 client, each making `calls` POSTs."""
     phase = Phase()
-    headers = {
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": "2025-06-18",
-    }
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30) as http:
 
         async def work(index: int, line: StartLine) -> None:
             await line.ready()
             for k in range(calls):
                 query = texts[(index * calls + k) % len(texts)]
-                call = {
-                    "jsonrpc": "2.0",
-                    "id": k,
-                    "method": "tools/call",
-                    "params": {
-                        "name": "search_interactions",
-                        "arguments": {"user_id": USER, "query": query, "top_k": TOP_K},
-                    },
-                }
                 began = time.perf_counter()
                 try:
-                    response = await http.post(endpoint, json=call)
-                    data = response.text.partition("data: ")[2]  # one SSE event: the answer
-                    ok = response.status_code == 200 and '"isError":false' in data
+                    ok = await post(http, query)
                 except httpx2.TransportError as err:
                     ok = False
-                    print(f"  plain client: {err!r}", file=sys.stderr)
+                    print(f"  {name}: {err!r}", file=sys.stderr)
                 phase.latencies_ms.append((time.perf_counter() - began) * 1000)
                 phase.errors += not ok
             line.done()
@@ -305,6 +264,49 @@ async def plain_bridge_phase(
     phase.seconds = line.ended - line.started
     phase.cpu = line.cpu
     return phase
+
+
+def direct_post(url: str) -> Post:
+    """Reflexio's own search endpoint, with the body reflexio-mcp sends."""
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+    }
+
+    async def post(http: httpx2.AsyncClient, query: str) -> bool:
+        response = await http.post(
+            f"{url}/api/search_interactions", content=search_body(query), headers=headers
+        )
+        return response.status_code == 200 and response.json().get("success") is True
+
+    return post
+
+
+def json_rpc_post(endpoint: str) -> Post:
+    """The search_interactions tool called with a bare JSON-RPC POST (stateless: no
+    handshake needed)."""
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
+
+    async def post(http: httpx2.AsyncClient, query: str) -> bool:
+        call = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {
+                "name": "search_interactions",
+                "arguments": {"user_id": USER, "query": query, "top_k": TOP_K},
+            },
+        }
+        response = await http.post(endpoint, json=call, headers=headers)
+        answer = response.text.partition("data: ")[2]  # one SSE event: the answer
+        return response.status_code == 200 and '"isError":false' in answer
+
+    return post
 
 
 async def bridge_phase(
@@ -358,14 +360,18 @@ async def measure(
     setup: Setup, clients: int, calls: int, rounds: int, texts: list[str]
 ) -> dict[Route, Totals]:
     totals: dict[Route, Totals] = {path: Totals() for path in ROUTES}
+    for text in texts:
+        search_body(text)  # the direct path's bodies, built before any clock starts
 
     async def once(path: Route, clients: int, calls: int) -> Phase:
         if path == "direct":
             meter = setup.meter(setup.stateless)  # idle: a baseline for the column
-            return await direct_phase(setup.server.url, clients, calls, texts, meter)
+            post = direct_post(setup.server.url)
+            return await plain_phase(path, post, clients, calls, texts, meter)
         if path == "bridge, stateless, plain client":
             meter = setup.meter(setup.stateless)
-            return await plain_bridge_phase(setup.stateless.endpoint, clients, calls, texts, meter)
+            post = json_rpc_post(setup.stateless.endpoint)
+            return await plain_phase(path, post, clients, calls, texts, meter)
         if path == "bridge, stateless":
             meter = setup.meter(setup.stateless)
             endpoint = setup.stateless.endpoint
