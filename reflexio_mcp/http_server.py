@@ -111,4 +111,16 @@ async def _serve(settings: Settings, shared: SharedBackend) -> None:
     )
     async with shared:
         # A call takes at most the deadline, so that is as long as draining needs.
-        await DrainingServer(config, drain, settings.deadline).serve()
+        server_process = DrainingServer(config, drain, settings.deadline)
+        try:
+            await server_process.serve()
+        except SystemExit:  # uvicorn's answer to a failed bind, after logging the OS error
+            if server_process.started:
+                raise
+            logger.error(  # noqa: TRY400  the OS error is logged just before
+                "cannot listen on %s:%d: another server may hold the port; choose another "
+                "with --port (REFLEXIO_MCP_PORT)",
+                settings.host,
+                settings.port,
+            )
+            raise SystemExit(1) from None

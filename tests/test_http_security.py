@@ -674,3 +674,27 @@ async def test_sigterm_lets_the_call_under_way_finish_then_exits_0(
     assert "stopping: 1 calls under way" in log
     assert code == 0, log
     assert exited - outcome["done"] < 5.0
+
+
+def test_a_port_already_taken_is_refused_in_words(tmp_path: Path) -> None:
+    with http_bridge(tmp_path / "first", env=EMBEDDED) as first:
+        port = port_of(first)
+        environment = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(tmp_path),
+            "REFLEXIO_MCP_DATA_DIR": str(tmp_path / "second"),
+            **EMBEDDED,
+        }
+        second = subprocess.run(
+            [*bridge_command(), "--transport", "streamable-http", "--port", str(port)],
+            env=environment, capture_output=True, text=True, timeout=REFUSAL_SECONDS,
+            stdin=subprocess.DEVNULL, check=False,
+        )  # fmt: skip
+        assert first.process.poll() is None  # the first one is unharmed
+    assert second.returncode == 1, second.stderr
+    assert second.stdout == ""
+    assert (
+        f"cannot listen on 127.0.0.1:{port}: another server may hold the port; choose another "
+        "with --port (REFLEXIO_MCP_PORT)"
+    ) in second.stderr
+    assert "Traceback" not in second.stderr
