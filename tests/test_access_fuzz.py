@@ -137,3 +137,97 @@ async def test_any_authorization_header_meets_the_rate_limit(
         ]
     assert statuses[:2] == [200] * min(count, 2)
     assert statuses[2:] == [429] * (count - 2)
+
+
+methods = st.sampled_from(
+    ["initialize", "tools/call", "tools/list", "resources/read", "ping", "nonsense", ""]
+)
+messages = st.one_of(
+    st.binary(max_size=200),
+    st.fixed_dictionaries(
+        {"jsonrpc": st.sampled_from(["2.0", "1.0"]) | json_values, "method": methods | json_values},
+        optional={
+            "id": st.integers() | st.text(max_size=5) | st.none(),
+            "params": st.fixed_dictionaries(
+                {},
+                optional={
+                    "name": st.sampled_from(["get_interactions", "publish_interaction"])
+                    | json_values,
+                    "arguments": json_values,
+                    "uri": st.text(max_size=40),
+                    "protocolVersion": st.sampled_from(["2025-06-18", "2026-07-28"]) | json_values,
+                },
+            )
+            | json_values,
+        },
+    ).map(lambda message: json.dumps(message).encode()),
+)
+header_sets = st.fixed_dictionaries(
+    {},
+    optional={
+        "content-type": st.sampled_from(
+            ["application/json", "text/plain", "", "application/json; x"]
+        ),
+        "accept": st.sampled_from(["application/json, text/event-stream", "*/*", "text/html"]),
+        "mcp-protocol-version": st.sampled_from(["2025-06-18", "2026-07-28", "1999-01-01", ""]),
+        "mcp-session-id": st.text(alphabet="abcdef0123456789", max_size=32),
+        "authorization": st.sampled_from([f"Bearer {SECRET}", "Bearer wrong-token-012345678", ""]),
+    },
+)
+
+
+@settings(
+    max_examples=max(5, EXAMPLES // 20),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(requests=st.lists(st.tuples(header_sets, messages), min_size=1, max_size=30))
+async def test_any_http_request_gets_an_answer_never_a_500(
+    tmp_path: Path, requests: list[tuple[dict[str, str], bytes]]
+) -> None:
+    """Whatever reaches the Streamable HTTP endpoint, the whole app (guards, the SDK's auth,
+    checks and transport, our tools) answers with a status, never a 500, and still serves a
+    valid call afterwards."""
+    from reflexio_mcp.embedded_store import EmbeddedStore
+    from reflexio_mcp.http_drain import Drain
+    from reflexio_mcp.http_server import build_http_app
+    from reflexio_mcp.server import SharedBackend, build_server
+    from reflexio_mcp.settings import Settings
+
+    settings_ = Settings(
+        backend="embedded",
+        data_dir=tmp_path,
+        transport="streamable-http",
+        access_token=SECRET,  # type: ignore[arg-type]  # pydantic makes it a SecretStr
+        rate_limit=0,
+        stateless=True,  # so calls reach the tools without a session
+    )
+    shared = SharedBackend(EmbeddedStore(settings_.data_folder), settings_.user_id)
+    server = build_server(settings_, shared)
+    app = build_http_app(server, settings_, None, Drain())
+    async with (
+        shared,
+        server.session_manager.run(),
+        httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app), base_url="http://127.0.0.1:8000"
+        ) as client,
+    ):
+        for headers, body in requests:
+            answer = await client.post("/mcp", content=body, headers=headers)
+            assert answer.status_code < 500, (headers, body, answer.status_code, answer.text)
+            assert SECRET not in answer.text
+        call: dict[str, Any] = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "get_interactions", "arguments": {}},
+        }
+        headers = {
+            "authorization": f"Bearer {SECRET}",
+            "accept": "application/json, text/event-stream",
+            "content-type": "application/json",
+            "mcp-protocol-version": "2025-06-18",
+        }
+        valid = await client.post("/mcp", json=call, headers=headers)
+    assert valid.status_code == 200, valid.text
+    assert '"isError":false' in valid.text
