@@ -55,6 +55,15 @@ def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[
             ctx = _without_own_user(ctx, grant)
         if ctx.method == "resources/read" and ctx.params and grant.user_id is not None:
             _check_resource(str(ctx.params.get("uri", "")), grant.user_id)
+        if ctx.method == "prompts/get" and ctx.params and grant.user_id is not None:
+            arguments: Any = ctx.params.get("arguments")
+            named = (
+                cast(dict[str, Any], arguments).get("user_id")
+                if isinstance(arguments, dict)
+                else None
+            )
+            if named:
+                check_own_user(str(named), grant.user_id)
         token = acting_user.set(grant.user_id)
         try:
             return await call_next(ctx)

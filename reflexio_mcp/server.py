@@ -21,6 +21,7 @@ from reflexio_mcp.backend import Backend
 from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.embedded_store import EmbeddedStore
 from reflexio_mcp.outbox import Outbox
+from reflexio_mcp.prompts import prompt_arguments, register_prompts
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.request_deadline import request_deadline
 from reflexio_mcp.resources import register_resources
@@ -122,10 +123,12 @@ def build_server(
             answer_unreadable,
             access_scope(local_grant(settings), [tool.name for tool in tools]),
             tool_call_errors(tools, not_enabled=not_enabled),
+            prompt_arguments,
             request_deadline(settings.deadline),
         ],
     )
     register_resources(server, store, default_user_id=settings.user_id)
+    register_prompts(server)
     return server
 
 
