@@ -224,6 +224,12 @@ class StartLine:
             self.ended = time.perf_counter()
             self.cpu = self._meter.since(self._before)
 
+    def recorded(self, phase: Phase) -> Phase:
+        """`phase` with the time and CPU from the start to the last worker's last answer."""
+        phase.seconds = self.ended - self.started
+        phase.cpu = self.cpu
+        return phase
+
     async def run(self, work: Callable[[int, StartLine], Coroutine[Any, Any, None]]) -> None:
         async with anyio.create_task_group() as tasks:
             for index in range(self._workers):
@@ -261,9 +267,7 @@ async def plain_phase(
 
         line = StartLine(clients, meter)
         await line.run(work)
-    phase.seconds = line.ended - line.started
-    phase.cpu = line.cpu
-    return phase
+    return line.recorded(phase)
 
 
 def direct_post(url: str) -> Post:
@@ -338,9 +342,7 @@ async def bridge_phase(
 
     line = StartLine(clients, meter)
     await line.run(work)
-    phase.seconds = line.ended - line.started
-    phase.cpu = line.cpu
-    return phase
+    return line.recorded(phase)
 
 
 # -- the run -----------------------------------------------------------------------------

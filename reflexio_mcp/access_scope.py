@@ -2,8 +2,9 @@
 
 A middleware around every request that:
 - lists only the tools the caller's role may call;
-- refuses a call to a tool above the caller's role, and a call or read naming another user
-  than the one the caller is pinned to, before anything reaches the backend;
+- refuses a call to a tool above the caller's role, and a call naming another user than the
+  one the caller is pinned to, before anything reaches the backend (resources and prompts
+  check the user they are given with `check_own_user`);
 - makes the caller's user the one tools and resources act for (`acting_user`).
 
 The caller is known by the access token the HTTP layer verified; on stdio, or HTTP without
@@ -12,12 +13,11 @@ tokens, every caller has the server's own grant.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, cast
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -32,7 +32,6 @@ TOOL_ROLES: dict[str, Role] = {
     "get_all_interactions": "admin",
 }
 """Tools a read role may not call; every other tool only reads."""
-USER_RESOURCE = re.compile(r"reflexio://users/(?P<user_id>[^/]*)/")
 
 acting_user: ContextVar[str | None] = ContextVar("acting_user", default=None)
 """The user the current request is pinned to, if any."""
@@ -53,17 +52,6 @@ def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[
                     content=[TextContent(type="text", text=refusal)], is_error=True
                 )
             ctx = _without_own_user(ctx, grant)
-        if ctx.method == "resources/read" and ctx.params and grant.user_id is not None:
-            _check_resource(str(ctx.params.get("uri", "")), grant.user_id)
-        if ctx.method == "prompts/get" and ctx.params and grant.user_id is not None:
-            arguments: Any = ctx.params.get("arguments")
-            named = (
-                cast(dict[str, Any], arguments).get("user_id")
-                if isinstance(arguments, dict)
-                else None
-            )
-            if named:
-                check_own_user(str(named), grant.user_id)
         token = acting_user.set(grant.user_id)
         try:
             return await call_next(ctx)
@@ -127,14 +115,9 @@ def _without_own_user(
     return replace(ctx, params=params)
 
 
-def _check_resource(uri: str, user_id: str) -> None:
-    match = USER_RESOURCE.match(uri)
-    if match:
-        check_own_user(unquote(match["user_id"]), user_id)
-
-
 def check_own_user(named: str, user_id: str) -> None:
-    """Refuse a resource of another user than the caller's pinned one.
+    """Refuse a resource or prompt naming another user than the caller's pinned one (each
+    checks the id it will use, after the SDK decoded it).
 
     Raises:
         MCPError: invalid params, naming the URI the caller may read.

@@ -11,6 +11,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field, ValidationError
 
+from reflexio_mcp.access_scope import acting_user, check_own_user
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.invalid_input import invalid_input
 from reflexio_mcp.models import MAX_QUERY_CHARS, Interaction, SearchRequest
@@ -76,6 +77,9 @@ async def recall(
     if len(topic) > MAX_QUERY_CHARS:
         raise _invalid(f"topic: at most {MAX_QUERY_CHARS} characters (got {len(topic)})")
     state = app_state(ctx)
+    pinned = acting_user.get()
+    if user_id and pinned is not None:
+        check_own_user(user_id, pinned)
     user = state.user(user_id)
     query, _ = bounded_query(topic)
     found: list[Interaction] = []

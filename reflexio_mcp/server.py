@@ -105,7 +105,8 @@ def build_server(
     )
     not_enabled = {} if admin else {"get_all_interactions": ENABLE_ADMIN}
     if settings.read_only:
-        not_enabled.update(dict.fromkeys(TOOL_ROLES.keys() - {"get_all_interactions"}, READ_ONLY))
+        writing = [name for name, role in TOOL_ROLES.items() if role == "write"]
+        not_enabled.update(dict.fromkeys(writing, READ_ONLY))
     auth = http and settings.authenticates
     server = MCPServer[AppState](
         "reflexio",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
 
-from tests.reflexio_server import free_port
+from tests.reflexio_server import free_port, stop_group
 
 STARTUP_SECONDS = 30.0
 CALL_SECONDS = 60.0
@@ -117,15 +116,8 @@ def wait_healthy(bridge: HttpBridge) -> None:
 
 
 def stop_bridge(bridge: HttpBridge) -> int:
-    """SIGTERM, then SIGKILL if it lingers; the exit code."""
-    if bridge.process.poll() is None:
-        os.killpg(bridge.process.pid, signal.SIGTERM)
-        try:
-            bridge.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(bridge.process.pid, signal.SIGKILL)
-            bridge.process.wait(timeout=10)
-    return bridge.process.returncode
+    """SIGTERM (the bridge drains, then exits), then SIGKILL if it lingers; the exit code."""
+    return stop_group(bridge.process, seconds=20)
 
 
 def auth_headers(token: str | None) -> dict[str, str]:

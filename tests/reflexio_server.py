@@ -235,12 +235,19 @@ def _wait_healthy(server: RunningServer) -> None:
 
 def stop(server: RunningServer) -> None:
     """Stop the server's process group; SIGKILL if it lingers."""
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
+    stop_group(server.process, seconds=10)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.process.pid, signal.SIGKILL)  # a child that outlived the server
+
+
+def stop_group(process: subprocess.Popen[bytes], *, seconds: float) -> int:
+    """SIGTERM the process group `process` leads, SIGKILL it if it lingers `seconds`; the
+    exit code."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    return process.returncode
