@@ -28,6 +28,7 @@ from reflexio_mcp.access import Grant, Role, grant_of
 
 TOOL_ROLES: dict[str, Role] = {
     "publish_interaction": "write",
+    "publish_batch": "write",
     "delete_interaction": "write",
     "get_all_interactions": "admin",
 }

@@ -72,6 +72,14 @@ class Backend(Protocol):
         """Whether a publish of `user_id` is queued, delivered, failed, or unknown here."""
         ...
 
+    async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        """One interaction of one user, by id (to show what a delete would remove).
+
+        Raises:
+            NotFound: no interaction with that id belongs to that user.
+        """
+        ...
+
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         """Delete one interaction of one user and return what was deleted.
 

@@ -34,3 +34,7 @@ HTTP_REQUESTS_PER_MINUTE = 600
 """Per access token (or per client address, without tokens): ten a second on average."""
 MAX_BODY_MB = 4.0
 """The SDK's own default: far above any publish a model writes, far below a memory problem."""
+
+MAX_RESULT_CHARS = 40_000
+"""About 10,000 tokens: a result fits a model's context beside the conversation, and under
+Claude Code's 25,000-token cap on tool output."""

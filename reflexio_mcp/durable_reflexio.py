@@ -338,6 +338,9 @@ class DurableReflexio:
     async def get_all_interactions(self, limit: int) -> list[Interaction]:
         return await self._guarded(lambda: self._client.get_all_interactions(limit))
 
+    async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        return await self._guarded(lambda: self._client.find_interaction(user_id, interaction_id))
+
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         return await self._guarded(lambda: self._client.delete_interaction(user_id, interaction_id))
 

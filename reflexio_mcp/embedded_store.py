@@ -306,6 +306,13 @@ class EmbeddedStore:
         sql = f"SELECT {COLUMNS} FROM interactions ORDER BY {NEWEST_FIRST} LIMIT ?"
         return await self._select(sql, (limit,))
 
+    async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        sql = f"SELECT {COLUMNS} FROM interactions WHERE interaction_id = ? AND user_id = ?"
+        found = await self._select(sql, (interaction_id, user_id))
+        if not found:
+            raise not_found(user_id, interaction_id)
+        return found[0]
+
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         def delete(db: sqlite3.Connection) -> Interaction | None:
             row = db.execute(

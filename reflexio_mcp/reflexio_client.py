@@ -254,18 +254,22 @@ class ReflexioClient:
         )
         return newest_first(await self._checked_interactions(response))
 
-    async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
-        # Reflexio answers "Deleted successfully" for ids that do not exist or belong to someone
-        # else, so look first: only then can the answer say what was deleted. Its newest-first
-        # listing is a bounded SQL query, so look through growing windows of it.
-        target: Interaction | None = None
+    async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        # Reflexio has no lookup by id; its newest-first listing is a bounded SQL query, so
+        # look through growing windows of it.
         for window in NEWEST_WINDOWS:
             newest = await self._newest(user_id, window)
             target = next((i for i in newest if i.interaction_id == interaction_id), None)
-            if target is not None or len(newest) < window:
+            if target is not None:
+                return target
+            if len(newest) < window:
                 break
-        if target is None:
-            raise not_found(user_id, interaction_id)
+        raise not_found(user_id, interaction_id)
+
+    async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        # Reflexio answers "Deleted successfully" for ids that do not exist or belong to someone
+        # else, so look first: only then can the answer say what was deleted.
+        target = await self.find_interaction(user_id, interaction_id)
         body = DeleteBody(user_id=user_id, interaction_id=interaction_id)
         response, _ = await self._http.send(
             "DELETE", "/api/delete_interaction", body=body.model_dump_json().encode()

@@ -95,7 +95,14 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
         async with shared:
-            yield AppState(store, settings.user_id, session_id)
+            yield AppState(
+                store,
+                settings.user_id,
+                session_id,
+                max_result_chars=settings.max_result_chars,
+                redact_secrets=not settings.keep_secrets,
+                confirm_deletes=not settings.no_confirm,
+            )
 
     http = settings.transport != "stdio"
     pinned = settings.pin_user or (http and settings.tokens_file is not None)

@@ -104,6 +104,20 @@ class Settings(BaseModel):
         default=False,
         description="Every call acts for user_id only; tools take no user_id argument.",
     )
+    keep_secrets: bool = Field(
+        default=False,
+        description="Publish secrets (API keys, tokens, passwords) as sent, not redacted.",
+    )
+    no_confirm: bool = Field(
+        default=False,
+        description="delete_interaction deletes without asking the user (unattended agents).",
+    )
+    max_result_chars: int = Field(
+        default=defaults.MAX_RESULT_CHARS,
+        ge=2_000,
+        le=10_000_000,
+        description="Largest tool result or resource, in characters of JSON; more is paged.",
+    )
     log_level: LogLevel = "INFO"
 
     transport: Transport = Field(default="stdio", description="How MCP clients reach the server.")
@@ -282,6 +296,9 @@ ENVIRONMENT = {
     "allow_admin": "REFLEXIO_MCP_ALLOW_ADMIN",
     "read_only": "REFLEXIO_MCP_READ_ONLY",
     "pin_user": "REFLEXIO_MCP_PIN_USER",
+    "keep_secrets": "REFLEXIO_MCP_KEEP_SECRETS",
+    "no_confirm": "REFLEXIO_MCP_NO_CONFIRM",
+    "max_result_chars": "REFLEXIO_MCP_MAX_RESULT_CHARS",
     "log_level": "REFLEXIO_MCP_LOG_LEVEL",
     "transport": "REFLEXIO_MCP_TRANSPORT",
     "host": "REFLEXIO_MCP_HOST",
@@ -391,6 +408,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="every call acts for --user-id only; tools take no user_id "
         f"[{ENVIRONMENT['pin_user']}]",
+    )
+    parser.add_argument(
+        "--keep-secrets",
+        action="store_true",
+        default=None,
+        help="publish API keys, tokens and passwords as sent instead of redacting them "
+        f"[{ENVIRONMENT['keep_secrets']}]",
+    )
+    parser.add_argument(
+        "--no-confirm",
+        action="store_true",
+        default=None,
+        help="delete without asking the user first, for unattended agents "
+        f"[{ENVIRONMENT['no_confirm']}]",
+    )
+    parser.add_argument(
+        "--max-result-chars",
+        type=int,
+        help=f"largest tool result or resource in characters; more is paged, "
+        f"{defaults.MAX_RESULT_CHARS} [{ENVIRONMENT['max_result_chars']}]",
     )
     parser.add_argument(
         "--log-level", type=str.upper, help=f"DEBUG, INFO, WARNING... [{ENVIRONMENT['log_level']}]"

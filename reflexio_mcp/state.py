@@ -7,6 +7,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
+from reflexio_mcp import defaults
 from reflexio_mcp.access_scope import acting_user
 from reflexio_mcp.backend import Backend
 
@@ -17,6 +18,12 @@ class AppState:
     default_user_id: str
     session_id: str
     """Reflexio requires a session_id: publishes that give none share this process's own."""
+    max_result_chars: int = defaults.MAX_RESULT_CHARS
+    """Results larger than this are paged (result_pages)."""
+    redact_secrets: bool = True
+    """Secrets in published turns are replaced by markers before they are stored."""
+    confirm_deletes: bool = True
+    """delete_interaction asks the user (or needs confirm=true) before deleting."""
 
     def user(self, named: str = "") -> str:
         """Whom a call acts for: the user it names, else the caller's own (a token's user,
