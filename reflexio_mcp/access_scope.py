@@ -5,6 +5,8 @@ A middleware around every request that:
 - refuses a call to a tool above the caller's role, and a call naming another user than the
   one the caller is pinned to, before anything reaches the backend (resources and prompts
   check the user they are given with `check_own_user`);
+- refuses a subscription (`subscriptions/listen`, or the 2025 `resources/subscribe`) of a
+  pinned caller to another user's resources, before anything is registered;
 - makes the caller's user the one tools and resources act for (`acting_user`).
 
 The caller is known by the access token the HTTP layer verified; on stdio, or HTTP without
@@ -13,11 +15,12 @@ tokens, every caller has the server's own grant.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -36,6 +39,9 @@ TOOL_ROLES: dict[str, Role] = {
 
 acting_user: ContextVar[str | None] = ContextVar("acting_user", default=None)
 """The user the current request is pinned to, if any."""
+WATCHING = ("subscriptions/listen", "resources/subscribe")
+"""Requests that ask to be told when resources change."""
+_USER_URI = re.compile(r"reflexio://users/([^/?#]*)(?:[/?#].*)?", re.DOTALL)
 
 
 def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[Any]:
@@ -53,6 +59,9 @@ def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[
                     content=[TextContent(type="text", text=refusal)], is_error=True
                 )
             ctx = _without_own_user(ctx, grant)
+        if ctx.method in WATCHING and ctx.params and grant.user_id is not None:
+            for uri in watched_uris(ctx.method, ctx.params):
+                check_own_watch(uri, grant.user_id)
         token = acting_user.set(grant.user_id)
         try:
             return await call_next(ctx)
@@ -128,4 +137,44 @@ def check_own_user(named: str, user_id: str) -> None:
             code=INVALID_PARAMS,
             message=f"this server acts only for user {user_id!r} for you: read "
             f"reflexio://users/{quote(user_id, safe='')}/interactions instead",
+        )
+
+
+def uri_owner(uri: str) -> str | None:
+    """The user a `reflexio://users/{user_id}/...` URI names (percent-decoded, as a resource
+    read would decode it), or None for a URI naming no user."""
+    match = _USER_URI.fullmatch(uri)
+    return None if match is None else unquote(match.group(1))
+
+
+def watched_uris(method: str, params: Mapping[str, Any]) -> list[str]:
+    """The resource URIs a subscription request (raw params, wire names) asks to watch."""
+    if method == "resources/subscribe":
+        uri = params.get("uri")
+        return [uri] if isinstance(uri, str) else []
+    notifications = params.get("notifications")
+    if not isinstance(notifications, dict):
+        return []
+    uris = cast(dict[str, Any], notifications).get("resourceSubscriptions")
+    if not isinstance(uris, list):
+        return []
+    return [uri for uri in cast(list[Any], uris) if isinstance(uri, str)]
+
+
+def check_own_watch(uri: str, user_id: str) -> None:
+    """Refuse a pinned caller's subscription to a URI naming another user.
+
+    Raises:
+        MCPError: invalid params, naming the URIs the caller may watch.
+    """
+    owner = uri_owner(uri)
+    if owner is not None and owner != user_id:
+        own = quote(user_id, safe="")
+        raise MCPError(
+            code=INVALID_PARAMS,
+            message=f"this server acts only for user {user_id!r} for you, so it cannot tell "
+            f"you of changes to {uri[:300]!r} (another user's); subscribe to "
+            f"reflexio://users/{own}/interactions, reflexio://users/{own}/sessions/<session_id>, "
+            "reflexio://interactions/recent or reflexio://status instead; nothing was "
+            "subscribed",
         )

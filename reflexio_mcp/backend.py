@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -10,11 +11,16 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    KnownIds,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
+    SessionPage,
 )
+
+StoredListener = Callable[[str, str], Awaitable[None]]
+"""Told `(user_id, session_id)` when turns published earlier are stored later."""
 
 
 class Backend(Protocol):
@@ -86,6 +92,34 @@ class Backend(Protocol):
         Raises:
             NotFound: no interaction with that id belongs to that user.
         """
+        ...
+
+    async def session_interactions(
+        self, user_id: str, session_id: str, top_k: int
+    ) -> list[Interaction]:
+        """The newest `top_k` interactions of one session of one user, newest first."""
+        ...
+
+    async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
+        """A user's sessions that keep turns, latest publish first: at most `limit` of them,
+        after the first `offset`."""
+        ...
+
+    async def session_ids(self, user_id: str, prefix: str, limit: int) -> KnownIds:
+        """Ids of a user's sessions that begin with `prefix` (case-sensitive), latest publish
+        first, at most `limit` of them (for completion; a store may look only so far)."""
+        ...
+
+    async def user_ids(self, prefix: str, limit: int) -> KnownIds:
+        """Ids of users with turns that begin with `prefix` (case-sensitive), most recently
+        active first, at most `limit` of them (for completion; a store may look only so
+        far)."""
+        ...
+
+    def watch_stored(self, listener: StoredListener) -> Callable[[], None]:
+        """Have `listener` told `(user_id, session_id)` whenever the turns of a publish that
+        was answered `queued` are stored (delivered from an outbox). A store that stores every
+        publish at once never tells. Returns the function that stops it."""
         ...
 
 

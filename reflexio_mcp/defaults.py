@@ -38,3 +38,6 @@ MAX_BODY_MB = 4.0
 MAX_RESULT_CHARS = 40_000
 """About 10,000 tokens: a result fits a model's context beside the conversation, and under
 Claude Code's 25,000-token cap on tool output."""
+CONFIRM_SECONDS = 600.0
+"""How long beyond the deadline delete_interaction waits for the user's answer, when the client
+asks in the middle of the call (legacy elicitation)."""

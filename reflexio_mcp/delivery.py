@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,6 +74,7 @@ class Deliverer:
         *,
         attempt_seconds: float,
         max_server_errors: int = defaults.MAX_SERVER_ERRORS,
+        on_delivered: Callable[[Row], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
         self._outbox = outbox
@@ -81,6 +82,8 @@ class Deliverer:
         self._pacer = pacer
         self._attempt_seconds = attempt_seconds
         self._max_server_errors = max_server_errors
+        self._on_delivered = on_delivered
+        """Told of each row `run` delivers (the publish that queued it was answered then)."""
         self._rate_limited = 0
         self._wake = anyio.Event()
         self._turn = anyio.Lock()
@@ -118,6 +121,8 @@ class Deliverer:
             sent = await self.send(row, seconds=self._attempt_seconds, wait_for_response=False)
             if sent.state == "delivered":
                 logger.debug("delivered %s (attempt %d)", row.request_id, row.attempts)
+                if self._on_delivered is not None:
+                    await self._on_delivered(row)
             elif sent.state == "failed":
                 logger.warning(
                     "Reflexio refused publish %s of user %r for good; kept in the outbox as "

@@ -14,8 +14,15 @@ from typing import Any, cast
 
 import anyio
 from mcp import Client, StdioServerParameters
+from mcp.client import ClientRequestContext
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, TextContent, TextResourceContents
+from mcp_types import (
+    CallToolResult,
+    ElicitRequestParams,
+    ElicitResult,
+    TextContent,
+    TextResourceContents,
+)
 
 CONVERSATION = [
     {
@@ -72,7 +79,7 @@ async def _demo() -> None:
         )
         say(f"$ reflexio-mcp --backend embedded --data-dir {data_dir}   (over stdio)")
         with anyio.fail_after(CALL_SECONDS):
-            async with Client(server) as client:
+            async with Client(server, elicitation_callback=_user_agrees) as client:
                 await _steps(client)
 
 
@@ -105,8 +112,9 @@ async def _steps(client: Client) -> None:
         )
 
     target = found["interactions"][0]["interaction_id"]
+    say(f"\n5. delete_interaction #{target}")
     deleted = await _call(client, "delete_interaction", {"interaction_id": target})
-    say(f"\n5. delete_interaction #{target}: {deleted['message']}")
+    say(f"   {deleted['message']}")
 
     after = await _call(client, "get_interactions", {})
     say(f"   get_interactions now returns {after['count']} turns")
@@ -135,3 +143,10 @@ async def _call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[st
 
 def _text(result: CallToolResult) -> str:
     return " ".join(block.text for block in result.content if isinstance(block, TextContent))
+
+
+async def _user_agrees(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
+    """The demo's stand-in for a user asked to confirm a delete: shows the question, says yes."""
+    question = params.message.replace("\n\n", " ")
+    say(f"   the server asks the user: {question}\n   the user answers: yes")
+    return ElicitResult(action="accept", content={"delete": True})

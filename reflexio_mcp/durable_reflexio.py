@@ -22,7 +22,7 @@ import anyio
 import anyio.abc
 
 from reflexio_mcp import defaults
-from reflexio_mcp.backend import already_stored
+from reflexio_mcp.backend import StoredListener, already_stored
 from reflexio_mcp.circuit_breaker import CircuitBreaker
 from reflexio_mcp.delivery import Deliverer
 from reflexio_mcp.errors import (
@@ -39,11 +39,13 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    KnownIds,
     OutboxStatus,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
+    SessionPage,
     iso_time,
 )
 from reflexio_mcp.outbox import Entry, Outbox, Row
@@ -86,8 +88,14 @@ class DurableReflexio:
         # its answer (and request_id), not the deadline's error.
         self._publish_seconds = min(timeout, defaults.PUBLISH_ATTEMPT_SECONDS, deadline / 2)
         self._deliverer = Deliverer(
-            client, outbox, self._breaker, self._pacer, attempt_seconds=timeout
+            client,
+            outbox,
+            self._breaker,
+            self._pacer,
+            attempt_seconds=timeout,
+            on_delivered=self._delivered,
         )
+        self._stored_listeners: dict[object, StoredListener] = {}
         self._outbox_open = False
         self._outbox_problem: str | None = None
         self._opening = anyio.Lock()
@@ -343,6 +351,43 @@ class DurableReflexio:
 
     async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         return await self._guarded(lambda: self._client.delete_interaction(user_id, interaction_id))
+
+    async def session_interactions(
+        self, user_id: str, session_id: str, top_k: int
+    ) -> list[Interaction]:
+        return await self._guarded(
+            lambda: self._client.session_interactions(user_id, session_id, top_k)
+        )
+
+    async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
+        return await self._guarded(
+            lambda: self._client.sessions(user_id, offset=offset, limit=limit)
+        )
+
+    async def session_ids(self, user_id: str, prefix: str, limit: int) -> KnownIds:
+        return await self._guarded(lambda: self._client.session_ids(user_id, prefix, limit))
+
+    async def user_ids(self, prefix: str, limit: int) -> KnownIds:
+        return await self._guarded(lambda: self._client.user_ids(prefix, limit))
+
+    # -- telling of publishes delivered later ---------------------------------------------
+
+    def watch_stored(self, listener: StoredListener) -> Callable[[], None]:
+        token = object()
+        self._stored_listeners[token] = listener
+
+        def stop() -> None:
+            self._stored_listeners.pop(token, None)
+
+        return stop
+
+    async def _delivered(self, row: Row) -> None:
+        """A queued publish was delivered in the background: its turns are stored now."""
+        for listener in list(self._stored_listeners.values()):
+            try:
+                await listener(row.user_id, row.session_id)
+            except Exception:  # a listener's failure must not stop delivery
+                logger.exception("a listener of delivered publishes failed")
 
     async def status(self, user_id: str) -> BackendStatus:
         if self._breaker.is_open:

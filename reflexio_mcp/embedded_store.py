@@ -14,22 +14,25 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from reflexio_mcp.backend import already_stored
+from reflexio_mcp.backend import StoredListener, already_stored
 from reflexio_mcp.errors import StoreError, not_found
 from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    KnownIds,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
+    SessionPage,
+    SessionSummary,
     iso_time,
     newest_first,
 )
@@ -109,6 +112,12 @@ SCHEMA = [
     CJK_INDEX,
 ]
 """One statement each: executescript() would COMMIT the transaction that guards them."""
+LOOKUP_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS publishes_by_user_session ON publishes (user_id, session_id)",
+    "CREATE INDEX IF NOT EXISTS interactions_by_request ON interactions (request_id)",
+]
+"""For reading one session: its publishes, then their turns. Made at open when missing (a
+file of an earlier version gains them; one that has them reads the same to it)."""
 
 COLUMN_NAMES = (
     "interaction_id", "user_id", "request_id", "created_at", "role", "content", "expert_content",
@@ -157,7 +166,7 @@ class EmbeddedStore:
     def _prepare(self, db: sqlite3.Connection) -> None:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if "schema_version" not in tables:
-            for statement in SCHEMA:
+            for statement in [*SCHEMA, *LOOKUP_INDEXES]:
                 db.execute(statement)
             db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             return
@@ -175,6 +184,8 @@ class EmbeddedStore:
             )
             _index_cjk(db, [(row[0], row[1:]) for row in rows])
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        for statement in LOOKUP_INDEXES:
+            db.execute(statement)
 
     async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
         request.checked_body()  # Reflexio's 10 MiB limit holds here too
@@ -332,6 +343,62 @@ class EmbeddedStore:
             raise not_found(user_id, interaction_id)
         return deleted
 
+    async def session_interactions(
+        self, user_id: str, session_id: str, top_k: int
+    ) -> list[Interaction]:
+        sql = (
+            f"SELECT {COLUMNS_OF_I} FROM publishes p JOIN interactions i "
+            "ON i.request_id = p.request_id WHERE p.user_id = ? AND p.session_id = ? "
+            f"AND i.user_id = ? ORDER BY {I_NEWEST_FIRST} LIMIT ?"
+        )
+        return await self._select(sql, (user_id, session_id, user_id, top_k))
+
+    async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
+        def page(db: sqlite3.Connection) -> list[SessionSummary]:
+            rows = db.execute(
+                "SELECT p.session_id, count(*), max(p.published_at) FROM publishes p "
+                "JOIN interactions i ON i.request_id = p.request_id WHERE p.user_id = ? "
+                "GROUP BY p.session_id ORDER BY max(p.published_at) DESC, p.session_id DESC "
+                "LIMIT ? OFFSET ?",
+                (user_id, limit + 1, offset),
+            )
+            return [
+                SessionSummary(session_id=row[0], turns=row[1], published_at=row[2]) for row in rows
+            ]
+
+        found = await self._file.read(page)
+        return SessionPage(sessions=found[:limit], has_more=len(found) > limit)
+
+    async def session_ids(self, user_id: str, prefix: str, limit: int) -> KnownIds:
+        sql = (
+            "SELECT p.session_id, count(*) OVER () FROM publishes p WHERE p.user_id = ? "
+            "AND substr(p.session_id, 1, ?) = ? AND EXISTS (SELECT 1 FROM interactions i "
+            "WHERE i.request_id = p.request_id) GROUP BY p.session_id "
+            "ORDER BY max(p.published_at) DESC, p.session_id DESC LIMIT ?"
+        )
+        return await self._known(sql, (user_id, len(prefix), prefix, limit))
+
+    async def user_ids(self, prefix: str, limit: int) -> KnownIds:
+        sql = (
+            "SELECT user_id, count(*) OVER () FROM interactions WHERE substr(user_id, 1, ?) = ? "
+            "GROUP BY user_id ORDER BY max(created_at) DESC, max(interaction_id) DESC LIMIT ?"
+        )
+        return await self._known(sql, (len(prefix), prefix, limit))
+
+    async def _known(self, sql: str, params: Sequence[Any]) -> KnownIds:
+        def select(db: sqlite3.Connection) -> KnownIds:
+            rows = db.execute(sql, params).fetchall()
+            total = int(rows[0][1]) if rows else 0
+            return KnownIds(
+                values=[str(row[0]) for row in rows], total=total, has_more=total > len(rows)
+            )
+
+        return await self._file.read(select)
+
+    def watch_stored(self, listener: StoredListener) -> Callable[[], None]:
+        """Every publish here is stored at once (never queued): nothing to tell later."""
+        return _nothing
+
     async def status(self, user_id: str) -> BackendStatus:
         def count(db: sqlite3.Connection) -> tuple[int, int, int]:
             interactions, users, mine = db.execute(
@@ -358,6 +425,10 @@ class EmbeddedStore:
             return [_interaction(row) for row in db.execute(sql, params)]
 
         return await self._file.read(select)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _index_cjk(db: sqlite3.Connection, rows: Sequence[tuple[int, Sequence[str]]]) -> None:

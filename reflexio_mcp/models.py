@@ -504,3 +504,30 @@ class BackendStatus(BaseModel):
     outbox: OutboxStatus | None = Field(
         default=None, description="Publishes kept for Reflexio until it confirms them."
     )
+
+
+class KnownIds(BaseModel):
+    """Ids that begin with a prefix (user ids, session ids), most recently active first, for
+    completing an argument."""
+
+    values: list[str]
+    total: int | None = Field(
+        default=None, description="How many ids match, when the store can tell."
+    )
+    has_more: bool = Field(default=False, description="More ids match than `values` holds.")
+
+
+class SessionSummary(BaseModel):
+    """One session (conversation) of a user: its id, how many turns it keeps, and when it was
+    last published to."""
+
+    session_id: str
+    turns: int
+    published_at: int = Field(description="Unix seconds of the session's latest publish.")
+
+
+class SessionPage(BaseModel):
+    """A page of a user's sessions, latest publish first."""
+
+    sessions: list[SessionSummary]
+    has_more: bool = Field(description="Sessions after this page may exist.")

@@ -7,6 +7,8 @@ an honest delete, and the meaning of a request_id published twice.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self, TypeVar, Unpack
 
@@ -15,17 +17,20 @@ import httpx2
 from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp import defaults
-from reflexio_mcp.backend import already_stored
+from reflexio_mcp.backend import StoredListener, already_stored
 from reflexio_mcp.errors import NotReflexio, ReflexioError, Rejected, not_found
 from reflexio_mcp.models import (
     MAX_RESULTS,
     BackendStatus,
     GetRequest,
     Interaction,
+    KnownIds,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
+    SessionPage,
+    SessionSummary,
     newest_first,
 )
 from reflexio_mcp.reflexio_http import HttpOptions, ReflexioHttp
@@ -37,6 +42,15 @@ NEWEST_WINDOWS = (100, 1_000, 10_000, ALL)
 or to fill a time window."""
 PARSE_IN_THREAD_BYTES = 1_000_000
 """Larger answers are parsed off the event loop, so other calls are not held up."""
+SESSION_PAGE = 25
+"""Sessions per /api/get_requests call when looking for session ids: each comes whole."""
+SESSION_SCAN = 100
+"""Completing a session id looks through at most this many of the user's latest sessions."""
+USER_SCAN = 1000
+"""Completing a user id looks at the users of this many of the newest turns (every user's)."""
+USER_SCAN_SECONDS = 10.0
+"""One user scan serves completions this long: Reflexio takes 30 get_all_interactions a
+minute per client, and a client asks for completions as its user types."""
 
 _Answer = TypeVar("_Answer", bound=BaseModel)
 
@@ -58,6 +72,45 @@ class InteractionsAnswer(BaseModel):
 class DeleteAnswer(BaseModel):
     success: bool
     message: str = ""
+
+
+class RequestInfo(BaseModel):
+    request_id: str
+    created_at: int | float | None = None
+    session_id: str = ""
+
+
+class RequestData(BaseModel):
+    request: RequestInfo
+    interactions: list[Interaction] = Field(default_factory=list[Interaction])
+
+
+class SessionData(BaseModel):
+    session_id: str
+    requests: list[RequestData] = Field(default_factory=list[RequestData])
+
+    def turns(self, user_id: str) -> list[Interaction]:
+        # Reflexio filters by user already; a turn of another user is never shown anyway.
+        return [i for r in self.requests for i in r.interactions if i.user_id == user_id]
+
+    def published_at(self) -> int:
+        return max((int(r.request.created_at or 0) for r in self.requests), default=0)
+
+
+class RequestsAnswer(BaseModel):
+    success: bool
+    sessions: list[SessionData] = Field(default_factory=list[SessionData])
+    has_more: bool = False
+    msg: str | None = None
+
+
+class RequestsBody(BaseModel):
+    """A page of a user's sessions, latest publish first, each with all its turns."""
+
+    user_id: str
+    session_id: str | None = None
+    top_k: int
+    offset: int = 0
 
 
 def _wanted(request: SearchRequest) -> int:
@@ -98,6 +151,7 @@ class ReflexioClient:
         self._http = ReflexioHttp(url, **options)
         self.url = self._http.url
         self.description = f"Reflexio at {self.url}"
+        self._users_seen: tuple[float, list[str], bool] | None = None
 
     def __repr__(self) -> str:
         return f"ReflexioClient({self._http!r})"
@@ -158,6 +212,7 @@ class ReflexioClient:
             raise Rejected(
                 f"Reflexio did not store the publish: {self._http.redact(answer.message)}", 200
             )
+        self._users_seen = None  # the publish may be a new user's first
         return Published(
             message=answer.message,
             warnings=answer.warnings,
@@ -279,6 +334,76 @@ class ReflexioClient:
             raise Rejected(f"Reflexio did not delete it: {self._http.redact(answer.message)}", 200)
         return target
 
+    async def session_interactions(
+        self, user_id: str, session_id: str, top_k: int
+    ) -> list[Interaction]:
+        # /api/get_requests answers one session whole: every publish with every turn.
+        answer = await self._sessions(RequestsBody(user_id=user_id, session_id=session_id, top_k=1))
+        turns = [t for s in answer.sessions if s.session_id == session_id for t in s.turns(user_id)]
+        return newest_first(turns)[:top_k]
+
+    async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
+        answer = await self._sessions(RequestsBody(user_id=user_id, top_k=limit, offset=offset))
+        found = [
+            SessionSummary(session_id=s.session_id, turns=turns, published_at=s.published_at())
+            for s in answer.sessions
+            if (turns := len(s.turns(user_id)))
+        ]
+        return SessionPage(sessions=found, has_more=answer.has_more)
+
+    async def session_ids(self, user_id: str, prefix: str, limit: int) -> KnownIds:
+        # Reflexio has no list of session ids: its sessions come whole (every turn), so look
+        # through the latest SESSION_SCAN, SESSION_PAGE at a time, until `limit` match.
+        found: list[str] = []
+        seen_all = False
+        for offset in range(0, SESSION_SCAN, SESSION_PAGE):
+            page = await self.sessions(user_id, offset=offset, limit=SESSION_PAGE)
+            found += [s.session_id for s in page.sessions if s.session_id.startswith(prefix)]
+            if not page.has_more:
+                seen_all = True
+                break
+            if len(found) > limit:
+                break
+        return KnownIds(
+            values=found[:limit],
+            total=len(found) if seen_all else None,
+            has_more=len(found) > limit or not seen_all,
+        )
+
+    async def user_ids(self, prefix: str, limit: int) -> KnownIds:
+        users, seen_all = await self._recent_users()
+        found = [user for user in users if user.startswith(prefix)]
+        return KnownIds(
+            values=found[:limit],
+            total=len(found) if seen_all else None,
+            has_more=len(found) > limit or not seen_all,
+        )
+
+    async def _recent_users(self) -> tuple[list[str], bool]:
+        """The users of the newest USER_SCAN turns, most recent first, and whether that is
+        every user; kept USER_SCAN_SECONDS."""
+        now = time.monotonic()
+        if self._users_seen is not None and now - self._users_seen[0] < USER_SCAN_SECONDS:
+            return self._users_seen[1], self._users_seen[2]
+        newest = await self.get_all_interactions(USER_SCAN)
+        users = list(dict.fromkeys(i.user_id for i in newest))
+        self._users_seen = (now, users, len(newest) < USER_SCAN)
+        return users, len(newest) < USER_SCAN
+
+    async def _sessions(self, body: RequestsBody) -> RequestsAnswer:
+        response, _ = await self._http.send(
+            "POST", "/api/get_requests", body=body.model_dump_json(exclude_none=True).encode()
+        )
+        answer = await self._parse(response, RequestsAnswer)
+        if not answer.success:
+            reason = self._http.redact(answer.msg or "no reason given")
+            raise Rejected(f"Reflexio refused: {reason}", 200)
+        return answer
+
+    def watch_stored(self, listener: StoredListener) -> Callable[[], None]:
+        """This client has no outbox: a publish is stored when it answers, or not at all."""
+        return _nothing
+
     async def health(self) -> None:
         """One GET /health, no retries.
 
@@ -328,3 +453,7 @@ class ReflexioClient:
                 "its API (is REFLEXIO_URL a Reflexio 0.2 server?)",
                 response.status_code,
             ) from None
+
+
+def _nothing() -> None:
+    pass

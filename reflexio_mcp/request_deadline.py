@@ -31,7 +31,7 @@ def request_deadline(seconds: float) -> ServerMiddleware[Any]:
                 f"answering. {RETRY}",
             )
         name = str(ctx.params.get("name"))
-        limit = seconds + (defaults.WAIT_FOR_RESPONSE_SECONDS if _waits(ctx.params) else 0)
+        limit = seconds + _waiting_allowance(name, ctx.params)
         with anyio.move_on_after(limit):
             return await call_next(ctx)
         return CallToolResult(
@@ -41,11 +41,15 @@ def request_deadline(seconds: float) -> ServerMiddleware[Any]:
     return middleware
 
 
-def _waits(params: Mapping[str, Any]) -> bool:
+def _waiting_allowance(tool: str, params: Mapping[str, Any]) -> float:
+    """Time a call may spend waiting on purpose: for learning, or for the user's consent."""
+    if tool == "delete_interaction":
+        return defaults.CONFIRM_SECONDS
     arguments = params.get("arguments")
-    return isinstance(arguments, dict) and (
+    waits = isinstance(arguments, dict) and (
         cast(dict[str, Any], arguments).get("wait_for_response") is True
     )
+    return defaults.WAIT_FOR_RESPONSE_SECONDS if waits else 0.0
 
 
 def _overdue(tool: str, seconds: float) -> str:

@@ -12,19 +12,24 @@ import anyio
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.context import ServerMiddleware
+from mcp.server.mcpserver import RequestStateSecurity
 from pydantic import AnyHttpUrl
 
 from reflexio_mcp import __version__
 from reflexio_mcp.access import AccessTokens, local_grant
 from reflexio_mcp.access_scope import TOOL_ROLES, access_scope
 from reflexio_mcp.backend import Backend
+from reflexio_mcp.completions import register_completions
 from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.embedded_store import EmbeddedStore
+from reflexio_mcp.mcp_logging import forward_logs
 from reflexio_mcp.outbox import Outbox
 from reflexio_mcp.prompts import prompt_arguments, register_prompts
 from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.request_deadline import request_deadline
+from reflexio_mcp.resource_updates import ResourceUpdates
 from reflexio_mcp.resources import register_resources
+from reflexio_mcp.secret_redaction import prepare as prepare_redaction
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.state import AppState
 from reflexio_mcp.stdio_guard import answer_unreadable
@@ -94,12 +99,15 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        async with shared:
+        async with shared, anyio.create_task_group() as warm_up:
+            if not settings.keep_secrets:  # loading the detectors takes 0.2-0.4 s: not on the loop
+                warm_up.start_soon(anyio.to_thread.run_sync, prepare_redaction)
             yield AppState(
                 store,
                 settings.user_id,
                 session_id,
                 max_result_chars=settings.max_result_chars,
+                deadline=settings.deadline,
                 redact_secrets=not settings.keep_secrets,
                 confirm_deletes=not settings.no_confirm,
             )
@@ -115,6 +123,7 @@ def build_server(
         writing = [name for name, role in TOOL_ROLES.items() if role == "write"]
         not_enabled.update(dict.fromkeys(writing, READ_ONLY))
     auth = http and settings.authenticates
+    updates = ResourceUpdates(settings.user_id)
     server = MCPServer[AppState](
         "reflexio",
         title="Reflexio interactions",
@@ -126,6 +135,8 @@ def build_server(
         tools=tools,
         token_verifier=(tokens or AccessTokens(settings)) if auth else None,
         auth=_auth_settings(settings) if auth else None,
+        request_state_security=_shared_state(settings),
+        subscriptions=updates.bus,
         middleware=[
             *([counting] if counting else []),
             answer_unreadable,
@@ -135,7 +146,15 @@ def build_server(
             request_deadline(settings.deadline),
         ],
     )
-    register_resources(server, store, default_user_id=settings.user_id)
+    forward_logs(server, multi_user=http and settings.tokens_file is not None)
+    register_resources(
+        server,
+        store,
+        default_user_id=settings.user_id,
+        updates=updates,
+        max_chars=settings.max_result_chars,
+    )
+    register_completions(server, store, default_user_id=settings.user_id)
     register_prompts(server)
     return server
 
@@ -168,6 +187,14 @@ class SharedBackend:
         if self._users == 0 and self._open is not None:
             opened, self._open = self._open, None
             await opened.aclose()
+
+
+def _shared_state(settings: Settings) -> RequestStateSecurity | None:
+    """Replicas that share a state key accept each other's sealed questions; without one,
+    the SDK seals with a key of this process alone."""
+    if settings.state_key is None:
+        return None
+    return RequestStateSecurity(keys=[settings.state_key.get_secret_value()])
 
 
 def _auth_settings(settings: Settings) -> AuthSettings:

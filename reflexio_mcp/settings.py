@@ -35,6 +35,7 @@ Transport = Literal["stdio", "streamable-http", "sse"]
 DEFAULT_PATHS: dict[Transport, str] = {"stdio": "", "streamable-http": "/mcp", "sse": "/sse"}
 """The SDK's own endpoint paths."""
 MIN_TOKEN_CHARS = 16
+MIN_STATE_KEY_CHARS = 32
 NEW_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 """A command that prints a good access token."""
 
@@ -146,6 +147,12 @@ class Settings(BaseModel):
     tokens_file: Path | None = Field(
         default=None, description="JSON file of access tokens, each with its user and role."
     )
+    state_key: SecretStr | None = Field(
+        default=None,
+        description="Secret every replica shares to seal the state of a question asked by "
+        "returning it (delete confirmations on 2026-07-28 clients), so the answer may reach "
+        "another replica or a restarted process.",
+    )
     rate_limit: float = Field(
         default=defaults.HTTP_REQUESTS_PER_MINUTE,
         ge=0,
@@ -179,6 +186,16 @@ class Settings(BaseModel):
         if value is not None and len(value.get_secret_value().strip()) < MIN_TOKEN_CHARS:
             raise ValueError(
                 f"an access token needs at least {MIN_TOKEN_CHARS} characters; make one with "
+                f"{NEW_TOKEN}"
+            )
+        return value
+
+    @field_validator("state_key")
+    @classmethod
+    def _state_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_STATE_KEY_CHARS:
+            raise ValueError(
+                f"a state key needs at least {MIN_STATE_KEY_CHARS} characters; make one with "
                 f"{NEW_TOKEN}"
             )
         return value
@@ -310,6 +327,7 @@ ENVIRONMENT = {
     "public_url": "REFLEXIO_MCP_PUBLIC_URL",
     "access_token": "REFLEXIO_MCP_ACCESS_TOKEN",
     "tokens_file": "REFLEXIO_MCP_TOKENS_FILE",
+    "state_key": "REFLEXIO_MCP_STATE_KEY",
     "rate_limit": "REFLEXIO_MCP_RATE_LIMIT",
     "max_body_mb": "REFLEXIO_MCP_MAX_BODY_MB",
 }
@@ -434,8 +452,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     http = parser.add_argument_group(
         "HTTP transports",
-        "The access token is read from REFLEXIO_MCP_ACCESS_TOKEN only (a flag would show it "
-        "in the process list).",
+        "The access token is read from REFLEXIO_MCP_ACCESS_TOKEN only, and the state key "
+        "replicas share from REFLEXIO_MCP_STATE_KEY only (a flag would show them in the "
+        "process list).",
     )
     http.add_argument(
         "--transport",
@@ -512,7 +531,7 @@ def _describe(err: ValidationError) -> str:
             lines.append(message)
             continue
         name = str(item["loc"][0])
-        flag = "" if name == "access_token" else f"--{name.replace('_', '-')} / "
+        flag = "" if name in ("access_token", "state_key") else f"--{name.replace('_', '-')} / "
         lines.append(f"{flag}{ENVIRONMENT.get(name, '?')}: {message}")
     return "invalid configuration: " + "; ".join(lines)
 

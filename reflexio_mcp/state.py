@@ -20,6 +20,8 @@ class AppState:
     """Reflexio requires a session_id: publishes that give none share this process's own."""
     max_result_chars: int = defaults.MAX_RESULT_CHARS
     """Results larger than this are paged (result_pages)."""
+    deadline: float = defaults.DEADLINE_SECONDS
+    """Seconds a tool call may take (request_deadline stops it then)."""
     redact_secrets: bool = True
     """Secrets in published turns are replaced by markers before they are stored."""
     confirm_deletes: bool = True

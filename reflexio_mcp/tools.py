@@ -2,67 +2,49 @@
 
 Each tool reaches the Backend through its request context (`ctx`), which the server's
 lifespan fills once. Arguments are typed with the annotated types of `models`, so the schema
-a client sees and the check a call meets are declared once.
+a client sees and the check a call meets are declared once. Listings are paged to fit the
+result size budget (result_pages); publishing and deleting live in their own modules.
 """
 
 from __future__ import annotations
 
 import inspect
-import uuid
-from collections.abc import Awaitable, Callable, Generator
-from contextlib import contextmanager
-from typing import Annotated, Literal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
 
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
-from reflexio_mcp.errors import InvalidInput, ReflexioError
-from reflexio_mcp.invalid_input import invalid_input
+from reflexio_mcp.access_scope import acting_user
+from reflexio_mcp.deletion import delete_interaction
+from reflexio_mcp.errors import InvalidInput
 from reflexio_mcp.models import (
-    MAX_CONTENT_CHARS,
-    MAX_INTERACTIONS_PER_PUBLISH,
     MAX_QUERY_CHARS,
-    SOURCE_RULE,
+    MAX_TIMESTAMP,
     GetRequest,
     Identifier,
     IdentifierOrNew,
     Interaction,
-    InteractionData,
-    InteractionId,
-    PublishRequest,
     PublishStatus,
     ResultCount,
     SearchMode,
     SearchRequest,
-    Source,
-    Timestamp,
-    UserIdOrDefault,
 )
+from reflexio_mcp.publishing import item_schema, publish_batch, publish_interaction
+from reflexio_mcp.result_pages import fit_page, make_cursor, read_cursor
 from reflexio_mcp.search_text import bounded_query, has_words
-from reflexio_mcp.state import ToolContext, app_state
+from reflexio_mcp.state import AppState, ToolContext, app_state
+from reflexio_mcp.tool_arguments import (
+    Cursor,
+    EndTime,
+    OptionalUserId,
+    StartTime,
+    reported_to_model,
+)
 
-
-class PublishResult(BaseModel):
-    """What publish_interaction stored, or queued."""
-
-    status: Literal["stored", "already_stored", "queued"] = Field(
-        description="stored: the backend holds the turns now; already_stored: an earlier "
-        "publish with this request_id stored them; queued: kept on disk in the outbox and "
-        "delivered to Reflexio in the background (get_publish_status tells when)."
-    )
-    stored: int = Field(description="How many interactions (turns) this call stored.")
-    already_stored: bool = Field(
-        description="True when an earlier publish with this request_id stored them: "
-        "nothing was stored twice."
-    )
-    user_id: str
-    session_id: str
-    request_id: str = Field(description="Idempotency key of this publish; find its turns by it.")
-    message: str = Field(description="The backend's own words, or why the publish is queued.")
-    learning: str | None = Field(default=None, description="Whether profile/playbook learning ran.")
-    warnings: list[str] = Field(default_factory=list[str])
+_Listing = TypeVar("_Listing", GetRequest, SearchRequest)
 
 
 class InteractionList(BaseModel):
@@ -72,137 +54,16 @@ class InteractionList(BaseModel):
         description="The user whose interactions these are; null for every user "
         "(get_all_interactions)."
     )
-    count: int
+    count: int = Field(description="Interactions in this answer.")
     interactions: list[Interaction]
-    note: str | None = Field(default=None, description="Anything the caller should know.")
-
-
-class DeleteResult(BaseModel):
-    """The interaction that delete_interaction removed."""
-
-    deleted: Interaction
-    message: str
-
-
-OptionalUserId = Annotated[
-    UserIdOrDefault,
-    Field(description='Whose interactions; omit (or "") for the server\'s default user.'),
-]
-StartTime = Annotated[
-    Timestamp | None,
-    Field(description="Only interactions at or after this ISO 8601 time (no offset = UTC)."),
-]
-EndTime = Annotated[
-    Timestamp | None,
-    Field(description="Only interactions at or before this ISO 8601 time (no offset = UTC)."),
-]
-
-
-@contextmanager
-def reported_to_model() -> Generator[None]:
-    """Turn anticipated failures into ToolError, whose text the model sees and can act on."""
-    try:
-        yield
-    except ValidationError as err:
-        raise ToolError(f"invalid input: {invalid_input(err)}") from err
-    except InvalidInput as err:
-        raise ToolError(f"invalid input: {err}") from err
-    except ReflexioError as err:
-        raise ToolError(str(err)) from err
-
-
-async def publish_interaction(
-    ctx: ToolContext,
-    interactions: Annotated[
-        list[InteractionData] | None,
-        Field(
-            min_length=1,
-            max_length=MAX_INTERACTIONS_PER_PUBLISH,
-            description="The turns to store, oldest first (1-1000). Or use user_message "
-            "and agent_response for a single exchange.",
-        ),
-    ] = None,
-    user_message: Annotated[
-        str,
-        Field(
-            max_length=MAX_CONTENT_CHARS,
-            description="Shortcut for one exchange: what the user said (with agent_response).",
-        ),
-    ] = "",
-    agent_response: Annotated[
-        str,
-        Field(
-            max_length=MAX_CONTENT_CHARS,
-            description="Shortcut for one exchange: the agent's answer (with user_message).",
-        ),
-    ] = "",
-    user_id: OptionalUserId = "",
-    source: Annotated[
-        Source, Field(description=f"Where the conversation came from: {SOURCE_RULE}.")
-    ] = "mcp",
-    agent_version: Annotated[
-        str, Field(max_length=1000, description="Version of the agent that answered.")
-    ] = "",
-    session_id: Annotated[
-        IdentifierOrNew,
-        Field(
-            description="Groups publishes of one conversation; omit to use this server "
-            "process's own session."
-        ),
-    ] = "",
-    request_id: Annotated[
-        IdentifierOrNew,
-        Field(
-            description="Your idempotency key for this publish: send the same one again (e.g. "
-            "after a lost answer) and nothing is stored twice. Omit for a fresh one."
-        ),
-    ] = "",
-    wait_for_response: Annotated[
-        bool,
-        Field(description="Wait until Reflexio has learned from it (can take minutes)."),
-    ] = False,
-    skip_aggregation: Annotated[
-        bool, Field(description="Learn user profiles/playbooks but skip agent playbooks.")
-    ] = False,
-    force_extraction: Annotated[
-        bool, Field(description="Run learning now, bypassing Reflexio's batching gates.")
-    ] = False,
-) -> PublishResult:
-    """Store a conversation (or one exchange) in Reflexio so it is remembered.
-
-    Use it after an exchange worth remembering: Reflexio keeps the turns, makes them
-    searchable, and learns user profiles and playbooks from them. Give either
-    `interactions` (any number of turns, with roles, expert corrections, tools used) or
-    `user_message` + `agent_response`. Returns how many turns were stored and the
-    request_id of the publish; publishing the same request_id again stores nothing twice.
-    """
-    state = app_state(ctx)
-    with reported_to_model():
-        turns = _turns(interactions, user_message, agent_response)
-        request = PublishRequest(
-            request_id=request_id or new_request_id(),
-            user_id=state.user(user_id),
-            interaction_data_list=turns,
-            source=source,
-            agent_version=agent_version,
-            session_id=session_id or state.session_id,
-            skip_aggregation=skip_aggregation,
-            force_extraction=force_extraction,
-        )
-        answer = await state.backend.publish(request, wait_for_response=wait_for_response)
-    learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason) if s)
-    status = "queued" if answer.queued else "already_stored" if answer.already_stored else "stored"
-    return PublishResult(
-        status=status,
-        stored=len(turns) if status == "stored" else 0,
-        already_stored=answer.already_stored,
-        user_id=request.user_id,
-        session_id=request.session_id,
-        request_id=request.request_id,
-        message=answer.message,
-        learning=learning or None,
-        warnings=answer.warnings,
+    truncated: bool = Field(
+        default=False,
+        description="More results than fit in one answer: call again with next_cursor.",
     )
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` to get the rest of this listing."
+    )
+    note: str | None = Field(default=None, description="Anything the caller should know.")
 
 
 async def get_publish_status(
@@ -257,28 +118,37 @@ async def search_interactions(
     request_id: Annotated[
         IdentifierOrNew, Field(description="Only turns stored by this publish.")
     ] = "",
+    cursor: Cursor = "",
 ) -> InteractionList:
     """Find past interactions of a user by what was said in them.
 
     Use it to recall earlier conversations ("what did we decide about X?"). Returns the
     matching turns, best match first, with their ids, roles, content and times. With no
-    query, lists the newest turns (most_recent_k or top_k of them, 10 by default).
+    query, lists the newest turns (most_recent_k or top_k of them, 10 by default). A result
+    too large for one answer says `truncated` and gives `next_cursor` for the rest.
     """
     state = app_state(ctx)
-    sent_query, note = bounded_query(query)
+    note: str | None = None
     with reported_to_model():
-        request = SearchRequest(
-            user_id=state.user(user_id),
-            query=sent_query,
-            top_k=top_k,
-            most_recent_k=most_recent_k,
-            start_time=start_time,
-            end_time=end_time,
-            search_mode=search_mode,
-            threshold=threshold,
-            request_id=request_id or None,
-        )
-        if sent_query is not None and not has_words(sent_query):
+        if cursor:
+            request, skip = _continued(cursor, "search_interactions", SearchRequest, user_id)
+        else:
+            sent_query, note = bounded_query(query)
+            request, skip = (
+                SearchRequest(
+                    user_id=state.user(user_id),
+                    query=sent_query,
+                    top_k=top_k,
+                    most_recent_k=most_recent_k,
+                    start_time=start_time,
+                    end_time=end_time,
+                    search_mode=search_mode,
+                    threshold=threshold,
+                    request_id=request_id or None,
+                ),
+                0,
+            )
+        if request.query is not None and not has_words(request.query):
             return InteractionList(
                 user_id=request.user_id,
                 count=0,
@@ -287,7 +157,7 @@ async def search_interactions(
                 "emoji), so nothing matches; search with words",
             )
         found = await state.backend.search_interactions(request)
-    return InteractionList(user_id=request.user_id, count=len(found), interactions=found, note=note)
+    return _paged(state, "search_interactions", request, found, skip, note)
 
 
 async def get_interactions(
@@ -296,58 +166,113 @@ async def get_interactions(
     top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 30,
     start_time: StartTime = None,
     end_time: EndTime = None,
+    cursor: Cursor = "",
 ) -> InteractionList:
     """List a user's most recent interactions, newest first.
 
     Use it to see what was said lately, or to find the interaction_id to delete. Returns
-    the turns with their ids, roles, content and times.
+    the turns with their ids, roles, content and times. A result too large for one answer
+    says `truncated` and gives `next_cursor` for the rest.
     """
     state = app_state(ctx)
     with reported_to_model():
-        request = GetRequest(
-            user_id=state.user(user_id),
-            top_k=top_k,
-            start_time=start_time,
-            end_time=end_time,
-        )
+        if cursor:
+            request, skip = _continued(cursor, "get_interactions", GetRequest, user_id)
+        else:
+            request, skip = (
+                GetRequest(
+                    user_id=state.user(user_id),
+                    top_k=top_k,
+                    start_time=start_time,
+                    end_time=end_time,
+                ),
+                0,
+            )
         found = await state.backend.get_interactions(request)
-    return InteractionList(user_id=request.user_id, count=len(found), interactions=found)
+    if not cursor and found and request.end_time is None:
+        # Later pages list up to the newest turn of this one, whatever is published meanwhile.
+        newest = min(max(found[0].created_at, 0), MAX_TIMESTAMP)
+        request = request.model_copy(update={"end_time": datetime.fromtimestamp(newest, UTC)})
+    return _paged(state, "get_interactions", request, found, skip)
+
+
+class AllRequest(BaseModel):
+    """get_all_interactions' one argument, as its cursors carry it."""
+
+    top_k: ResultCount = 100
 
 
 async def get_all_interactions(
     ctx: ToolContext,
     top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 100,
+    cursor: Cursor = "",
 ) -> InteractionList:
     """List the most recent interactions of EVERY user, newest first (admin only).
 
     Use it to audit what the store holds across users. Returns the turns with their
-    user ids, interaction ids, roles, content and times.
-    """
-    with reported_to_model():
-        found = await app_state(ctx).backend.get_all_interactions(top_k)
-    return InteractionList(user_id=None, count=len(found), interactions=found)
-
-
-async def delete_interaction(
-    ctx: ToolContext,
-    interaction_id: Annotated[
-        InteractionId, Field(description="Id of the interaction, from get/search_interactions.")
-    ],
-    user_id: OptionalUserId = "",
-) -> DeleteResult:
-    """Delete one stored interaction (one turn) of a user, permanently.
-
-    Use it when the user asks to forget something. It checks that the interaction exists
-    and belongs to the user first; an unknown id is an error and deletes nothing. Returns
-    the interaction that was deleted.
+    user ids, interaction ids, roles, content and times. A result too large for one answer
+    says `truncated` and gives `next_cursor` for the rest.
     """
     state = app_state(ctx)
-    owner = state.user(user_id)
     with reported_to_model():
-        deleted = await state.backend.delete_interaction(owner, interaction_id)
-    return DeleteResult(
-        deleted=deleted,
-        message=f"deleted interaction {interaction_id} of user {deleted.user_id!r}",
+        if cursor:
+            position = read_cursor(cursor, "get_all_interactions")
+            request, skip = AllRequest.model_validate(position.request), position.skip
+        else:
+            request, skip = AllRequest(top_k=top_k), 0
+        found = await state.backend.get_all_interactions(request.top_k)
+    page = fit_page(found, skip, state.max_result_chars)
+    more = page.shown_until < len(found)
+    return InteractionList(
+        user_id=None,
+        count=len(page.interactions),
+        interactions=page.interactions,
+        truncated=more,
+        next_cursor=make_cursor("get_all_interactions", request, page.shown_until)
+        if more
+        else None,
+        note=page.note(len(found)),
+    )
+
+
+def _continued(cursor: str, tool: str, model: type[_Listing], user_id: str) -> tuple[_Listing, int]:
+    """The request a cursor continues, for the same user a `user_id` argument could name.
+
+    Raises:
+        InvalidInput: the cursor is not one of `tool`'s, or lists another user's turns than
+            this caller may read or than `user_id` names.
+    """
+    position = read_cursor(cursor, tool)
+    request = model.model_validate(position.request)
+    expected = acting_user.get() or user_id
+    if expected and expected != request.user_id:
+        raise InvalidInput(
+            [
+                f"cursor: it continues user {request.user_id!r}'s listing, not this caller's "
+                "or user_id's; call again without cursor"
+            ]
+        )
+    return request, position.skip
+
+
+def _paged(
+    state: AppState,
+    tool: str,
+    request: GetRequest | SearchRequest,
+    found: list[Interaction],
+    skip: int,
+    note: str | None = None,
+) -> InteractionList:
+    page = fit_page(found, skip, state.max_result_chars)
+    more = page.shown_until < len(found)
+    notes = [text for text in (note, page.note(len(found))) if text]
+    return InteractionList(
+        user_id=request.user_id,
+        count=len(page.interactions),
+        interactions=page.interactions,
+        truncated=more,
+        next_cursor=make_cursor(tool, request, page.shown_until) if more else None,
+        note="; ".join(notes) or None,
     )
 
 
@@ -382,6 +307,10 @@ def build_tools(
     ]
     writing = [
         tool(publish_interaction, "Publish interaction", hints(read_only=False, idempotent=False)),
+        _with_item_schema(
+            tool(publish_batch, "Publish a batch", hints(read_only=False, idempotent=False)),
+            pinned=pinned,
+        ),
         tool(
             delete_interaction,
             "Delete interaction",
@@ -395,7 +324,7 @@ def build_tools(
             hints(read_only=True, idempotent=True),
         )
     ]
-    tools = [*writing[:1], *reading, *admin, *writing[1:]]
+    tools = [*writing[:2], *reading, *admin, *writing[2:]]
     return [
         t for t in tools if (allow_admin or t not in admin) and (not read_only or t not in writing)
     ]
@@ -411,31 +340,15 @@ def _without_user_id(tool: Tool) -> Tool:
     return tool.model_copy(update={"parameters": parameters})
 
 
-def new_request_id() -> str:
-    return str(uuid.uuid4())
-
-
-def _turns(
-    interactions: list[InteractionData] | None, user_message: str, agent_response: str
-) -> list[InteractionData]:
-    shortcut = {"user_message": user_message, "agent_response": agent_response}
-    together = "give interactions (a list of turns) or user_message and agent_response together"
-    if interactions and any(shortcut.values()):
-        raise InvalidInput(
-            ["interactions: give either interactions or user_message + agent_response, not both"]
-        )
-    if interactions:
-        return interactions
-    if not any(shortcut.values()):
-        raise InvalidInput([f"interactions: required; {together}"])
-    problems = [
-        f"{name}: required; {together}" if not text else f"{name}: empty; say what was said"
-        for name, text in shortcut.items()
-        if not text.strip()
-    ]
-    if problems:
-        raise InvalidInput(problems)
-    return [
-        InteractionData(role="user", content=user_message),
-        InteractionData(role="assistant", content=agent_response),
-    ]
+def _with_item_schema(tool: Tool, *, pinned: bool) -> Tool:
+    """publish_batch as clients see it: each item described as publish_interaction's
+    arguments (it takes plain objects, checked one by one, so a bad item fails alone)."""
+    schema = item_schema()
+    definitions = schema.pop("$defs", {})
+    if pinned:
+        schema["properties"].pop("user_id", None)
+    parameters = dict(tool.parameters)
+    properties = dict(parameters["properties"])
+    properties["publishes"] = {**properties["publishes"], "items": schema}
+    parameters.update(properties=properties, **({"$defs": definitions} if definitions else {}))
+    return tool.model_copy(update={"parameters": parameters})

@@ -131,8 +131,10 @@ async def http_client(
     transport: HttpTransport = "streamable-http",
     token: str | None = None,
     mode: Literal["auto", "legacy"] = "auto",
+    **options: Any,
 ) -> AsyncGenerator[Client]:
-    """An SDK Client connected to `endpoint`. SSE speaks only the legacy (handshake) era."""
+    """An SDK Client connected to `endpoint`, with `options` for Client (callbacks). SSE
+    speaks only the legacy (handshake) era."""
     headers = auth_headers(token)
     async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http:
         if transport == "sse":
@@ -141,7 +143,7 @@ async def http_client(
         else:
             connection = streamable_http_client(endpoint, http_client=http)
         with anyio.fail_after(CALL_SECONDS):
-            async with Client(connection, mode=mode) as client:
+            async with Client(connection, mode=mode, **options) as client:
                 yield client
 
 

@@ -16,7 +16,14 @@ from urllib.parse import quote
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceContents
+from mcp_types import (
+    INVALID_PARAMS,
+    CallToolResult,
+    PromptReference,
+    ResourceTemplateReference,
+    TextContent,
+    TextResourceContents,
+)
 
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
@@ -25,6 +32,7 @@ from tests.reflexio_server import RunningServer
 DEFAULT_USER = "user-default"
 TOOLS = {
     "publish_interaction",
+    "publish_batch",
     "get_publish_status",
     "search_interactions",
     "get_interactions",
@@ -56,6 +64,15 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str
     assert not result.is_error, text(result)
     assert result.structured_content is not None
     return result.structured_content
+
+
+async def all_pages(client: Client, tool: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every page of a listing, following next_cursor."""
+    pages = [await call(client, tool, arguments)]
+    while pages[-1]["next_cursor"]:
+        assert pages[-1]["truncated"]
+        pages.append(await call(client, tool, {"cursor": pages[-1]["next_cursor"]}))
+    return pages
 
 
 async def error(client: Client, tool: str, arguments: dict[str, Any]) -> str:
@@ -189,7 +206,14 @@ async def test_search_finds_by_word_and_honours_top_k(mcp: Client, user_id: str)
     )
     assert one["count"] == 1
     none = await call(mcp, "search_interactions", {"user_id": user_id, "query": "zeppelin"})
-    assert none == {"user_id": user_id, "count": 0, "interactions": [], "note": None}
+    assert none == {
+        "user_id": user_id,
+        "count": 0,
+        "interactions": [],
+        "truncated": False,
+        "next_cursor": None,
+        "note": None,
+    }
 
 
 async def test_delete_reports_what_it_deleted_and_not_found(mcp: Client, user_id: str) -> None:
@@ -202,7 +226,9 @@ async def test_delete_reports_what_it_deleted_and_not_found(mcp: Client, user_id
     target = next(i for i in listed["interactions"] if i["content"] == "forget me")
 
     deleted = await call(
-        mcp, "delete_interaction", {"user_id": user_id, "interaction_id": target["interaction_id"]}
+        mcp,
+        "delete_interaction",
+        {"user_id": user_id, "interaction_id": target["interaction_id"], "confirm": True},
     )
     assert deleted["deleted"]["content"] == "forget me"
     after = await call(mcp, "get_interactions", {"user_id": user_id})
@@ -441,7 +467,11 @@ async def test_the_latest_storable_time_reads_back(mcp: Client, user_id: str) ->
     deleted = await call(
         mcp,
         "delete_interaction",
-        {"user_id": user_id, "interaction_id": listed["interactions"][0]["interaction_id"]},
+        {
+            "user_id": user_id,
+            "interaction_id": listed["interactions"][0]["interaction_id"],
+            "confirm": True,
+        },
     )
     assert deleted["deleted"]["time"] == "9999-12-31T23:59:59Z"
 
@@ -582,8 +612,8 @@ async def test_an_admin_tool_that_is_off_says_how_to_turn_it_on(settings: Settin
     )
     assert unknown == (
         "unknown tool 'get_interaction' (did you mean 'get_interactions'?); this server's tools: "
-        "publish_interaction, get_publish_status, search_interactions, get_interactions, "
-        "delete_interaction"
+        "publish_interaction, publish_batch, get_publish_status, search_interactions, "
+        "get_interactions, delete_interaction"
     )
 
 
@@ -692,11 +722,19 @@ async def test_unicode_round_trips_and_is_searchable(mcp: Client, user_id: str) 
     assert [i["content"] for i in found["interactions"]] == [text]
 
 
-async def test_large_content_round_trips_whole(mcp: Client, user_id: str) -> None:
+async def test_large_content_round_trips_whole(settings: Settings, user_id: str) -> None:
     big = "lorem ipsum " * 83_000  # ~1 MB, under the 1,000,000 characters a turn may hold
     big = big[:999_999]
-    await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": [{"content": big}]})
-    listed = await call(mcp, "get_interactions", {"user_id": user_id})
+    async with Client(build_server(settings)) as mcp:
+        await call(
+            mcp, "publish_interaction", {"user_id": user_id, "interactions": [{"content": big}]}
+        )
+        cut = await call(mcp, "get_interactions", {"user_id": user_id})
+    assert len(cut["interactions"][0]["content"]) < settings.max_result_chars
+    assert "REFLEXIO_MCP_MAX_RESULT_CHARS" in cut["note"]
+    roomy = settings.model_copy(update={"max_result_chars": 3_000_000})
+    async with Client(build_server(roomy)) as mcp:
+        listed = await call(mcp, "get_interactions", {"user_id": user_id})
     assert listed["interactions"][0]["content"] == big
 
 
@@ -704,8 +742,10 @@ async def test_a_thousand_turns_in_one_publish_and_no_more(mcp: Client, user_id:
     turns = [{"content": f"turn {n}"} for n in range(1000)]
     published = await call(mcp, "publish_interaction", {"user_id": user_id, "interactions": turns})
     assert published["stored"] == 1000
-    listed = await call(mcp, "get_interactions", {"user_id": user_id, "top_k": 1000})
-    assert listed["count"] == 1000
+    pages = await all_pages(mcp, "get_interactions", {"user_id": user_id, "top_k": 1000})
+    assert len(pages) > 1
+    contents = [i["content"] for page in pages for i in page["interactions"]]
+    assert sorted(contents) == sorted(turn["content"] for turn in turns)
     message = await error(
         mcp, "publish_interaction", {"user_id": user_id, "interactions": [*turns, {"content": "x"}]}
     )
@@ -888,3 +928,72 @@ async def test_publish_status_follows_a_publish(mcp: Client, user_id: str) -> No
         assert "no publish with request_id" in answer["detail"]
     missing = await error(mcp, "get_publish_status", {"user_id": user_id})
     assert missing.startswith("invalid input: request_id:")
+
+
+# -- sessions: the session template, resources/list and completions ---------------------------
+
+
+async def test_the_session_template_reads_one_sessions_turns_oldest_first(
+    mcp: Client, user_id: str
+) -> None:
+    start = int(time.time()) - 100
+    trip = [{"content": f"trip {n}", "created_at": start + n} for n in range(3)]
+    later = [{"content": "trip 3", "created_at": start + 10}]
+    for session_id, turns, owner in [
+        ("trip/1", trip, user_id),
+        ("trip/1", later, user_id),
+        ("work", [{"content": "work", "created_at": start + 5}], user_id),
+        ("trip/1", [{"content": "not mine", "created_at": start + 6}], f"{user_id}-other"),
+    ]:
+        arguments = {"user_id": owner, "session_id": session_id, "interactions": turns}
+        await call(mcp, "publish_interaction", arguments)
+    document = await read_json(mcp, f"reflexio://users/{user_id}/sessions/trip%2F1")
+    assert (document["user_id"], document["session_id"], document["order"]) == (
+        user_id,
+        "trip/1",
+        "oldest first",
+    )
+    assert [i["content"] for i in document["interactions"]] == [f"trip {n}" for n in range(4)]
+    assert (document["count"], document["truncated"]) == (4, False)
+    never = await read_json(mcp, f"reflexio://users/{user_id}/sessions/never")
+    assert (never["count"], never["interactions"]) == (0, [])
+
+
+async def test_resources_list_shows_the_callers_sessions_latest_first(
+    settings: Settings, user_id: str
+) -> None:
+    own = settings.model_copy(update={"user_id": user_id, "pin_user": True})
+    async with Client(build_server(own)) as client:
+        for name in ("s-a", "s-b", "s-c"):
+            arguments = {"session_id": name, "user_message": name, "agent_response": "ok"}
+            await call(client, "publish_interaction", arguments)
+        listed = await client.list_resources()
+    uris = [str(r.uri) for r in listed.resources]
+    assert uris == [
+        "reflexio://status",
+        "reflexio://interactions/recent",
+        *(f"reflexio://users/{user_id}/sessions/{name}" for name in ("s-c", "s-b", "s-a")),
+    ]
+    assert listed.next_cursor is None
+    assert all((r.description or "").startswith("2 turn(s) of user") for r in listed.resources[2:])
+
+
+async def test_completions_offer_the_known_user_and_session_ids(mcp: Client, user_id: str) -> None:
+    for name in ("alpha-1", "alpha-2", "beta"):
+        arguments = {
+            "user_id": user_id,
+            "session_id": name,
+            "user_message": "x",
+            "agent_response": "y",
+        }
+        await call(mcp, "publish_interaction", arguments)
+    template = ResourceTemplateReference(uri="reflexio://users/{user_id}/sessions/{session_id}")
+    sessions = await mcp.complete(
+        template, {"name": "session_id", "value": "alpha"}, {"user_id": user_id}
+    )
+    assert sessions.completion.values == ["alpha-2", "alpha-1"]
+    assert (sessions.completion.total, sessions.completion.has_more) == (2, False)
+    users = await mcp.complete(
+        PromptReference(name="recall"), {"name": "user_id", "value": user_id}
+    )
+    assert users.completion.values == [user_id]

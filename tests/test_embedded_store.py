@@ -397,7 +397,7 @@ async def test_rows_other_writers_left_stay_readable_and_deletable(tmp_path: Pat
         for interaction in interactions:
             deleted = await client.call_tool(
                 "delete_interaction",
-                {"user_id": "u", "interaction_id": interaction["interaction_id"]},
+                {"user_id": "u", "interaction_id": interaction["interaction_id"], "confirm": True},
             )
             assert not deleted.is_error, text_of(deleted)
         empty = await client.call_tool("get_interactions", {"user_id": "u"})

@@ -36,7 +36,7 @@ from tests.reflexio_server import RunningServer, free_port
 API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
 """The bridge's own key for Reflexio (which, without auth configured, ignores it)."""
 READ_TOOLS = {"get_publish_status", "search_interactions", "get_interactions"}
-WRITE_TOOLS = {"publish_interaction", "delete_interaction"}
+WRITE_TOOLS = {"publish_interaction", "publish_batch", "delete_interaction"}
 ADMIN_TOOLS = {"get_all_interactions"}
 
 Role = Literal["read", "write", "admin"]
@@ -613,7 +613,7 @@ async def test_reflexio_sees_the_api_key_and_never_an_access_token(scoped: Scope
         is_error, _, message = await call(
             as_alice,
             "delete_interaction",
-            {"interaction_id": found["interactions"][0]["interaction_id"]},
+            {"interaction_id": found["interactions"][0]["interaction_id"], "confirm": True},
         )
         assert not is_error, message
     async with http_client(scoped.bridge.endpoint, token=scoped.admin.token) as as_admin:

@@ -86,7 +86,9 @@ async def test_publish_search_get_delete_round_trip(bridge: HttpBridge, user_id:
         victim = listed["interactions"][0]["interaction_id"]
 
         failed, deleted, text = await call(
-            mcp, "delete_interaction", {"user_id": user_id, "interaction_id": victim}
+            mcp,
+            "delete_interaction",
+            {"user_id": user_id, "interaction_id": victim, "confirm": True},
         )
         assert not failed, text
         assert deleted["deleted"]["interaction_id"] == victim
@@ -106,6 +108,7 @@ async def test_tools_and_resources_are_listed_and_read(bridge: HttpBridge, user_
         tools = {tool.name for tool in (await mcp.list_tools()).tools}
         assert tools == {
             "publish_interaction",
+            "publish_batch",
             "get_publish_status",
             "search_interactions",
             "get_interactions",

@@ -173,7 +173,7 @@ def test_every_broken_request_is_answered_and_the_server_keeps_serving(
     answer = server.reply()
     assert answer is not None
     assert answer["id"] == 99
-    assert len(answer["result"]["tools"]) == 5
+    assert len(answer["result"]["tools"]) == 6
     deadline = time.monotonic() + REPLY_SECONDS
     log = tmp_path / "stderr.log"
     while "cannot be read" not in log.read_text() and time.monotonic() < deadline:

@@ -97,7 +97,9 @@ async def test_conversation_round_trip_over_stdio(reflexio: RunningServer, user_
 
         target = found["interactions"][0]["interaction_id"]
         failed, deleted, _ = await call(
-            client, "delete_interaction", {"user_id": user_id, "interaction_id": target}
+            client,
+            "delete_interaction",
+            {"user_id": user_id, "interaction_id": target, "confirm": True},
         )
         assert not failed
         assert deleted["deleted"]["interaction_id"] == target
@@ -315,7 +317,7 @@ async def test_a_backend_that_is_down_at_start_is_a_warning_not_a_delay(tmp_path
     with log.open("w") as errlog, anyio.fail_after(CALL_SECONDS):
         async with Client(stdio_client(parameters, errlog=errlog)) as client:
             tools = await client.list_tools()
-            assert len(tools.tools) == 5
+            assert len(tools.tools) == 6
             await text_appears(log, "WARNING")
     warning = next(line for line in log.read_text().splitlines() if "WARNING" in line)
     assert warning.endswith(

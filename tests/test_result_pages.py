@@ -1,0 +1,158 @@
+"""Bounded results, in process on the embedded store: every listing fits the size budget, says
+`truncated` and carries a cursor that fetches the rest (no turn lost or repeated), cursors are
+checked like arguments, and one turn larger than the budget is cut and says so."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.types import CallToolResult, TextContent
+
+from reflexio_mcp.models import GetRequest
+from reflexio_mcp.result_pages import make_cursor
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+
+BUDGET = 3_000
+
+
+@pytest.fixture
+async def mcp(tmp_path: Path) -> AsyncGenerator[Client]:
+    settings = Settings(
+        backend="embedded", data_dir=tmp_path, max_result_chars=BUDGET, allow_admin=True
+    )
+    async with Client(build_server(settings)) as client:
+        yield client
+
+
+def text_of(result: CallToolResult) -> str:
+    content = result.content[0]
+    assert isinstance(content, TextContent)
+    return content.text
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    assert len(text_of(result)) <= BUDGET + 200  # the JSON the model reads
+    return result.structured_content
+
+
+async def pages(client: Client, tool: str, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    listing = [await call(client, tool, arguments)]
+    while listing[-1]["next_cursor"]:
+        assert listing[-1]["truncated"]
+        assert "call again with cursor" in listing[-1]["note"]
+        listing.append(await call(client, tool, {"cursor": listing[-1]["next_cursor"]}))
+    assert not listing[-1]["truncated"]
+    return listing
+
+
+async def publish_turns(client: Client, count: int, user_id: str = "ann") -> list[str]:
+    start = int(time.time()) - 10_000
+    turns = [
+        {"content": f"turn {n:03} about gardening " + "x" * 200, "created_at": start + n}
+        for n in range(count)
+    ]
+    await call(client, "publish_interaction", {"user_id": user_id, "interactions": turns})
+    return [str(turn["content"]) for turn in turns]
+
+
+async def test_get_interactions_pages_through_everything_newest_first(mcp: Client) -> None:
+    published = await publish_turns(mcp, 40)
+    listing = await pages(mcp, "get_interactions", {"user_id": "ann", "top_k": 40})
+    assert len(listing) > 2
+    seen = [turn["content"] for page in listing for turn in page["interactions"]]
+    assert seen == published[::-1]
+    assert all(page["count"] == len(page["interactions"]) for page in listing)
+
+
+async def test_later_publishes_do_not_shift_the_pages(mcp: Client) -> None:
+    published = await publish_turns(mcp, 30)
+    first = await call(mcp, "get_interactions", {"user_id": "ann", "top_k": 30})
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": "ann", "user_message": "new", "agent_response": "turn"},
+    )
+    rest = await pages(mcp, "get_interactions", {"cursor": first["next_cursor"]})
+    seen = [t["content"] for page in [first, *rest] for t in page["interactions"]]
+    assert seen == published[::-1]
+
+
+async def test_search_pages_keep_the_ranking(mcp: Client) -> None:
+    await publish_turns(mcp, 30)
+    listing = await pages(
+        mcp, "search_interactions", {"user_id": "ann", "query": "gardening", "top_k": 30}
+    )
+    assert len(listing) > 2
+    ids = [t["interaction_id"] for page in listing for t in page["interactions"]]
+    assert len(ids) == 30 == len(set(ids))
+
+
+async def test_get_all_interactions_pages_too(mcp: Client) -> None:
+    await publish_turns(mcp, 15, "ann")
+    await publish_turns(mcp, 15, "bob")
+    listing = await pages(mcp, "get_all_interactions", {"top_k": 30})
+    users = [t["user_id"] for page in listing for t in page["interactions"]]
+    assert sorted(users) == ["ann"] * 15 + ["bob"] * 15
+
+
+async def test_a_small_listing_is_whole(mcp: Client) -> None:
+    await publish_turns(mcp, 2)
+    listed = await call(mcp, "get_interactions", {"user_id": "ann"})
+    assert (listed["count"], listed["truncated"], listed["next_cursor"]) == (2, False, None)
+
+
+async def test_one_turn_larger_than_the_budget_is_cut_and_says_so(mcp: Client) -> None:
+    big = "word " * 5_000
+    tool = {"tool_name": "grep", "tool_data": {"output": "line\n" * 3_000}}
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": "ann", "interactions": [{"content": big, "tools_used": [tool]}]},
+    )
+    listed = await call(mcp, "get_interactions", {"user_id": "ann"})
+    (turn,) = listed["interactions"]
+    assert turn["content"].startswith("word word")
+    assert "more characters]" in json.dumps(turn)
+    assert f"interaction(s) {turn['interaction_id']} was cut" in listed["note"]
+    assert listed["truncated"] is False
+
+
+@pytest.mark.parametrize(
+    ("tool", "cursor"),
+    [
+        ("get_interactions", "not a cursor"),
+        ("search_interactions", make_cursor("get_interactions", GetRequest(user_id="ann"), 1)),
+        ("get_interactions", make_cursor("get_interactions", GetRequest(user_id="ann"), -1)),
+        ("get_all_interactions", "e30"),
+    ],
+)
+async def test_a_cursor_not_given_by_the_tool_is_refused_in_words(
+    mcp: Client, tool: str, cursor: str
+) -> None:
+    result = await mcp.call_tool(tool, {"cursor": cursor})
+    assert result.is_error
+    assert text_of(result) == (
+        f"invalid input: cursor: not a next_cursor that {tool} gave; pass next_cursor exactly "
+        "as it came, or call again without cursor"
+    )
+
+
+async def test_a_cursor_cannot_read_another_users_turns(tmp_path: Path) -> None:
+    settings = Settings(backend="embedded", data_dir=tmp_path, user_id="ann", pin_user=True)
+    bobs = make_cursor("get_interactions", GetRequest(user_id="bob"), 0)
+    async with Client(build_server(settings)) as client:
+        result = await client.call_tool("get_interactions", {"cursor": bobs})
+    assert result.is_error
+    assert text_of(result).startswith(
+        "invalid input: cursor: it continues user 'bob''s listing, not this caller's"
+    )
