@@ -43,7 +43,13 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.session import ServerSession
 from mcp.server.subscriptions import ResourcesListChanged, ResourceUpdated, ServerEvent
 from mcp.shared.exceptions import MCPError
-from mcp_types import INVALID_PARAMS, EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
+from mcp_types import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    EmptyResult,
+    SubscribeRequestParams,
+    UnsubscribeRequestParams,
+)
 from pydantic import BaseModel
 
 from reflexio_mcp.access_scope import acting_user, watched_uris
@@ -193,9 +199,11 @@ class ResourceUpdates:
     Make one per server, pass `bus` to `MCPServer(subscriptions=...)`, then `install` it.
     """
 
-    def __init__(self, default_user_id: str) -> None:
+    def __init__(self, default_user_id: str, *, stateless: bool = False) -> None:
         self.default_user_id = default_user_id
         self.bus = ChangeBus(default_user_id)
+        self._stateless = stateless
+        """Streamable HTTP without sessions: a 2025-era client has no stream to be told on."""
         self._subscribers: dict[Connection, _Subscriber] = {}
 
     def install(self, server: MCPServer[Any], backend: Backend) -> None:
@@ -221,6 +229,13 @@ class ResourceUpdates:
     async def subscribe(
         self, ctx: ServerRequestContext[Any, Any], params: SubscribeRequestParams
     ) -> EmptyResult:
+        if self._stateless:
+            raise MCPError(
+                code=INVALID_REQUEST,
+                message="this server runs with --stateless, so it keeps no stream to tell a "
+                "2025-era client of changes: resources/subscribe would never fire. Watch with "
+                "subscriptions/listen (protocol 2026-07-28), or use a server without --stateless",
+            )
         connection = _connection(ctx)
         subscriber = self._subscribers.get(connection)
         if subscriber is None:

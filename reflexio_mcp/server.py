@@ -123,7 +123,8 @@ def build_server(
         writing = [name for name, role in TOOL_ROLES.items() if role == "write"]
         not_enabled.update(dict.fromkeys(writing, READ_ONLY))
     auth = http and settings.authenticates
-    updates = ResourceUpdates(settings.user_id)
+    stateless = settings.transport == "streamable-http" and settings.stateless
+    updates = ResourceUpdates(settings.user_id, stateless=stateless)
     server = MCPServer[AppState](
         "reflexio",
         title="Reflexio interactions",

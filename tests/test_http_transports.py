@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import httpx2
 import pytest
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp_types import TextResourceContents
 
 from tests.mcp_http import (
@@ -187,3 +189,21 @@ def test_bridge_log_names_the_transport(bridge: HttpBridge, tmp_path: Path) -> N
     first = bridge.log_text().splitlines()[0]
     assert f"over {bridge.transport} at {bridge.endpoint}" in first
     assert "(pid " in first
+
+
+async def test_a_legacy_subscription_is_refused_where_it_could_never_fire(
+    bridge: HttpBridge, user_id: str
+) -> None:
+    """Without sessions there is no stream to tell a 2025-era client on: say so, not silence."""
+    uri = f"reflexio://users/{user_id}/interactions"
+    async with http_client(
+        bridge.endpoint, transport=bridge.transport, token=ACCESS_TOKEN, mode="legacy"
+    ) as mcp:
+        with warnings.catch_warnings():  # the 2025 verb, deprecated by the 2026 protocol
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            if "--stateless" not in cast(list[str], bridge.process.args):
+                await mcp.subscribe_resource(uri)  # pyright: ignore[reportDeprecated]
+                return
+            with pytest.raises(MCPError) as refused:
+                await mcp.subscribe_resource(uri)  # pyright: ignore[reportDeprecated]
+    assert refused.value.error.message.startswith("this server runs with --stateless")
