@@ -21,7 +21,7 @@ from mcp.server.mcpserver import (
 )
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types.version import is_version_at_least
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from reflexio_mcp.models import Interaction, InteractionId
 from reflexio_mcp.state import ToolContext, app_state
@@ -44,7 +44,8 @@ Confirm = Annotated[
 class Confirmation(BaseModel):
     """The user's answer to "delete this interaction?"."""
 
-    delete: bool = Field(description="Delete it permanently")
+    delete: StrictBool = Field(description="Delete it permanently")
+    """Strict: only a JSON true is consent ("yes" or 1 from a confused client is not)."""
 
 
 class DeleteResult(BaseModel):

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from reflexio_mcp.errors import InvalidInput
-from reflexio_mcp.models import InteractionData, ToolUsed, shown
+from reflexio_mcp.models import InteractionData, ToolUsed, shown, shown_name
 
 MAX_NAMED = 10
 """Problems (or unknown arguments) named one by one in an error; the rest are counted."""
@@ -67,7 +67,7 @@ def field_path(loc: Sequence[int | str], rename: dict[str, str] | None = None) -
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            name = (rename or {}).get(part, part) if not path else part
+            name = (rename or {}).get(part, part) if not path else shown_name(part)
             path += f".{name}" if path else name
     return path or (rename or {}).get("", "arguments")
 

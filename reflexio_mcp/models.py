@@ -80,6 +80,19 @@ class Between:
         return value
 
 
+def secret_kind(text: str) -> str | None:
+    """The kind of secret `text` holds, if any: an error message must not echo one back."""
+    from reflexio_mcp.secret_redaction import find_secrets  # here: it imports this module
+
+    found = find_secrets(text[:10_000])
+    return found[0].kind if found else None
+
+
+def shown_name(name: str) -> str:
+    """A caller's field or argument name, for an error message (a pasted token is not named)."""
+    return f"(a name that looks like a {kind}, not shown)" if (kind := secret_kind(name)) else name
+
+
 def shown(value: Any) -> str:
     """A short rendering of a caller's value for an error message: never the whole of it."""
     if isinstance(value, bool) or value is None:
@@ -90,6 +103,8 @@ def shown(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else {"nan": "NaN"}.get(repr(value), repr(value))
     if isinstance(value, str):
+        if kind := secret_kind(value):
+            return f"a value of {len(value):,} characters that looks like a {kind}, not shown"
         return repr(value) if len(value) <= 40 else f"{value[:40]!r}… ({len(value):,} characters)"
     if isinstance(value, list):
         return f"a list of {len(cast(list[Any], value))} items"
@@ -291,7 +306,8 @@ class InteractionData(Strict):
 
 def _check_source(value: str) -> str:
     if value and not SOURCE_PATTERN.fullmatch(value):
-        raise ValueError(f"must be {SOURCE_RULE}; e.g. {suggest_source(value)!r}")
+        example = "my-agent" if secret_kind(value) else suggest_source(value)
+        raise ValueError(f"must be {SOURCE_RULE}; e.g. {example!r}")
     return value
 
 

@@ -212,7 +212,7 @@ def read_cursor(cursor: str, user_id: str) -> int:
     """
     try:
         payload: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         payload = None
     fields = cast(dict[str, Any], payload) if isinstance(payload, dict) else {}
     offset = fields.get("o")

@@ -1,10 +1,15 @@
 """Results that fit a model's context: a page of interactions within a size budget, and the
 cursor that fetches the next page.
 
-A cursor is the request that produced the listing plus how many of its results were shown:
-the next page runs the same request again and skips them. It is opaque to callers (base64 of
-JSON), never trusted for more than a call's own arguments would be: it is validated like
-them, and the user it names is checked like a `user_id` argument.
+Sizes are measured on the text the model reads: the SDK writes a tool's result as JSON
+indented by 2, each interaction two levels down. A cursor is the request that produced the
+listing plus where the last page ended: the next page runs the request again and keeps what
+comes after that point, by (time, id) for newest-first listings and by the last id shown for
+ranked search, leaving out turns stored since the first page (a higher id) so that no turn is
+shown twice or skipped when turns are published or deleted between pages. Cursors are opaque
+to callers (base64 of JSON), and never trusted for more than a call's own arguments would be:
+the request in one is validated like them, and the user it names is checked like a
+`user_id` argument.
 """
 
 from __future__ import annotations
@@ -15,33 +20,70 @@ import json
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.errors import InvalidInput
 from reflexio_mcp.models import Interaction, StoredToolUse
 
 ENVELOPE_CHARS = 1_000
-"""Kept free in the budget for the fields around the interactions (count, note, cursor)."""
+"""Kept free in the budget for the fields around the interactions (user, count, note)."""
 ESCAPE_FACTOR = 6
 """JSON can take up to 6 characters for one (a control character as \\u0000)."""
-MIN_FIELD_CHARS = 200
+PLAIN_TURN_CHARS = 600
+"""An upper bound of what a turn without tools takes beside its text: keys, ids, indentation."""
+NESTED_INDENT = 4
+"""Spaces each line of an interaction gets inside the result ({"interactions": [ ... ]})."""
+MIN_CUT_CHARS = 16
+TOO_LARGE = (
+    "[cut: this turn is too large to show within the result size budget; "
+    "raise REFLEXIO_MCP_MAX_RESULT_CHARS to read it]"
+)
+CUT_FIELDS = (
+    "content",
+    "expert_content",
+    "user_action_description",
+    "interacted_image_url",
+    "role",
+)
+
+
+class Position(BaseModel):
+    """Where a listing's last page ended."""
+
+    shown: int = Field(ge=0, description="Interactions shown so far.")
+    total: int = Field(ge=0, description="Interactions in the listing at its first page.")
+    last_created: int
+    last_id: int
+    max_id: int = Field(description="The highest id at the first page: later turns are left out.")
+
+    def rest(self, found: list[Interaction], *, ranked: bool) -> list[Interaction]:
+        """What comes after this position in the listing the request gives now."""
+        known = [i for i in found if i.interaction_id <= self.max_id]
+        if ranked:
+            ids = [i.interaction_id for i in known]
+            after = ids.index(self.last_id) + 1 if self.last_id in ids else self.shown
+            rest = known[after:]
+        else:
+            last = (self.last_created, self.last_id)
+            rest = [i for i in known if (i.created_at, i.interaction_id) < last]
+        return rest[: max(self.total - self.shown, 0)]
 
 
 @dataclass(frozen=True)
 class Page:
     interactions: list[Interaction]
-    shown_until: int
-    """Index, in the whole listing, just past the last interaction shown."""
+    more: int
+    """Interactions of the listing left for later pages."""
     cut: list[int]
     """Ids of interactions whose long text was cut to fit the budget on its own."""
 
-    def note(self, total: int) -> str | None:
-        """What the caller should know about this page of a listing of `total` results."""
+    def note(self) -> str | None:
+        """What the caller should know about this page."""
         parts: list[str] = []
-        if self.shown_until < total:
+        if self.more:
             parts.append(
-                f"truncated to fit the result size budget: {total - self.shown_until} more "
-                "result(s); call again with cursor set to next_cursor for them"
+                f"truncated to fit the result size budget: {self.more} more result(s); call "
+                "again with cursor set to next_cursor for them"
             )
         if self.cut:
             ids = ", ".join(str(i) for i in self.cut)
@@ -52,18 +94,17 @@ class Page:
         return "; ".join(parts) or None
 
 
-def fit_page(found: list[Interaction], start: int, budget: int) -> Page:
-    """The interactions of `found` from `start` on that fit in `budget` characters of JSON.
-    At least one is shown (cut to fit, if it is larger than the budget alone)."""
-    room = budget - ENVELOPE_CHARS
-    rest = found[start:]
-    if sum(_upper_bound(i) for i in rest) <= room:  # the common case: no JSON measured
-        return Page(rest, len(found), [])
+def fit_page(candidates: list[Interaction], budget: int, *, reserved: int = 0) -> Page:
+    """The first of `candidates` that fit in `budget` characters of result text, less
+    `reserved` (the cursor's). At least one is shown: cut to fit if it is larger alone."""
+    room = max(budget - ENVELOPE_CHARS - reserved, ENVELOPE_CHARS)
+    if sum(_upper_bound(i) for i in candidates) <= room:  # the common case: nothing measured
+        return Page(candidates, 0, [])
     kept: list[Interaction] = []
     cut: list[int] = []
     used = 0
-    for interaction in rest:
-        size = len(interaction.model_dump_json())
+    for interaction in candidates:
+        size = measured(interaction)
         if used + size > room:
             if kept:
                 break
@@ -72,52 +113,49 @@ def fit_page(found: list[Interaction], start: int, budget: int) -> Page:
             size = room
         kept.append(interaction)
         used += size
-    return Page(kept, start + len(kept), cut)
+    return Page(kept, len(candidates) - len(kept), cut)
+
+
+def measured(interaction: Interaction) -> int:
+    """Characters `interaction` takes in the result text, with its separator."""
+    text = interaction.model_dump_json(indent=2)
+    return len(text) + NESTED_INDENT * (text.count("\n") + 1) + 2
 
 
 def _upper_bound(interaction: Interaction) -> int:
-    text = (
-        len(interaction.content)
-        + len(interaction.expert_content)
-        + len(interaction.user_action_description)
-        + len(interaction.interacted_image_url)
-        + len(interaction.role)
-        + len(interaction.request_id)
-        + len(interaction.user_id)
-        + len(interaction.user_action)
-    )
-    tools = (
-        len(json.dumps([t.model_dump() for t in interaction.tools_used]))
-        if interaction.tools_used
-        else 0
-    )
-    return ESCAPE_FACTOR * (text + tools) + 300
+    if interaction.tools_used:  # nested tool data indents without bound: measure it
+        return measured(interaction)
+    text = sum(len(getattr(interaction, name)) for name in (*CUT_FIELDS, "user_action"))
+    ids = len(interaction.user_id) + len(interaction.request_id)
+    return ESCAPE_FACTOR * (text + ids) + PLAIN_TURN_CHARS
 
 
 def _cut_to(interaction: Interaction, room: int) -> Interaction:
-    """The interaction with its longest text shortened, in halves, until its JSON fits."""
-    texts = {
-        "content": interaction.content,
-        "expert_content": interaction.expert_content,
-        "user_action_description": interaction.user_action_description,
-        "tools_used": json.dumps([t.model_dump() for t in interaction.tools_used])
+    """The interaction with its longest text shortened, in halves, until it fits `room`;
+    if even short texts do not fit, its ids and a note only."""
+    texts = {name: str(getattr(interaction, name)) for name in CUT_FIELDS}
+    texts["tools_used"] = (
+        json.dumps([t.model_dump() for t in interaction.tools_used])
         if interaction.tools_used
-        else "",
-    }
+        else ""
+    )
     kept = {name: len(text) for name, text in texts.items()}
     candidate = interaction
-    while len(candidate.model_dump_json()) > room:
-        name = max(kept, key=lambda key: kept[key])
-        if kept[name] <= MIN_FIELD_CHARS:
-            break
+    while measured(candidate) > room:
+        name = max(kept, key=lambda key: len(json.dumps(texts[key][: kept[key]])))
+        if kept[name] <= MIN_CUT_CHARS:
+            return interaction.model_copy(
+                update={**dict.fromkeys(CUT_FIELDS[1:], ""), "content": TOO_LARGE, "tools_used": []}
+            )
         kept[name] //= 2
         shortened = {key: _shortened(texts[key], kept[key]) for key in texts}
         tools = shortened.pop("tools_used")
+        changes: dict[str, Any] = dict(shortened)
         if tools != texts["tools_used"]:
-            cut = StoredToolUse(tool_name="(cut to fit)", tool_data={"truncated": tools})
-            candidate = interaction.model_copy(update={**shortened, "tools_used": [cut]})
-        else:
-            candidate = interaction.model_copy(update=shortened)
+            changes["tools_used"] = [
+                StoredToolUse(tool_name="(cut to fit)", tool_data={"truncated": tools})
+            ]
+        candidate = interaction.model_copy(update=changes)
     return candidate
 
 
@@ -127,39 +165,69 @@ def _shortened(text: str, keep: int) -> str:
     return f"{text[:keep]}… [cut: {len(text) - keep} more characters]"
 
 
-def make_cursor(tool: str, request: BaseModel, shown_until: int) -> str:
-    payload = {"tool": tool, "request": request.model_dump(mode="json"), "skip": shown_until}
+def make_cursor(tool: str, request: BaseModel, position: Position) -> str:
+    payload = {
+        "tool": tool,
+        "request": request.model_dump(mode="json"),
+        "position": position.model_dump(),
+    }
     raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-@dataclass(frozen=True)
-class Cursor:
-    request: dict[str, Any]
-    skip: int
+def cursor_chars(tool: str, request: BaseModel, total: int) -> int:
+    """How long a cursor of this listing can be (with room for its numbers to grow)."""
+    widest = Position(shown=total, total=total, last_created=-(10**12), last_id=2**63, max_id=2**63)
+    return len(make_cursor(tool, request, widest)) + len('"next_cursor": ""')
 
 
-def read_cursor(cursor: str, tool: str) -> Cursor:
+def first_position(found: list[Interaction]) -> Position:
+    """The position before the first page of the listing `found`."""
+    max_id = max((i.interaction_id for i in found), default=0)
+    return Position(shown=0, total=len(found), last_created=0, last_id=0, max_id=max_id)
+
+
+def after(page: Page, position: Position) -> Position:
+    """The position once `page` has been shown from `position`."""
+    last = page.interactions[-1]
+    return position.model_copy(
+        update={
+            "shown": position.shown + len(page.interactions),
+            "last_created": last.created_at,
+            "last_id": last.interaction_id,
+        }
+    )
+
+
+def read_cursor(cursor: str, tool: str) -> tuple[dict[str, Any], Position]:
     """The request and position a cursor of `tool` carries.
 
     Raises:
         InvalidInput: the cursor is not one this server gave for `tool`.
     """
-    problem = (
-        f"cursor: not a next_cursor that {tool} gave; pass next_cursor exactly as it came, or "
-        "call again without cursor"
-    )
+    problem = cursor_problem(tool)
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if not raw.startswith(b"{"):
+            raise InvalidInput([problem])
         payload: Any = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):
         raise InvalidInput([problem]) from None
     if not isinstance(payload, dict):
         raise InvalidInput([problem])
     fields = cast(dict[str, Any], payload)
-    request, skip = fields.get("request"), fields.get("skip")
-    if fields.get("tool") != tool or not isinstance(request, dict) or not isinstance(skip, int):
+    request = fields.get("request")
+    if fields.get("tool") != tool or not isinstance(request, dict):
         raise InvalidInput([problem])
-    if skip < 0 or isinstance(skip, bool):
-        raise InvalidInput([problem])
-    return Cursor(cast(dict[str, Any], request), skip)
+    try:
+        position = Position.model_validate(fields.get("position"), strict=True)
+    except ValidationError:
+        raise InvalidInput([problem]) from None
+    return cast(dict[str, Any], request), position
+
+
+def cursor_problem(tool: str) -> str:
+    return (
+        f"cursor: not a next_cursor that {tool} gave; pass next_cursor exactly as it came, or "
+        "call again without cursor"
+    )

@@ -19,11 +19,12 @@ from typing import Any, cast
 
 from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
 from mcp.server.mcpserver.tools import Tool
+from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from reflexio_mcp.invalid_input import MAX_NAMED, invalid_input
-from reflexio_mcp.models import shown
+from reflexio_mcp.models import shown, shown_name
 
 SYNONYMS = {
     "limit": "top_k", "k": "top_k", "n": "top_k", "count": "top_k", "max_results": "top_k",
@@ -62,7 +63,10 @@ def tool_call_errors(
         unknown = [argument for argument in arguments if argument not in accepted[name]]
         if unknown:
             return _error(_unknown_arguments(name, unknown, accepted[name]))
-        result = await call_next(ctx)
+        try:
+            result = await call_next(ctx)
+        except MCPError as err:  # a client's failure to answer a question the tool asked it
+            return _error(_unanswered(name, err.error.message))
         # The rest of the chain answers in wire form: {"content": [...], "isError": true}.
         if not isinstance(result, dict) or result.get("isError") is not True:
             return result
@@ -88,13 +92,25 @@ def _reworded(tool: Tool, arguments: dict[str, Any], text: str) -> CallToolResul
     except ValidationError as err:
         return _error(f"invalid input: {invalid_input(err)}")
     prefix = f"Error executing tool {tool.name}"
+    plain = text.removeprefix(f"{prefix}: ")
+    if plain.startswith("Resolver "):  # the SDK on an answer that does not fit the question
+        why = plain.split("eceived ", 1)[-1]  # "... received an accepted ..." / ": Received ..."
+        return _error(_unanswered(tool.name, why))
     if text == prefix:
         # The SDK withheld a crash's text (logged with its traceback): still say what to do.
         return _error(
             f"{tool.name} failed unexpectedly inside reflexio-mcp (a bug; the server's log has "
             "the details). Try again; if it keeps failing, report it with that log."
         )
-    return _error(text.removeprefix(f"{prefix}: "))
+    return _error(plain)
+
+
+def _unanswered(tool: str, why: str) -> str:
+    done = "not deleted" if tool == "delete_interaction" else "nothing was changed"
+    return (
+        f"{done}: the client's answer to {tool}'s question did not come back usable "
+        f"({why[:200]}). Call {tool} again to be asked again"
+    )
 
 
 def _error(text: str) -> CallToolResult:
@@ -106,7 +122,8 @@ def _unknown_tool(name: str, registered: list[str], not_enabled: Mapping[str, st
         return f"{name} is not enabled on this server: {not_enabled[name]}"
     close = difflib.get_close_matches(name, registered, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown tool {name[:100]!r}{hint}; this server's tools: {', '.join(registered)}"
+    named = shown_name(name[:100])
+    return f"unknown tool {named!r}{hint}; this server's tools: {', '.join(registered)}"
 
 
 def _unknown_arguments(tool: str, unknown: list[str], accepted: list[str]) -> str:
@@ -119,5 +136,5 @@ def _unknown_arguments(tool: str, unknown: list[str], accepted: list[str]) -> st
             [synonym] if synonym in accepted else difflib.get_close_matches(argument, accepted, 1)
         )
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        problems.append(f"{argument[:100]}: not an argument of {tool}{hint}")
+        problems.append(f"{shown_name(argument[:100])}: not an argument of {tool}{hint}")
     return f"invalid input: {'; '.join(problems)}. {tool} takes: {', '.join(accepted)}"

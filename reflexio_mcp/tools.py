@@ -15,7 +15,7 @@ from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.access_scope import acting_user
 from reflexio_mcp.deletion import delete_interaction
@@ -33,7 +33,16 @@ from reflexio_mcp.models import (
     SearchRequest,
 )
 from reflexio_mcp.publishing import item_schema, publish_batch, publish_interaction
-from reflexio_mcp.result_pages import fit_page, make_cursor, read_cursor
+from reflexio_mcp.result_pages import (
+    Position,
+    after,
+    cursor_chars,
+    cursor_problem,
+    first_position,
+    fit_page,
+    make_cursor,
+    read_cursor,
+)
 from reflexio_mcp.search_text import bounded_query, has_words
 from reflexio_mcp.state import AppState, ToolContext, app_state
 from reflexio_mcp.tool_arguments import (
@@ -44,7 +53,14 @@ from reflexio_mcp.tool_arguments import (
     reported_to_model,
 )
 
-_Listing = TypeVar("_Listing", GetRequest, SearchRequest)
+
+class AllRequest(BaseModel):
+    """get_all_interactions' one argument, as its cursors carry it."""
+
+    top_k: ResultCount = 100
+
+
+_Listing = TypeVar("_Listing", GetRequest, SearchRequest, AllRequest)
 
 
 class InteractionList(BaseModel):
@@ -129,24 +145,22 @@ async def search_interactions(
     """
     state = app_state(ctx)
     note: str | None = None
+    position: Position | None = None
     with reported_to_model():
         if cursor:
-            request, skip = _continued(cursor, "search_interactions", SearchRequest, user_id)
+            request, position = _continued(cursor, "search_interactions", SearchRequest, user_id)
         else:
             sent_query, note = bounded_query(query)
-            request, skip = (
-                SearchRequest(
-                    user_id=state.user(user_id),
-                    query=sent_query,
-                    top_k=top_k,
-                    most_recent_k=most_recent_k,
-                    start_time=start_time,
-                    end_time=end_time,
-                    search_mode=search_mode,
-                    threshold=threshold,
-                    request_id=request_id or None,
-                ),
-                0,
+            request = SearchRequest(
+                user_id=state.user(user_id),
+                query=sent_query,
+                top_k=top_k,
+                most_recent_k=most_recent_k,
+                start_time=start_time,
+                end_time=end_time,
+                search_mode=search_mode,
+                threshold=threshold,
+                request_id=request_id or None,
             )
         if request.query is not None and not has_words(request.query):
             return InteractionList(
@@ -157,7 +171,7 @@ async def search_interactions(
                 "emoji), so nothing matches; search with words",
             )
         found = await state.backend.search_interactions(request)
-    return _paged(state, "search_interactions", request, found, skip, note)
+    return _paged(state, "search_interactions", request, found, position, note)
 
 
 async def get_interactions(
@@ -175,31 +189,20 @@ async def get_interactions(
     says `truncated` and gives `next_cursor` for the rest.
     """
     state = app_state(ctx)
+    position: Position | None = None
     with reported_to_model():
         if cursor:
-            request, skip = _continued(cursor, "get_interactions", GetRequest, user_id)
+            request, position = _continued(cursor, "get_interactions", GetRequest, user_id)
         else:
-            request, skip = (
-                GetRequest(
-                    user_id=state.user(user_id),
-                    top_k=top_k,
-                    start_time=start_time,
-                    end_time=end_time,
-                ),
-                0,
+            request = GetRequest(
+                user_id=state.user(user_id), top_k=top_k, start_time=start_time, end_time=end_time
             )
         found = await state.backend.get_interactions(request)
     if not cursor and found and request.end_time is None:
         # Later pages list up to the newest turn of this one, whatever is published meanwhile.
         newest = min(max(found[0].created_at, 0), MAX_TIMESTAMP)
         request = request.model_copy(update={"end_time": datetime.fromtimestamp(newest, UTC)})
-    return _paged(state, "get_interactions", request, found, skip)
-
-
-class AllRequest(BaseModel):
-    """get_all_interactions' one argument, as its cursors carry it."""
-
-    top_k: ResultCount = 100
+    return _paged(state, "get_interactions", request, found, position)
 
 
 async def get_all_interactions(
@@ -214,64 +217,67 @@ async def get_all_interactions(
     says `truncated` and gives `next_cursor` for the rest.
     """
     state = app_state(ctx)
+    position: Position | None = None
     with reported_to_model():
         if cursor:
-            position = read_cursor(cursor, "get_all_interactions")
-            request, skip = AllRequest.model_validate(position.request), position.skip
+            request, position = _continued(cursor, "get_all_interactions", AllRequest, "")
         else:
-            request, skip = AllRequest(top_k=top_k), 0
+            request = AllRequest(top_k=top_k)
         found = await state.backend.get_all_interactions(request.top_k)
-    page = fit_page(found, skip, state.max_result_chars)
-    more = page.shown_until < len(found)
-    return InteractionList(
-        user_id=None,
-        count=len(page.interactions),
-        interactions=page.interactions,
-        truncated=more,
-        next_cursor=make_cursor("get_all_interactions", request, page.shown_until)
-        if more
-        else None,
-        note=page.note(len(found)),
-    )
+    return _paged(state, "get_all_interactions", request, found, position, user_id=None)
 
 
-def _continued(cursor: str, tool: str, model: type[_Listing], user_id: str) -> tuple[_Listing, int]:
+def _continued(
+    cursor: str, tool: str, model: type[_Listing], user_id: str
+) -> tuple[_Listing, Position]:
     """The request a cursor continues, for the same user a `user_id` argument could name.
 
     Raises:
         InvalidInput: the cursor is not one of `tool`'s, or lists another user's turns than
             this caller may read or than `user_id` names.
     """
-    position = read_cursor(cursor, tool)
-    request = model.model_validate(position.request)
+    fields, position = read_cursor(cursor, tool)
+    try:
+        request = model.model_validate(fields)
+    except ValidationError:
+        raise InvalidInput([cursor_problem(tool)]) from None
+    listed = getattr(request, "user_id", None)
     expected = acting_user.get() or user_id
-    if expected and expected != request.user_id:
+    if listed is not None and expected and expected != listed:
         raise InvalidInput(
             [
-                f"cursor: it continues user {request.user_id!r}'s listing, not this caller's "
-                "or user_id's; call again without cursor"
+                f"cursor: it continues user {listed!r}'s listing, not this caller's or "
+                "user_id's; call again without cursor"
             ]
         )
-    return request, position.skip
+    return request, position
 
 
 def _paged(
     state: AppState,
     tool: str,
-    request: GetRequest | SearchRequest,
+    request: GetRequest | SearchRequest | AllRequest,
     found: list[Interaction],
-    skip: int,
+    position: Position | None,
     note: str | None = None,
+    *,
+    user_id: str | None = "",
 ) -> InteractionList:
-    page = fit_page(found, skip, state.max_result_chars)
-    more = page.shown_until < len(found)
-    notes = [text for text in (note, page.note(len(found))) if text]
+    """The page of `found` after `position` (from the start without one) that fits the
+    budget, with the cursor to the rest."""
+    if position is None:
+        candidates, position = found, first_position(found)
+    else:
+        candidates = position.rest(found, ranked=tool == "search_interactions")
+    reserved = cursor_chars(tool, request, position.total)
+    page = fit_page(candidates, state.max_result_chars, reserved=reserved)
+    notes = [text for text in (note, page.note()) if text]
     return InteractionList(
-        user_id=request.user_id,
+        user_id=getattr(request, "user_id", None) if user_id is not None else None,
         count=len(page.interactions),
         interactions=page.interactions,
-        truncated=more,
-        next_cursor=make_cursor(tool, request, page.shown_until) if more else None,
+        truncated=page.more > 0,
+        next_cursor=make_cursor(tool, request, after(page, position)) if page.more else None,
         note="; ".join(notes) or None,
     )
 

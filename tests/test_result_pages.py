@@ -4,6 +4,7 @@ checked like arguments, and one turn larger than the budget is cut and says so."
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import AsyncGenerator
@@ -15,11 +16,12 @@ from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
 from reflexio_mcp.models import GetRequest
-from reflexio_mcp.result_pages import make_cursor
+from reflexio_mcp.result_pages import Position, make_cursor
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
 
 BUDGET = 3_000
+START = Position(shown=0, total=5, last_created=0, last_id=0, max_id=5)
 
 
 @pytest.fixture
@@ -35,6 +37,11 @@ def text_of(result: CallToolResult) -> str:
     content = result.content[0]
     assert isinstance(content, TextContent)
     return content.text
+
+
+def raw_cursor(payload: object) -> str:
+    text = payload if isinstance(payload, str) else json.dumps(payload)
+    return base64.urlsafe_b64encode(text.encode()).decode()
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +138,25 @@ async def test_one_turn_larger_than_the_budget_is_cut_and_says_so(mcp: Client) -
     ("tool", "cursor"),
     [
         ("get_interactions", "not a cursor"),
-        ("search_interactions", make_cursor("get_interactions", GetRequest(user_id="ann"), 1)),
-        ("get_interactions", make_cursor("get_interactions", GetRequest(user_id="ann"), -1)),
+        ("search_interactions", make_cursor("get_interactions", GetRequest(user_id="ann"), START)),
+        (
+            "get_interactions",
+            raw_cursor(
+                {
+                    "tool": "get_interactions",
+                    "request": {"user_id": "ann"},
+                    "position": {**START.model_dump(), "shown": -1},
+                }
+            ),
+        ),
+        (
+            "get_interactions",
+            raw_cursor(
+                {"tool": "get_interactions", "request": {"user_id": "ann", "top_k": 5000}}
+                | {"position": START.model_dump()}
+            ),
+        ),
+        ("get_interactions", raw_cursor("[" * 50_000)),
         ("get_all_interactions", "e30"),
     ],
 )
@@ -149,7 +173,7 @@ async def test_a_cursor_not_given_by_the_tool_is_refused_in_words(
 
 async def test_a_cursor_cannot_read_another_users_turns(tmp_path: Path) -> None:
     settings = Settings(backend="embedded", data_dir=tmp_path, user_id="ann", pin_user=True)
-    bobs = make_cursor("get_interactions", GetRequest(user_id="bob"), 0)
+    bobs = make_cursor("get_interactions", GetRequest(user_id="bob"), START)
     async with Client(build_server(settings)) as client:
         result = await client.call_tool("get_interactions", {"cursor": bobs})
     assert result.is_error
