@@ -307,6 +307,8 @@ async def _publish(
         skip_aggregation=item.skip_aggregation,
         force_extraction=item.force_extraction,
     )
+    if redacted:
+        _fits_once_redacted(request, sum(redacted.values()))
     answer = await _published(ctx, state, request, wait_for_response=wait_for_response)
     learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason) if s)
     status = "queued" if answer.queued else "already_stored" if answer.already_stored else "stored"
@@ -322,6 +324,21 @@ async def _publish(
         redacted=redacted,
         warnings=answer.warnings,
     )
+
+
+def _fits_once_redacted(request: PublishRequest, secrets: int) -> None:
+    """Markers can be longer than the secrets they replace: say so if that is what pushed a
+    publish past the size limit.
+
+    Raises:
+        InvalidInput: the redacted publish is too large.
+    """
+    try:
+        request.checked_body()
+    except InvalidInput as err:
+        raise InvalidInput(
+            [f"{err} (once its {secrets} secret(s) were replaced by [REDACTED:...] markers)"]
+        ) from None
 
 
 async def _redacted(turns: list[InteractionData]) -> Redaction:

@@ -7,8 +7,8 @@ listing plus where the last page ended: the next page runs the request again and
 comes after that point, by (time, id) for newest-first listings and by the last id shown for
 ranked search, leaving out turns stored since the first page (a higher id) so that no turn is
 shown twice or skipped when turns are published or deleted between pages. Cursors are opaque
-to callers (base64 of JSON), and never trusted for more than a call's own arguments would be:
-the request in one is validated like them, and the user it names is checked like a
+to callers (compressed JSON in base64), and never trusted for more than a call's own arguments
+would be: the request in one is validated like them, and the user it names is checked like a
 `user_id` argument.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +26,10 @@ from pydantic import BaseModel, Field, ValidationError
 from reflexio_mcp.errors import InvalidInput
 from reflexio_mcp.models import Interaction, StoredToolUse
 
+COMPRESSED = "z"
+"""Cursors are zlib-compressed JSON (a long query repeats itself), marked by this prefix."""
+MAX_CURSOR_JSON = 200_000
+"""No cursor this server makes inflates to more: a larger one is not ours."""
 ENVELOPE_CHARS = 1_000
 """Kept free in the budget for the fields around the interactions (user, count, note)."""
 ESCAPE_FACTOR = 6
@@ -34,10 +39,13 @@ PLAIN_TURN_CHARS = 600
 NESTED_INDENT = 4
 """Spaces each line of an interaction gets inside the result ({"interactions": [ ... ]})."""
 MIN_CUT_CHARS = 16
+CONTENT_KEPT = 100
+"""A cut turn keeps at least the start of what was said, unless even that cannot fit."""
 TOO_LARGE = (
     "[cut: this turn is too large to show within the result size budget; "
     "raise REFLEXIO_MCP_MAX_RESULT_CHARS to read it]"
 )
+RECENT_IDS = 20
 CUT_FIELDS = (
     "content",
     "expert_content",
@@ -55,13 +63,22 @@ class Position(BaseModel):
     last_created: int
     last_id: int
     max_id: int = Field(description="The highest id at the first page: later turns are left out.")
+    recent_ids: list[int] = Field(
+        default_factory=list[int],
+        max_length=RECENT_IDS,
+        description="The last ids shown, newest last (ranked search resumes after the last one "
+        "still there, so a shown turn deleted between pages moves nothing).",
+    )
 
     def rest(self, found: list[Interaction], *, ranked: bool) -> list[Interaction]:
         """What comes after this position in the listing the request gives now."""
         known = [i for i in found if i.interaction_id <= self.max_id]
         if ranked:
             ids = [i.interaction_id for i in known]
-            after = ids.index(self.last_id) + 1 if self.last_id in ids else self.shown
+            recent = self.recent_ids or [self.last_id]
+            still = [i for i in recent if i in ids]
+            # If every recent one is gone, the shown ones left are those before them.
+            after = ids.index(still[-1]) + 1 if still else max(self.shown - len(recent), 0)
             rest = known[after:]
         else:
             last = (self.last_created, self.last_id)
@@ -140,14 +157,16 @@ def _cut_to(interaction: Interaction, room: int) -> Interaction:
         else ""
     )
     kept = {name: len(text) for name, text in texts.items()}
+    floor = {name: CONTENT_KEPT if name == "content" else MIN_CUT_CHARS for name in texts}
     candidate = interaction
     while measured(candidate) > room:
-        name = max(kept, key=lambda key: len(json.dumps(texts[key][: kept[key]])))
-        if kept[name] <= MIN_CUT_CHARS:
+        longer = [name for name in kept if kept[name] > floor[name]]
+        if not longer:
             return interaction.model_copy(
                 update={**dict.fromkeys(CUT_FIELDS[1:], ""), "content": TOO_LARGE, "tools_used": []}
             )
-        kept[name] //= 2
+        name = max(longer, key=lambda key: len(json.dumps(texts[key][: kept[key]])))
+        kept[name] = max(kept[name] // 2, floor[name])
         shortened = {key: _shortened(texts[key], kept[key]) for key in texts}
         tools = shortened.pop("tools_used")
         changes: dict[str, Any] = dict(shortened)
@@ -172,7 +191,7 @@ def make_cursor(tool: str, request: BaseModel, position: Position) -> str:
         "position": position.model_dump(),
     }
     raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return COMPRESSED + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
 
 
 def cursor_chars(tool: str, request: BaseModel, total: int) -> int:
@@ -190,11 +209,13 @@ def first_position(found: list[Interaction]) -> Position:
 def after(page: Page, position: Position) -> Position:
     """The position once `page` has been shown from `position`."""
     last = page.interactions[-1]
+    shown_ids = [*position.recent_ids, *(i.interaction_id for i in page.interactions)]
     return position.model_copy(
         update={
             "shown": position.shown + len(page.interactions),
             "last_created": last.created_at,
             "last_id": last.interaction_id,
+            "recent_ids": shown_ids[-RECENT_IDS:],
         }
     )
 
@@ -206,12 +227,17 @@ def read_cursor(cursor: str, tool: str) -> tuple[dict[str, Any], Position]:
         InvalidInput: the cursor is not one this server gave for `tool`.
     """
     problem = cursor_problem(tool)
+    if not cursor.startswith(COMPRESSED):
+        raise InvalidInput([problem])
+    body = cursor.removeprefix(COMPRESSED)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        if not raw.startswith(b"{"):
+        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        inflating = zlib.decompressobj()
+        raw = inflating.decompress(packed, MAX_CURSOR_JSON)
+        if inflating.unconsumed_tail or not raw.startswith(b"{"):
             raise InvalidInput([problem])
         payload: Any = json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError):
+    except (binascii.Error, ValueError, RecursionError, zlib.error):
         raise InvalidInput([problem]) from None
     if not isinstance(payload, dict):
         raise InvalidInput([problem])

@@ -5,8 +5,9 @@ Coding-agent transcripts carry API keys, tokens and passwords (a pasted `.env`, 
 in which only each secret's characters are replaced (`export AWS_SECRET_ACCESS_KEY=wJal...`
 becomes `export AWS_SECRET_ACCESS_KEY=[REDACTED:aws-secret-key]`), and how many of each kind.
 
-Scanned: `content`, `expert_content`, `user_action_description`, `interacted_image_url`,
-`tools_used[*].status`, and every string anywhere in `tools_used[*].tool_data` (keys too); there a
+Scanned: `role`, `content`, `expert_content`, `user_action_description`, `interacted_image_url`,
+`tools_used[*].tool_name` and `.status`, and every string anywhere in `tools_used[*].tool_data`
+(keys too); there a
 string under a name such as "password", "api_key", "client_secret" or "GITHUB_TOKEN" (or the
 "value" beside {"name": "DB_PASSWORD"}) is a secret by its name, as detect-secrets'
 KeywordDetector reasons. Never `image_encoding`: base64 images are high-entropy by nature.
@@ -352,8 +353,8 @@ def _build() -> _RuleSet:
 
         denylist = [  # noqa: RUF012
             re.compile(
-                r"eyJ(?<![A-Za-z0-9_+/-]eyJ)[A-Za-z0-9_=-]{1,10000}+"
-                r"\.[A-Za-z0-9_=-]{1,50000}+(?:\.[A-Za-z0-9_=+/-]{0,10000}+)?"
+                r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_=-]{1,10000}+"
+                r"\.[A-Za-z0-9_=-]{1,50000}+(?:\.[A-Za-z0-9_-]{0,10000}+={0,2})?"
             )
         ]
 
@@ -1195,15 +1196,22 @@ def _max_length(model: type[InteractionData] | type[ToolUsed], field: str) -> in
 
 _TURN_FIELDS: Final = {
     name: _max_length(InteractionData, name)
-    for name in ("content", "expert_content", "user_action_description", "interacted_image_url")
+    for name in (
+        "role",
+        "content",
+        "expert_content",
+        "user_action_description",
+        "interacted_image_url",
+    )
 }
+_TOOL_NAME_LIMIT: Final = _max_length(ToolUsed, "tool_name")
 _STATUS_LIMIT: Final = _max_length(ToolUsed, "status")
 
 
 def _turn_texts(turn: InteractionData, texts: list[str]) -> None:
     texts += (cast(str, getattr(turn, name)) for name in _TURN_FIELDS)
     for tool in turn.tools_used:
-        texts.append(tool.status)
+        texts += (tool.tool_name, tool.status)
         _collect(tool.tool_data, texts)
 
 
@@ -1211,8 +1219,10 @@ def _redacted_turn(turn: InteractionData, scanned: _Scanned) -> InteractionData:
     update = {name: scanned.take(limit)[0] for name, limit in _TURN_FIELDS.items()}
     tools: list[ToolUsed] = []
     for tool in turn.tools_used:
+        name = scanned.take(_TOOL_NAME_LIMIT)[0]
         status = scanned.take(_STATUS_LIMIT)[0]
-        values = dict(tool.__dict__, status=status, tool_data=_rebuild(tool.tool_data, scanned))
+        rebuilt = _rebuild(tool.tool_data, scanned)
+        values = dict(tool.__dict__, tool_name=name, status=status, tool_data=rebuilt)
         tools.append(ToolUsed.model_construct(set(tool.model_fields_set), **values))
     # model_construct keeps which fields were set (model_copy(update=) marks every updated one),
     # and the new lists and dicts share nothing mutable with the input.

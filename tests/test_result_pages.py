@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import zlib
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ def text_of(result: CallToolResult) -> str:
 
 
 def raw_cursor(payload: object) -> str:
+    """A cursor as the server makes them (compressed JSON), around any payload."""
     text = payload if isinstance(payload, str) else json.dumps(payload)
-    return base64.urlsafe_b64encode(text.encode()).decode()
+    return "z" + base64.urlsafe_b64encode(zlib.compress(text.encode())).decode()
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 import warnings
+import zlib
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -305,8 +306,13 @@ def user_uri(user_id: str) -> str:
 
 
 def raw_cursor(payload: Any) -> str:
+    """A tool cursor as the server makes them (compressed JSON), around any payload."""
     raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return packed(raw)
+
+
+def packed(raw: bytes) -> str:
+    return "z" + base64.urlsafe_b64encode(zlib.compress(raw)).decode().rstrip("=")
 
 
 AT_START: dict[str, dict[str, int]] = {
@@ -362,7 +368,7 @@ is not the ValueError read_cursor catches."""
 @pytest.mark.parametrize("tool", TOOLS)
 async def test_a_deeply_nested_cursor_is_refused_in_words(tmp_path: Path, tool: str) -> None:
     async with Client(build_server(settings(tmp_path, allow_admin=True))) as client:
-        result = await client.call_tool(tool, {"cursor": DEEP_CURSOR})
+        result = await client.call_tool(tool, {"cursor": packed(b"[" * 50_000)})
     assert result.is_error
     assert text_of(result).startswith("invalid input: cursor: "), text_of(result)
 
@@ -492,10 +498,11 @@ async def test_pages_show_each_turn_once_when_the_store_changes_between_them(
     assert expected <= set(seen), f"never shown: {sorted(expected - set(seen))}"
 
 
-async def test_redaction_never_pushes_a_publish_past_the_size_limit(tmp_path: Path) -> None:
+async def test_a_publish_redaction_pushes_past_the_size_limit_says_so(tmp_path: Path) -> None:
     """Markers are longer than short secrets ('[REDACTED:password]' is 19 characters), so a
-    publish just under Reflexio's 10 MiB is refused after redaction although it was valid;
-    with --keep-secrets the same publish is stored."""
+    publish just under Reflexio's 10 MiB grows past it once redacted (with --keep-secrets the
+    same publish is stored). It cannot be stored without giving up the secrets or the size
+    limit, so the refusal must say that redaction is what made it too large."""
     content = "password=Tr0ub4dx " * 1000
     shape = PublishRequest(
         request_id="r",
@@ -513,8 +520,13 @@ async def test_redaction_never_pushes_a_publish_past_the_size_limit(tmp_path: Pa
     async with Client(build_server(settings(tmp_path / "kept", keep_secrets=True))) as client:
         await ok(client, "publish_interaction", arguments)  # valid as sent
     async with Client(build_server(settings(tmp_path / "redacted"))) as client:
-        published = await ok(client, "publish_interaction", arguments)
-    assert published["redacted"] == {"password": 1000}
+        refused = await client.call_tool("publish_interaction", arguments)
+    assert refused.is_error
+    assert "MiB" in text_of(refused)
+    assert text_of(refused).endswith(
+        "(once its 1000 secret(s) were replaced by [REDACTED:...] markers)"
+    )
+    assert "Tr0ub4dx" not in text_of(refused)
 
 
 @pytest.mark.parametrize(
@@ -853,7 +865,7 @@ PAYLOADS: SearchStrategy[Any] = st.one_of(
 
 
 def _nested_cursor(depth: int, opener: bytes) -> str:
-    return base64.urlsafe_b64encode(opener * depth).decode()
+    return packed(opener * depth)
 
 
 def _listing_cursor(tool: str, user: str, shown: int) -> str:
