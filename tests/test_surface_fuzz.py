@@ -594,15 +594,14 @@ async def test_an_invalid_argument_is_never_echoed_when_it_is_a_secret(
     assert not leaked(GITHUB, text_of(result)), text_of(result)
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
-@pytest.mark.parametrize("answer", [{"delete": "yes"}, {"delete": 1}, {"delete": "true"}])
-async def test_only_a_boolean_true_answer_deletes(
-    tmp_path: Path, mode: ConnectMode, answer: dict[str, ElicitValue]
-) -> None:
-    """Confirmation.delete is a lax bool: pydantic takes "yes", 1, "on" or "true" for True."""
+async def delete_answered(
+    tmp_path: Path, mode: ConnectMode, content: dict[str, ElicitValue] | None
+) -> tuple[int, CallToolResult, list[int]]:
+    """Publish one exchange, ask to delete its newest turn, and have the user accept with
+    `content`: the target, the result, and the ids left."""
 
     async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        return ElicitResult(action="accept", content=answer)
+        return ElicitResult(action="accept", content=content)
 
     async with Client(
         build_server(settings(tmp_path)), mode=mode, elicitation_callback=user
@@ -610,9 +609,18 @@ async def test_only_a_boolean_true_answer_deletes(
         await ok(client, "publish_interaction", {"user_message": "a", "agent_response": "b"})
         target = (await ok(client, "get_interactions", {}))["interactions"][0]["interaction_id"]
         result = await client.call_tool("delete_interaction", {"interaction_id": target})
-        left = [
-            t["interaction_id"] for t in (await ok(client, "get_interactions", {}))["interactions"]
-        ]
+        listed = (await ok(client, "get_interactions", {}))["interactions"]
+    return target, result, [turn["interaction_id"] for turn in listed]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("answer", [{"delete": "yes"}, {"delete": 1}, {"delete": "true"}])
+async def test_only_a_boolean_true_answer_deletes(
+    tmp_path: Path, mode: ConnectMode, answer: dict[str, ElicitValue]
+) -> None:
+    """Confirmation.delete is a lax bool: pydantic takes "yes", 1, "on" or "true" for True."""
+
+    target, result, left = await delete_answered(tmp_path, mode, answer)
     assert target in left, f"deleted on the answer {answer!r}: {text_of(result)[:300]}"
 
 
@@ -627,15 +635,7 @@ async def test_an_answer_of_the_wrong_shape_is_reported_in_our_words(
     accepted elicitation whose content does not match the requested schema") reaches the model
     as is: it names our code and says nothing of what happened to the interaction."""
 
-    async def user(context: ClientRequestContext, params: ElicitRequestParams) -> ElicitResult:
-        return ElicitResult(action="accept", content=content)
-
-    async with Client(
-        build_server(settings(tmp_path)), mode=mode, elicitation_callback=user
-    ) as client:
-        await ok(client, "publish_interaction", {"user_message": "a", "agent_response": "b"})
-        target = (await ok(client, "get_interactions", {}))["interactions"][0]["interaction_id"]
-        result = await client.call_tool("delete_interaction", {"interaction_id": target})
+    _, result, _ = await delete_answered(tmp_path, mode, content)
     text = text_of(result)
     if result.is_error:
         clean(text)
