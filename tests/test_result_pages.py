@@ -120,6 +120,19 @@ async def test_a_small_listing_is_whole(mcp: Client) -> None:
     assert (listed["count"], listed["truncated"], listed["next_cursor"]) == (2, False, None)
 
 
+async def test_a_cut_turn_keeps_the_start_of_what_was_said(mcp: Client) -> None:
+    said = "The lease ends on March 31; " + "details " * 2_000
+    noise = {"tool_name": "dump", "tool_data": {"output": "y" * 20_000}}
+    await call(
+        mcp,
+        "publish_interaction",
+        {"user_id": "ann", "interactions": [{"content": said, "tools_used": [noise]}]},
+    )
+    (turn,) = (await call(mcp, "get_interactions", {"user_id": "ann"}))["interactions"]
+    assert turn["content"].startswith(said[:100])
+    assert turn["content"].endswith("more characters]")
+
+
 async def test_one_turn_larger_than_the_budget_is_cut_and_says_so(mcp: Client) -> None:
     big = "word " * 5_000
     tool = {"tool_name": "grep", "tool_data": {"output": "line\n" * 3_000}}
