@@ -515,12 +515,18 @@ def load_settings(flags: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         flag = getattr(flags, name, None)
         if flag is not None:
             values[name] = flag
-        elif environ.get(variable, "").strip():
-            values[name] = environ[variable].strip()
+        elif (value := environ.get(variable, "").strip()) and not _unfilled(value):
+            values[name] = value
     try:
         return Settings.model_validate(values)
     except ValidationError as err:
         raise SettingsError(_describe(err)) from None
+
+
+def _unfilled(value: str) -> bool:
+    """A placeholder a client left unexpanded (an MCPB bundle's optional
+    `${user_config.data_dir}` the user did not fill in): the setting is unset."""
+    return value.startswith("${") and value.endswith("}")
 
 
 def _describe(err: ValidationError) -> str:

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from reflexio_mcp.settings import DEFAULT_URL, Settings, SettingsError, parse_settings
+from reflexio_mcp.settings import (
+    DEFAULT_URL,
+    ENVIRONMENT,
+    Settings,
+    SettingsError,
+    parse_settings,
+)
 
 
 def test_defaults_use_the_embedded_store() -> None:
@@ -120,6 +126,27 @@ def test_manifest_matches_the_package() -> None:
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     assert manifest["version"] == project["version"]
     assert manifest["name"] == project["name"]
-    env = manifest["server"]["mcp_config"]["env"]
-    assert set(env) <= {"REFLEXIO_URL", "REFLEXIO_API_KEY", "REFLEXIO_USER_ID"}
     assert manifest["user_config"]["api_key"]["sensitive"] is True
+
+
+def test_a_placeholder_a_client_left_unfilled_is_unset() -> None:
+    """Claude Desktop may pass an optional user_config it has no value for as the literal
+    `${user_config.data_dir}`: that must not become a folder named so."""
+    environ = {
+        "REFLEXIO_MCP_DATA_DIR": "${user_config.data_dir}",
+        "REFLEXIO_URL": "${user_config.reflexio_url}",
+        "REFLEXIO_MCP_READ_ONLY": "true",
+    }
+    settings = parse_settings([], environ)
+    assert settings.data_dir is None
+    assert settings.url is None
+    assert settings.read_only is True
+
+
+def test_the_bundle_passes_only_settings_the_server_knows() -> None:
+    manifest = json.loads((Path(__file__).resolve().parent.parent / "manifest.json").read_text())
+    passed = manifest["server"]["mcp_config"]["env"]
+    assert set(passed) <= set(ENVIRONMENT.values())
+    used = {value.removeprefix("${user_config.").removesuffix("}") for value in passed.values()}
+    assert used == set(manifest["user_config"])
+    assert "--no-dev" in manifest["server"]["mcp_config"]["args"]
