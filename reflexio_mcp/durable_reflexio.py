@@ -48,7 +48,7 @@ from reflexio_mcp.models import (
     SessionPage,
     iso_time,
 )
-from reflexio_mcp.outbox import Entry, Outbox, Row
+from reflexio_mcp.outbox import Enqueued, Entry, Outbox, Row
 from reflexio_mcp.pacing import Pacer, full_jitter
 from reflexio_mcp.reflexio_client import ReflexioClient
 
@@ -215,7 +215,7 @@ class DurableReflexio:
             )
         if not queued.claimed:
             self._deliverer.wake()
-            return self._queued(request, self._why_not_now(queued.ahead), waited=wait_for_response)
+            return self._queued(request, self._why_not_now(queued), waited=wait_for_response)
         row = Row(
             queued.seq, request.request_id, request.user_id, request.session_id, body,
             wait_for_response, attempts=1, server_errors=0,
@@ -245,11 +245,18 @@ class DurableReflexio:
         if taken:
             self._pacer.give_back()
 
-    def _why_not_now(self, ahead: int) -> str:
+    def _why_not_now(self, queued: Enqueued) -> str:
         if self._breaker.is_open:
             return f"Reflexio is not answering ({self._breaker.last_error})"
-        if ahead:
-            return f"{ahead} earlier publish(es) of this session wait in the outbox before it"
+        if queued.ahead:
+            return (
+                f"{queued.ahead} earlier publish(es) of this session wait in the outbox before it"
+            )
+        if queued.sending_elsewhere:
+            return (
+                "another reflexio-mcp process sharing this outbox is sending to Reflexio, which "
+                "takes one publish at a time"
+            )
         return (
             f"pacing under Reflexio's rate limit ({self._pacer.per_minute:g} publishes a minute; "
             "REFLEXIO_MCP_PUBLISH_RATE sets it)"

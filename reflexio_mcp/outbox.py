@@ -54,6 +54,15 @@ HEADS_ITS_SESSION = (
     "AND e.user_id = o.user_id AND e.session_id = o.session_id AND e.seq < o.seq)"
 )
 """SQL: row `o` is the oldest queued row of its user and session (only such rows are sent)."""
+SENDING_ELSEWHERE = (
+    "SELECT 1 FROM outbox WHERE target = ? AND state = 'queued' AND owner IS NOT NULL "
+    "AND owner != ? AND lease_until >= ? LIMIT 1"
+)
+"""SQL (target, owner, now): another process holds a live claim on a row for this target.
+Processes sharing an outbox send one publish at a time between them, as each does within
+itself: Reflexio 0.2.32 can lock up for good under concurrent publishes."""
+OTHER_SENDER_POLL_SECONDS = 0.2
+"""While another process sends, look again this often (its send usually takes milliseconds)."""
 
 SCHEMA = [
     """
@@ -130,6 +139,8 @@ class Enqueued:
     seq: int
     claimed: bool
     ahead: int
+    sending_elsewhere: bool = False
+    """Not claimed because another process sharing the outbox is sending to this target."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +317,8 @@ class Outbox:
                     (self.target, request.user_id, request.session_id),
                 ).fetchone()[0]
             )
-            claim = lease is not None and ahead == 0
+            elsewhere = lease is not None and ahead == 0 and self._sending_elsewhere(db, now)
+            claim = lease is not None and ahead == 0 and not elsewhere
             cursor = db.execute(
                 "INSERT INTO outbox (target, request_id, user_id, session_id, body, bytes, turns, "
                 "wait, state, queued_at, next_attempt_at, attempts, last_attempt_at, owner, "
@@ -316,7 +328,10 @@ class Outbox:
                  1 if claim else 0, now if claim else None, self.owner if claim else None,
                  now + lease if claim and lease is not None else None),
             )  # fmt: skip
-            return Enqueued("new", int(cursor.lastrowid or 0), claimed=claim, ahead=ahead)
+            return Enqueued(
+                "new", int(cursor.lastrowid or 0), claimed=claim, ahead=ahead,
+                sending_elsewhere=elsewhere,
+            )  # fmt: skip
 
         return await self._file.write(journal)
 
@@ -342,7 +357,8 @@ class Outbox:
         now = time.time()
 
         def claim(db: sqlite3.Connection) -> Row | None:
-            self._free_dead_claims(db)
+            if self._sending_elsewhere(db, now):
+                return None
             row = db.execute(
                 "SELECT seq, request_id, user_id, session_id, body, wait, attempts, "
                 "server_errors FROM outbox o WHERE target = ? AND state = 'queued' "
@@ -364,6 +380,10 @@ class Outbox:
             )  # fmt: skip
 
         return await self._file.write(claim)
+
+    def _sending_elsewhere(self, db: sqlite3.Connection, now: float) -> bool:
+        self._free_dead_claims(db)
+        return db.execute(SENDING_ELSEWHERE, (self.target, self.owner, now)).fetchone() is not None
 
     def _free_dead_claims(self, db: sqlite3.Connection) -> None:
         owners = [
@@ -541,8 +561,11 @@ class Outbox:
 
     async def next_due(self) -> float | None:
         """When the next queued row can be claimed (Unix time), if any waits."""
+        now = time.time()
 
         def earliest(db: sqlite3.Connection) -> float | None:
+            if db.execute(SENDING_ELSEWHERE, (self.target, self.owner, now)).fetchone():
+                return now + OTHER_SENDER_POLL_SECONDS
             (due,) = db.execute(
                 "SELECT min(max(next_attempt_at, coalesce(lease_until, 0))) FROM outbox o "
                 f"WHERE target = ? AND state = 'queued' AND {HEADS_ITS_SESSION}",

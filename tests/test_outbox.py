@@ -74,3 +74,40 @@ async def test_publishes_queued_again_get_fresh_places_at_the_back(tmp_path: Pat
     seqs = [first.seq, again.seq, second.seq]
     assert len(set(seqs)) == 3, seqs
     assert [(r["request_id"], r["state"]) for r in rows] == [("req-2", "queued")]
+
+
+def in_session(n: int, session: str) -> tuple[PublishRequest, bytes]:
+    request, _ = publish(n)
+    request = request.model_copy(update={"session_id": session})
+    return request, request.checked_body()
+
+
+async def test_processes_sharing_an_outbox_send_one_publish_at_a_time(tmp_path: Path) -> None:
+    """Reflexio 0.2.32 can lock up under concurrent publishes: while one process holds a live
+    claim, another claims nothing for that Reflexio, not even the head of another session."""
+    first = Outbox(tmp_path, TARGET, owner=other_live_owner("first"))
+    second = Outbox(tmp_path, TARGET, owner=other_live_owner("second"))
+    async with first, second:
+        sending = await first.enqueue(*in_session(1, "a"), wait_for_response=False, lease=60)
+        assert sending.claimed
+        waiting = await second.enqueue(*in_session(2, "b"), wait_for_response=False, lease=60)
+        assert not waiting.claimed
+        assert waiting.sending_elsewhere
+        assert await second.claim_next(60) is None
+        due = await second.next_due()
+        assert due is not None
+        assert 0 < due - time.time() <= 1  # looks again soon: a send takes milliseconds
+        await first.delivered(sending.seq)
+        taken = await second.claim_next(60)
+    assert taken is not None
+    assert taken.request_id == "req-2"
+
+
+async def test_a_lapsed_claim_of_another_process_bars_nothing(tmp_path: Path) -> None:
+    first = Outbox(tmp_path, TARGET, owner=other_live_owner("first"))
+    second = Outbox(tmp_path, TARGET, owner=other_live_owner("second"))
+    async with first, second:
+        await first.enqueue(*in_session(1, "a"), wait_for_response=False, lease=0)
+        await second.enqueue(*in_session(2, "b"), wait_for_response=False, lease=None)
+        taken = await second.claim_next(60)
+    assert taken is not None

@@ -74,9 +74,14 @@ class Bridge:
 
     async def drained(self) -> dict[str, Any]:
         """Wait until no publish waits; the outbox's last state."""
-        with anyio.fail_after(DRAIN_SECONDS):
-            while (outbox := await self.outbox())["waiting"]:  # noqa: ASYNC110
+        outbox = await self.outbox()
+        with anyio.move_on_after(DRAIN_SECONDS):
+            while outbox["waiting"]:
                 await anyio.sleep(0.5)
+                outbox = await self.outbox()
+        if outbox["waiting"]:
+            tail = "\n".join(self.log.read_text().splitlines()[-40:])
+            raise AssertionError(f"not drained in {DRAIN_SECONDS:g} s: {outbox}\n{tail}")
         return outbox
 
 

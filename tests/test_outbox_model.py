@@ -538,6 +538,19 @@ class OutboxMachine(RuleBasedStateMachine):
     def _holds(self, process: Process) -> bool:
         return process.is_open and any(r.owner == process.owner for r in self.rows)
 
+    def _sending_elsewhere(self, process: Process) -> bool:
+        """Whether another live process holds a live claim (the dead ones' are freed first):
+        processes sharing the outbox send one publish at a time between them."""
+        for owner in {r.owner for r in self.rows if r.state == "queued" and r.owner}:
+            if not self._alive(owner, process):
+                for row in self.rows:
+                    if row.owner == owner:
+                        row.owner, row.lease_live = None, False
+        return any(
+            r.state == "queued" and r.owner not in (None, process.owner) and r.lease_live
+            for r in self.rows
+        )
+
     def _claimed(self, row: ModelRow, process: Process, lease: float) -> None:
         assert row.order >= self.claimed_last.get(row.group, 0), "a session's rows out of order"
         self.claimed_last[row.group] = row.order
@@ -587,9 +600,12 @@ class OutboxMachine(RuleBasedStateMachine):
             return  # the invariants check that nothing changed
         group = (publish.user_id, publish.session_id)
         ahead = sum(r.state == "queued" and r.group == group for r in kept)
-        claim = lease is not None and ahead == 0
+        elsewhere = lease is not None and ahead == 0 and self._sending_elsewhere(process)
+        claim = lease is not None and ahead == 0 and not elsewhere
         got = process.port.enqueue(publish, lease)
-        assert got == Enqueued("new", got.seq, claimed=claim, ahead=ahead)
+        assert got == Enqueued(
+            "new", got.seq, claimed=claim, ahead=ahead, sending_elsewhere=elsewhere
+        )
         assert got.seq > max((r.seq for r in kept), default=0), "a new row not at the back"
         row = ModelRow(got.seq, publish, body, order=self._tick())
         self.seqs_used = max(self.seqs_used, got.seq)
@@ -618,11 +634,9 @@ class OutboxMachine(RuleBasedStateMachine):
             assert not self._truly_held(before), (
                 f"{process.name} claimed seq {got.seq}, held by {before.owner} on a live lease"
             )
-        for owner in {r.owner for r in self.rows if r.state == "queued" and r.owner}:
-            if not self._alive(owner, process):
-                for row in self.rows:
-                    if row.owner == owner:
-                        row.owner, row.lease_live = None, False
+        if self._sending_elsewhere(process):
+            assert got is None, f"{process.name} claimed while another process sends"
+            return None
         queued = [r for r in self.rows if r.state == "queued"]
         heads = [
             r
