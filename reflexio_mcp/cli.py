@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from reflexio_mcp import __version__
+from reflexio_mcp.client_config import CLIENTS
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.settings import Settings, SettingsError, add_arguments, load_settings
 
@@ -24,11 +25,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["serve", "demo", "outbox"],
+        choices=["serve", "demo", "outbox", "doctor", "config"],
         default="serve",
         help="serve: MCP over stdio (default) or HTTP (--transport); demo: start a server "
         "on a throwaway embedded store and show each tool working through a real MCP "
-        "client; outbox: show the publishes waiting for Reflexio and those it refused",
+        "client; outbox: show the publishes waiting for Reflexio and those it refused; "
+        "doctor: check the settings, the backend, the files and the transport; config "
+        "CLIENT: print the JSON a client needs to run this server",
+    )
+    parser.add_argument(
+        "client",
+        nargs="?",
+        choices=CLIENTS,
+        help="with config: the client to configure",
+    )
+    parser.add_argument("--json", action="store_true", help="with doctor: print the checks as JSON")
+    parser.add_argument(
+        "--http",
+        action="store_true",
+        help="with config: reach a running HTTP server (at --host/--port/--public-url) "
+        "instead of starting one over stdio",
     )
     failed = parser.add_mutually_exclusive_group()
     failed.add_argument(
@@ -44,12 +60,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"reflexio-mcp {__version__}")
     add_arguments(parser)
     flags = parser.parse_args(argv)
+    if flags.client is not None and flags.command != "config":
+        parser.exit(2, f"reflexio-mcp: {flags.client!r} goes with `config`\n")
+    if flags.command == "doctor":
+        from reflexio_mcp.doctor import run_doctor
+
+        sys.exit(run_doctor(flags, os.environ, as_json=flags.json))
+    if flags.json:
+        parser.exit(2, "reflexio-mcp: --json goes with `doctor`\n")
     try:
         settings = load_settings(flags, os.environ)
     except SettingsError as err:
         parser.exit(2, f"reflexio-mcp: {err}\n")
     configure_logging(settings.log_level)
 
+    if flags.command == "config":
+        if flags.client is None:
+            parser.exit(2, f"reflexio-mcp: config needs a client: one of {', '.join(CLIENTS)}\n")
+        from reflexio_mcp.client_config import print_config
+
+        print_config(flags.client, settings, http=flags.http)
+        return
+    if flags.http:
+        parser.exit(2, "reflexio-mcp: --http goes with `config`\n")
     if flags.command == "outbox":
         import anyio
 

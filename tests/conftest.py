@@ -5,13 +5,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reflexio_server import RunningServer, required_reflexio_server
+from tests.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
 
 
 @pytest.fixture(scope="session")
 def reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """The real Reflexio server, shared by the session. Fails, never skips, if it cannot start."""
     with required_reflexio_server(tmp_path_factory.mktemp("reflexio")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A Reflexio server that demands `Authorization: Bearer SERVER_KEY`."""
+    workdir = tmp_path_factory.mktemp("keyed")
+    with required_reflexio_server(workdir, extra_env={"REFLEXIO_API_KEY": SERVER_KEY}) as server:
         yield server
 
 

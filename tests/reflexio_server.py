@@ -34,6 +34,8 @@ LIGHT_DEPENDENCIES = [
     "uvicorn", "websocket-client", "xlsxwriter",
 ]  # fmt: skip
 STARTUP_SECONDS = 90.0
+SERVER_KEY = "rk-test-4f1c9a7e2b"
+"""The key the keyed Reflexio fixture demands."""
 
 
 class BackendSetupError(RuntimeError):

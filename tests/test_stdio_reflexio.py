@@ -19,9 +19,8 @@ from mcp import Client, StdioServerParameters, stdio_client
 from mcp_types import TextResourceContents
 
 from tests.mcp_http import call
-from tests.reflexio_server import RunningServer, required_reflexio_server, stop
+from tests.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server, stop
 
-SERVER_KEY = "rk-test-4f1c9a7e2b"
 CALL_SECONDS = 60
 
 
@@ -48,14 +47,6 @@ async def stdio_session(url: str, **env: str) -> AsyncGenerator[Client]:
         with anyio.fail_after(CALL_SECONDS):
             async with Client(parameters) as client:
                 yield client
-
-
-@pytest.fixture(scope="module")
-def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A Reflexio server that demands `Authorization: Bearer SERVER_KEY`."""
-    workdir = tmp_path_factory.mktemp("keyed")
-    with required_reflexio_server(workdir, extra_env={"REFLEXIO_API_KEY": SERVER_KEY}) as server:
-        yield server
 
 
 async def test_conversation_round_trip_over_stdio(reflexio: RunningServer, user_id: str) -> None:

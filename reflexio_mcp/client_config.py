@@ -1,0 +1,150 @@
+"""`reflexio-mcp config <client>`: the JSON a client needs to start (stdio) or reach (HTTP)
+this server, ready to paste.
+
+The stdio form names uvx by its absolute path: a desktop app does not start with the login
+shell's PATH, and "spawn uvx ENOENT" is what users of uvx servers meet most. No secret is
+printed: an API key or access token is referenced (an environment variable or an input the
+client asks for), or left as a placeholder to fill.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from importlib import metadata
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
+
+from reflexio_mcp.settings import ENVIRONMENT, Settings
+
+Client = Literal["claude-desktop", "claude-code", "cursor", "vscode", "windsurf"]
+CLIENTS: tuple[Client, ...] = ("claude-desktop", "claude-code", "cursor", "vscode", "windsurf")
+SERVER_NAME = "reflexio"
+TOKEN = ENVIRONMENT["access_token"]
+API_KEY_PLACEHOLDER = "<your Reflexio API key>"
+WHERE = {
+    "claude-desktop": "Claude Desktop: Settings > Developer > Edit Config "
+    "(claude_desktop_config.json); restart Claude Desktop after saving",
+    "claude-code": "Claude Code: save as .mcp.json in your project, or pass the server entry "
+    f"to `claude mcp add-json {SERVER_NAME} '<entry>'`",
+    "cursor": "Cursor: ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this one)",
+    "vscode": "VS Code: .vscode/mcp.json in your workspace (or MCP: Open User Configuration)",
+    "windsurf": "Windsurf: ~/.codeium/windsurf/mcp_config.json",
+}
+PASSED_ON = ("url", "user_id", "data_dir", "backend", "read_only", "pin_user", "allow_admin")
+"""Settings of the running command that the printed stdio config passes on (when set)."""
+
+
+def client_config(client: Client, settings: Settings, *, http: bool) -> dict[str, Any]:
+    """The client's configuration document, holding one server entry."""
+    entry = _http_entry(client, settings) if http else _stdio_entry(client, settings)
+    if client == "vscode":
+        document: dict[str, Any] = {"servers": {SERVER_NAME: entry}}
+        if http:
+            document = {
+                "inputs": [
+                    {
+                        "type": "promptString",
+                        "id": "reflexio-token",
+                        "description": f"reflexio-mcp access token ({TOKEN})",
+                        "password": True,
+                    }
+                ],
+                **document,
+            }
+        return document
+    return {"mcpServers": {SERVER_NAME: entry}}
+
+
+def print_config(client: Client, settings: Settings, *, http: bool) -> None:
+    """The document on stdout; where it goes (and any warning) on stderr."""
+    print(json.dumps(client_config(client, settings, http=http), indent=2))
+    print(f"# {WHERE[client]}", file=sys.stderr)
+    if not http and uvx_path() is None:
+        print(
+            "# uvx is not on PATH: install uv (https://docs.astral.sh/uv/), then run this "
+            "again to get its absolute path",
+            file=sys.stderr,
+        )
+    if not http and settings.api_key is not None:
+        print(f"# replace {API_KEY_PLACEHOLDER!r} with the key", file=sys.stderr)
+
+
+def uvx_path() -> str | None:
+    return shutil.which("uvx")
+
+
+def launch_args() -> list[str]:
+    """uvx's arguments: this very install's source when it came from a file (a checkout or a
+    wheel), else the package from PyPI."""
+    source = _installed_from()
+    return ["--from", source, "reflexio-mcp"] if source else ["reflexio-mcp"]
+
+
+def _installed_from() -> str | None:
+    try:
+        text = metadata.distribution("reflexio-mcp").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
+        return None
+    if not text:
+        return None
+    url = str(json.loads(text).get("url", ""))
+    parts = urlsplit(url)
+    if parts.scheme != "file":
+        return None
+    return url2pathname(unquote(parts.path))
+
+
+def _stdio_entry(client: Client, settings: Settings) -> dict[str, Any]:
+    entry: dict[str, Any] = {"command": uvx_path() or "uvx", "args": launch_args()}
+    if client in ("claude-code", "vscode"):
+        entry = {"type": "stdio", **entry}
+    env = {
+        ENVIRONMENT[name]: _env_value(
+            settings.data_folder if name == "data_dir" else getattr(settings, name)
+        )
+        for name in PASSED_ON
+        if name in settings.model_fields_set
+    }
+    if settings.api_key is not None:
+        env[ENVIRONMENT["api_key"]] = API_KEY_PLACEHOLDER
+    if env:
+        entry["env"] = env
+    return entry
+
+
+def _env_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _http_entry(client: Client, settings: Settings) -> dict[str, Any]:
+    url = f"{settings.base_url}{settings.endpoint_path}"
+    bearer = {
+        "claude-desktop": f"Bearer ${{{TOKEN}}}",
+        "claude-code": f"Bearer ${{{TOKEN}}}",
+        "cursor": f"Bearer ${{env:{TOKEN}}}",
+        "vscode": "Bearer ${input:reflexio-token}",
+        "windsurf": f"Bearer ${{env:{TOKEN}}}",
+    }[client]
+    headers = {"Authorization": bearer} if settings.authenticates else {}
+    if client == "claude-desktop":
+        # Its config file starts local commands only: mcp-remote carries stdio to HTTP. The
+        # header goes without a space (some clients split arguments at spaces).
+        args = ["-y", "mcp-remote", url]
+        if headers:
+            args += ["--header", "Authorization:${AUTH_HEADER}"]
+        entry: dict[str, Any] = {"command": shutil.which("npx") or "npx", "args": args}
+        if headers:
+            entry["env"] = {"AUTH_HEADER": "Bearer <the access token>"}
+        return entry
+    key = "serverUrl" if client == "windsurf" else "url"
+    entry = {key: url}
+    if client in ("claude-code", "vscode"):
+        entry = {"type": "sse" if settings.transport == "sse" else "http", **entry}
+    if headers:
+        entry["headers"] = headers
+    return entry

@@ -1,0 +1,170 @@
+"""`reflexio-mcp config <client>`: every client's document parses and says what that client
+reads. (tests/test_distribution.py launches a printed config through a real MCP client.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reflexio_mcp.client_config import CLIENTS
+
+TOKEN = "T" * 40
+
+
+def config(*args: str, path: str = "", **env: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflexio_mcp", "config", *args],
+        env={"PATH": path, "HOME": os.environ.get("HOME", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    assert "rk-secret-key" not in done.stdout + done.stderr
+    return json.loads(done.stdout)
+
+
+def entry_of(client: str, document: dict[str, Any]) -> dict[str, Any]:
+    servers = document["servers"] if client == "vscode" else document["mcpServers"]
+    assert list(servers) == ["reflexio"]
+    return servers["reflexio"]
+
+
+@pytest.fixture
+def uvx_dir(tmp_path: Path) -> Path:
+    """A PATH folder holding an executable named uvx."""
+    uvx = tmp_path / "uvx"
+    uvx.write_text("#!/bin/sh\n")
+    uvx.chmod(0o755)
+    return tmp_path
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_stdio_names_uvx_by_absolute_path_and_passes_settings(client: str, uvx_dir: Path) -> None:
+    entry = entry_of(
+        client,
+        config(
+            client,
+            path=str(uvx_dir),
+            REFLEXIO_URL="http://127.0.0.1:8081",
+            REFLEXIO_USER_ID="ana",
+            REFLEXIO_API_KEY="rk-secret-key",
+            REFLEXIO_MCP_DATA_DIR="relative/memories",
+            REFLEXIO_MCP_READ_ONLY="1",
+        ),
+    )
+    assert entry["command"] == str(uvx_dir / "uvx")
+    assert entry["args"][-1] == "reflexio-mcp"
+    if entry["args"][0] == "--from":  # this checkout (an editable install) or a wheel
+        assert Path(entry["args"][1]).is_absolute()
+        assert Path(entry["args"][1]).exists()
+    assert entry["env"] == {
+        "REFLEXIO_URL": "http://127.0.0.1:8081",
+        "REFLEXIO_USER_ID": "ana",
+        "REFLEXIO_MCP_DATA_DIR": str(Path.cwd() / "relative/memories"),
+        "REFLEXIO_MCP_READ_ONLY": "true",
+        "REFLEXIO_API_KEY": "<your Reflexio API key>",
+    }
+    if client in ("claude-code", "vscode"):
+        assert entry["type"] == "stdio"
+
+
+def test_without_uvx_on_path_it_says_how_to_get_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflexio_mcp", "config", "cursor"],
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert json.loads(done.stdout)["mcpServers"]["reflexio"]["command"] == "uvx"
+    assert "uvx is not on PATH: install uv" in done.stderr
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_http_gives_the_url_and_a_header_that_references_the_token(client: str) -> None:
+    document = config(
+        client,
+        "--http",
+        REFLEXIO_MCP_TRANSPORT="streamable-http",
+        REFLEXIO_MCP_PORT="8123",
+        REFLEXIO_MCP_ACCESS_TOKEN=TOKEN,
+    )
+    entry = entry_of(client, document)
+    url = "http://127.0.0.1:8123/mcp"
+    if client == "claude-desktop":
+        assert entry["args"][:3] == ["-y", "mcp-remote", url]
+        assert entry["args"][3:] == ["--header", "Authorization:${AUTH_HEADER}"]
+        assert entry["env"] == {"AUTH_HEADER": "Bearer <the access token>"}
+        return
+    assert entry["serverUrl" if client == "windsurf" else "url"] == url
+    header = entry["headers"]["Authorization"]
+    expected = {
+        "claude-code": "Bearer ${REFLEXIO_MCP_ACCESS_TOKEN}",
+        "cursor": "Bearer ${env:REFLEXIO_MCP_ACCESS_TOKEN}",
+        "windsurf": "Bearer ${env:REFLEXIO_MCP_ACCESS_TOKEN}",
+        "vscode": "Bearer ${input:reflexio-token}",
+    }
+    assert header == expected[client]
+    if client == "vscode":
+        [prompt] = document["inputs"]
+        assert prompt["id"] == "reflexio-token"
+        assert prompt["password"] is True
+    if client in ("claude-code", "vscode"):
+        assert entry["type"] == "http"
+
+
+def test_http_without_a_token_sends_no_header_and_sse_says_so() -> None:
+    entry = entry_of(
+        "claude-code",
+        config("claude-code", "--http", REFLEXIO_MCP_TRANSPORT="sse", REFLEXIO_MCP_PORT="8124"),
+    )
+    assert entry == {"type": "sse", "url": "http://127.0.0.1:8124/sse"}
+
+
+def test_a_public_url_is_what_clients_are_given() -> None:
+    entry = entry_of(
+        "cursor",
+        config(
+            "cursor",
+            "--http",
+            REFLEXIO_MCP_TRANSPORT="streamable-http",
+            REFLEXIO_MCP_HOST="0.0.0.0",
+            REFLEXIO_MCP_PUBLIC_URL="https://memory.example.com/",
+            REFLEXIO_MCP_ACCESS_TOKEN=TOKEN,
+        ),
+    )
+    assert entry["url"] == "https://memory.example.com/mcp"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["config"], "config needs a client"),
+        (["config", "emacs"], "invalid choice: 'emacs'"),
+        (["doctor", "cursor"], "'cursor' goes with `config`"),
+        (["--http"], "--http goes with `config`"),
+        (["--json"], "--json goes with `doctor`"),
+    ],
+)
+def test_misused_arguments_exit_2_saying_why(args: list[str], message: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflexio_mcp", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
