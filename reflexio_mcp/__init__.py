@@ -1,10 +1,7 @@
 """reflexio-mcp: an MCP server for the interactions an agent keeps in Reflexio."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("reflexio-mcp")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0"
+__version__ = "0.1.0"
+"""The one place the version is written: the build reads it from here (pyproject.toml), and
+start-up does not pay for importlib.metadata."""
 
 __all__ = ["__version__"]
