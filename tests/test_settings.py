@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from reflexio_mcp import __version__
 from reflexio_mcp.settings import (
     DEFAULT_URL,
     ENVIRONMENT,
@@ -124,7 +125,8 @@ def test_manifest_matches_the_package() -> None:
     root = Path(__file__).parent.parent
     manifest = json.loads((root / "manifest.json").read_text())
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    assert manifest["version"] == project["version"]
+    assert project["dynamic"] == ["version"]  # hatch reads reflexio_mcp/__init__.py
+    assert manifest["version"] == __version__
     assert manifest["name"] == project["name"]
     assert manifest["user_config"]["api_key"]["sensitive"] is True
 
