@@ -9,7 +9,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from reflexio_mcp import embedded_store
+from tests.loopback_http import serving
 from tests.reflexio_server import SERVER_KEY, RunningServer
 
 
@@ -145,15 +145,8 @@ def not_reflexio() -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(Page) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_a_url_that_is_not_reflexio_fails(tmp_path: Path, not_reflexio: str) -> None:

@@ -33,6 +33,7 @@ import httpx2
 import pytest
 
 from reflexio_mcp import __version__
+from tests.loopback_http import serving
 from tests.mcp_http import (
     INITIALIZE,
     MCP_HEADERS,
@@ -607,15 +608,8 @@ def slow_reflexio() -> Iterator[SlowReflexio]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SlowReflexio(f"http://127.0.0.1:{server.server_address[1]}", searching, searches)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(Handler) as port:
+        yield SlowReflexio(f"http://127.0.0.1:{port}", searching, searches)
 
 
 @pytest.mark.parametrize(

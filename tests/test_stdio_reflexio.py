@@ -8,7 +8,6 @@ import shutil
 import socket
 import sys
 import tempfile
-import threading
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters, stdio_client
 from mcp_types import TextResourceContents
 
+from tests.loopback_http import serving
 from tests.mcp_http import call
 from tests.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server, stop
 
@@ -239,15 +239,8 @@ class EchoingBackend(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echoing_backend() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoingBackend)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(EchoingBackend) as port:
+        yield f"127.0.0.1:{port}"
 
 
 async def test_neither_key_nor_url_password_reaches_results_instructions_or_logs(
