@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from importlib import metadata
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
-from urllib.request import url2pathname
 
 from reflexio_mcp.settings import ENVIRONMENT, Settings
 
@@ -84,6 +81,12 @@ def launch_args() -> list[str]:
 
 
 def _installed_from() -> str | None:
+    # Imported here: every start of the server imports this module (for CLIENTS), and
+    # urllib.request alone costs it tens of milliseconds.
+    from importlib import metadata
+    from urllib.parse import unquote, urlsplit
+    from urllib.request import url2pathname
+
     try:
         text = metadata.distribution("reflexio-mcp").read_text("direct_url.json")
     except metadata.PackageNotFoundError:
