@@ -8,6 +8,7 @@ annotated types, so the schema a client sees and the check a request meets are o
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable
@@ -428,6 +429,7 @@ class SearchRequest(TimeWindow):
     search_mode: SearchMode = "hybrid"
 
 
+@functools.lru_cache(maxsize=4096)
 def iso_time(seconds: int) -> str:
     """Unix seconds as ISO 8601 UTC; any integer reads back, clamped to years 1970-9999."""
     clamped = min(max(seconds, 0), MAX_TIMESTAMP)

@@ -29,7 +29,7 @@ from reflexio_mcp.models import (
     Strict,
     UserIdOrDefault,
 )
-from reflexio_mcp.secret_redaction import Redaction, redact_turns
+from reflexio_mcp.secret_redaction import Redaction, prepared, redact_turns
 from reflexio_mcp.state import AppState, ToolContext, app_state
 from reflexio_mcp.tool_arguments import OptionalUserId, reported_to_model
 
@@ -343,7 +343,7 @@ def _fits_once_redacted(request: PublishRequest, secrets: int) -> None:
 
 async def _redacted(turns: list[InteractionData]) -> Redaction:
     size = sum(len(turn.content) + len(turn.expert_content) for turn in turns)
-    if size > REDACT_IN_THREAD_CHARS:
+    if size > REDACT_IN_THREAD_CHARS or not prepared():  # the first loads detect-secrets
         return await anyio.to_thread.run_sync(redact_turns, turns)
     return redact_turns(turns)
 

@@ -20,16 +20,12 @@ from reflexio_mcp.access import AccessTokens, local_grant
 from reflexio_mcp.access_scope import TOOL_ROLES, access_scope
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.completions import register_completions
-from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.embedded_store import EmbeddedStore
 from reflexio_mcp.mcp_logging import forward_logs
-from reflexio_mcp.outbox import Outbox
 from reflexio_mcp.prompts import prompt_arguments, register_prompts
-from reflexio_mcp.reflexio_client import ReflexioClient
 from reflexio_mcp.request_deadline import request_deadline
 from reflexio_mcp.resource_updates import ResourceUpdates
 from reflexio_mcp.resources import register_resources
-from reflexio_mcp.secret_redaction import prepare as prepare_redaction
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.state import AppState
 from reflexio_mcp.stdio_guard import answer_unreadable
@@ -50,6 +46,11 @@ def build_backend(settings: Settings) -> Backend:
     store."""
     if not settings.uses_reflexio:
         return EmbeddedStore(settings.data_folder)
+    # Imported here: the embedded store's start-up need not load the Reflexio stack (~20 ms).
+    from reflexio_mcp.durable_reflexio import DurableReflexio
+    from reflexio_mcp.outbox import Outbox
+    from reflexio_mcp.reflexio_client import ReflexioClient
+
     client = ReflexioClient(
         settings.reflexio_url,
         api_key=settings.api_key,
@@ -99,9 +100,9 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        async with shared, anyio.create_task_group() as warm_up:
-            if not settings.keep_secrets:  # loading the detectors takes 0.2-0.4 s: not on the loop
-                warm_up.start_soon(anyio.to_thread.run_sync, prepare_redaction)
+        # detect-secrets is loaded by the first publish (in a thread), not at start: a session
+        # that only reads never pays its ~5 MiB, and start-up does not share the GIL with it.
+        async with shared:
             yield AppState(
                 store,
                 settings.user_id,

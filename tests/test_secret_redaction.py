@@ -714,6 +714,32 @@ def test_global_state_is_left_alone() -> None:
     subprocess.run([sys.executable, "-c", fresh], check=True, cwd=Path(__file__).parent.parent)
 
 
+def test_detect_secrets_is_loaded_by_the_first_publish_not_by_start_up(tmp_path: Path) -> None:
+    """A session that only reads never pays for the detectors (~5 MiB, ~0.4 s of start-up)."""
+    script = f"""
+import sys, anyio
+from mcp import Client
+from reflexio_mcp.server import build_server
+from reflexio_mcp.settings import Settings
+
+async def main():
+    server = build_server(Settings(backend="embedded", data_dir={str(tmp_path)!r}))
+    async with Client(server) as client:
+        await client.list_tools()
+        await client.call_tool("search_interactions", {{"query": "anything"}})
+        assert "detect_secrets" not in sys.modules, "loaded before any publish"
+        result = await client.call_tool(
+            "publish_interaction",
+            {{"user_message": "my key is {AWS_ID}", "agent_response": "noted"}},
+        )
+        assert result.structured_content["redacted"] == {{"aws-access-key": 1}}, result
+        assert "detect_secrets" in sys.modules
+
+anyio.run(main)
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent.parent)
+
+
 # Property tests: secrets spliced into random text, and random text.
 
 SAFE_WORDS = [
