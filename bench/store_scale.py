@@ -1,0 +1,235 @@
+"""Benchmark: how the embedded store's costs grow with its size, up to 1,000,000 interactions.
+
+    uv run python bench/store_scale.py [--sizes 10000,100000,1000000] [--queries 200]
+
+Grows one store from the smallest size to the largest and measures at each size. Half of the
+interactions belong to one heavy user ("bench-user", whom the searches and gets are for); the
+other half are spread over 200 other users (one of them, "user-007", is the light user of two
+rows). Seeded through the store's own publish path, as clients send: each publish is one
+session's 1 to 10 exchanges (2 to 20 turns), of one user. The text is search_latency's
+synthetic conversations (a tenth of the turns with Japanese, Chinese or Korean text), so the
+100,000 column compares with its table. At each size, through the Backend protocol (what the
+tools call): publishes of one exchange, word and CJK searches (sent through `bounded_query` as
+the search tool sends them; top_k=10, fts), get, the sessions page, user id completion and
+status; then the file's size. Reads keep the store's own 5 s limit: a stopped one is counted.
+Prints one table (rows: metrics; columns: sizes) and the seeding wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.search_latency import CJK_SHARE, CJK_WORDS, cjk_sentence, queries, sentence, vocabulary
+from reflexio_mcp.embedded_store import FILE_NAME, EmbeddedStore
+from reflexio_mcp.errors import SearchTooSlow
+from reflexio_mcp.models import (
+    GetRequest,
+    InteractionData,
+    PublishRequest,
+    SearchRequest,
+)
+from reflexio_mcp.search_text import bounded_query
+
+HEAVY = "bench-user"
+LIGHT = "user-007"
+OTHER_USERS = 200
+HEAVY_SHARE = 0.5
+MAX_EXCHANGES = 10
+EXCHANGES_PER_SESSION = 30
+"""A user's session changes after about this many exchanges."""
+PROBE_PUBLISHES = 200
+"""Timed publishes of one exchange at each size (counted in the size)."""
+SLOW_CALLS = 20
+"""Calls of each kind that read a whole index or table (frequent words, status...)."""
+FREQUENT = 3
+"""The searched frequent words: the first of the Zipf list, each in most turns (like 'the')."""
+Call = Callable[[], Awaitable[object]]
+
+
+class Conversations:
+    """The synthetic publishes, made one at a time (1,000,000 turns would not fit in memory
+    as models): search_latency's sentences, over one heavy user and many light ones."""
+
+    def __init__(self, seed: int, start: int) -> None:
+        self.rng = random.Random(seed)
+        self.words = vocabulary(self.rng)
+        self.rng.shuffle(self.words)
+        self.clock = start
+        self.exchanges: dict[str, int] = {}
+
+    def user(self) -> str:
+        if self.rng.random() < HEAVY_SHARE:
+            return HEAVY
+        return f"user-{self.rng.randrange(OTHER_USERS):03d}"
+
+    def publish(self, user: str, turns: int) -> PublishRequest:
+        done = self.exchanges.get(user, 0)
+        self.exchanges[user] = done + turns // 2
+        data = [
+            InteractionData(
+                role="user" if n % 2 == 0 else "assistant",
+                content=sentence(self.rng, self.words) + cjk_sentence(self.rng),
+                created_at=self.clock + n,
+            )
+            for n in range(turns)
+        ]
+        self.clock += turns
+        return PublishRequest(
+            request_id=str(uuid.uuid4()),
+            user_id=user,
+            session_id=f"session-{done // EXCHANGES_PER_SESSION}",
+            interaction_data_list=data,
+            source="bench",
+        )
+
+
+async def grow(store: EmbeddedStore, conversations: Conversations, count: int) -> float:
+    """Publish `count` more turns as clients do; return the seconds spent in publish."""
+    spent = 0.0
+    while count > 0:
+        turns = min(count, 2 * conversations.rng.randint(1, MAX_EXCHANGES))
+        request = conversations.publish(conversations.user(), turns)
+        started = time.perf_counter()
+        answer = await store.publish(request, wait_for_response=False)
+        spent += time.perf_counter() - started
+        assert not answer.already_stored, answer.message
+        count -= turns
+    return spent
+
+
+async def latencies(calls: Sequence[Call]) -> str:
+    """p50 / p99 in ms, and how many were stopped at the store's read time limit."""
+    timings: list[float] = []
+    stopped = 0
+    for call in calls:
+        started = time.perf_counter()
+        try:
+            await call()
+        except SearchTooSlow:
+            stopped += 1
+        timings.append((time.perf_counter() - started) * 1000)
+    timings.sort()
+    p99 = timings[min(len(timings) - 1, round(0.99 * (len(timings) - 1)))]
+    cell = f"{statistics.median(timings):.2f} / {p99:.2f}"
+    return f"{cell} ({stopped}/{len(calls)} stopped at 5 s)" if stopped else cell
+
+
+async def measure(
+    store: EmbeddedStore, conversations: Conversations, texts: list[str]
+) -> dict[str, str]:
+    def search(user: str, query: str) -> Call:
+        sent, _ = bounded_query(query)  # what search_interactions sends, as the tool does
+        request = SearchRequest(user_id=user, query=sent, top_k=10, search_mode="fts")
+        return partial(store.search_interactions, request)
+
+    rng = random.Random(11)
+    frequent = [conversations.words[n % FREQUENT] for n in range(SLOW_CALLS)]
+    widest = " ".join(rng.sample(conversations.words[:200], 40))
+    probes = [
+        partial(store.publish, conversations.publish(HEAVY, 2), wait_for_response=False)
+        for _ in range(PROBE_PUBLISHES)
+    ]
+    row = {"publish 1 exchange (2 turns)": await latencies(probes)}
+    calls: dict[str, list[Call]] = {
+        "search 1-2 words (search_latency's mix)": [search(HEAVY, q) for q in texts],
+        "search 1 frequent word (in most turns)": [search(HEAVY, w) for w in frequent],
+        "search CJK (2 characters)": [search(HEAVY, rng.choice(CJK_WORDS)) for _ in texts],
+        "search 40 frequent-ish words (32 searched)": [search(HEAVY, widest)] * SLOW_CALLS,
+        "search 1-2 words, light user": [search(LIGHT, q) for q in texts],
+        "search 1 frequent word, light user": [search(LIGHT, w) for w in frequent],
+        "get newest 30": [partial(store.get_interactions, GetRequest(user_id=HEAVY))] * len(texts),
+        "get newest 30, light user": [partial(store.get_interactions, GetRequest(user_id=LIGHT))]
+        * len(texts),
+        "sessions page (20)": [partial(store.sessions, HEAVY, offset=0, limit=20)] * SLOW_CALLS,
+        "user id completion (prefix 'user-0')": [partial(store.user_ids, "user-0", 20)]
+        * SLOW_CALLS,
+        "status": [partial(store.status, HEAVY)] * SLOW_CALLS,
+    }
+    for name, timed in calls.items():
+        await timed[0]()  # warm caches once for each kind
+        row[name] = await latencies(timed)
+    status = await store.status(HEAVY)
+    row["status says: heavy user / all / users"] = (
+        f"{status.user_interactions:,} / {status.interactions:,} / {status.users}"
+    )
+    return row
+
+
+def file_sizes(folder: Path) -> str:
+    sizes = [(folder / f"{FILE_NAME}{suffix}") for suffix in ("", "-wal")]
+    main, wal = (path.stat().st_size / 2**20 if path.exists() else 0.0 for path in sizes)
+    return f"{main:,.0f} + {wal:,.1f}"
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+async def main(sizes: list[int], query_count: int) -> None:
+    texts = queries(query_count, seed=7)
+    conversations = Conversations(seed=7, start=int(time.time()) - 2 * sizes[-1])
+    columns: list[dict[str, str]] = []
+    stored = 0
+    seeding = 0.0
+    with tempfile.TemporaryDirectory(prefix="reflexio-bench-") as work:
+        folder = Path(work) / "embedded"
+        async with EmbeddedStore(folder) as store:
+            for size in sizes:
+                started = time.perf_counter()
+                count = size - stored - 2 * PROBE_PUBLISHES  # the probes bring it to `size`
+                spent = await grow(store, conversations, count)
+                seeding += time.perf_counter() - started
+                column = {
+                    "seed publishes (interactions/s, this step)": f"{count / spent:,.0f}",
+                    "seeded so far (wall, min:s)": minutes(seeding),
+                }
+                column |= await measure(store, conversations, texts)
+                column["file, main + -wal (MiB)"] = file_sizes(folder)
+                columns.append(column)
+                stored = size
+                print(f"measured at {size:,} (seeding {minutes(seeding)})", file=sys.stderr)
+
+    print(
+        f"One store grown to {', '.join(f'{s:,}' for s in sizes)} interactions: half of one "
+        f"heavy user, half over {OTHER_USERS} others ({CJK_SHARE:.0%} of turns with CJK "
+        f"text); {query_count} searches of each word and CJK kind, {SLOW_CALLS} of the whole-"
+        f"index ones; times in ms, p50 / p99; Python {platform.python_version()}, SQLite "
+        f"{sqlite3.sqlite_version}"
+    )
+    print(f"| metric | {' | '.join(f'{s:,}' for s in sizes)} |")
+    print(f"|---|{'---|' * len(sizes)}")
+    for name in columns[0]:
+        print(f"| {name} | {' | '.join(column[name] for column in columns)} |")
+    print(f"\nSeeding wall time (making the turns and publishing them): {minutes(seeding)}")
+
+
+def size_list(text: str) -> list[int]:
+    sizes = [int(part.replace("_", "")) for part in text.split(",")]
+    if sizes != sorted(set(sizes)) or sizes[0] <= 2 * PROBE_PUBLISHES:
+        raise argparse.ArgumentTypeError(
+            f"sizes must grow, each above {2 * PROBE_PUBLISHES}: {text}"
+        )
+    return sizes
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Embedded store: costs as it grows")
+    parser.add_argument("--sizes", type=size_list, default=size_list("10000,100000,1000000"))
+    parser.add_argument("--queries", type=int, default=200)
+    arguments = parser.parse_args()
+    anyio.run(main, arguments.sizes, arguments.queries)
