@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -49,6 +48,7 @@ from mcp.client.stdio import stdio_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.http_search import TOP_K, USER, WORDS, cpu_seconds, machine, settle
 from reflexio_mcp import __version__
 from reflexio_mcp.embedded_store import EmbeddedStore
 from reflexio_mcp.models import InteractionData, PublishRequest, SearchRequest
@@ -57,8 +57,6 @@ from reflexio_mcp.reflexio_http import USER_AGENT
 from reflexio_mcp.search_text import bounded_query
 from tests.reflexio_server import RunningServer, cache_dir, reflexio_server, stop_group
 
-USER = "bench-user"
-TOP_K = 10
 SEED_TURNS = 20
 WARM_UP_CALLS = 50
 ROUNDS = 10
@@ -68,16 +66,10 @@ TARGET_COLD_START_RATIO = 1.0
 TARGET_IDLE_RSS_RATIO = 1.1
 TARGET_GROWTH = 0.05
 FIRST_MEMORY_MARK = 1000
-SETTLE_SECONDS = 60.0
 IDLE_SECONDS = 5.0
 TIME_SERVER_VENV = "bench-mcp-server-time"
 PROTOCOL_VERSION = "2025-06-18"
 PATHS = ("bridge", "direct", "floor")
-WORDS = [
-    "order", "refund", "shipping", "invoice", "password", "login", "account", "deploy", "server",
-    "database", "query", "index", "latency", "timeout", "retry", "billing", "subscription",
-    "upgrade", "bug", "crash", "memory", "profile", "playbook", "agent", "customer", "ticket",
-]  # fmt: skip
 FLOOR_SERVER = '''
 from mcp.server import MCPServer
 
@@ -111,12 +103,6 @@ def status_kib(pid: int, key: str = "VmRSS") -> int:
         if line.startswith(f"{key}:"):
             return int(line.split()[1])
     raise LookupError(f"no {key} for pid {pid}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children(pattern: str) -> list[int]:
@@ -168,17 +154,6 @@ def seed_requests() -> list[PublishRequest]:
 def queries(count: int) -> list[str]:
     rng = random.Random(11)
     return [" ".join(rng.sample(WORDS, rng.choice((1, 2)))) for _ in range(count)]
-
-
-async def settle(pid: int) -> None:
-    """Wait until Reflexio uses under 5% of a core for a second (its learning after the
-    seeding), or SETTLE_SECONDS."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while time.monotonic() < deadline:
-        before = cpu_seconds(pid)
-        await anyio.sleep(1.0)
-        if cpu_seconds(pid) - before < 0.05:
-            return
 
 
 @dataclass
@@ -607,12 +582,7 @@ def main(arguments: argparse.Namespace) -> None:
     if arguments.calls < ROUNDS or arguments.memory_calls < FIRST_MEMORY_MARK:
         sys.exit(f"--calls needs >= {ROUNDS}, --memory-calls >= {FIRST_MEMORY_MARK}")
     time_python = time_server_python()
-    print(
-        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; "
-        f"reflexio-mcp {__version__}; reference {versions(time_python)}; load average "
-        f"before {os.getloadavg()[0]:.2f}"
-    )
+    print(f"{machine()}; reflexio-mcp {__version__}; reference {versions(time_python)}")
     with tempfile.TemporaryDirectory(prefix="reflexio-bench-") as work:
         base = Path(work)
         (base / "home").mkdir()

@@ -431,14 +431,18 @@ def verdicts(totals: dict[Route, Totals]) -> None:
         )
 
 
+def machine() -> str:
+    """The machine a run measured, and how busy it was when the run began."""
+    return (
+        f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}; load "
+        f"average before {os.getloadavg()[0]:.2f}"
+    )
+
+
 async def main(arguments: argparse.Namespace) -> None:
     texts = queries(997)
-    print(
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores "
-        f"({platform.processor() or platform.machine()}), {platform.system()} "
-        f"{platform.release()}, Python {platform.python_version()}; load average before "
-        f"{os.getloadavg()[0]:.2f}"
-    )
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {machine()}")
     with tempfile.TemporaryDirectory(prefix="reflexio-bench-") as work:
         base = Path(work)
         with reflexio_server(base / "reflexio") as server:
