@@ -3,8 +3,8 @@ this server, ready to paste.
 
 The stdio form names uvx by its absolute path: a desktop app does not start with the login
 shell's PATH, and "spawn uvx ENOENT" is what users of uvx servers meet most. No secret is
-printed: an API key or access token is referenced (an environment variable or an input the
-client asks for), or left as a placeholder to fill.
+printed: an API key, access token or URL password is referenced (an environment variable or
+an input the client asks for), or left as a placeholder to fill.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CLIENTS: tuple[Client, ...] = ("claude-desktop", "claude-code", "cursor", "vscod
 SERVER_NAME = "reflexio"
 TOKEN = ENVIRONMENT["access_token"]
 API_KEY_PLACEHOLDER = "<your Reflexio API key>"
+PASSWORD_PLACEHOLDER = "<password>"
 WHERE = {
     "claude-desktop": "Claude Desktop: Settings > Developer > Edit Config "
     "(claude_desktop_config.json); restart Claude Desktop after saving",
@@ -67,6 +68,12 @@ def print_config(client: Client, settings: Settings, *, http: bool) -> None:
         )
     if not http and settings.api_key is not None:
         print(f"# replace {API_KEY_PLACEHOLDER!r} with the key", file=sys.stderr)
+    if (
+        not http
+        and settings.url is not None
+        and PASSWORD_PLACEHOLDER in _without_password(settings.url)
+    ):
+        print(f"# replace {PASSWORD_PLACEHOLDER!r} in the URL with the password", file=sys.stderr)
 
 
 def uvx_path() -> str | None:
@@ -111,6 +118,8 @@ def _stdio_entry(client: Client, settings: Settings) -> dict[str, Any]:
         for name in PASSED_ON
         if name in settings.model_fields_set
     }
+    if ENVIRONMENT["url"] in env:
+        env[ENVIRONMENT["url"]] = _without_password(env[ENVIRONMENT["url"]])
     if settings.api_key is not None:
         env[ENVIRONMENT["api_key"]] = API_KEY_PLACEHOLDER
     if env:
@@ -122,6 +131,16 @@ def _env_value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def _without_password(url: str) -> str:
+    """The URL with its password (Basic auth for a proxy) replaced by a placeholder."""
+    head, at, tail = url.rpartition("@")
+    scheme, _, credentials = head.partition("://")
+    user, colon, _ = credentials.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}://{user}:{PASSWORD_PLACEHOLDER}@{tail}"
 
 
 def _http_entry(client: Client, settings: Settings) -> dict[str, Any]:

@@ -29,6 +29,7 @@ def config(*args: str, path: str = "", **env: str) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr
     assert TOKEN not in done.stdout + done.stderr
     assert "rk-secret-key" not in done.stdout + done.stderr
+    assert "pw-7f3e9d" not in done.stdout + done.stderr
     return json.loads(done.stdout)
 
 
@@ -75,6 +76,14 @@ def test_stdio_names_uvx_by_absolute_path_and_passes_settings(client: str, uvx_d
     }
     if client in ("claude-code", "vscode"):
         assert entry["type"] == "stdio"
+
+
+def test_a_url_password_is_left_as_a_placeholder(uvx_dir: Path) -> None:
+    entry = entry_of(
+        "cursor",
+        config("cursor", path=str(uvx_dir), REFLEXIO_URL="https://ana:pw-7f3e9d@proxy.example"),
+    )
+    assert entry["env"]["REFLEXIO_URL"] == "https://ana:<password>@proxy.example"
 
 
 def test_without_uvx_on_path_it_says_how_to_get_it(tmp_path: Path) -> None:
