@@ -160,7 +160,7 @@ def _sqlite(
             known, detail = version_of(db)
         finally:
             db.close()
-    except sqlite3.Error as err:
+    except (sqlite3.Error, UnicodeDecodeError) as err:  # a damaged schema's bytes, quoted
         return [
             Check(
                 name,

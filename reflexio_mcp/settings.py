@@ -190,6 +190,16 @@ class Settings(BaseModel):
             )
         return value
 
+    @field_validator("api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not all("!" <= char <= "~" for char in value.get_secret_value()):
+            raise ValueError(
+                "an API key goes in an HTTP header: printable ASCII only, without spaces or "
+                "line breaks (check for a stray character pasted with it)"
+            )
+        return value
+
     @field_validator("state_key")
     @classmethod
     def _state_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:

@@ -235,6 +235,14 @@ class _StoreErrors:
             raise store_error(
                 exc, self._path, self._read_seconds, self._busy_seconds, self._label
             ) from exc
+        if isinstance(exc, UnicodeDecodeError):
+            # SQLite's message about a damaged schema quoted its bytes, which were not UTF-8:
+            # Python fails decoding the message itself.
+            damaged = sqlite3.DatabaseError(f"malformed database schema ({exc.reason})")
+            damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # pyright: ignore[reportAttributeAccessIssue]
+            raise store_error(
+                damaged, self._path, self._read_seconds, self._busy_seconds, self._label
+            ) from exc
         if isinstance(exc, OverflowError):  # a value SQLite cannot hold slipped past validation
             raise StoreError(f"{self._label} cannot hold a value of this call: {exc}") from exc
 

@@ -462,3 +462,21 @@ async def test_opening_waits_while_another_process_holds_the_new_file(tmp_path: 
                 await store.publish(publish("u", "opened"), wait_for_response=False)
     finally:
         other.close()
+
+
+async def test_a_schema_damaged_into_bytes_that_are_not_utf8_is_reported_damaged(
+    tmp_path: Path,
+) -> None:
+    """SQLite quotes the damaged schema in its message, and Python cannot decode that message:
+    found by tests/test_doctor_fuzz.py, it used to crash start-up with a UnicodeDecodeError."""
+    async with EmbeddedStore(tmp_path):
+        pass
+    path = tmp_path / "interactions.sqlite3"
+    data = path.read_bytes()
+    # The A of AFTER in the trigger's SQL, as sqlite_master keeps it.
+    path.write_bytes(
+        data.replace(b"interactions_fts_insert AFTER", b"interactions_fts_insert \x80FTER")
+    )
+    with pytest.raises(StoreCorrupt, match="is damaged or not a SQLite database"):
+        async with EmbeddedStore(tmp_path):
+            pass
