@@ -13,6 +13,7 @@ import json
 import shutil
 import sys
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from reflexio_mcp.settings import ENVIRONMENT, Settings
 
@@ -91,7 +92,6 @@ def _installed_from() -> str | None:
     # Imported here: every start of the server imports this module (for CLIENTS), and
     # urllib.request alone costs it tens of milliseconds.
     from importlib import metadata
-    from urllib.parse import unquote, urlsplit
     from urllib.request import url2pathname
 
     try:
@@ -135,12 +135,11 @@ def _env_value(value: object) -> str:
 
 def _without_password(url: str) -> str:
     """The URL with its password (Basic auth for a proxy) replaced by a placeholder."""
-    head, at, tail = url.rpartition("@")
-    scheme, _, credentials = head.partition("://")
-    user, colon, _ = credentials.partition(":")
-    if not at or not colon:
+    parts = urlsplit(url)
+    if parts.password is None:
         return url
-    return f"{scheme}://{user}:{PASSWORD_PLACEHOLDER}@{tail}"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{PASSWORD_PLACEHOLDER}@{host}"))
 
 
 def _http_entry(client: Client, settings: Settings) -> dict[str, Any]:

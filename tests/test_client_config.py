@@ -86,6 +86,12 @@ def test_a_url_password_is_left_as_a_placeholder(uvx_dir: Path) -> None:
     assert entry["env"]["REFLEXIO_URL"] == "https://ana:<password>@proxy.example"
 
 
+def test_a_url_without_a_password_is_passed_as_given(uvx_dir: Path) -> None:
+    url = "http://127.0.0.1:8081/reflexio@v1"  # a port's colon and an @ in the path
+    entry = entry_of("cursor", config("cursor", path=str(uvx_dir), REFLEXIO_URL=url))
+    assert entry["env"]["REFLEXIO_URL"] == url
+
+
 def test_without_uvx_on_path_it_says_how_to_get_it(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "reflexio_mcp", "config", "cursor"],
