@@ -24,6 +24,7 @@ import anyio
 from reflexio_mcp import __version__, embedded_store, outbox
 from reflexio_mcp.access import TokenFileError, read_tokens_file
 from reflexio_mcp.errors import AuthError, NotReflexio, RateLimited, ReflexioError
+from reflexio_mcp.redaction import display_url
 from reflexio_mcp.reflexio_http import ReflexioHttp
 from reflexio_mcp.settings import ENVIRONMENT, Settings, SettingsError, load_settings
 
@@ -95,7 +96,7 @@ async def collect(flags: argparse.Namespace, environ: Mapping[str, str]) -> list
 
 def _summary(settings: Settings) -> str:
     backend = (
-        f"Reflexio at {ReflexioHttp(settings.reflexio_url).url}"
+        f"Reflexio at {display_url(settings.reflexio_url)}"
         if settings.uses_reflexio
         else "the embedded store"
     )

@@ -82,6 +82,7 @@ from reflexio_mcp.resources import make_cursor as make_list_cursor
 from reflexio_mcp.result_pages import TOO_LARGE, Position, make_cursor
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
+from tests.test_fuzz_tools import nested
 
 _EXAMPLES = os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES")
 CALL_SECONDS = 60
@@ -700,19 +701,12 @@ JSON: SearchStrategy[Any] = st.recursive(
 )
 
 
-def _nested(levels: int, as_list: bool) -> Any:
-    value: Any = "leaf"
-    for _ in range(levels):
-        value = [value] if as_list else {"k": value}
-    return value
-
-
 def _output(text: str) -> Args:
     return {"output": text}
 
 
 def _deep(levels: int, as_list: bool) -> Args:
-    return {"deep": _nested(levels, as_list)}
+    return {"deep": nested(levels, as_list)}
 
 
 def _said(said: str, more: Args) -> Args:
