@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -334,15 +335,23 @@ class PublishRequest(Strict):
     skip_aggregation: bool = False
     force_extraction: bool = False
 
-    def checked_body(self) -> bytes:
+    def checked_body(self, now: int | None = None) -> bytes:
         """The JSON body, refused here if Reflexio's 10 MiB limit would refuse it.
 
+        A turn without created_at gets `now` (default: this second) in the body: the time it
+        was published, which Reflexio keeps, not the time a queued publish is delivered.
         Both backends hold to the limit, so a publish that works on one works on the other.
 
         Raises:
             InvalidInput: the body is larger than 10 MiB.
         """
-        body = self.model_dump_json(exclude_none=True).encode()
+        stamp = int(time.time()) if now is None else now
+        turns = [
+            turn if turn.created_at is not None else turn.model_copy(update={"created_at": stamp})
+            for turn in self.interaction_data_list
+        ]
+        stamped = self.model_copy(update={"interaction_data_list": turns})
+        body = stamped.model_dump_json(exclude_none=True).encode()
         if len(body) > MAX_BODY_BYTES:
             raise InvalidInput(
                 [

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +255,36 @@ async def test_two_bridges_sharing_one_outbox_never_send_a_row_twice(
         ]
         assert sorted(delivered) == sorted({**first.sent, **second.sent})  # each sent once
         assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
+
+
+async def test_a_publish_queued_while_reflexio_is_down_keeps_its_publish_time(
+    tmp_path: Path, user_id: str
+) -> None:
+    """The turn is stored with the time the bridge acknowledged it, not the time it was
+    delivered: a time window around the publish finds it."""
+    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
+        env = environment(reflexio, tmp_path / "data")
+        async with bridge(env, tmp_path / "bridge.log") as mcp:
+            kill9(reflexio)
+            before = int(time.time())
+            await mcp.publish(user_id, f"said while Reflexio was down, {user_id}")
+            after = int(time.time())
+            assert mcp.answers["queued"] == 1
+            await anyio.sleep(3)
+            await anyio.to_thread.run_sync(restart, reflexio)
+            await mcp.drained()
+            with anyio.fail_after(DEADLINE + 5):
+                found = await mcp.client.call_tool(
+                    "get_interactions",
+                    {
+                        "user_id": user_id,
+                        "start_time": datetime.fromtimestamp(before, UTC).isoformat(),
+                        "end_time": datetime.fromtimestamp(after, UTC).isoformat(),
+                    },
+                )
+        turns = stored(reflexio, user_id)
+    assert [t["created_at"] for t in turns] == [turns[0]["created_at"]] * 2
+    assert before <= turns[0]["created_at"] <= after, (before, turns[0]["created_at"], after)
+    assert not found.is_error
+    assert found.structured_content is not None
+    assert len(found.structured_content["interactions"]) == 2, found.structured_content
