@@ -202,7 +202,7 @@ class DurableReflexio:
             self._give_back(send_now)
             self._outbox_problem = str(err)
             if isinstance(err, StoreCorrupt):
-                await self._replace_damaged_outbox()
+                await self._replace_damaged_outbox(str(err.__cause__ or err))
             return await self._publish_unjournaled(request, body, wait_for_response)
         self._give_back(send_now and not queued.claimed)
         if queued.outcome in ("delivered", "clash"):
@@ -302,16 +302,15 @@ class DurableReflexio:
             }
         )
 
-    async def _replace_damaged_outbox(self) -> None:
+    async def _replace_damaged_outbox(self, reason: str) -> None:
         async with self._opening:
             try:
-                aside = await self._outbox.replace_damaged()
+                await self._outbox.replace_damaged(reason)  # it logs what it read back
             except StoreError as err:
                 self._outbox_open = False
                 self._outbox_problem = str(err)
                 return
             self._outbox_problem = None
-        logger.error("the outbox was damaged: moved aside to %s; a fresh one was started", aside)
 
     async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
         entry: Entry | None = None
@@ -416,7 +415,7 @@ class DurableReflexio:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
                 failed=0, last_error=self._outbox_problem, circuit=circuit,
-                damaged_files_moved_aside=moved,
+                damaged_files_moved_aside=moved, salvage=self._outbox.salvage,
             )  # fmt: skip
         try:
             stats = await self._outbox.stats()
@@ -424,6 +423,7 @@ class DurableReflexio:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
                 failed=0, last_error=str(err), circuit=circuit, damaged_files_moved_aside=moved,
+                salvage=self._outbox.salvage,
             )  # fmt: skip
         oldest = stats.oldest_queued_at
         return OutboxStatus(
@@ -436,6 +436,7 @@ class DurableReflexio:
             last_error=stats.last_error or self._breaker.last_error,
             circuit=circuit,
             damaged_files_moved_aside=moved,
+            salvage=self._outbox.salvage,
             waiting_for_other_urls=stats.other_targets,
         )
 

@@ -490,6 +490,26 @@ def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
+class OutboxSalvage(BaseModel):
+    """What was read back from a damaged outbox file into the fresh one that replaced it."""
+
+    damage: str = Field(description="What SQLite found wrong with the file.")
+    moved_to: str = Field(description="Where the damaged file is kept (it is never deleted).")
+    at: str = Field(description="When it was replaced, ISO 8601 UTC.")
+    salvaged: int = Field(description="Rows read back whole and kept in the fresh outbox.")
+    waiting: int = Field(description="Of them, publishes still to deliver (they are sent).")
+    failed: int = Field(description="Of them, publishes Reflexio had refused, kept as failed.")
+    unreadable: int = Field(description="Rows known to have been in the file but not readable.")
+    unreadable_request_ids: list[str] = Field(
+        default_factory=list[str], description="request_ids of those rows, where known (<= 20)."
+    )
+    unknown_seq_ranges: list[tuple[int, int]] = Field(
+        default_factory=list[tuple[int, int]],
+        description="Row numbers that could not be read at all: rows there, if any, are lost.",
+    )
+    detail: str = Field(description="All of it in one sentence, as the start-up log says it.")
+
+
 class OutboxStatus(BaseModel):
     """The outbox in front of Reflexio."""
 
@@ -507,6 +527,11 @@ class OutboxStatus(BaseModel):
         "queued until a probe finds it back."
     )
     damaged_files_moved_aside: int = 0
+    salvage: OutboxSalvage | None = Field(
+        default=None,
+        description="Set when this process found the outbox damaged: what was read back from "
+        "it into a fresh one, and what could not be.",
+    )
     waiting_for_other_urls: dict[str, int] = Field(default_factory=dict[str, int])
 
 

@@ -238,13 +238,28 @@ class _StoreErrors:
         if isinstance(exc, UnicodeDecodeError):
             # SQLite's message about a damaged schema quoted its bytes, which were not UTF-8:
             # Python fails decoding the message itself.
-            damaged = sqlite3.DatabaseError(f"malformed database schema ({exc.reason})")
-            damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # pyright: ignore[reportAttributeAccessIssue]
+            damaged = damage(f"malformed database schema ({exc.reason})")
             raise store_error(
                 damaged, self._path, self._read_seconds, self._busy_seconds, self._label
             ) from exc
         if isinstance(exc, OverflowError):  # a value SQLite cannot hold slipped past validation
             raise StoreError(f"{self._label} cannot hold a value of this call: {exc}") from exc
+
+
+def damage(what: str) -> sqlite3.DatabaseError:
+    """A sqlite3 error saying the file is damaged (SQLITE_CORRUPT), for damage found by a check
+    rather than by SQLite itself: it becomes StoreCorrupt like SQLite's own."""
+    damaged = sqlite3.DatabaseError(what)
+    damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # pyright: ignore[reportAttributeAccessIssue]
+    return damaged
+
+
+def check_intact(db: sqlite3.Connection) -> None:
+    """Raise the damage error when SQLite's quick_check finds a damaged page (an index page
+    overwritten leaves every row readable, yet the file must be treated as damaged)."""
+    findings = [line for (line,) in db.execute("PRAGMA quick_check")]
+    if findings != ["ok"]:
+        raise damage("quick_check: " + " ".join(" ".join(findings).split())[:500])
 
 
 def store_error(
