@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
@@ -19,10 +20,14 @@ from hypothesis import strategies as st
 from reflexio_mcp.errors import StoreError, StoreReadOnly
 from reflexio_mcp.models import InteractionData, PublishRequest
 from reflexio_mcp.outbox import FILE_NAME, SCHEMA, Outbox
+from reflexio_mcp.outbox_command import outbox_command
 from reflexio_mcp.outbox_salvage import COLUMNS, whole
+from reflexio_mcp.settings import Settings
+from tests.test_delivery import URL, Backend, durable
+from tests.test_doctor import by_name, checks
 from tests.test_fuzz_tools import FUZZ
 
-TARGET = "http://127.0.0.1:8061"
+TARGET = URL
 PAGE = 4096
 
 
@@ -233,6 +238,57 @@ async def test_a_damaged_outbox_that_cannot_be_replaced_is_refused_in_words(
             pass
     assert "REFLEXIO_MCP_DATA_DIR" in str(refused.value)
     assert path.read_bytes() == damaged
+
+
+async def test_the_bridge_reports_the_salvage_and_keeps_queueing_while_reflexio_is_down(
+    tmp_path: Path,
+) -> None:
+    """Before the fix: status said waiting 0, get_publish_status said unknown, and a publish
+    while Reflexio was down was refused. Now the 20 wait, are known, and more can queue."""
+    await fill(tmp_path, 20)
+    path = tmp_path / FILE_NAME
+    overwrite_page(path, root_page(path, "outbox_sessions"))
+    backend = Backend()
+    backend.answer = lambda _: httpx2.Response(503, text="down", headers={"Retry-After": "60"})
+    async with durable(backend, tmp_path) as store:
+        status = (await store.status("u")).outbox
+        known = await store.publish_status("u", "req-7")
+        later = await store.publish(request(99), wait_for_response=False)
+        waiting = (await store.status("u")).outbox
+    assert status is not None
+    assert waiting is not None
+    assert (status.available, status.waiting, status.damaged_files_moved_aside) == (True, 20, 1)
+    assert status.salvage is not None
+    assert (status.salvage.salvaged, status.salvage.unreadable) == (20, 0)
+    assert known.status == "queued"
+    assert later.queued
+    assert waiting.waiting == 21
+
+
+async def test_the_outbox_command_says_what_was_salvaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await fill(tmp_path, 4)
+    path = tmp_path / FILE_NAME
+    overwrite_page(path, root_page(path, "outbox_done"))
+    assert await outbox_command(Settings(url=URL, data_dir=tmp_path), "show") == 0
+    shown = capsys.readouterr().out
+    assert "4 row(s) were read back whole into a fresh outbox: 4 waiting" in shown
+    assert ": 4 waiting (oldest queued" in shown
+    assert "1 damaged outbox file(s) kept beside it, newest " in shown
+
+
+def test_doctor_says_what_a_damaged_outbox_still_holds(tmp_path: Path) -> None:
+    anyio.run(lambda: fill(tmp_path, 20, failed=2))
+    path = tmp_path / FILE_NAME
+    overwrite_page(path, root_page(path, "outbox_sessions"))
+    damaged = path.read_bytes()
+    _, report = checks(tmp_path, REFLEXIO_URL="http://127.0.0.1:9", REFLEXIO_TIMEOUT="1")
+    check = by_name(report, "outbox")
+    assert check["status"] == "fail"
+    assert "18 waiting and 2 failed publish(es) can still be read whole" in check["detail"]
+    assert check["fix"].startswith("start reflexio-mcp: it copies every readable publish")
+    assert path.read_bytes() == damaged  # doctor only looks
 
 
 def test_the_salvage_reads_every_column_of_the_schema() -> None:
