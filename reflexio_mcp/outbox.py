@@ -24,6 +24,7 @@ logged and reported (`salvage`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -279,6 +280,9 @@ class Outbox:
             ) from None
         except sqlite3.Error as err:
             raise store_error(err, fresh, label="the salvaged outbox") from err
+        finally:  # a copy left by a failed salvage; the damaged file itself was not touched
+            with contextlib.suppress(OSError):
+                fresh.unlink(missing_ok=True)
         return _report(self.path, reason, aside, kept, readable)
 
     def _read_damaged(self) -> Readable:
@@ -327,17 +331,30 @@ class Outbox:
         in its place; the new name. A hard link keeps a file at the path throughout."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        linked = True
         try:
             os.link(self.path, aside)
         except FileNotFoundError:
             pass  # nothing at the path (another process replaced it): nothing to keep
         except OSError:  # no hard links on this file system
             self.path.rename(aside)
+            linked = False
+        moved: list[tuple[Path, Path]] = []
         for suffix in ("-wal", "-shm"):  # they belong to the damaged file, never the new one
             source = self.path.with_name(self.path.name + suffix)
             if source.exists():
                 source.rename(aside.with_name(aside.name + suffix))
-        os.replace(fresh, self.path)
+                moved.append((source, aside.with_name(aside.name + suffix)))
+        try:
+            os.replace(fresh, self.path)
+        except OSError:  # put the damaged file back as it was: the next open tries again
+            for source, kept in moved:
+                kept.rename(source)
+            if linked:
+                aside.unlink(missing_ok=True)
+            elif not self.path.exists():
+                aside.rename(self.path)
+            raise
         if os.name != "nt":
             folder = os.open(self.path.parent, os.O_RDONLY)
             try:
@@ -703,7 +720,7 @@ def _report(
     if names:
         missed += f" (request_id {', '.join(names)}{', ...' if lost > len(names) else ''})"
     if ranges:
-        spans = ", ".join(f"{low}" if low == high else f"{low}-{high}" for low, high in ranges[:5])
+        spans = ", ".join(_span(low, high) for low, high in ranges[:5])
         missed += (
             f"{'; ' if missed else ''}rows numbered {spans}{', ...' if len(ranges) > 5 else ''}"
             ", if any, could not be read"
@@ -717,6 +734,12 @@ def _report(
         waiting=waiting, failed=failed, unreadable=lost, unreadable_request_ids=names,
         unknown_seq_ranges=ranges, detail=detail,
     )  # fmt: skip
+
+
+def _span(low: int, high: int) -> str:
+    if low == high:
+        return str(low)
+    return f"{low} and above" if high >= 2**63 - 1 else f"{low}-{high}"
 
 
 def _ahead(db: sqlite3.Connection, target: str, seq: int) -> int:

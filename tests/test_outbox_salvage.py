@@ -238,6 +238,7 @@ async def test_a_damaged_outbox_that_cannot_be_replaced_is_refused_in_words(
             pass
     assert "REFLEXIO_MCP_DATA_DIR" in str(refused.value)
     assert path.read_bytes() == damaged
+    assert [p.name async for p in anyio.Path(tmp_path).iterdir()] == [FILE_NAME]  # as it was
 
 
 async def test_the_bridge_reports_the_salvage_and_keeps_queueing_while_reflexio_is_down(
