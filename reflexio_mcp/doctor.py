@@ -162,9 +162,16 @@ def _sqlite(
     try:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
         try:
-            (integrity,) = db.execute("PRAGMA quick_check").fetchone()
+            # The outbox is checked as the server checks it at start, indexes too.
+            check = "quick_check" if salvage_of is None else "integrity_check"
+            try:
+                (integrity,) = db.execute(f"PRAGMA {check}").fetchone()
+            except sqlite3.DatabaseError as err:  # the check met a page it cannot read
+                if salvage_of is None:
+                    raise
+                integrity = str(err)
             if integrity != "ok" and salvage_of is not None:
-                return [Check(name, "fail", f"{path} is damaged (quick_check: {integrity}); "
+                return [Check(name, "fail", f"{path} is damaged ({check}: {integrity}); "
                               f"{salvage_of(db)}", _SALVAGE_FIX)]  # fmt: skip
             known, detail = version_of(db)
         finally:

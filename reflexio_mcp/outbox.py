@@ -16,7 +16,7 @@ lease ran out is free again. Reflexio stores a request_id once, so a row sent ag
 unconfirmed attempt is answered "already exists" and counts as delivered.
 
 The queue is bounded in rows and bytes (queued and failed rows count: both hold what a user
-sent). A damaged file (SQLite's error, or quick_check at open) is salvaged: every row that can
+sent). A damaged file (SQLite's error, or integrity_check at open) is salvaged: every row that can
 still be read whole is copied into a fresh file (outbox_salvage), which then takes its place;
 the damaged file is kept beside it (`.damaged-<time>`), and what was and was not read back is
 logged and reported (`salvage`).
@@ -31,6 +31,7 @@ import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,18 +246,40 @@ class Outbox:
     ) -> None:
         await self._file.__aexit__(exc_type, exc, tb)
 
-    async def replace_damaged(self, reason: str) -> OutboxSalvage:
+    async def replace_damaged(self, reason: str) -> OutboxSalvage | None:
         """Close the damaged file, salvage it into a fresh one and open that; what was read."""
         await self._file.__aexit__(None, None, None)
         return await self._salvage_damaged(reason)
 
-    async def _salvage_damaged(self, reason: str) -> OutboxSalvage:
-        salvage = await anyio.to_thread.run_sync(self._salvage_into_fresh, reason)
-        logger.error("%s", salvage.detail)
-        self.salvage = salvage
+    async def _salvage_damaged(self, reason: str) -> OutboxSalvage | None:
+        salvage = await anyio.to_thread.run_sync(self._salvage_once, reason)
+        if salvage is not None:
+            logger.error("%s", salvage.detail)
+            self.salvage = salvage
         self._file = self._new_file()
         await self._file.__aenter__()
         return salvage
+
+    def _salvage_once(self, reason: str) -> OutboxSalvage | None:
+        """Salvage, unless another process sharing the folder did it first (None): processes
+        salvage one at a time, and each looks again once its turn comes."""
+        with _exclusive(self.path.parent):
+            if self._intact():
+                return None
+            return self._salvage_into_fresh(reason)
+
+    def _intact(self) -> bool:
+        try:
+            db = sqlite3.connect(self.path, timeout=self._busy_seconds)
+        except sqlite3.Error:
+            return False
+        try:
+            check_intact(db, thorough=True)
+        except (sqlite3.Error, UnicodeDecodeError):
+            return False
+        finally:
+            db.close()
+        return True
 
     def _salvage_into_fresh(self, reason: str) -> OutboxSalvage:
         """Copy every whole row of the damaged file into a new file, then keep the damaged
@@ -372,7 +395,7 @@ class Outbox:
         )
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        check_intact(db)
+        check_intact(db, thorough=True)  # the outbox is small: its indexes are checked too
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version == 0:
             _create_schema(db)
@@ -691,6 +714,23 @@ class Outbox:
             return [dict(zip(names, row, strict=True)) for row in cursor]
 
         return await self._file.read(everything)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Generator[None]:
+    """Hold an exclusive advisory lock on `folder` (flock, which POSIX systems allow on a
+    folder too: no lock file is left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: rely on the rename being refused while the file is open
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _create_schema(db: sqlite3.Connection) -> None:

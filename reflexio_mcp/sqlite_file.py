@@ -254,12 +254,20 @@ def damage(what: str) -> sqlite3.DatabaseError:
     return damaged
 
 
-def check_intact(db: sqlite3.Connection) -> None:
+def check_intact(db: sqlite3.Connection, *, thorough: bool = False) -> None:
     """Raise the damage error when SQLite's quick_check finds a damaged page (an index page
-    overwritten leaves every row readable, yet the file must be treated as damaged)."""
-    findings = [line for (line,) in db.execute("PRAGMA quick_check")]
+    overwritten leaves every row readable, yet the file must be treated as damaged).
+    `thorough`: integrity_check, which also finds an index that disagrees with its table
+    (quick_check does not, and queries through such an index skip rows or fail later)."""
+    check = "integrity_check" if thorough else "quick_check"
+    try:
+        findings = [line for (line,) in db.execute(f"PRAGMA {check}")]
+    except sqlite3.DatabaseError as err:  # the check itself met a page it cannot read
+        if _primary_code(err) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise
+        raise damage(f"{check}: {err}") from err
     if findings != ["ok"]:
-        raise damage("quick_check: " + " ".join(" ".join(findings).split())[:500])
+        raise damage(f"{check}: " + " ".join(" ".join(findings).split())[:500])
 
 
 def store_error(
