@@ -280,7 +280,8 @@ async def test_a_publish_queued_while_reflexio_is_down_keeps_its_publish_time(
                     {
                         "user_id": user_id,
                         "start_time": datetime.fromtimestamp(before, UTC).isoformat(),
-                        "end_time": datetime.fromtimestamp(after, UTC).isoformat(),
+                        # one second past: a window must not be empty (start < end)
+                        "end_time": datetime.fromtimestamp(after + 1, UTC).isoformat(),
                     },
                 )
         turns = stored(reflexio, user_id)
