@@ -69,9 +69,13 @@ class Backend(Protocol):
         """The newest interactions of every user, newest first."""
         ...
 
-    async def status(self, user_id: str) -> BackendStatus:
+    async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
         """Which store this is, whether it answers, and how much it holds (for `user_id` where
-        that is cheap to tell). Never raises: an unreachable backend is a status."""
+        that is cheap to tell). Never raises: an unreachable backend is a status.
+
+        With `store_wide` False, every count (interactions, publishes waiting or failed in an
+        outbox, their errors) is of `user_id`'s alone: a caller who may not see other users'
+        data learns nothing of them, only facts about the backend itself."""
         ...
 
     async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:

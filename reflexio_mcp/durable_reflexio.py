@@ -396,7 +396,7 @@ class DurableReflexio:
             except Exception:  # a listener's failure must not stop delivery
                 logger.exception("a listener of delivered publishes failed")
 
-    async def status(self, user_id: str) -> BackendStatus:
+    async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
         if self._breaker.is_open:
             status = BackendStatus(
                 backend="reflexio",
@@ -407,9 +407,11 @@ class DurableReflexio:
             )
         else:
             status = await self._client.status(user_id)
-        return status.model_copy(update={"outbox": await self._outbox_status()})
+        outbox = await self._outbox_status(None if store_wide else user_id)
+        return status.model_copy(update={"outbox": outbox})
 
-    async def _outbox_status(self) -> OutboxStatus:
+    async def _outbox_status(self, user_id: str | None = None) -> OutboxStatus:
+        """The outbox's state; with `user_id`, its counts and errors are that user's only."""
         circuit = "open" if self._breaker.is_open else "closed"
         moved = len(self._outbox.moved_aside())
         if not await self._open_outbox():
@@ -419,7 +421,7 @@ class DurableReflexio:
                 damaged_files_moved_aside=moved,
             )  # fmt: skip
         try:
-            stats = await self._outbox.stats()
+            stats = await self._outbox.stats(user_id)
         except StoreError as err:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
@@ -433,7 +435,7 @@ class DurableReflexio:
             waiting_bytes=stats.waiting_bytes,
             oldest_age_seconds=None if oldest is None else round(time.time() - oldest, 3),
             failed=stats.failed,
-            last_error=stats.last_error or self._breaker.last_error,
+            last_error=stats.last_error or (self._breaker.last_error if user_id is None else None),
             circuit=circuit,
             damaged_files_moved_aside=moved,
             waiting_for_other_urls=stats.other_targets,

@@ -399,8 +399,13 @@ class EmbeddedStore:
         """Every publish here is stored at once (never queued): nothing to tell later."""
         return _nothing
 
-    async def status(self, user_id: str) -> BackendStatus:
-        def count(db: sqlite3.Connection) -> tuple[int, int, int]:
+    async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
+        def count(db: sqlite3.Connection) -> tuple[int | None, int | None, int]:
+            if not store_wide:
+                (mine,) = db.execute(
+                    "SELECT count(*) FROM interactions WHERE user_id = ?", (user_id,)
+                ).fetchone()
+                return None, None, int(mine)
             interactions, users, mine = db.execute(
                 "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE user_id = ?) "
                 "FROM interactions",

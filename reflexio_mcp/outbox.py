@@ -530,27 +530,30 @@ class Outbox:
 
         return await self._file.read(find)
 
-    async def stats(self) -> Stats:
+    async def stats(self, user_id: str | None = None) -> Stats:
+        """What the outbox holds; with `user_id`, that user's publishes only."""
+        whose, mine = ("", ()) if user_id is None else (" AND user_id = ?", (user_id,))
+
         def count(db: sqlite3.Connection) -> Stats:
             waiting, size, oldest = db.execute(
                 "SELECT count(*), coalesce(sum(bytes), 0), min(queued_at) FROM outbox "
-                "WHERE target = ? AND state = 'queued'",
-                (self.target,),
+                "WHERE target = ? AND state = 'queued'" + whose,
+                (self.target, *mine),
             ).fetchone()
             (failed,) = db.execute(
-                "SELECT count(*) FROM outbox WHERE target = ? AND state = 'failed'",
-                (self.target,),
+                "SELECT count(*) FROM outbox WHERE target = ? AND state = 'failed'" + whose,
+                (self.target, *mine),
             ).fetchone()
             error = db.execute(
                 "SELECT last_error FROM outbox WHERE target = ? AND last_error IS NOT NULL "
-                "AND state != 'delivered' ORDER BY last_attempt_at DESC LIMIT 1",
-                (self.target,),
+                f"AND state != 'delivered'{whose} ORDER BY last_attempt_at DESC LIMIT 1",
+                (self.target, *mine),
             ).fetchone()
             others = dict(
                 db.execute(
-                    "SELECT target, count(*) FROM outbox WHERE target != ? AND state = 'queued' "
-                    "GROUP BY target",
-                    (self.target,),
+                    "SELECT target, count(*) FROM outbox WHERE target != ? AND state = 'queued'"
+                    f"{whose} GROUP BY target",
+                    (self.target, *mine),
                 ).fetchall()
             )
             return Stats(

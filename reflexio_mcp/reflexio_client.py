@@ -412,7 +412,8 @@ class ReflexioClient:
         """
         await self._http.send("GET", "/health", retries=0)
 
-    async def status(self, user_id: str) -> BackendStatus:
+    async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
+        """Reflexio's reachability; it counts nothing, for anyone (`store_wide` changes nothing)."""
         try:
             await self._http.send("GET", "/health")
         except ReflexioError as err:
