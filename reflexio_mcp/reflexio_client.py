@@ -413,7 +413,8 @@ class ReflexioClient:
         await self._http.send("GET", "/health", retries=0)
 
     async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
-        """Reflexio's reachability; it counts nothing, for anyone (`store_wide` changes nothing)."""
+        """Whether Reflexio answers; it counts nothing for anyone, so `store_wide` changes
+        nothing here."""
         try:
             await self._http.send("GET", "/health")
         except ReflexioError as err:

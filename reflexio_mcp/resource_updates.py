@@ -21,10 +21,10 @@ What changed is read from the tools' own results (`ResourceUpdates.middleware` w
 `reflexio://interactions/recent` shows the caller's own user (a token's, the pinned one, or the
 server's default), so each watcher is told only of its own user's changes; so is
 `reflexio://status` for a watcher whose status counts its own user's only (access_scope's
-`sees_every_user`), while one that sees the whole store is told of every user's. A URI is matched
-however it is percent-encoded (`a%3Ab` and `a:b` name one user), and each watcher is told with
-the very URI it watches. Each watcher was checked when it subscribed (access_scope): a pinned
-caller cannot watch another user's resources.
+`sees_every_user`), while one that sees the whole store is told of every user's. A URI is
+matched however it is percent-encoded (`a%3Ab` and `a:b` name one user), and each watcher is
+told with the very URI it watches. Each watcher was checked when it subscribed (access_scope):
+a pinned caller cannot watch another user's resources.
 """
 
 from __future__ import annotations
