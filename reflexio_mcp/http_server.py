@@ -3,6 +3,8 @@
 Layers, outermost first:
 - Drain: /healthz, and the graceful stop (http_drain);
 - RateLimit: a request budget per access token (http_rate_limit);
+- a Host or Origin whose port is not a number answers 421 / 403 (the SDK's `host:*` patterns
+  take any text after the colon);
 - the SDK's app: bearer-token check (401 + WWW-Authenticate, protected-resource metadata),
   body limit (413), Host (421) and Origin (403) checks, then the MCP session or request.
 
@@ -13,13 +15,16 @@ closed after the last.
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import ASGIApp
+from starlette.datastructures import Headers
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reflexio_mcp.access import AccessTokens
 from reflexio_mcp.http_drain import Drain, DrainingServer
@@ -32,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
+_AUTHORITY = re.compile(r"(\[[^\]]*\]|[^:]*)(:\d{1,5})?")
+"""A host, then a port of digits if any."""
 GRACE_SECONDS = 1.0
 """After the calls are drained, notification streams (GET) get this long before they are cut."""
 
@@ -49,6 +56,9 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
         public = urlsplit(settings.public_url)
         hosts += [public.netloc, f"{public.hostname}:*"]
         origins += [f"{public.scheme}://{public.netloc}"]
+    # `name:*` means any port, so also none (port 80: clients leave it out).
+    hosts += [host[:-2] for host in hosts if host.endswith(":*")]
+    origins += [origin[:-2] for origin in origins if origin.endswith(":*")]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=list(dict.fromkeys(hosts)),
@@ -79,11 +89,29 @@ def build_http_app(
             host=settings.host,
         )
     limited = RateLimit(
-        app,
+        numeric_ports(app),
         settings.rate_limit,
         known_token=(lambda token: tokens.match(token) is not None) if tokens else _no_token,
     )
     return drain.around(limited)
+
+
+def numeric_ports(app: ASGIApp) -> ASGIApp:
+    """`app` behind a check that the Host's port, and the Origin's, is a number if given."""
+
+    async def checked(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            origin = headers.get("origin", "")
+            if not _AUTHORITY.fullmatch(headers.get("host", "")):
+                await PlainTextResponse("Invalid Host header", 421)(scope, receive, send)
+                return
+            if "://" in origin and not _AUTHORITY.fullmatch(origin.split("://", 1)[1]):
+                await PlainTextResponse("Invalid Origin header", 403)(scope, receive, send)
+                return
+        await app(scope, receive, send)
+
+    return checked
 
 
 def _no_token(_: str) -> bool:

@@ -198,6 +198,29 @@ def test_loopback_host_headers_are_accepted(raw: httpx2.Client, guarded: HttpBri
         assert_initialized(initialize(raw, guarded, host=host))
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_a_loopback_host_without_a_port_is_accepted(
+    raw: httpx2.Client, guarded: HttpBridge, host: str
+) -> None:
+    """What a client sends for port 80 (--port 80 behind nothing)."""
+    assert_initialized(initialize(raw, guarded, host=host))
+    assert_initialized(initialize(raw, guarded, host=host, origin=f"http://{host}"))
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:evil", "localhost:80x", "[::1]:x", "127.0.0.1:", "127.0.0.1:123456"]
+)
+def test_a_host_whose_port_is_not_a_number_is_421(
+    raw: httpx2.Client, guarded: HttpBridge, host: str
+) -> None:
+    response = initialize(raw, guarded, host=host)
+    assert response.status_code == 421, response.text
+    assert response.text == "Invalid Host header"
+    origin = initialize(raw, guarded, origin=f"http://{host}")
+    assert origin.status_code == 403, origin.text
+    assert origin.text == "Invalid Origin header"
+
+
 def test_allowed_hosts_and_origins_are_accepted_and_only_those(
     raw: httpx2.Client, bridges: Bridges
 ) -> None:
