@@ -567,6 +567,49 @@ def test_a_tokens_file_with_a_short_token_refuses_to_start_and_hides_it(
     assert "tiny-secret-1" not in exited.stderr
 
 
+def test_a_tokens_file_rewritten_in_place_never_refuses_a_valid_token(
+    raw: httpx2.Client, tmp_path: Path
+) -> None:
+    """An editor (or `cat > tokens.json`) truncates the file, then writes it in pieces."""
+    tokens = tmp_path / "tokens.json"
+    carol = "carol-" + "c" * 20
+
+    def content(extra: str) -> str:
+        entries = [{"token": ALICE, "user_id": "alice"}, {"token": extra, "user_id": "carol"}]
+        return json.dumps({"tokens": entries}, indent=2)
+
+    tokens.write_text(content(BOB))
+    tokens.chmod(0o600)
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def rewrite() -> None:
+        try:
+            for number in range(6):
+                text = content(carol if number == 5 else f"{BOB}-{number}")
+                with tokens.open("r+", encoding="utf-8") as file:
+                    file.truncate(0)
+                    for start in range(0, len(text), 16):
+                        file.write(text[start : start + 16])
+                        file.flush()
+                        time.sleep(0.005)
+        finally:
+            done.set()
+
+    args = ["--stateless", "--rate-limit", "0", "--tokens-file", str(tokens)]
+    with http_bridge(tmp_path / "bridge", *args, env=EMBEDDED) as bridge:
+        writer = threading.Thread(target=rewrite)
+        writer.start()
+        while not done.is_set():
+            statuses.append(initialize(raw, bridge, token=ALICE).status_code)
+        writer.join()
+        assert_initialized(initialize(raw, bridge, token=carol))  # the new file is in force
+        assert initialize(raw, bridge, token=BOB).status_code == 401
+    assert statuses, "no request ran while the file was rewritten"
+    assert statuses.count(401) == 0, f"{statuses.count(401)} of {len(statuses)} refused"
+    assert set(statuses) == {200}
+
+
 # 8. /healthz ------------------------------------------------------------------------------
 
 
