@@ -5,6 +5,7 @@ Layers, outermost first:
 - RateLimit: a request budget per access token (http_rate_limit);
 - a Host or Origin whose port is not a number answers 421 / 403 (the SDK's `host:*` patterns
   take any text after the colon);
+- SessionLimit: the sessions one access token may hold open (http_sessions);
 - the SDK's app: bearer-token check (401 + WWW-Authenticate, protected-resource metadata),
   body limit (413), Host (421) and Origin (403) checks, then the MCP session or request.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import anyio
@@ -29,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from reflexio_mcp.access import AccessTokens
 from reflexio_mcp.http_drain import Drain, DrainingServer
 from reflexio_mcp.http_rate_limit import RateLimit
+from reflexio_mcp.http_sessions import SessionLimit
 from reflexio_mcp.server import SharedBackend, build_server
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.state import AppState
@@ -88,12 +91,26 @@ def build_http_app(
             transport_security=security,
             host=settings.host,
         )
-    limited = RateLimit(
-        numeric_ports(app),
-        settings.rate_limit,
-        known_token=(lambda token: tokens.match(token) is not None) if tokens else _no_token,
-    )
+
+    def known_token(token: str) -> bool:
+        return tokens is not None and tokens.match(token) is not None
+
+    if settings.transport == "sse" or not settings.stateless:
+        app = SessionLimit(
+            app,
+            settings.max_sessions,
+            path=settings.endpoint_path,
+            known_token=known_token,
+            alive=None if settings.transport == "sse" else _holds(server),
+        )
+    limited = RateLimit(numeric_ports(app), settings.rate_limit, known_token=known_token)
     return drain.around(limited)
+
+
+def _holds(server: MCPServer[AppState]) -> Callable[[str], bool]:
+    """Whether the SDK still holds a Streamable HTTP session (it offers no public way to ask)."""
+    sessions = server.session_manager._server_instances  # pyright: ignore[reportPrivateUsage]
+    return sessions.__contains__
 
 
 def numeric_ports(app: ASGIApp) -> ASGIApp:
@@ -112,10 +129,6 @@ def numeric_ports(app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return checked
-
-
-def _no_token(_: str) -> bool:
-    return False
 
 
 def serve_http(settings: Settings, shared: SharedBackend) -> None:

@@ -159,6 +159,13 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         description="HTTP requests per minute per access token; 0: unlimited.",
     )
+    max_sessions: int = Field(
+        default=defaults.MAX_SESSIONS_PER_CALLER,
+        ge=1,
+        le=10_000,
+        description="HTTP sessions (Streamable HTTP, SSE streams) open at once per access token "
+        "(per client address without one).",
+    )
     max_body_mb: float = Field(
         default=defaults.MAX_BODY_MB,
         gt=0,
@@ -339,6 +346,7 @@ ENVIRONMENT = {
     "tokens_file": "REFLEXIO_MCP_TOKENS_FILE",
     "state_key": "REFLEXIO_MCP_STATE_KEY",
     "rate_limit": "REFLEXIO_MCP_RATE_LIMIT",
+    "max_sessions": "REFLEXIO_MCP_MAX_SESSIONS",
     "max_body_mb": "REFLEXIO_MCP_MAX_BODY_MB",
 }
 """The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
@@ -506,6 +514,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate-limit",
         type=float,
         help=f"requests per minute per access token, 0: unlimited [{ENVIRONMENT['rate_limit']}]",
+    )
+    http.add_argument(
+        "--max-sessions",
+        type=int,
+        help=f"sessions open at once per access token, {defaults.MAX_SESSIONS_PER_CALLER} "
+        f"[{ENVIRONMENT['max_sessions']}]",
     )
     http.add_argument(
         "--max-body-mb",

@@ -403,6 +403,78 @@ def test_without_tokens_the_rate_limit_is_per_address_and_healthz_is_never_limit
         assert raw.get(f"{bridge.base_url}/healthz").status_code == 200
 
 
+# 5b. Sessions per caller -------------------------------------------------------------------
+
+
+def assert_too_many_sessions(response: httpx2.Response, limit: int, per: str) -> None:
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == -32000
+    assert error["message"].startswith(
+        f"too many open sessions: at most {limit} at once per {per}; "
+    ), error["message"]
+    assert "close (DELETE) the ones you no longer use, or reuse one" in error["message"]
+    assert "mcp-session-id" not in response.headers
+
+
+def session_id(response: httpx2.Response) -> str:
+    assert_initialized(response)
+    return response.headers["mcp-session-id"]
+
+
+async def test_sessions_are_bounded_per_token_and_a_closed_one_frees_its_slot(
+    raw: httpx2.Client, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    entries = [
+        {"token": ALICE, "user_id": "alice", "role": "read"},
+        {"token": BOB, "user_id": "bob"},
+    ]
+    tokens.write_text(json.dumps({"tokens": entries}))
+    tokens.chmod(0o600)
+    args = ["--max-sessions", "3", "--rate-limit", "0", "--tokens-file", str(tokens)]
+    with http_bridge(tmp_path / "bridge", *args, env=EMBEDDED) as bridge:
+        alices = [session_id(initialize(raw, bridge, token=ALICE)) for _ in range(3)]
+        for _ in range(3):
+            assert_too_many_sessions(initialize(raw, bridge, token=ALICE), 3, "access token")
+        # Another token still opens sessions, through a real 2025-era client too.
+        bobs = [session_id(initialize(raw, bridge, token=BOB)) for _ in range(2)]
+        async with http_client(bridge.endpoint, token=BOB, mode="legacy") as mcp:
+            assert (await mcp.list_tools()).tools
+            assert_too_many_sessions(initialize(raw, bridge, token=BOB), 3, "access token")
+        # The client closed its session on leaving: its slot is free again.
+        bobs.append(session_id(initialize(raw, bridge, token=BOB)))
+        assert len(set(alices + bobs)) == 6
+        closed = raw.delete(bridge.endpoint, headers={**bearer(ALICE), "mcp-session-id": alices[0]})
+        assert closed.status_code == 200, closed.text
+        alices[0] = session_id(initialize(raw, bridge, token=ALICE))
+        assert_too_many_sessions(initialize(raw, bridge, token=ALICE), 3, "access token")
+        # Sessions still open still serve.
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        answer = raw.post(
+            bridge.endpoint,
+            json=ping,
+            headers={**MCP_HEADERS, **bearer(ALICE), "mcp-session-id": alices[1]},
+        )
+        assert answer.status_code == 200, answer.text
+
+
+async def test_sse_streams_are_bounded_per_address_without_tokens(tmp_path: Path) -> None:
+    with http_bridge(
+        tmp_path / "bridge", "--max-sessions", "2", transport="sse", env=EMBEDDED
+    ) as bridge:
+        async with httpx2.AsyncClient(timeout=10) as client:
+            async with (
+                client.stream("GET", bridge.endpoint) as first,
+                client.stream("GET", bridge.endpoint) as second,
+            ):
+                assert first.status_code == second.status_code == 200
+                refused = await client.get(bridge.endpoint)
+                assert_too_many_sessions(refused, 2, "client address")
+            async with http_client(bridge.endpoint, transport="sse") as mcp:
+                assert (await mcp.list_tools()).tools
+
+
 # 6, 7. Refusals at start ------------------------------------------------------------------
 
 
