@@ -9,6 +9,8 @@ Layers, outermost first:
 - the SDK's app: bearer-token check (401 + WWW-Authenticate, protected-resource metadata),
   body limit (413), Host (421) and Origin (403) checks, then the MCP session or request.
 
+uvicorn reads requests through http_read_timeout (slow headers or bodies: 408).
+
 One backend serves every session of the process; it is opened before the first request and
 closed after the last.
 """
@@ -31,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from reflexio_mcp.access import AccessTokens
 from reflexio_mcp.http_drain import Drain, DrainingServer
 from reflexio_mcp.http_rate_limit import RateLimit
+from reflexio_mcp.http_read_timeout import bounded_reads
 from reflexio_mcp.http_sessions import SessionLimit
 from reflexio_mcp.server import SharedBackend, build_server
 from reflexio_mcp.settings import Settings
@@ -149,6 +152,7 @@ async def _serve(settings: Settings, shared: SharedBackend) -> None:
         access_log=settings.log_level == "DEBUG",
         timeout_graceful_shutdown=int(GRACE_SECONDS),
         server_header=False,
+        http=bounded_reads(settings.read_timeout),
     )
     async with shared:
         # A call takes at most the deadline, so that is as long as draining needs.

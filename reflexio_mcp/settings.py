@@ -166,6 +166,13 @@ class Settings(BaseModel):
         description="HTTP sessions (Streamable HTTP, SSE streams) open at once per access token "
         "(per client address without one).",
     )
+    read_timeout: float = Field(
+        default=defaults.READ_TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a client may take to send a request's headers, and again its "
+        "body (HTTP); a slower one is answered 408 and disconnected.",
+    )
     max_body_mb: float = Field(
         default=defaults.MAX_BODY_MB,
         gt=0,
@@ -347,6 +354,7 @@ ENVIRONMENT = {
     "state_key": "REFLEXIO_MCP_STATE_KEY",
     "rate_limit": "REFLEXIO_MCP_RATE_LIMIT",
     "max_sessions": "REFLEXIO_MCP_MAX_SESSIONS",
+    "read_timeout": "REFLEXIO_MCP_READ_TIMEOUT",
     "max_body_mb": "REFLEXIO_MCP_MAX_BODY_MB",
 }
 """The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
@@ -520,6 +528,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help=f"sessions open at once per access token, {defaults.MAX_SESSIONS_PER_CALLER} "
         f"[{ENVIRONMENT['max_sessions']}]",
+    )
+    http.add_argument(
+        "--read-timeout",
+        type=float,
+        help=f"seconds a request's headers, and then its body, may take to arrive, "
+        f"{defaults.READ_TIMEOUT_SECONDS:g} [{ENVIRONMENT['read_timeout']}]",
     )
     http.add_argument(
         "--max-body-mb",

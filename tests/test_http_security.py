@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -473,6 +473,71 @@ async def test_sse_streams_are_bounded_per_address_without_tokens(tmp_path: Path
                 assert_too_many_sessions(refused, 2, "client address")
             async with http_client(bridge.endpoint, transport="sse") as mcp:
                 assert (await mcp.list_tools()).tools
+
+
+# 5c. Slow clients --------------------------------------------------------------------------
+
+TRICKLERS = 12
+"""Sockets of each kind: enough to show none is spared, few enough for a shared machine."""
+TRICKLE_SECONDS = 0.2
+GIVE_UP_SECONDS = 30.0
+"""Far past the 1 s bound under test: a socket still open then is never closed."""
+
+
+def _slow_socket(port: int, kind: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head = f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n".encode()
+    if kind == "headers":
+        sock.sendall(head)
+    elif kind in ("body", "body-anonymous"):
+        auth = f"authorization: Bearer {TOKEN}\r\n".encode() if kind == "body" else b""
+        sock.sendall(
+            head + auth + b"content-type: application/json\r\n"
+            b"accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n{"
+        )
+    sock.setblocking(False)
+    return sock
+
+
+def test_slow_clients_are_answered_408_and_disconnected(raw: httpx2.Client, tmp_path: Path) -> None:
+    """Silent sockets, headers a byte at a time, bodies a byte at a time (with and without a
+    token): each is cut off once its headers, or its body, take longer than --read-timeout."""
+    kinds = ["silent", "headers", "body", "body-anonymous"]
+    env = {**EMBEDDED, "REFLEXIO_MCP_ACCESS_TOKEN": TOKEN}
+    with http_bridge(tmp_path / "bridge", "--read-timeout", "1", env=env) as bridge:
+        port = port_of(bridge)
+        sockets = {(kind, n): _slow_socket(port, kind) for kind in kinds for n in range(TRICKLERS)}
+        received = dict.fromkeys(sockets, b"")
+        open_ = set(sockets)
+        give_up = time.monotonic() + GIVE_UP_SECONDS
+        try:
+            while open_ and time.monotonic() < give_up:
+                for key in list(open_):
+                    sock = sockets[key]
+                    try:
+                        while chunk := sock.recv(4096):
+                            received[key] += chunk
+                        open_.discard(key)  # b"": closed by the server
+                        continue
+                    except BlockingIOError:
+                        pass
+                    except ConnectionError:
+                        open_.discard(key)
+                        continue
+                    if key[0] != "silent":
+                        with suppress(BlockingIOError, ConnectionError):
+                            sock.send(b"x")
+                time.sleep(TRICKLE_SECONDS)
+        finally:
+            for sock in sockets.values():
+                sock.close()
+        assert not open_, f"{len(open_)} of {len(sockets)} slow sockets still open: {sorted(open_)}"
+        for (kind, _), answer in received.items():
+            expected = b"HTTP/1.1 401 " if kind == "body-anonymous" else b"HTTP/1.1 408 "
+            assert answer.startswith(expected), (kind, answer[:200])
+            if expected.endswith(b"408 "):
+                assert b"the request took longer than 1 s to arrive" in answer, answer
+        assert_initialized(initialize(raw, bridge))  # still serving
 
 
 # 6, 7. Refusals at start ------------------------------------------------------------------
