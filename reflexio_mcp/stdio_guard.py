@@ -36,8 +36,6 @@ UNREADABLE = "reflexio-mcp/unreadable-message"
 """The reserved method a broken request line is turned into."""
 _ID = re.compile(rb'"id"\s*:\s*(-?\d{1,18}(?![\d.eE])|"(?:[^"\\]|\\.){0,200}")')
 _METHOD = re.compile(rb'"method"\s*:')
-_ID_VALUE = re.compile(rb'"id"\s*:\s*(-?[\d.eE+-]{1,40})')
-"""How a numeric id was written, to quote it back."""
 
 
 def guard_stdin() -> None:
@@ -104,7 +102,7 @@ def checked_line(line: bytes) -> bytes:
     if isinstance(read, mcp_types.JSONRPCNotification) and b'"id"' in message:
         parsed = _parsed(message)
         if isinstance(parsed, dict) and "id" in parsed:
-            return _with_bad_id(cast(dict[str, Any], parsed)["id"], message)
+            return _with_bad_id(cast(dict[str, Any], parsed)["id"])
     return line
 
 
@@ -115,15 +113,13 @@ def _parsed(message: bytes) -> Any:
         return None
 
 
-def _with_bad_id(request_id: Any, message: bytes) -> bytes:
+def _with_bad_id(request_id: Any) -> bytes:
     """A request the SDK took for a notification, its id being no string or integer."""
     if isinstance(request_id, float) and request_id.is_integer():
-        written = _ID_VALUE.search(message)
-        shown = written.group(1).decode() if written else repr(request_id)
         return _error_request(
             int(request_id),
             mcp_types.INVALID_REQUEST,
-            f"Invalid request: id {shown} is not a string or an integer; send it as "
+            f"Invalid request: id {request_id!r} is not a string or an integer; send it as "
             f"{int(request_id)}",
         )
     logger.warning(

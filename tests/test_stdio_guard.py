@@ -107,13 +107,14 @@ def unreadable_ids(output: bytes) -> list[Any]:
 def test_an_integer_written_as_a_float_is_answered_with_its_integer(
     raw_id: str, answered_as: int
 ) -> None:
+    shown = repr(float(raw_id))
     line = f'{{"jsonrpc": "2.0", "id": {raw_id}, "method": "tools/list"}}\n'.encode()
     replaced = json.loads(checked_line(line))
     assert replaced["method"] == UNREADABLE
     assert replaced["id"] == answered_as
     assert replaced["params"]["code"] == -32600
     assert replaced["params"]["problem"] == (
-        f"Invalid request: id {raw_id} is not a string or an integer; send it as {answered_as}"
+        f"Invalid request: id {shown} is not a string or an integer; send it as {answered_as}"
     )
 
 
