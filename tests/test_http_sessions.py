@@ -5,12 +5,17 @@ test_http_security.py, a session is only reaped after 30 idle minutes)."""
 from __future__ import annotations
 
 import json
+import os
 
 import anyio
 import anyio.lowlevel
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
 from reflexio_mcp.http_sessions import SessionLimit
+
+EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))
 
 
 class FakeSdk:
@@ -103,3 +108,35 @@ async def test_concurrent_openings_cannot_overshoot_the_bound() -> None:
             sdk.gate.set()
     assert sorted(statuses) == [200, 200, 429, 429, 429, 429]
     assert len(sdk.held) == 2
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["open", "reap"]),
+        st.sampled_from(["127.0.0.1", "127.0.0.2"]),
+        st.integers(0, 3),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(operations=OPERATIONS, per_caller=st.integers(1, 4))
+async def test_a_caller_is_refused_exactly_when_it_holds_its_bound(
+    operations: list[tuple[str, str, int]], per_caller: int
+) -> None:
+    """Opens and reaps in any order, for two callers: each open is answered 200 while the
+    caller holds fewer than `per_caller` live sessions, 429 otherwise."""
+    sdk = FakeSdk()
+    app = limited(sdk, per_caller)
+    owners: dict[str, str] = {}
+    for operation, caller, which in operations:
+        held = sorted(s for s in sdk.held if owners[s] == caller)
+        if operation == "reap":
+            if held:
+                sdk.held.discard(held[which % len(held)])
+            continue
+        status, _ = await status_of(app, opening(caller))
+        assert status == (200 if len(held) < per_caller else 429), (held, per_caller)
+        if status == 200:
+            owners[f"s{sdk.opened}"] = caller
