@@ -40,6 +40,11 @@ class BoundedReads(H11Protocol):
         super().data_received(data)
         self._expect(_owed(self.conn.their_state))
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A pipelined request may have begun here, without new data arriving.
+        self._expect(_owed(self.conn.their_state))
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._expect(None)
         super().connection_lost(exc)
