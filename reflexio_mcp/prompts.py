@@ -32,11 +32,18 @@ PROMPTS = ("recall", "remember_this_conversation")
 async def prompt_arguments(
     ctx: ServerRequestContext[Any, Any], call_next: CallNext
 ) -> HandlerResult:
-    """A ServerMiddleware: a prompts/get naming an argument the prompt does not take is refused
-    in words (the SDK would answer "Internal server error")."""
+    """A ServerMiddleware: a prompts/get naming a prompt this server lacks, or an argument the
+    prompt does not take, is refused in words as invalid params (the SDK would answer
+    "Internal server error", or error code 0 on the wire)."""
     if ctx.method == "prompts/get" and ctx.params:
         name: Any = ctx.params.get("name")
         arguments: Any = ctx.params.get("arguments") or {}
+        if isinstance(name, str) and name not in PROMPTS:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"unknown prompt {name[:100]!r}: this server's prompts are "
+                f"{', '.join(PROMPTS)}",
+            )
         if name in PROMPTS and isinstance(arguments, dict):
             accepted = ARGUMENTS[name]
             unknown = [

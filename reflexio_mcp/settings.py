@@ -159,6 +159,20 @@ class Settings(BaseModel):
         allow_inf_nan=False,
         description="HTTP requests per minute per access token; 0: unlimited.",
     )
+    max_sessions: int = Field(
+        default=defaults.MAX_SESSIONS_PER_CALLER,
+        ge=1,
+        le=10_000,
+        description="HTTP sessions (Streamable HTTP, SSE streams) open at once per access token "
+        "(per client address without one).",
+    )
+    read_timeout: float = Field(
+        default=defaults.READ_TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a client may take to send a request's headers, and again its "
+        "body (HTTP); a slower one is answered 408 and disconnected.",
+    )
     max_body_mb: float = Field(
         default=defaults.MAX_BODY_MB,
         gt=0,
@@ -339,6 +353,8 @@ ENVIRONMENT = {
     "tokens_file": "REFLEXIO_MCP_TOKENS_FILE",
     "state_key": "REFLEXIO_MCP_STATE_KEY",
     "rate_limit": "REFLEXIO_MCP_RATE_LIMIT",
+    "max_sessions": "REFLEXIO_MCP_MAX_SESSIONS",
+    "read_timeout": "REFLEXIO_MCP_READ_TIMEOUT",
     "max_body_mb": "REFLEXIO_MCP_MAX_BODY_MB",
 }
 """The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
@@ -506,6 +522,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rate-limit",
         type=float,
         help=f"requests per minute per access token, 0: unlimited [{ENVIRONMENT['rate_limit']}]",
+    )
+    http.add_argument(
+        "--max-sessions",
+        type=int,
+        help=f"sessions open at once per access token, {defaults.MAX_SESSIONS_PER_CALLER} "
+        f"[{ENVIRONMENT['max_sessions']}]",
+    )
+    http.add_argument(
+        "--read-timeout",
+        type=float,
+        help=f"seconds a request's headers, and then its body, may take to arrive, "
+        f"{defaults.READ_TIMEOUT_SECONDS:g} [{ENVIRONMENT['read_timeout']}]",
     )
     http.add_argument(
         "--max-body-mb",

@@ -587,7 +587,9 @@ async def test_a_tokens_file_turned_invalid_refuses_every_token_until_fixed(
 ) -> None:
     path, alice = scoped.tokens_file, scoped.alice
     try:
-        path.write_text('{"tokens": [')  # half written: the server fails closed
+        path.write_text('{"tokens": [')  # half written: the last good tokens stay...
+        assert initialize(scoped.bridge, alice.token).status_code == 200
+        os.utime(path, (1, 1))  # ...until it is seen left so: then the server fails closed
         assert initialize(scoped.bridge, alice.token).status_code == 401
         replace_tokens(path, scoped.base, mode=0o644)  # valid, but others can read it
         assert initialize(scoped.bridge, alice.token).status_code == 401

@@ -141,3 +141,15 @@ async def test_recall_answers_any_arguments_in_words(
     assert refusal.startswith("invalid input: ") or text.startswith(
         ("Here is what", "Nothing was found")
     ), (refusal, text)
+
+
+@pytest.mark.parametrize("name", ["no_such_prompt", "Recall", ""])
+async def test_an_unknown_prompt_is_invalid_params_naming_the_prompts(
+    mcp: Client, name: str
+) -> None:
+    with pytest.raises(MCPError) as refused:
+        await mcp.get_prompt(name, {})
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message == (
+        f"unknown prompt {name!r}: this server's prompts are recall, remember_this_conversation"
+    )
