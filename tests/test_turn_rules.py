@@ -24,6 +24,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
+from hypothesis.strategies import SearchStrategy
 from mcp import Client
 
 from reflexio_mcp.models import MAX_TIMESTAMP
@@ -373,7 +374,7 @@ TOOL = st.fixed_dictionaries(
         "status": st.one_of(TEXT, st.integers(95, 105).map(lambda n: "s" * n)),
     },
 )
-TURN = st.fixed_dictionaries(
+ANY_TURN = st.fixed_dictionaries(
     {},
     optional={
         "role": st.one_of(st.sampled_from(["User", "Agent", "", " "]), st.text(max_size=8)),
@@ -387,8 +388,95 @@ TURN = st.fixed_dictionaries(
         "created_at": st.one_of(st.none(), st.integers(0, MAX_TIMESTAMP)),
     },
 )
-PUBLISH = st.fixed_dictionaries(
-    {"interactions": st.lists(TURN, min_size=1, max_size=4)},
+"""Any mix of fields, most breaking one of Reflexio's rules."""
+SAID = st.text(min_size=1, max_size=30).filter(str.strip)
+KEPT_TOOL = st.fixed_dictionaries(
+    {"tool_name": st.text(min_size=1, max_size=10)},
+    optional={
+        "tool_data": st.dictionaries(st.text(max_size=5), JSON_VALUE, max_size=3),
+        "status": st.one_of(st.text(max_size=20), st.just("s" * 100)),
+    },
+)
+NOTHING: SearchStrategy[dict[str, Any]] = st.just({})
+IMAGE: SearchStrategy[dict[str, Any]] = st.one_of(
+    NOTHING,
+    st.fixed_dictionaries({"image_encoding": st.sampled_from(["aGk=", "not base64", " x "])}),
+    st.fixed_dictionaries(
+        {
+            "interacted_image_url": st.sampled_from(
+                ["https://127.0.0.1/a.png", "HTTPS://[::1]/é.png", "data:image/png;base64,aGk=",
+                 "http://localhost:8080/p?q=1#f", " http://10.0.0.7/x", "data:,"]
+            )
+        }
+    ),
+)  # fmt: skip
+ACTION: SearchStrategy[dict[str, Any]] = st.one_of(
+    NOTHING,
+    st.fixed_dictionaries(
+        {"user_action": st.sampled_from(["none", "click", "CLICK", "scroll", "type"]),
+         "user_action_description": SAID | st.just(" ")},
+    ),
+)  # fmt: skip
+
+
+def merged(*parts: dict[str, Any]) -> dict[str, Any]:
+    return {name: value for part in parts for name, value in part.items()}
+
+
+KEPT_TURN: SearchStrategy[dict[str, Any]] = st.builds(
+    merged,
+    st.fixed_dictionaries(
+        {"content": SAID},
+        optional={
+            "role": st.text(min_size=1, max_size=8),
+            "expert_content": TEXT,
+            "tools_used": st.lists(KEPT_TOOL, max_size=2),
+            "created_at": st.one_of(st.none(), st.integers(0, MAX_TIMESTAMP)),
+        },
+    ),
+    IMAGE,
+    ACTION,
+)
+"""A turn Reflexio keeps."""
+
+
+def changed(turn: dict[str, Any], change: str, length: int, image_url: str) -> dict[str, Any]:
+    """A kept turn with one change, near or past one of Reflexio's rules or limits."""
+    turn = dict(turn)
+    if change == "description only":
+        return {"role": turn.get("role", "User"), "user_action_description": "clicked it"}
+    if change == "action without description":
+        turn.pop("user_action_description", None)
+        turn["user_action"] = "click"
+    elif change == "two images":
+        turn.update(interacted_image_url="https://127.0.0.1/a.png", image_encoding="aGk=")
+    elif change == "image url":
+        turn.pop("image_encoding", None)
+        turn["interacted_image_url"] = image_url
+    elif change == "tool status":
+        turn["tools_used"] = [{"tool_name": "t", "status": "s" * length}]
+    elif change == "blank":
+        return {"content": " " * (length % 3), "expert_content": "\n", "image_encoding": " "}
+    elif change in ("role", "user_action_description"):
+        turn[change] = "r" * (length * (10 if change == "role" else 100))
+        turn["user_action"] = "type"
+    return turn
+
+
+CHANGED_TURN = st.builds(
+    changed,
+    KEPT_TURN,
+    st.sampled_from(["description only", "action without description", "two images",
+                     "image url", "tool status", "blank", "role", "user_action_description"]),
+    st.integers(98, 102),
+    IMAGE_URL,
+)  # fmt: skip
+PUBLISH: SearchStrategy[dict[str, Any]] = st.fixed_dictionaries(
+    {
+        "interactions": st.lists(
+            st.one_of(KEPT_TURN, CHANGED_TURN, ANY_TURN), min_size=1, max_size=3
+        )
+    },
     optional={"source": st.sampled_from(["", "mcp", "Chat Bad"]), "agent_version": TEXT},
 )
 
@@ -427,6 +515,7 @@ def test_what_the_bridge_accepts_reflexio_keeps_turn_for_turn(
                     for client in (on_reflexio, embedded)
                 ]
                 verdicts = [answer.is_error for answer in answers]
+                hypothesis.event("refused" if verdicts[0] else "accepted")
                 hypothesis.note(f"answers: {[text(a)[:300] for a in answers]}")
                 assert verdicts[0] == verdicts[1], "the backends disagree"
                 held = held_by_reflexio(reflexio, user_id)
