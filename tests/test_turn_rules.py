@@ -200,6 +200,24 @@ async def test_image_url_reflexio_refuses_is_refused_up_front(
         assert expected in message, message
 
 
+@pytest.mark.parametrize("kind", ["reflexio-down", "embedded"])
+async def test_image_url_whose_password_redaction_would_break_is_refused_up_front(
+    tmp_path: Path, kind: str
+) -> None:
+    """Redaction makes https://user:[REDACTED:url-password]@host/..., which is no URL to
+    Reflexio (urlsplit reads the brackets as an IPv6 host): queued, then refused for good."""
+    url = f"http://127.0.0.1:{free_port()}" if kind == "reflexio-down" else None
+    settings = Settings(
+        url=url, backend="embedded" if url is None else "auto", data_dir=tmp_path, timeout=2
+    )
+    turn = {"content": "look", "interacted_image_url": "https://me:Zq8vR2wXk9@127.0.0.1/a.png"}
+    async with Client(build_server(settings)) as client:
+        message = await error(client, "publish_interaction", {"interactions": [turn]})
+    assert message.startswith("invalid input: interactions[0].interacted_image_url: is not a URL")
+    assert message.endswith("(once its 1 secret(s) were replaced by [REDACTED:...] markers)")
+    assert "Zq8vR2wXk9" not in message
+
+
 @pytest.mark.parametrize(
     "turn",
     [
