@@ -11,7 +11,9 @@ so it runs few examples by default: REFLEXIO_MCP_FUZZ_EXAMPLES sets more (defaul
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import AsyncGenerator, Iterator
@@ -27,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 from mcp import Client
 
-from reflexio_mcp.models import MAX_TIMESTAMP
+from reflexio_mcp.models import MAX_BODY_BYTES, MAX_TIMESTAMP, InteractionData, PublishRequest
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
 from tests.reflexio_server import RunningServer, free_port
@@ -48,6 +50,18 @@ def held_by_reflexio(server: RunningServer, user_id: str) -> list[dict[str, Any]
     )
     answer.raise_for_status()
     return sorted(answer.json()["interactions"], key=lambda i: i["interaction_id"])
+
+
+def images_held(server: RunningServer, user_id: str) -> list[str]:
+    """The image_encoding of each of the user's turns, oldest first: Reflexio's API does not
+    return it, so it is read from the server's own SQLite file (read-only)."""
+    path = server.home / ".reflexio/data/reflexio_self-host-org.db"
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        rows = db.execute(
+            "SELECT image_encoding FROM interactions WHERE user_id = ? ORDER BY interaction_id",
+            (user_id,),
+        ).fetchall()
+    return [str(row[0]) for row in rows]
 
 
 def request_held(server: RunningServer, user_id: str) -> dict[str, Any]:
@@ -321,6 +335,28 @@ async def test_tool_name_tool_data_and_1000_tools_are_kept_whole(
     assert held["tools_used"] == tools
 
 
+async def test_image_encoding_filling_the_10_mib_body_is_kept_whole_and_one_more_is_refused(
+    on_reflexio: Client, reflexio: RunningServer, user_id: str
+) -> None:
+    def arguments(image: str) -> dict[str, Any]:
+        turn = {"image_encoding": image}
+        return {"user_id": user_id, "interactions": [turn], "request_id": "r", "session_id": "s"}
+
+    sent = PublishRequest(
+        request_id="r",
+        user_id=user_id,
+        session_id="s",
+        source="mcp",
+        interaction_data_list=[InteractionData(image_encoding="A")],
+    )
+    image = "A" * (1 + MAX_BODY_BYTES - len(sent.checked_body()))
+    message = await error(on_reflexio, "publish_interaction", arguments(image + "A"))
+    assert "Reflexio takes at most 10 MiB per publish" in message, message
+    published = await call(on_reflexio, "publish_interaction", arguments(image))
+    assert (published["status"], published["stored"]) == ("stored", 1)
+    assert images_held(reflexio, user_id) == [image]
+
+
 @pytest.mark.parametrize("created_at", [0, 1, 1_499_999_999_999 // 1000, MAX_TIMESTAMP])
 async def test_created_at_in_range_is_kept_to_the_second(
     on_reflexio: Client, reflexio: RunningServer, user_id: str, created_at: int
@@ -556,6 +592,8 @@ def test_what_the_bridge_accepts_reflexio_keeps_turn_for_turn(
                 sent = [as_kept(turn) for turn in turns]
                 assert len(held) == len(read_locally) == len(sent)
                 assert [read_as_sent(h, t) for h, t in zip(held, turns, strict=True)] == sent
+                images = [turn.get("image_encoding", "") for turn in turns]
+                assert images_held(reflexio, user_id) == images
                 assert [
                     read_as_sent(r, t) for r, t in zip(read_locally, turns, strict=True)
                 ] == sent
