@@ -2,8 +2,11 @@
 
 The shapes follow Reflexio 0.2.32's API contract (its /openapi.json); the bounds are the
 narrower of what Reflexio and the embedded store can store *and read back*, so nothing
-accepted here can later make a user's history unreadable. Tool signatures reuse these
-annotated types, so the schema a client sees and the check a request meets are one thing.
+accepted here can later make a user's history unreadable. A turn also meets the rules
+Reflexio's server applies beyond its schema (InteractionData): both backends take exactly
+what Reflexio keeps whole, so nothing acknowledged is later dropped, refused or cut. Tool
+signatures reuse these annotated types, so the schema a client sees and the check a request
+meets are one thing.
 """
 
 from __future__ import annotations
