@@ -12,6 +12,7 @@ from reflexio_mcp import __version__
 from reflexio_mcp.client_config import CLIENTS
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.settings import Settings, SettingsError, add_arguments, load_settings
+from reflexio_mcp.unknown_variables import unknown_variables
 
 logger = logging.getLogger("reflexio_mcp")
 
@@ -73,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as err:
         parser.exit(2, f"reflexio-mcp: {err}\n")
     configure_logging(settings.log_level)
+    for unknown in unknown_variables(os.environ):
+        logger.warning("%s (%s)", unknown.describe(), unknown.fix())
 
     if flags.command == "config":
         if flags.client is None:

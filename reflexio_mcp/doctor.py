@@ -27,6 +27,7 @@ from reflexio_mcp.errors import AuthError, NotReflexio, RateLimited, ReflexioErr
 from reflexio_mcp.redaction import display_url
 from reflexio_mcp.reflexio_http import ReflexioHttp
 from reflexio_mcp.settings import ENVIRONMENT, Settings, SettingsError, load_settings
+from reflexio_mcp.unknown_variables import PREFIX, unknown_variables
 
 Status = Literal["ok", "warn", "fail"]
 TESTED_REFLEXIO = "0.2.32"
@@ -76,11 +77,17 @@ def render(check: Check) -> str:
 
 
 async def collect(flags: argparse.Namespace, environ: Mapping[str, str]) -> list[Check]:
+    unknown = [
+        Check("environment", "fail" if u.unsafe else "warn", u.describe(), u.fix())
+        for u in unknown_variables(environ)
+    ]
     try:
         settings = load_settings(flags, environ)
     except SettingsError as err:
-        return [Check("settings", "fail", str(err), "the message names the flag or variable")]
+        return [Check("settings", "fail", str(err), "the message names the flag or variable"),
+                *unknown]  # fmt: skip
     checks = [Check("settings", "ok", _summary(settings))]
+    checks += unknown or [_environment_ok(environ)]
     checks += [Check("settings", "warn", notice) for notice in settings.notices()]
     checks += _data_dir(settings)
     if settings.uses_reflexio:
@@ -103,6 +110,15 @@ def _summary(settings: Settings) -> str:
     return (
         f"valid; {backend}, data in {settings.data_folder}, default user {settings.user_id!r}, "
         f"transport {settings.transport}"
+    )
+
+
+def _environment_ok(environ: Mapping[str, str]) -> Check:
+    count = sum(1 for name in environ if name.startswith(PREFIX))
+    return Check(
+        "environment",
+        "ok",
+        f"each of the {count} REFLEXIO_* variable(s) set is one reflexio-mcp or Reflexio reads",
     )
 
 

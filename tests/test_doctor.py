@@ -212,3 +212,36 @@ def test_a_free_http_port_passes_and_names_the_client_url(tmp_path: Path) -> Non
         f"http://127.0.0.1:{port}/mcp (access token required)"
         in by_name(report, "transport")["detail"]
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant", "status"),
+    [
+        ("REFLEXIO_MCP_READONLY", "REFLEXIO_MCP_READ_ONLY", "fail"),  # a safety switch
+        ("REFLEXIO_MCP_PINUSER", "REFLEXIO_MCP_PIN_USER", "fail"),
+        ("REFLEXIO_MCP_ACESS_TOKEN", "REFLEXIO_MCP_ACCESS_TOKEN", "fail"),
+        ("REFLEXIO_ULR", "REFLEXIO_URL", "warn"),
+        ("REFLEXIO_USERID", "REFLEXIO_USER_ID", "warn"),
+        ("REFLEXIO_MCP_TIMEOUT", "REFLEXIO_TIMEOUT", "warn"),
+    ],
+)
+def test_a_misspelled_variable_is_named_with_the_real_one(
+    tmp_path: Path, variable: str, meant: str, status: str
+) -> None:
+    done = doctor(tmp_path, **{variable: "1"})
+    assert done.returncode == (1 if status == "fail" else 0), done.stdout
+    assert f"{status.upper():<4}  environment: {variable} is ignored" in done.stdout
+    assert f"did you mean {meant}?" in done.stdout
+    assert f"fix: rename {variable} to {meant}" in done.stdout
+    if status == "fail":
+        assert "all checks passed" not in done.stdout
+
+
+def test_the_environment_check_says_what_it_checked(tmp_path: Path) -> None:
+    code, report = checks(tmp_path, REFLEXIO_EMBEDDING_PROVIDER="openai")
+    assert code == 0, report
+    check = by_name(report, "environment")
+    assert check["status"] == "ok"
+    assert check["detail"] == (
+        "each of the 2 REFLEXIO_* variable(s) set is one reflexio-mcp or Reflexio reads"
+    )
