@@ -245,3 +245,73 @@ def test_the_environment_check_says_what_it_checked(tmp_path: Path) -> None:
     assert check["detail"] == (
         "each of the 2 REFLEXIO_* variable(s) set is one reflexio-mcp or Reflexio reads"
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "fix"),
+    [
+        (
+            {"REFLEXIO_MCP_PORT": "eighty"},
+            "set --port / REFLEXIO_MCP_PORT to a whole number from 1 to 65535, or unset it "
+            "(default 8000)",
+        ),
+        (
+            {"REFLEXIO_MCP_READ_ONLY": "maybe"},
+            "set --read-only / REFLEXIO_MCP_READ_ONLY to true or false, or unset it (default "
+            "false)",
+        ),
+        (
+            {"REFLEXIO_MCP_TRANSPORT": "websocket"},
+            "set --transport / REFLEXIO_MCP_TRANSPORT to one of stdio, streamable-http, sse, or "
+            "unset it (default stdio)",
+        ),
+        (
+            {"REFLEXIO_URL": "ftp://x"},
+            "set --url / REFLEXIO_URL to an http(s) URL such as http://127.0.0.1:8061, or unset "
+            "it (the embedded store)",
+        ),
+        (
+            {"REFLEXIO_MCP_TRANSPORT": "sse", "REFLEXIO_MCP_ACCESS_TOKEN": "short"},
+            "set REFLEXIO_MCP_ACCESS_TOKEN to at least 16 characters: make one with python3 -c",
+        ),
+        (
+            {"REFLEXIO_MCP_TRANSPORT": "sse", "REFLEXIO_MCP_HOST": "0.0.0.0"},
+            "set REFLEXIO_MCP_ACCESS_TOKEN (make one with",
+        ),
+    ],
+)
+def test_invalid_settings_get_a_fix_that_says_what_to_do(
+    tmp_path: Path, env: dict[str, str], fix: str
+) -> None:
+    code, report = checks(tmp_path, **env)
+    assert code == 1
+    check = by_name(report, "settings")
+    assert check["fix"].startswith(fix), check["fix"]
+    assert "the message names" not in json.dumps(report)
+
+
+def test_a_key_reflexio_does_not_need_is_not_called_accepted(
+    tmp_path: Path, reflexio: RunningServer
+) -> None:
+    code, report = checks(tmp_path, REFLEXIO_URL=reflexio.url, REFLEXIO_API_KEY="rk-unneeded-12")
+    assert code == 0, report
+    check = by_name(report, "reflexio auth")
+    assert check["status"] == "warn"
+    assert "answered without an API key" in check["detail"]
+    assert "accepted" not in check["detail"]
+    assert "rk-unneeded-12" not in json.dumps(report)
+
+
+def test_a_bad_tokens_file_gets_a_fix_that_says_what_to_do(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text("{not json")
+    tokens.chmod(0o600)
+    code, report = checks(
+        tmp_path,
+        REFLEXIO_MCP_TRANSPORT="streamable-http",
+        REFLEXIO_MCP_PORT="1",
+        REFLEXIO_MCP_TOKENS_FILE=str(tokens),
+    )
+    assert code == 1
+    check = by_name(report, "tokens file")
+    assert check["fix"].startswith(f"correct {tokens}"), check["fix"]
