@@ -115,11 +115,12 @@ def _summary(settings: Settings) -> str:
 
 def _environment_ok(environ: Mapping[str, str]) -> Check:
     count = sum(1 for name in environ if name.startswith(PREFIX))
-    return Check(
-        "environment",
-        "ok",
-        f"each of the {count} REFLEXIO_* variable(s) set is one reflexio-mcp or Reflexio reads",
+    detail = (
+        f"the {count} REFLEXIO_* variable(s) set are all ones reflexio-mcp or Reflexio reads"
+        if count
+        else "no REFLEXIO_* variable is set"
     )
+    return Check("environment", "ok", f"{detail} (checked for misspelled names)")
 
 
 # -- files -------------------------------------------------------------------------------

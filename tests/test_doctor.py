@@ -243,7 +243,8 @@ def test_the_environment_check_says_what_it_checked(tmp_path: Path) -> None:
     check = by_name(report, "environment")
     assert check["status"] == "ok"
     assert check["detail"] == (
-        "each of the 2 REFLEXIO_* variable(s) set is one reflexio-mcp or Reflexio reads"
+        "the 2 REFLEXIO_* variable(s) set are all ones reflexio-mcp or Reflexio reads (checked "
+        "for misspelled names)"
     )
 
 
