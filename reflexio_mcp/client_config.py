@@ -87,8 +87,13 @@ def print_config(client: Client, settings: Settings, *, http: bool) -> None:
                 file=sys.stderr,
             )
     else:
-        print(json.dumps(client_config(client, settings, http=http), indent=2))
+        document = client_config(client, settings, http=http)
+        print(json.dumps(document, indent=2))
         print(f"# {WHERE[client]}", file=sys.stderr)
+        if client == "vscode" and "inputs" not in document:  # --add-mcp takes no inputs
+            named = {"name": SERVER_NAME, **server_entry(client, settings, http=http)}
+            print("# or run:", file=sys.stderr)
+            print(f"code --add-mcp {shlex.quote(json.dumps(named))}", file=sys.stderr)
     if not http and uvx_path() is None:
         print(
             "# uvx is not on PATH: install uv (https://docs.astral.sh/uv/), then run this "

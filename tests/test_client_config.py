@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,21 @@ def test_claude_code_http_entry_connects_to_a_running_server(
         assert added.returncode == 0, added.stdout + added.stderr
         listed = claude.list_servers(REFLEXIO_MCP_ACCESS_TOKEN=TOKEN)
     assert f"reflexio: {bridge.endpoint} (HTTP) - ✔ Connected" in listed, listed
+
+
+def test_vscode_gets_its_add_mcp_command_when_the_entry_needs_no_input(uvx_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflexio_mcp", "config", "vscode"],
+        env={"PATH": str(uvx_dir), "REFLEXIO_USER_ID": "o'brien"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("code --add-mcp ")]
+    [_, _, argument] = shlex.split(line)
+    entry = entry_of("vscode", json.loads(done.stdout))
+    assert json.loads(argument) == {"name": "reflexio", **entry}
+    with_input = printed("vscode", "--http", REFLEXIO_MCP_ACCESS_TOKEN=TOKEN)
+    assert "code --add-mcp" not in with_input.stderr  # its token input needs the file
