@@ -311,8 +311,8 @@ async def _auth(http: ReflexioHttp, settings: Settings) -> Check:
         return Check(
             "reflexio auth",
             "warn",
-            f"Reflexio answered without an API key: it does not check {key}, so anyone who "
-            f"reaches {http.url} may call it; {pace}",
+            f"Reflexio answered without an API key, so the {key} set here is not checked (a "
+            f"Reflexio started without one serves loopback clients only); {pace}",
             f"start Reflexio with {key} set to make it demand the key, or unset {key} here",
         )
     if not isinstance(refused, AuthError):

@@ -382,6 +382,11 @@ EXPECTED = {
     "path": "a path below /, such as /mcp",
     "user_id": "a user id that is not empty",
     "host": "an address such as 127.0.0.1",
+    "data_dir": "a folder path, such as ~/memories",
+    "tokens_file": "the path of a JSON tokens file",
+    "public_url": "the URL clients use, such as https://memory.example.com",
+    "allowed_hosts": "comma-separated Host values, such as memory.example.com:*",
+    "allowed_origins": "comma-separated origins, such as https://app.example.com",
 }
 """What a setting takes, where its type and bounds do not say it."""
 UNSET_MEANS = {"url": "the embedded store", "path": "default /mcp, or /sse for SSE"}
