@@ -98,6 +98,7 @@ class ClaudeCode:
             "PATH": os.pathsep.join([str(self.executable.parent), os.environ.get("PATH", "")]),
             "HOME": str(self.home),
             "DISABLE_TELEMETRY": "1",
+            "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "ANTHROPIC_API_KEY": "sk-ant-test-offline",
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
