@@ -380,7 +380,9 @@ async def _search(http: ReflexioHttp) -> AuthError | Check | None:
 
 def _transport(settings: Settings) -> list[Check]:
     if settings.transport == "stdio":
-        return [Check("transport", "ok", "stdio: the MCP client starts this command")]
+        return [
+            Check("transport", "ok", "stdio: no port to check; the MCP client starts this command")
+        ]
     checks: list[Check] = []
     if settings.tokens_file is not None:
         try:
@@ -398,7 +400,14 @@ def _transport(settings: Settings) -> list[Check]:
                 )
             )
         else:
-            checks.append(Check("tokens file", "ok", f"{len(tokens)} token(s)"))
+            checks.append(
+                Check(
+                    "tokens file",
+                    "ok",
+                    f"{settings.tokens_file}: {len(tokens)} valid token(s), each with its user "
+                    "and role",
+                )
+            )
     where = f"{settings.host}:{settings.port}"
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -316,3 +316,28 @@ def test_a_bad_tokens_file_gets_a_fix_that_says_what_to_do(tmp_path: Path) -> No
     assert code == 1
     check = by_name(report, "tokens file")
     assert check["fix"].startswith(f"correct {tokens}"), check["fix"]
+
+
+def test_the_ok_lines_say_what_was_checked(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps({"tokens": [{"token": "t" * 40, "user_id": "ana", "role": "read"}]})
+    )
+    tokens.chmod(0o600)
+    code, report = checks(
+        tmp_path,
+        REFLEXIO_MCP_TRANSPORT="streamable-http",
+        REFLEXIO_MCP_PORT="1",
+        REFLEXIO_MCP_TOKENS_FILE=str(tokens),
+    )
+    assert by_name(report, "tokens file") == {
+        "name": "tokens file",
+        "status": "ok",
+        "detail": f"{tokens}: 1 valid token(s), each with its user and role",
+        "fix": "",
+    }
+    code, report = checks(tmp_path)
+    assert code == 0, report
+    assert by_name(report, "transport")["detail"] == (
+        "stdio: no port to check; the MCP client starts this command"
+    )
