@@ -145,7 +145,7 @@ class Deliverer:
                     await self._on_delivered(row)
             elif sent.state == "failed":
                 logger.warning(
-                    "Reflexio refused publish %s of user %r for good; kept in the outbox as "
+                    "Reflexio will not take publish %s of user %r; kept in the outbox as "
                     "failed: %s",
                     row.request_id,
                     row.user_id,

@@ -505,7 +505,8 @@ def _status_of(entry: Entry) -> PublishStatus:
         detail = "Reflexio confirmed it: its turns are stored"
     else:
         detail = (
-            "Reflexio refused it for good (last_error says why); it is kept in the outbox. "
+            "Reflexio refused it for good, or kept failing on it or leaving it unanswered "
+            "while it took other publishes (last_error says why); it is kept in the outbox. "
             "Fix the cause and publish it again with the same request_id"
         )
     return PublishStatus(
