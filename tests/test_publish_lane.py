@@ -99,6 +99,7 @@ async def test_a_publish_reflexio_never_answers_ends_failed_while_others_are_sto
     data_dir = tmp_path / "data"
     others: list[Answer] = []
     status: dict[str, Any] = {"status": "queued"}
+    failed_after = 0.0
     with HoldingProxy(reflexio.url, stuck_id) as proxy, anyio.fail_after(FAILED_WITHIN + 60):
         async with bridge(
             proxy.url, data_dir, tmp_path / "bridge.log", **DEFAULTS_BUT_TIMEOUT
@@ -115,6 +116,7 @@ async def test_a_publish_reflexio_never_answers_ends_failed_while_others_are_sto
 
             async with anyio.create_task_group() as group:
                 group.start_soon(other_user_publishes)
+                started = time.perf_counter()
                 first = await mcp.publish(user_id, "never answered", request_id=stuck_id)
                 assert first.data["status"] == "queued", first.data
                 assert "did not answer the publish within 5 s" in first.data["message"]
@@ -122,6 +124,7 @@ async def test_a_publish_reflexio_never_answers_ends_failed_while_others_are_sto
                     while status["status"] == "queued":
                         await anyio.sleep(0.5)
                         status = await mcp.publish_status(user_id, stuck_id)
+                failed_after = time.perf_counter() - started
                 failed.set()
             outbox = (await mcp.status())["outbox"]
             shown = outbox_command(proxy.url, data_dir)
@@ -143,14 +146,15 @@ async def test_a_publish_reflexio_never_answers_ends_failed_while_others_are_sto
     assert all(not a.failed for a in others)
     assert not stored.failed, stored.text
     assert stored.data["count"] == 2 * len(others)
-    report(others)
+    report(others, failed_after)
 
 
-def report(others: list[Answer]) -> None:
+def report(others: list[Answer], failed_after: float) -> None:
     seconds = sorted(a.seconds for a in others)
     stored_at_once = sum(a.data["status"] == "stored" for a in others)
     print(
-        f"\nanother user's {len(others)} publishes while one was stuck: p50 "
+        f"\nthe stuck publish was failed {failed_after:.1f} s after it was made; another "
+        f"user's {len(others)} publishes meanwhile: p50 "
         f"{statistics.median(seconds):.2f} s, max {seconds[-1]:.2f} s; {stored_at_once} stored "
         f"at once, {len(others) - stored_at_once} queued and delivered later"
     )
