@@ -202,7 +202,7 @@ class Deliverer:
             self._pacer.pause(wait)
             return await self._later(row, err, after=wait)
         except (BackendUnreachable, NotReflexio) as err:
-            return await self.send_failed(row, err)
+            return await self._unreachable(row, err)
         except BackendStatusError as err:
             if err.status_code in PERMANENT_STATUSES:
                 return await self._failed(row, err)
@@ -226,7 +226,7 @@ class Deliverer:
         before = self._unanswered_at.get(row.seq)
         self._unanswered_at[row.seq] = self._taken
         if before is None or before == self._taken:
-            return await self.send_failed(row, err)
+            return await self._unreachable(row, err)
         errors = row.server_errors + 1
         reason = ReflexioError(
             f"{err} (attempt {row.attempts}; Reflexio took other publishes meanwhile, so this "
@@ -242,7 +242,7 @@ class Deliverer:
         cancelled): it waits and is sent again at once. Not a backend failure."""
         await self._later(row, ReflexioError(reason), after=0)
 
-    async def send_failed(self, row: Row, err: ReflexioError) -> Sent:
+    async def _unreachable(self, row: Row, err: ReflexioError) -> Sent:
         """The attempt got no usable answer (no connection, no answer in time): the row waits,
         and the failure counts toward the circuit breaker."""
         self._breaker.failure(str(err))
