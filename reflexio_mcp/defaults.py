@@ -28,6 +28,10 @@ PROBE_SECONDS = 0.5
 MAX_PROBE_SECONDS = 5.0
 MAX_SERVER_ERRORS = 8
 """A queued publish that Reflexio fails (5xx) this many times is kept as failed."""
+MAX_UNANSWERED = 3
+"""A queued publish that Reflexio leaves unanswered this many times while it takes others is
+kept as failed (an outage, when it takes none, never fails one). With REFLEXIO_TIMEOUT=5 a
+stuck publish is failed within about 40 s: four attempts of 5 s, waits of 5 and 10 s."""
 OUTBOX_MAX_ROWS = 10_000
 OUTBOX_MAX_MB = 100.0
 HTTP_REQUESTS_PER_MINUTE = 600

@@ -63,6 +63,11 @@ class PublishAnswer(BaseModel):
     learning_reason: str | None = None
 
 
+class LearningAnswer(BaseModel):
+    status: str
+    reason: str | None = None
+
+
 class InteractionsAnswer(BaseModel):
     success: bool
     interactions: list[Interaction]
@@ -219,6 +224,15 @@ class ReflexioClient:
             learning_status=answer.learning_status,
             learning_reason=answer.learning_reason,
         )
+
+    async def learning_status(self, request_id: str) -> tuple[str, str | None]:
+        """Where Reflexio's learning from a stored publish stands: pending, processing, done,
+        failed or not_tracked, and why (GET /api/learning_status, a read: no publish)."""
+        response, _ = await self._http.send(
+            "GET", "/api/learning_status", params={"request_id": request_id}, retries=0
+        )
+        answer = await self._parse(response, LearningAnswer)
+        return answer.status, answer.reason
 
     async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
         """Delivered when Reflexio holds turns of the publish; else unknown (this client keeps

@@ -34,7 +34,7 @@ async def test_nothing_is_due_while_the_head_of_a_session_backs_off(tmp_path: Pa
             await outbox.enqueue(*publish(n), wait_for_response=False, lease=None)
         head = await outbox.claim_next(60)
         assert head is not None
-        await outbox.retry_later(head.seq, "503", after=60, server_error=True)
+        await outbox.row_error(head.seq, "503", after=60, limit=8)
         assert await outbox.claim_next(60) is None
         due = await outbox.next_due()
     assert due is not None
@@ -51,7 +51,7 @@ async def test_a_late_answer_to_a_lapsed_claim_changes_nothing(tmp_path: Path) -
         taken = await second.claim_next(lease=3600)
         assert taken is not None
         assert taken.seq == lapsed.seq
-        await first.retry_later(lapsed.seq, "timeout", after=0, server_error=False)
+        await first.retry_later(lapsed.seq, "timeout", after=0)
         assert await first.claim_next(3600) is None  # still the second's
         await second.delivered(taken.seq)
         await first.failed(lapsed.seq, "400 from a late answer")
