@@ -54,15 +54,17 @@ class Vocabulary:
         """For each turn (its content, expert_content and user_action_description): the text
         its three word columns and its CJK pairs hold in the index."""
         prefix = token_prefix(user_key)
+        pairs = [cjk_grams(*turn) for turn in turns]
+        with_pairs = [n for n, text in enumerate(pairs) if text]  # a tenth, or none
         with self._lock:
             words = self._cut("word_text", [tuple(turn) for turn in turns])
-            grams = self._cut("gram_text", [(cjk_grams(*turn),) for turn in turns])
+            cut_pairs = self._cut("gram_text", [(pairs[n],) for n in with_pairs])
+        grams = [""] * len(turns)
+        for n, columns in zip(with_pairs, cut_pairs, strict=True):
+            grams[n] = _prefixed(prefix, columns[0])
         return [
-            (
-                [_prefixed(prefix, tokens) for tokens in columns],
-                _prefixed(prefix, pairs[0]),
-            )
-            for columns, pairs in zip(words, grams, strict=True)
+            ([_prefixed(prefix, tokens) for tokens in columns], turn_grams)
+            for columns, turn_grams in zip(words, grams, strict=True)
         ]
 
     def matches(self, user_key: int, query: str) -> tuple[str, str]:
