@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from reflexio_mcp.embedded_store import SCHEMA_VERSION, EmbeddedStore
+from reflexio_mcp.embedded_store import SCHEMA_VERSION, USER_INDEXES, EmbeddedStore
 from reflexio_mcp.models import (
     GetRequest,
     Interaction,
@@ -23,6 +25,7 @@ from reflexio_mcp.models import (
     SearchRequest,
 )
 from reflexio_mcp.search_text import cjk_grams, cjk_match, word_match
+from reflexio_mcp.user_vocabulary import Vocabulary
 
 HEAVY_TURNS = 30_000
 WORDS_PER_TURN = 4
@@ -323,3 +326,80 @@ def test_a_migration_killed_half_way_leaves_the_version_2_file(tmp_path: Path) -
 
     assert anyio.run(open_it) == before
     assert rows_of(path) == rows
+
+
+# -- The per-user vocabulary finds what a plain index finds --------------------------------
+
+PIECES = [
+    "order", "orders", "Ordering", "ordered", "run", "running", "RUNS", "café", "cafe",
+    "naïve", "feed", "feeds", "agreed", "a", "i", "is", "x2y", "foo_bar", "don't", "東京",
+    "寿司", "東京で寿司を食べた", "北京烤鸭", "서울", "비빔밥", "ｶﾀｶﾅ", "・", "🙂", "42",
+]  # fmt: skip
+text = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=6)), max_size=8).map(" ".join)
+
+
+def plain_index() -> sqlite3.Connection:
+    """Schema 2's two indexes, of every user's text together."""
+    db = sqlite3.connect(":memory:")
+    db.execute(
+        "CREATE VIRTUAL TABLE words USING fts5 (content, expert_content, "
+        "user_action_description, tokenize='porter unicode61')"
+    )
+    db.execute("CREATE VIRTUAL TABLE pairs USING fts5 (grams, tokenize='unicode61')")
+    return db
+
+
+def user_index() -> sqlite3.Connection:
+    db = sqlite3.connect(":memory:")
+    for statement in USER_INDEXES[1:]:
+        db.execute(statement)
+    return db
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    turns=st.lists(st.tuples(st.integers(1, 3), text, text, text), min_size=1, max_size=8),
+    query=text,
+    user=st.integers(1, 3),
+)
+def test_each_users_vocabulary_finds_what_a_plain_index_finds(
+    turns: list[tuple[int, str, str, str]], query: str, user: int
+) -> None:
+    vocabulary = Vocabulary()
+    plain, mine = plain_index(), user_index()
+    try:
+        for rowid, (owner, *texts) in enumerate(turns, start=1):
+            plain.execute(
+                "INSERT INTO words (rowid, content, expert_content, user_action_description) "
+                "VALUES (?, ?, ?, ?)",
+                (rowid, *texts),
+            )
+            if grams := cjk_grams(*texts):
+                plain.execute("INSERT INTO pairs (rowid, grams) VALUES (?, ?)", (rowid, grams))
+            [(words, pairs)] = vocabulary.index_texts(owner, [texts])
+            mine.execute(
+                "INSERT INTO interactions_words (rowid, content, expert_content, "
+                "user_action_description) VALUES (?, ?, ?, ?)",
+                (rowid, *words),
+            )
+            if pairs:
+                mine.execute(
+                    "INSERT INTO interactions_grams (rowid, grams) VALUES (?, ?)", (rowid, pairs)
+                )
+        owned = {rowid for rowid, (owner, *_) in enumerate(turns, start=1) if owner == user}
+        expected: set[int] = set()
+        for table, match in (("words", word_match(query)), ("pairs", cjk_match(query))):
+            if match:
+                rows = plain.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))
+                expected |= {row[0] for row in rows} & owned
+        found: set[int] = set()
+        tables = ("interactions_words", "interactions_grams")
+        for table, match in zip(tables, vocabulary.matches(user, query), strict=True):
+            if match:
+                rows = mine.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))
+                found |= {row[0] for row in rows}
+        assert found == expected
+    finally:
+        vocabulary.close()
+        plain.close()
+        mine.close()
