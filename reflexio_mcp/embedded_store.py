@@ -13,6 +13,7 @@ so a search ranks and expands only the caller's rows.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ from reflexio_mcp.models import (
 )
 from reflexio_mcp.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
 from reflexio_mcp.user_vocabulary import INDEX_TOKENIZER, WORD_COLUMNS, Vocabulary
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 FILE_NAME = "interactions.sqlite3"
@@ -212,6 +215,13 @@ class EmbeddedStore:
         """1 or 2 -> 3: the full-text indexes of every user together are replaced by per-user
         ones, filled from the rows. All in the open's one transaction: a process stopped
         half-way leaves the file as it was."""
+        (count,) = db.execute("SELECT count(*) FROM interactions").fetchone()
+        logger.warning(
+            "rebuilding the search indexes of %s for this version (%d interactions): once, "
+            "about a minute per 100,000 interactions; stopping it leaves the store as it was",
+            self.path,
+            count,
+        )
         for statement in [*OLD_INDEXES, *USER_INDEXES]:
             db.execute(statement)
         db.execute("INSERT INTO user_keys (user_id) SELECT DISTINCT user_id FROM interactions")
