@@ -8,7 +8,9 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from reflexio_mcp.models import (
     SearchRequest,
 )
 from reflexio_mcp.search_text import cjk_grams, cjk_match, word_match
+from reflexio_mcp.sqlite_file import SqliteFile
 from reflexio_mcp.user_vocabulary import Vocabulary
 
 HEAVY_TURNS = 30_000
@@ -96,6 +99,27 @@ async def test_a_heavy_users_searches_do_not_hold_up_another_users_get_and_searc
     # Both were answered while the heavy user's searches were still running.
     assert finished[:2] == ["light get", "light search"], finished
     assert finished.count("heavy search") == 6
+
+
+async def test_one_users_reads_leave_readers_for_another(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def held(db: sqlite3.Connection) -> None:
+        release.wait(30)
+
+    def quick(db: sqlite3.Connection) -> int:
+        return int(db.execute("SELECT 1").fetchone()[0])
+
+    file = SqliteFile(tmp_path / "f.sqlite3", lambda db: None, readers=2)
+    async with file, anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(partial(file.read, held, tenant="heavy"))
+        await anyio.wait_all_tasks_blocked()
+        try:
+            with anyio.fail_after(10):
+                assert await file.read(quick, tenant="light") == 1
+        finally:
+            release.set()
 
 
 # -- Schema 2 -> 3 ------------------------------------------------------------------------
