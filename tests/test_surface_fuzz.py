@@ -74,12 +74,13 @@ from reflexio_mcp.models import (
     GetRequest,
     Identifier,
     InteractionData,
+    Keyset,
     PublishRequest,
     UserId,
 )
 from reflexio_mcp.resources import PAGE_SIZE
 from reflexio_mcp.resources import make_cursor as make_list_cursor
-from reflexio_mcp.result_pages import TOO_LARGE, Position, make_cursor
+from reflexio_mcp.result_pages import TOO_LARGE, Position, Unshown, make_cursor
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
 from tests.test_fuzz_tools import nested
@@ -317,9 +318,12 @@ def packed(raw: bytes) -> str:
 
 
 AT_START: dict[str, dict[str, int]] = {
-    "position": {"shown": 0, "total": 50, "last_created": 0, "last_id": 0, "max_id": 50}
-}
-"""A well-formed position, so that a cursor is refused for its request alone."""
+    "position": {
+        "last_created": 2**40, "last_id": 50, "floor_created": 0, "floor_id": 0, "max_id": 50
+    }
+}  # fmt: skip
+"""A well-formed position of a newest-first listing, so that a cursor is refused for its
+request alone."""
 
 
 async def pages(client: Client, tool: str, arguments: Args, budget: int) -> list[dict[str, Any]]:
@@ -850,8 +854,9 @@ PAYLOADS: SearchStrategy[Any] = st.one_of(
                 {},
                 optional={
                     key: st.sampled_from([0, 1, 5, -1, 2**64, 10**100, 1.5, "1", True, None]) | JSON
-                    for key in ("shown", "total", "last_created", "last_id", "max_id")
-                },
+                    for key in ("last_created", "last_id", "floor_created", "floor_id", "max_id")
+                }
+                | {"ids": st.lists(st.integers(-1, 60), max_size=5) | JSON},
             )
             | JSON,
         },
@@ -863,9 +868,15 @@ def _nested_cursor(depth: int, opener: bytes) -> str:
     return packed(opener * depth)
 
 
+def _position(tool: str, shown: int) -> Position:
+    """A position `shown` turns into a listing of tool's (of ids 1-50)."""
+    if tool == "search_interactions":
+        return Unshown(ids=list(range(shown + 1, 51)))
+    return Keyset(last_created=2**40, last_id=51 - shown, floor_created=0, floor_id=1, max_id=50)
+
+
 def _listing_cursor(tool: str, user: str, shown: int) -> str:
-    position = Position(shown=shown, total=50, last_created=0, last_id=0, max_id=50)
-    return make_cursor(tool, GetRequest(user_id=user), position)
+    return make_cursor(tool, GetRequest(user_id=user), _position(tool, shown))
 
 
 GARBAGE_CURSORS: SearchStrategy[str] = st.one_of(
@@ -954,7 +965,7 @@ def test_a_pinned_caller_cannot_page_into_another_users_turns() -> None:
         def example(tool: str, request: Args, shown: int, named: str) -> None:
             if tool == "get_interactions":
                 request.pop("query", None)
-            position = {**AT_START["position"], "shown": shown}
+            position = _position(tool, shown).model_dump()
             arguments: Args = {
                 "cursor": raw_cursor({"tool": tool, "request": request, "position": position})
             }
