@@ -9,7 +9,7 @@ import base64
 import json
 import time
 import zlib
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from reflexio_mcp.models import GetRequest, Keyset
 from reflexio_mcp.result_pages import make_cursor
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
-from tests.reflexio_server import RunningServer, required_reflexio_server
+from tests.reflexio_server import RunningServer
 
 BUDGET = 3_000
 START = Keyset(last_created=9, last_id=5, floor_created=0, floor_id=1, max_id=5)
@@ -200,13 +200,6 @@ async def test_a_cursor_cannot_read_another_users_turns(tmp_path: Path) -> None:
 
 
 # --- turns published between pages take no slot of the listing (issue 16, item 5) ----------
-
-
-@pytest.fixture(scope="module")
-def lone_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A Reflexio no other test writes to: get_all_interactions lists every user's turns."""
-    with required_reflexio_server(tmp_path_factory.mktemp("lone-reflexio")) as server:
-        yield server
 
 
 @pytest.fixture(params=["embedded", "reflexio"])

@@ -83,6 +83,7 @@ from reflexio_mcp.resources import make_cursor as make_list_cursor
 from reflexio_mcp.result_pages import TOO_LARGE, Position, Unshown, make_cursor
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
+from tests.reflexio_server import RunningServer
 from tests.test_fuzz_tools import nested
 
 _EXAMPLES = os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES")
@@ -820,6 +821,139 @@ def test_following_next_cursor_yields_exactly_the_listing_within_the_budget() ->
                             assert turn == original, f"changed without saying it was cut: {turn}"
 
             note(f"{tool} {arguments} at budget {budget}")
+            served.run(run)
+
+        example()
+
+
+# --- the store changing between pages, on both backends ---------------------------------------
+
+KEYSET_LATER = 5_000_000_000
+"""Turns of these examples are stamped from here on (past LATER and any other test's turns),
+each example later than the last, so that get_all_interactions lists the example's own."""
+Stamp = tuple[int, int]
+"""A turn to publish: seconds after the example's start (-1 is before its first turn), and how
+often it says "gardening" (more often matches a search better)."""
+STAMPS: SearchStrategy[Stamp] = st.tuples(st.integers(-1, 4), st.integers(1, 4))
+Step = tuple[str, Any]
+STEPS: SearchStrategy[list[Step]] = st.lists(
+    st.one_of(
+        st.tuples(st.just("page"), st.none()),
+        st.tuples(st.just("delete"), st.integers(0, 2**16)),
+        st.tuples(
+            st.sampled_from(["publish", "publish-other-user"]),
+            st.lists(STAMPS, min_size=1, max_size=4),
+        ),
+    ),
+    max_size=8,
+)
+
+
+def _keyset_listing(tool: str, count: int, most_recent: bool, query: bool) -> tuple[str, Args]:
+    if tool != "search_interactions":
+        return tool, {"top_k": count}
+    return tool, {"most_recent_k" if most_recent else "top_k": count} | (
+        {"query": "gardening"} if query else {}
+    )
+
+
+CHANGING_LISTINGS: SearchStrategy[tuple[str, Args]] = st.builds(
+    _keyset_listing, st.sampled_from(TOOLS), st.integers(1, 12), st.booleans(), st.booleans()
+)
+
+
+def _stamped_turns(stamps: list[Stamp], start: int) -> list[Args]:
+    return [
+        {
+            "content": "gardening " * strength + f"{fresh('note')} " + "x" * 300,
+            "created_at": start + at,
+        }
+        for at, strength in stamps
+    ]
+
+
+@pytest.mark.parametrize("kind", ["embedded", "reflexio"])
+def test_pages_show_the_first_pages_listing_once_whatever_changes_between_them(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """Any interleaving of publishes (past, present and better-matching turns, the user's own or
+    another's), deletes and page reads: every turn the listing held at its first page and not
+    deleted before its page is shown exactly once, in the listing's order, nothing else is
+    shown, and next_cursor is null only once the listing is complete."""
+    options: Args = {"allow_admin": True, "no_confirm": True}
+    if kind == "reflexio":
+        server: RunningServer = request.getfixturevalue("lone_reflexio")
+        options["url"] = server.url
+    else:
+        options["backend"] = "embedded"
+
+    def client(budget: int) -> ClientFactory:
+        return lambda data_dir: Client(
+            build_server(Settings(data_dir=data_dir, max_result_chars=budget, **options))
+        )
+
+    with harness(reference=client(REFERENCE_BUDGET), paged=client(MIN_BUDGET)) as served:
+
+        @examples(15)
+        @given(
+            initial=st.lists(STAMPS, min_size=2, max_size=12),
+            listing=CHANGING_LISTINGS,
+            steps=STEPS,
+        )
+        def example(initial: list[Stamp], listing: tuple[str, Args], steps: list[Step]) -> None:
+            user = fresh("changing")
+            start = KEYSET_LATER + 10 * next(_serial)
+            tool, arguments = listing
+            if tool == "get_all_interactions":
+                arguments = {"top_k": min(arguments["top_k"], len(initial))}
+            else:
+                arguments = {**arguments, "user_id": user}
+            note(f"{tool} {arguments}")
+
+            async def run() -> None:
+                reference, paged = served["reference"], served["paged"]
+                publish = {"user_id": user, "interactions": _stamped_turns(initial, start)}
+                await ok(reference, "publish_interaction", publish)
+                whole = await ok(reference, tool, arguments)
+                expected = [t["interaction_id"] for t in whole["interactions"]]
+                page = await ok(paged, tool, arguments)
+                seen = [t["interaction_id"] for t in page["interactions"]]
+                deleted: set[int] = set()
+                for action, detail in steps:
+                    if page["next_cursor"] is None:
+                        break
+                    if action == "page":
+                        page = await ok(paged, tool, {"cursor": page["next_cursor"]})
+                        seen += [t["interaction_id"] for t in page["interactions"]]
+                    elif action == "delete":
+                        target = expected[detail % len(expected)]
+                        if target not in deleted:
+                            owner = next(
+                                t["user_id"]
+                                for t in whole["interactions"]
+                                if t["interaction_id"] == target
+                            )
+                            await ok(
+                                reference,
+                                "delete_interaction",
+                                {"user_id": owner, "interaction_id": target},
+                            )
+                            deleted.add(target)
+                    else:
+                        who = user if action == "publish" else f"{user}-other"
+                        more = {"user_id": who, "interactions": _stamped_turns(detail, start)}
+                        await ok(reference, "publish_interaction", more)
+                if page["next_cursor"] is not None:
+                    rest = await pages(paged, tool, {"cursor": page["next_cursor"]}, MIN_BUDGET)
+                    seen += ids_of(rest)
+                assert len(seen) == len(set(seen)), f"shown twice: {seen}"
+                assert set(seen) <= set(expected), (
+                    f"not in the listing: {set(seen) - set(expected)}"
+                )
+                missed = [i for i in expected if i not in seen and i not in deleted]
+                assert not missed, f"never shown: {missed} of {expected}"
+                assert seen == [i for i in expected if i in seen], f"out of order: {seen}"
+
             served.run(run)
 
         example()
