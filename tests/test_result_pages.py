@@ -301,3 +301,34 @@ async def test_another_users_turns_between_pages_take_no_slot_of_get_all(
     others = [*stamped(10, "other", start), *stamped(10, "newer", start + 100)]
     await store(whole, f"{user_id}-b", others)
     assert await follow(paged, "get_all_interactions", first) == expected
+
+
+async def test_the_newest_of_turns_stored_in_one_second_are_the_latest_stored(
+    paged_and_whole: tuple[Client, Client], user_id: str
+) -> None:
+    """Reflexio keeps whole seconds and cuts its newest top_k inside a second at the OLDER ids:
+    "the newest 10" of 30 turns stored in one second were the first 10 stored, and a listing's
+    oldest turn (where its keyset ends) was not the oldest of what it left out."""
+    _, whole = paged_and_whole
+    when = int(time.time()) - 50_000
+    await store(
+        whole, user_id, [{"content": f"same second {n}", "created_at": when} for n in range(30)]
+    )
+    everything = await whole_ids(whole, "get_interactions", {"user_id": user_id, "top_k": 30})
+    newest = await whole_ids(whole, "get_interactions", {"user_id": user_id, "top_k": 10})
+    assert newest == everything[:10] == sorted(everything, reverse=True)[:10]
+
+
+async def test_the_newest_of_all_users_turns_in_one_second_are_the_latest_stored(
+    paged_and_whole: tuple[Client, Client], user_id: str
+) -> None:
+    """The same holds for get_all_interactions: Reflexio orders it by created_at alone, and
+    the bridge does not rely on how it breaks ties (a contract check, not a regression)."""
+    _, whole = paged_and_whole
+    when = 3_000_000_000 + 1_000 * next(_stamp)
+    await store(
+        whole, user_id, [{"content": f"same second {n}", "created_at": when} for n in range(30)]
+    )
+    everything = await whole_ids(whole, "get_all_interactions", {"top_k": 30})
+    newest = await whole_ids(whole, "get_all_interactions", {"top_k": 10})
+    assert newest == everything[:10] == sorted(everything, reverse=True)[:10]
