@@ -48,6 +48,13 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, note
 from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from hypothesis.strategies import SearchStrategy
 from mcp import Client, MCPDeprecationWarning
 from mcp.client import ClientRequestContext
@@ -835,18 +842,6 @@ Stamp = tuple[int, int]
 """A turn to publish: seconds after the example's start (-1 is before its first turn), and how
 often it says "gardening" (more often matches a search better)."""
 STAMPS: SearchStrategy[Stamp] = st.tuples(st.integers(-1, 4), st.integers(1, 4))
-Step = tuple[str, Any]
-STEPS: SearchStrategy[list[Step]] = st.lists(
-    st.one_of(
-        st.tuples(st.just("page"), st.none()),
-        st.tuples(st.just("delete"), st.integers(0, 2**16)),
-        st.tuples(
-            st.sampled_from(["publish", "publish-other-user"]),
-            st.lists(STAMPS, min_size=1, max_size=4),
-        ),
-    ),
-    max_size=8,
-)
 
 
 def _keyset_listing(tool: str, count: int, most_recent: bool, query: bool) -> tuple[str, Args]:
@@ -872,19 +867,118 @@ def _stamped_turns(stamps: list[Stamp], start: int) -> list[Args]:
     ]
 
 
+@dataclass
+class OpenListing:
+    """A listing being paged through: what it held at its first page, and what was shown."""
+
+    tool: str
+    expected: list[int]
+    owners: dict[int, str]
+    seen: list[int]
+    cursor: str | None
+
+
+class ChangingStore(RuleBasedStateMachine):
+    """Listings of every tool open at once, paged through in any order, while turns are
+    published (past, present, better-matching, the user's own or another user's) and deleted.
+
+    Each listing must show every turn it held at its first page, except those deleted before
+    their page, exactly once, in its order, nothing else, and end (next_cursor null) only then.
+    """
+
+    served: Harness
+    """The clients: `reference` shows any listing whole, `paged` pages at MIN_BUDGET."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = fresh("changing")
+        self.start = KEYSET_LATER + 10 * next(_serial)
+        self.listings: list[OpenListing] = []
+        self.deleted: set[int] = set()
+
+    def run(self, step: Callable[[Client, Client], Awaitable[T]]) -> T:
+        return self.served.run(lambda: step(self.served["reference"], self.served["paged"]))
+
+    @initialize(stamps=st.lists(STAMPS, min_size=2, max_size=12))
+    def seed(self, stamps: list[Stamp]) -> None:
+        self.publish(stamps, other_user=False)
+
+    @rule(stamps=st.lists(STAMPS, min_size=1, max_size=4), other_user=st.booleans())
+    def publish(self, stamps: list[Stamp], other_user: bool) -> None:
+        who = f"{self.user}-other" if other_user else self.user
+        publish = {"user_id": who, "interactions": _stamped_turns(stamps, self.start)}
+        answer = self.run(lambda reference, _: ok(reference, "publish_interaction", publish))
+        assert not answer.get("queued"), "a publish was queued: the listing changes later"
+
+    @rule(listing=CHANGING_LISTINGS)
+    def open_listing(self, listing: tuple[str, Args]) -> None:
+        tool, arguments = listing
+        if tool == "get_all_interactions":  # the newest turns are this example's own
+            arguments = {"top_k": min(arguments["top_k"], 3)}
+        else:
+            arguments = {**arguments, "user_id": self.user}
+        note(f"open {tool} {arguments}")
+
+        async def first(reference: Client, paged: Client) -> OpenListing:
+            whole = (await ok(reference, tool, arguments))["interactions"]
+            page = await ok(paged, tool, arguments)
+            return OpenListing(
+                tool=tool,
+                expected=[t["interaction_id"] for t in whole],
+                owners={t["interaction_id"]: t["user_id"] for t in whole},
+                seen=[t["interaction_id"] for t in page["interactions"]],
+                cursor=page["next_cursor"],
+            )
+
+        self.listings.append(self.run(first))
+
+    @precondition(lambda self: any(listing.cursor for listing in self.listings))
+    @rule(pick=st.integers(0, 2**16))
+    def next_page(self, pick: int) -> None:
+        going = [listing for listing in self.listings if listing.cursor]
+        listing = going[pick % len(going)]
+        arguments = {"cursor": listing.cursor}
+        page = self.run(lambda _, paged: ok(paged, listing.tool, arguments))
+        listing.seen += [t["interaction_id"] for t in page["interactions"]]
+        listing.cursor = page["next_cursor"]
+
+    @precondition(lambda self: any(listing.expected for listing in self.listings))
+    @rule(pick=st.integers(0, 2**16))
+    def delete(self, pick: int) -> None:
+        owners = {i: o for listing in self.listings for i, o in listing.owners.items()}
+        present = sorted(set(owners) - self.deleted)
+        if not present:
+            return
+        target = present[pick % len(present)]
+        arguments: Args = {"user_id": owners[target], "interaction_id": target}
+        self.run(lambda reference, _: ok(reference, "delete_interaction", arguments))
+        self.deleted.add(target)
+
+    def teardown(self) -> None:
+        for listing in self.listings:
+            if listing.cursor is not None:
+                tool, arguments = listing.tool, {"cursor": listing.cursor}
+
+                async def rest(_: Client, paged: Client) -> list[dict[str, Any]]:
+                    return await pages(paged, tool, arguments, MIN_BUDGET)  # noqa: B023
+
+                listing.seen += ids_of(self.run(rest))
+            seen, expected = listing.seen, listing.expected
+            assert len(seen) == len(set(seen)), f"{listing.tool} showed some twice: {seen}"
+            assert set(seen) <= set(expected), f"not in the listing: {set(seen) - set(expected)}"
+            missed = [i for i in expected if i not in seen and i not in self.deleted]
+            assert not missed, f"{listing.tool} never showed {missed} of {expected}"
+            assert seen == [i for i in expected if i in seen], f"out of order: {seen}"
+
+
 @pytest.mark.parametrize("kind", ["embedded", "reflexio"])
 def test_pages_show_the_first_pages_listing_once_whatever_changes_between_them(
     kind: str, request: pytest.FixtureRequest
 ) -> None:
-    """Any interleaving of publishes (past, present and better-matching turns, the user's own or
-    another's), deletes and page reads: every turn the listing held at its first page and not
-    deleted before its page is shown exactly once, in the listing's order, nothing else is
-    shown, and next_cursor is null only once the listing is complete."""
     options: Args = {"allow_admin": True, "no_confirm": True}
     if kind == "reflexio":  # unpaced: a publish is stored when it answers, never queued
-        options["publish_rate"] = 0
         server: RunningServer = request.getfixturevalue("lone_reflexio")
-        options["url"] = server.url
+        options |= {"url": server.url, "publish_rate": 0}
     else:
         options["backend"] = "embedded"
 
@@ -895,69 +989,13 @@ def test_pages_show_the_first_pages_listing_once_whatever_changes_between_them(
 
     with harness(reference=client(REFERENCE_BUDGET), paged=client(MIN_BUDGET)) as served:
 
-        @examples(15)
-        @given(
-            initial=st.lists(STAMPS, min_size=2, max_size=12),
-            listing=CHANGING_LISTINGS,
-            steps=STEPS,
+        class Machine(ChangingStore):
+            pass
+
+        Machine.served = served
+        run_state_machine_as_test(
+            Machine, settings=hypothesis.settings(examples(15), stateful_step_count=12)
         )
-        def example(initial: list[Stamp], listing: tuple[str, Args], steps: list[Step]) -> None:
-            user = fresh("changing")
-            start = KEYSET_LATER + 10 * next(_serial)
-            tool, arguments = listing
-            if tool == "get_all_interactions":
-                arguments = {"top_k": min(arguments["top_k"], len(initial))}
-            else:
-                arguments = {**arguments, "user_id": user}
-            note(f"{tool} {arguments}")
-
-            async def run() -> None:
-                reference, paged = served["reference"], served["paged"]
-                publish = {"user_id": user, "interactions": _stamped_turns(initial, start)}
-                assert not (await ok(reference, "publish_interaction", publish)).get("queued")
-                whole = await ok(reference, tool, arguments)
-                expected = [t["interaction_id"] for t in whole["interactions"]]
-                page = await ok(paged, tool, arguments)
-                seen = [t["interaction_id"] for t in page["interactions"]]
-                deleted: set[int] = set()
-                for action, detail in steps:
-                    if page["next_cursor"] is None:
-                        break
-                    if action == "page":
-                        page = await ok(paged, tool, {"cursor": page["next_cursor"]})
-                        seen += [t["interaction_id"] for t in page["interactions"]]
-                    elif action == "delete":
-                        target = expected[detail % len(expected)]
-                        if target not in deleted:
-                            owner = next(
-                                t["user_id"]
-                                for t in whole["interactions"]
-                                if t["interaction_id"] == target
-                            )
-                            await ok(
-                                reference,
-                                "delete_interaction",
-                                {"user_id": owner, "interaction_id": target},
-                            )
-                            deleted.add(target)
-                    else:
-                        who = user if action == "publish" else f"{user}-other"
-                        more = {"user_id": who, "interactions": _stamped_turns(detail, start)}
-                        assert not (await ok(reference, "publish_interaction", more)).get("queued")
-                if page["next_cursor"] is not None:
-                    rest = await pages(paged, tool, {"cursor": page["next_cursor"]}, MIN_BUDGET)
-                    seen += ids_of(rest)
-                assert len(seen) == len(set(seen)), f"shown twice: {seen}"
-                assert set(seen) <= set(expected), (
-                    f"not in the listing: {set(seen) - set(expected)}"
-                )
-                missed = [i for i in expected if i not in seen and i not in deleted]
-                assert not missed, f"never shown: {missed} of {expected}"
-                assert seen == [i for i in expected if i in seen], f"out of order: {seen}"
-
-            served.run(run)
-
-        example()
 
 
 # =============================================================================================
