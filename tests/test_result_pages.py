@@ -223,6 +223,8 @@ async def paged_and_whole(
         yield paged, whole
 
 
+LATEST = 10_000_000_000
+"""get_all_interactions tests stamp their turns from here on: later than any other test's."""
 _stamp = iter(range(10**6))
 
 
@@ -293,7 +295,7 @@ async def test_another_users_turns_between_pages_take_no_slot_of_get_all(
     """Another user's turns, newer or as old as those listed, took the slots of the turns of
     get_all_interactions not yet shown (20 of 30 skipped)."""
     paged, whole = paged_and_whole
-    start = 3_000_000_000 + 1_000 * next(_stamp)  # later than any other test's turns
+    start = LATEST + 1_000 * next(_stamp)  # later than any other test's turns
     await store(whole, user_id, stamped(30, "turn", start))
     expected = await whole_ids(whole, "get_all_interactions", {"top_k": 30})
     first = await call(paged, "get_all_interactions", {"top_k": 30})
@@ -325,7 +327,7 @@ async def test_the_newest_of_all_users_turns_in_one_second_are_the_latest_stored
     """The same holds for get_all_interactions: Reflexio orders it by created_at alone, and
     the bridge does not rely on how it breaks ties (a contract check, not a regression)."""
     _, whole = paged_and_whole
-    when = 3_000_000_000 + 1_000 * next(_stamp)
+    when = LATEST + 1_000 * next(_stamp)
     await store(
         whole, user_id, [{"content": f"same second {n}", "created_at": when} for n in range(30)]
     )

@@ -1,6 +1,7 @@
-"""Fuzzing the MCP surface of issue 9, in process on the embedded store: paged results and
-their cursors, publish_batch, secret redaction, delete confirmation, the session resource
-template and paged resources/list, completions, subscriptions and log forwarding.
+"""Fuzzing the MCP surface of issue 9, in process on the embedded store (paging also on the
+real Reflexio): paged results and their cursors, publish_batch, secret redaction, delete
+confirmation, the session resource template and paged resources/list, completions,
+subscriptions and log forwarding.
 
 The first tests are minimal reproductions of faults this fuzzing found: each fails until its
 fault is fixed. The hypothesis properties after them are the rules those faults break, and the
@@ -8,6 +9,9 @@ others the surface keeps:
 
 - following next_cursor yields exactly the listing's turns, in order, each page within the
   result size budget (plus SLACK), whatever the turns hold;
+- listings paged while turns are published (past, newer, better-matching, another user's) and
+  deleted between their pages (a state machine, on both backends) show each turn they held at
+  their first page once, in order, unless it was deleted first, and nothing else;
 - a cursor the tool did not give is refused in words naming `cursor`; a pinned caller's cursor
   never lists another user's turns;
 - publish_batch answers any items one by one, and its good items are stored once, however
