@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self, TypeVar
@@ -43,6 +43,7 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    Keyset,
     KnownIds,
     OutboxStatus,
     Published,
@@ -377,14 +378,20 @@ class DurableReflexio:
         self._breaker.success()
         return result
 
-    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.get_interactions(request))
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_interactions(request, after))
 
-    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.search_interactions(request))
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.search_interactions(request, among))
 
-    async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.get_all_interactions(limit))
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_all_interactions(limit, after))
 
     async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         return await self._guarded(lambda: self._client.find_interaction(user_id, interaction_id))

@@ -28,6 +28,7 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    Keyset,
     KnownIds,
     Published,
     PublishRequest,
@@ -330,12 +331,22 @@ class EmbeddedStore:
             delivered_at=iso_time(published_at),
         )
 
-    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
         where, params = _window(request.user_id, request.start_time, request.end_time)
+        where, params = _within_keyset(where, params, after)
         sql = f"SELECT {COLUMNS} FROM interactions WHERE {where} ORDER BY {NEWEST_FIRST} LIMIT ?"
         return await self._select(sql, (*params, request.top_k), tenant=request.user_id)
 
-    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        if among is not None:  # found before, and a stored turn never changes: look them up
+            marks = ", ".join("?" * len(among))
+            sql = f"SELECT {COLUMNS} FROM interactions WHERE user_id = ? AND interaction_id IN "
+            sql += f"({marks})"
+            return await self._select(sql, (request.user_id, *among), tenant=request.user_id)
         where, params = _window(request.user_id, request.start_time, request.end_time, "i.")
         if request.request_id:
             where += " AND i.request_id = ?"
@@ -383,9 +394,12 @@ class EmbeddedStore:
         # As Reflexio: most_recent_k keeps the k best matches, shown newest first.
         return newest_first(best) if request.most_recent_k else best
 
-    async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        sql = f"SELECT {COLUMNS} FROM interactions ORDER BY {NEWEST_FIRST} LIMIT ?"
-        return await self._select(sql, (limit,), tenant=None)
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        where, params = _within_keyset("1", [], after)
+        sql = f"SELECT {COLUMNS} FROM interactions WHERE {where} ORDER BY {NEWEST_FIRST} LIMIT ?"
+        return await self._select(sql, (*params, limit), tenant=None)
 
     async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         sql = f"SELECT {COLUMNS} FROM interactions WHERE interaction_id = ? AND user_id = ?"
@@ -572,6 +586,17 @@ def _window(
         where += f" AND {table}created_at <= ?"
         params.append(int(end.timestamp()))
     return where, params
+
+
+def _within_keyset(where: str, params: list[Any], after: Keyset | None) -> tuple[str, list[Any]]:
+    if after is None:
+        return where, params
+    where += (
+        " AND (created_at, interaction_id) < (?, ?) AND (created_at, interaction_id) >= (?, ?)"
+        " AND interaction_id <= ?"
+    )
+    bounds = (after.last_created, after.last_id, after.floor_created, after.floor_id)
+    return where, [*params, *bounds, after.max_id]
 
 
 def _interaction(row: Sequence[Any]) -> Interaction:

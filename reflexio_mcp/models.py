@@ -574,6 +574,44 @@ def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
+class Keyset(BaseModel):
+    """Where the next page of a newest-first listing starts: its turns older than the last one
+    shown, by (created_at, interaction_id), down to the oldest it held at its first page, and
+    none stored since then (ids only grow, so those have a higher id than any it held)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    last_created: int
+    last_id: int
+    floor_created: int
+    floor_id: int
+    max_id: int
+
+    @classmethod
+    def of(cls, listing: list[Interaction], shown: Interaction) -> Keyset:
+        """The keyset after `shown`, in `listing` as its first page found it (newest first)."""
+        return cls(
+            last_created=shown.created_at,
+            last_id=shown.interaction_id,
+            floor_created=listing[-1].created_at,
+            floor_id=listing[-1].interaction_id,
+            max_id=max(i.interaction_id for i in listing),
+        )
+
+    def past(self, shown: Interaction) -> Keyset:
+        """This keyset once `shown` (one of its turns) has been shown too."""
+        return self.model_copy(
+            update={"last_created": shown.created_at, "last_id": shown.interaction_id}
+        )
+
+    def holds(self, interaction: Interaction) -> bool:
+        key = (interaction.created_at, interaction.interaction_id)
+        return (self.floor_created, self.floor_id) <= key < (
+            self.last_created,
+            self.last_id,
+        ) and interaction.interaction_id <= self.max_id
+
+
 class OutboxStatus(BaseModel):
     """The outbox in front of Reflexio."""
 
