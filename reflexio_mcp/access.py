@@ -6,8 +6,11 @@ tokens file that maps each token to one user and a role:
     {"tokens": [{"token": "...", "user_id": "alice", "role": "write"}]}
 
 The file must be readable by its owner only; it is read again whenever it changes, so removing
-a line revokes that token without a restart. A file that turns invalid refuses every token
-until it is fixed (failing closed), and says why in the log.
+a line revokes that token without a restart. A file rewritten in place is, for a moment,
+truncated or half-written: while it does not parse and changed less than REWRITE_SECONDS ago,
+the last good tokens stay in force. A file that stays invalid (or becomes unreadable, or
+readable by others) refuses every token until it is fixed (failing closed), and says why in
+the log.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,6 +34,9 @@ from reflexio_mcp.settings import MIN_TOKEN_CHARS, NEW_TOKEN, Settings
 
 logger = logging.getLogger(__name__)
 
+REWRITE_SECONDS = 5.0
+"""How long after its last change a tokens file that does not parse is taken for one being
+written, rather than a broken one."""
 Role = Literal["read", "write", "admin"]
 RANKS: dict[Role, int] = {"read": 0, "write": 1, "admin": 2}
 
@@ -79,6 +86,10 @@ class TokenFileError(Exception):
     """The tokens file cannot be used; the message says how to fix it."""
 
 
+class UnparsedTokenFile(TokenFileError):
+    """The file's content is not a tokens file (perhaps not yet: it may be half-written)."""
+
+
 @dataclass(frozen=True)
 class _Known:
     digest: bytes
@@ -108,17 +119,19 @@ def read_tokens_file(path: Path) -> list[_Known]:
     try:
         content = TokenFileContent.model_validate(json.loads(text))
     except json.JSONDecodeError as err:
-        raise TokenFileError(
+        raise UnparsedTokenFile(
             f"tokens file {path} is not JSON (line {err.lineno}: {err.msg}); expected "
             '{"tokens": [{"token": "...", "user_id": "alice", "role": "write"}]}'
         ) from None
     except ValidationError as err:
-        raise TokenFileError(f"tokens file {path}: {_problems(err)}") from None
+        raise UnparsedTokenFile(f"tokens file {path}: {_problems(err)}") from None
     known: list[_Known] = []
     for number, entry in enumerate(content.tokens, start=1):
         digest = _digest(entry.token.get_secret_value())
         if any(hmac.compare_digest(digest, other.digest) for other in known):
-            raise TokenFileError(f"tokens file {path}: tokens[{number - 1}]: the same token twice")
+            raise UnparsedTokenFile(
+                f"tokens file {path}: tokens[{number - 1}]: the same token twice"
+            )
         label = entry.name or f"token {number} of {path.name}"
         known.append(_Known(digest, Grant(entry.user_id, entry.role), f"{label} ({entry.user_id})"))
     return known
@@ -180,15 +193,22 @@ class AccessTokens:
             return []
         stamp = self._file_stamp()
         if stamp != self._stamp:
-            self._stamp = stamp
             try:
                 self._known = read_tokens_file(self._file)
+            except UnparsedTokenFile as err:
+                if _being_written(stamp):
+                    return self._known  # the last good ones; read again at the next request
+                self._refuse_all(err)
             except TokenFileError as err:
-                self._known = []
-                logger.error("%s; every token is refused until it is fixed", err)  # noqa: TRY400
+                self._refuse_all(err)
             else:
                 logger.info("tokens file %s read again: %d tokens", self._file, len(self._known))
+            self._stamp = stamp
         return self._known
+
+    def _refuse_all(self, err: TokenFileError) -> None:
+        self._known = []
+        logger.error("%s; every token is refused until it is fixed", err)
 
     def _file_stamp(self) -> tuple[int, ...] | None:
         """Changes whenever the file's content or permissions may have: a chmod 600 (or 644)
@@ -199,6 +219,15 @@ class AccessTokens:
         except OSError:
             return None
         return (stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size, stat.st_ino, stat.st_mode)
+
+
+def _being_written(stamp: tuple[int, ...] | None) -> bool:
+    """Whether the file changed less than REWRITE_SECONDS ago (a second's clock skew allowed;
+    a time further in the future counts as broken, or it would be kept forever)."""
+    if stamp is None:
+        return False
+    age = time.time() - stamp[0] / 1e9
+    return -1.0 <= age < REWRITE_SECONDS
 
 
 def grant_of(token: AccessToken) -> Grant:

@@ -7,7 +7,9 @@ A middleware around every request that:
   check the user they are given with `check_own_user`);
 - refuses a subscription (`subscriptions/listen`, or the 2025 `resources/subscribe`) of a
   pinned caller to another user's resources, before anything is registered;
-- makes the caller's user the one tools and resources act for (`acting_user`).
+- makes the caller's user the one tools and resources act for (`acting_user`), and says
+  whether the caller may see what every user holds (`sees_every_user`: the status's
+  store-wide counts).
 
 The caller is known by the access token the HTTP layer verified; on stdio, or HTTP without
 tokens, every caller has the server's own grant.
@@ -39,6 +41,10 @@ TOOL_ROLES: dict[str, Role] = {
 
 acting_user: ContextVar[str | None] = ContextVar("acting_user", default=None)
 """The user the current request is pinned to, if any."""
+sees_every_user: ContextVar[bool] = ContextVar("sees_every_user", default=True)
+"""Whether the current caller may see what every user holds: it acts for any user, or its role
+may read every user's interactions (get_all_interactions). Any other caller's status counts
+only its own user's."""
 WATCHING = ("subscriptions/listen", "resources/subscribe")
 """Requests that ask to be told when resources change."""
 _USER_URI = re.compile(r"reflexio://users/([^/?#]*)(?:[/?#].*)?", re.DOTALL)
@@ -63,9 +69,13 @@ def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[
             for uri in watched_uris(ctx.method, ctx.params):
                 check_own_watch(uri, grant.user_id)
         token = acting_user.set(grant.user_id)
+        seeing = sees_every_user.set(
+            grant.user_id is None or grant.allows(TOOL_ROLES["get_all_interactions"])
+        )
         try:
             return await call_next(ctx)
         finally:
+            sees_every_user.reset(seeing)
             acting_user.reset(token)
 
     return middleware

@@ -50,6 +50,7 @@ class CircuitBreaker:
 
     def success(self) -> None:
         self.failures = 0
+        self.last_error = None
         if self.opened_at is not None:
             self.opened_at = None
             self._opened = anyio.Event()

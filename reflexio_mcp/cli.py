@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
@@ -12,13 +13,56 @@ from reflexio_mcp import __version__
 from reflexio_mcp.client_config import CLIENTS
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.settings import Settings, SettingsError, add_arguments, load_settings
+from reflexio_mcp.unknown_variables import unknown_variables
 
 logger = logging.getLogger("reflexio_mcp")
 
 
+TERMINAL_NOTICE = (
+    "reflexio-mcp serves MCP over stdio for MCP clients, which start it themselves; typing "
+    "here does nothing useful. See it work: `reflexio-mcp demo`; configure a client: "
+    "`reflexio-mcp config <client>` (Ctrl-D or Ctrl-C to quit)"
+)
+
+
+class Parser(argparse.ArgumentParser):
+    def unknown_flag(self, argv: Sequence[str]) -> str | None:
+        """The first `--flag` no argument declares, named with the nearest one that is.
+        argparse would blame the flag's value instead ("invalid choice: '/tmp/x'")."""
+        flags = sorted(flag for action in self._actions for flag in action.option_strings)
+        for arg in argv:
+            if arg == "--":
+                break
+            name = arg.split("=", 1)[0]
+            if not name.startswith("--") or any(flag.startswith(name) for flag in flags):
+                continue  # a value, a flag, or an abbreviation argparse accepts
+            spelled = name.lower().replace("_", "-")
+            nearest = (
+                spelled
+                if spelled in flags
+                else next(iter(difflib.get_close_matches(name, flags, 1)), None)
+            )
+            hint = f"did you mean {nearest}?" if nearest else "see reflexio-mcp --help"
+            return f"unknown flag {name}: {hint}"
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Serve until the client disconnects, or run the demo. Exits 2 on invalid configuration."""
-    parser = argparse.ArgumentParser(
+    try:
+        try:
+            _main(sys.argv[1:] if argv is None else argv)
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped reading (`doctor --json | head`): no traceback. Python's recipe:
+        # point stdout at devnull so the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+def _main(argv: Sequence[str]) -> None:
+    parser = Parser(
         prog="reflexio-mcp",
         description="MCP server for the interactions an agent keeps in Reflexio.",
     )
@@ -59,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--version", action="version", version=f"reflexio-mcp {__version__}")
     add_arguments(parser)
+    if unknown := parser.unknown_flag(argv):
+        parser.exit(2, f"reflexio-mcp: {unknown}\n")
     flags = parser.parse_args(argv)
     if flags.client is not None and flags.command != "config":
         parser.exit(2, f"reflexio-mcp: {flags.client!r} goes with `config`\n")
@@ -73,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as err:
         parser.exit(2, f"reflexio-mcp: {err}\n")
     configure_logging(settings.log_level)
+    for unknown in unknown_variables(os.environ):
+        logger.warning("%s (%s)", unknown.describe(), unknown.fix())
 
     if flags.command == "config":
         if flags.client is None:
@@ -143,6 +191,8 @@ def serve(settings: Settings) -> None:
     if settings.transport == "stdio":
         from reflexio_mcp.stdio_guard import guard_stdin
 
+        if sys.stdin.isatty():
+            logger.warning("%s", TERMINAL_NOTICE)
         guard_stdin()
         build_server(settings, backend).run("stdio")
         return

@@ -1,5 +1,6 @@
 """`reflexio-mcp config <client>`: the JSON a client needs to start (stdio) or reach (HTTP)
-this server, ready to paste.
+this server, ready to paste: the configuration file's document, or for Claude Code the server
+entry its `claude mcp add-json` takes, with that command ready to run.
 
 The stdio form names uvx by its absolute path: a desktop app does not start with the login
 shell's PATH, and "spawn uvx ENOENT" is what users of uvx servers meet most. No secret is
@@ -10,6 +11,7 @@ an input the client asks for), or left as a placeholder to fill.
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
 from typing import Any, Literal
@@ -26,8 +28,8 @@ PASSWORD_PLACEHOLDER = "<password>"
 WHERE = {
     "claude-desktop": "Claude Desktop: Settings > Developer > Edit Config "
     "(claude_desktop_config.json); restart Claude Desktop after saving",
-    "claude-code": "Claude Code: save as .mcp.json in your project, or pass the server entry "
-    f"to `claude mcp add-json {SERVER_NAME} '<entry>'`",
+    "claude-code": "Claude Code: run the command below (or put the entry under "
+    f'"mcpServers" > "{SERVER_NAME}" in your project\'s .mcp.json)',
     "cursor": "Cursor: ~/.cursor/mcp.json (every project) or .cursor/mcp.json (this one)",
     "vscode": "VS Code: .vscode/mcp.json in your workspace (or MCP: Open User Configuration)",
     "windsurf": "Windsurf: ~/.codeium/windsurf/mcp_config.json",
@@ -38,7 +40,7 @@ PASSED_ON = ("url", "user_id", "data_dir", "backend", "read_only", "pin_user", "
 
 def client_config(client: Client, settings: Settings, *, http: bool) -> dict[str, Any]:
     """The client's configuration document, holding one server entry."""
-    entry = _http_entry(client, settings) if http else _stdio_entry(client, settings)
+    entry = server_entry(client, settings, http=http)
     if client == "vscode":
         document: dict[str, Any] = {"servers": {SERVER_NAME: entry}}
         if http:
@@ -57,10 +59,41 @@ def client_config(client: Client, settings: Settings, *, http: bool) -> dict[str
     return {"mcpServers": {SERVER_NAME: entry}}
 
 
+def server_entry(client: Client, settings: Settings, *, http: bool) -> dict[str, Any]:
+    """The entry of this server in the client's configuration."""
+    return _http_entry(client, settings) if http else _stdio_entry(client, settings)
+
+
 def print_config(client: Client, settings: Settings, *, http: bool) -> None:
-    """The document on stdout; where it goes (and any warning) on stderr."""
-    print(json.dumps(client_config(client, settings, http=http), indent=2))
-    print(f"# {WHERE[client]}", file=sys.stderr)
+    """What the client takes on stdout (the document; for Claude Code, the entry); where it
+    goes, the command to run, and any warning on stderr."""
+    if http and settings.transport == "stdio":
+        settings = settings.model_copy(update={"transport": "streamable-http"})
+        print(
+            "# for a server started with `reflexio-mcp --transport streamable-http` "
+            "(give --transport sse for an SSE one)",
+            file=sys.stderr,
+        )
+    if client == "claude-code":
+        entry = server_entry(client, settings, http=http)
+        print(json.dumps(entry, indent=2))
+        print(f"# {WHERE[client]}:", file=sys.stderr)
+        print(
+            f"claude mcp add-json {SERVER_NAME} {shlex.quote(json.dumps(entry))}", file=sys.stderr
+        )
+        if http and settings.authenticates:
+            print(
+                f"# Claude Code reads the token from {TOKEN}: set it where you start `claude`",
+                file=sys.stderr,
+            )
+    else:
+        document = client_config(client, settings, http=http)
+        print(json.dumps(document, indent=2))
+        print(f"# {WHERE[client]}", file=sys.stderr)
+        if client == "vscode" and "inputs" not in document:  # --add-mcp takes no inputs
+            named = {"name": SERVER_NAME, **server_entry(client, settings, http=http)}
+            print("# or run:", file=sys.stderr)
+            print(f"code --add-mcp {shlex.quote(json.dumps(named))}", file=sys.stderr)
     if not http and uvx_path() is None:
         print(
             "# uvx is not on PATH: install uv (https://docs.astral.sh/uv/), then run this "

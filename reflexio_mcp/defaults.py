@@ -28,10 +28,20 @@ PROBE_SECONDS = 0.5
 MAX_PROBE_SECONDS = 5.0
 MAX_SERVER_ERRORS = 8
 """A queued publish that Reflexio fails (5xx) this many times is kept as failed."""
+MAX_UNANSWERED = 3
+"""A queued publish that Reflexio leaves unanswered this many times while it takes others is
+kept as failed (an outage, when it takes none, never fails one). With REFLEXIO_TIMEOUT=5 a
+stuck publish is failed within about 40 s: four attempts of 5 s, waits of 5 and 10 s."""
 OUTBOX_MAX_ROWS = 10_000
 OUTBOX_MAX_MB = 100.0
 HTTP_REQUESTS_PER_MINUTE = 600
 """Per access token (or per client address, without tokens): ten a second on average."""
+MAX_SESSIONS_PER_CALLER = 50
+"""Open HTTP sessions per access token (or client address): a client holds one, a busy user a
+few; the SDK's 10,000 for the whole process then takes 200 callers to fill."""
+READ_TIMEOUT_SECONDS = 30.0
+"""A request's headers, and its body, must each arrive within this: a 4 MiB body needs about
+140 KB/s."""
 MAX_BODY_MB = 4.0
 """The SDK's own default: far above any publish a model writes, far below a memory problem."""
 

@@ -3,13 +3,25 @@
 `Deliverer.send` makes one attempt for one claimed row and records how it ended; the publish
 tool calls it for a row it may send at once, and `Deliverer.run` (a background task) calls it
 for every row that waits, oldest first within each session, paced under Reflexio's rate limit.
+Every attempt is a plain publish (never wait_for_response: waiting for learning happens after
+delivery, outside the lane), bounded by its timeout.
 
     2xx, or "already exists" for this user's request_id   delivered
     400 / 401 / 403 / 422 / another user's request_id      failed (kept, with the reason)
-    no connection, timeout, not Reflexio                   waits; counts toward the breaker
+    no connection, not Reflexio                            waits; counts toward the breaker
+    no answer in time                                      see below
     429                                                    waits; sending pauses (backoff)
     5xx, success=false                                     waits (backoff); failed after
-                                                           MAX_SERVER_ERRORS of them
+                                                           MAX_SERVER_ERRORS row errors
+
+No answer in time is either the backend's fault or the row's, and only the row's counts
+toward failing it. It is the row's when Reflexio took other publishes between two of this
+row's unanswered attempts: Reflexio answers, just not this publish. Then it is a row error (not
+a breaker failure), the row waits `attempt_seconds` times its row errors (so it holds the lane
+a shrinking share of the time), and after MAX_UNANSWERED row errors it is failed with the
+reason. Otherwise (nothing else was taken meanwhile: Reflexio may be down or stuck for
+everyone) it waits and counts toward the breaker, as no connection does: an outage never
+fails a row. The evidence is kept in memory, so a restarted process gathers it afresh.
 """
 
 from __future__ import annotations
@@ -18,7 +30,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import anyio
 
@@ -42,6 +54,8 @@ from reflexio_mcp.pacing import Pacer, full_jitter
 from reflexio_mcp.reflexio_client import ReflexioClient
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 LEASE_MARGIN_SECONDS = 30.0
 """A claim outlasts its attempt's timeout by this much."""
@@ -74,6 +88,7 @@ class Deliverer:
         *,
         attempt_seconds: float,
         max_server_errors: int = defaults.MAX_SERVER_ERRORS,
+        max_unanswered: int = defaults.MAX_UNANSWERED,
         on_delivered: Callable[[Row], Awaitable[None]] | None = None,
     ) -> None:
         self._client = client
@@ -82,9 +97,14 @@ class Deliverer:
         self._pacer = pacer
         self._attempt_seconds = attempt_seconds
         self._max_server_errors = max_server_errors
+        self._max_unanswered = max_unanswered
         self._on_delivered = on_delivered
         """Told of each row `run` delivers (the publish that queued it was answered then)."""
         self._rate_limited = 0
+        self._taken = 0
+        """Publishes Reflexio took, in this process (the evidence that it answers)."""
+        self._unanswered_at: dict[int, int] = {}
+        """seq -> `_taken` when that row's last attempt went unanswered."""
         self._wake = anyio.Event()
         self._turn = anyio.Lock()
         """One publish in flight at a time: Reflexio 0.2.32 can lock up for good (its SQLite
@@ -118,14 +138,14 @@ class Deliverer:
                 await self._idle(POLL_SECONDS if due is None else due - time.time())
                 continue
             self._pacer.take()
-            sent = await self.send(row, seconds=self._attempt_seconds, wait_for_response=False)
+            sent = await self.send(row, seconds=self._attempt_seconds)
             if sent.state == "delivered":
                 logger.debug("delivered %s (attempt %d)", row.request_id, row.attempts)
                 if self._on_delivered is not None:
                     await self._on_delivered(row)
             elif sent.state == "failed":
                 logger.warning(
-                    "Reflexio refused publish %s of user %r for good; kept in the outbox as "
+                    "Reflexio will not take publish %s of user %r; kept in the outbox as "
                     "failed: %s",
                     row.request_id,
                     row.user_id,
@@ -137,7 +157,7 @@ class Deliverer:
             await self._wake.wait()
         self._wake = anyio.Event()
 
-    async def send(self, row: Row, *, seconds: float, wait_for_response: bool) -> Sent:
+    async def send(self, row: Row, *, seconds: float) -> Sent:
         """One attempt at a row this process has claimed; its outcome is written to the
         outbox (best effort: a row whose outcome cannot be written stays claimed until its
         lease ends, then is sent again and answered "already exists")."""
@@ -150,25 +170,27 @@ class Deliverer:
                 f"another publish to {self._client.description} was still under way after "
                 f"{seconds:g} s"
             )
-            return await self._later(row, busy, after=0, server_error=False)
+            return await self._later(row, busy, after=0)
         try:
-            return await self._attempt(row, seconds=seconds, wait_for_response=wait_for_response)
+            return await self._attempt(row, seconds=seconds)
         finally:
             self._turn.release()
 
-    async def _attempt(self, row: Row, *, seconds: float, wait_for_response: bool) -> Sent:
+    async def _attempt(self, row: Row, *, seconds: float) -> Sent:
         try:
             with anyio.fail_after(seconds):  # the whole attempt, connection included
                 published = await self._client.send_publish(
                     row.body,
                     row.user_id,
                     row.request_id,
-                    wait_for_response=wait_for_response,
+                    wait_for_response=False,
                     read_seconds=seconds,
                     retries=0,
                 )
         except TimeoutError:
-            return await self.send_failed(row, self._overdue(seconds))
+            return await self._unanswered(row, self._overdue(seconds))
+        except BackendTimeout as err:
+            return await self._unanswered(row, err)
         except (InvalidInput, AuthError) as err:
             return await self._failed(row, err)
         except RateLimited as err:
@@ -178,32 +200,54 @@ class Deliverer:
                 full_jitter(self._rate_limited, 1.0, RATE_LIMITED_MAX_PAUSE_SECONDS),
             )
             self._pacer.pause(wait)
-            return await self._later(row, err, after=wait, server_error=False)
+            return await self._later(row, err, after=wait)
         except (BackendUnreachable, NotReflexio) as err:
-            return await self.send_failed(row, err)
+            return await self._unreachable(row, err)
         except BackendStatusError as err:
             if err.status_code in PERMANENT_STATUSES:
                 return await self._failed(row, err)
             if isinstance(err, ServerError):
                 self._breaker.failure(str(err))
-            if row.server_errors + 1 >= self._max_server_errors:
-                return await self._failed(row, err)
             wait = max(
                 err.retry_after or 0.0,
                 full_jitter(row.server_errors + 1, 1.0, MAX_BACKOFF_SECONDS),
             )
-            return await self._later(row, err, after=wait, server_error=True)
+            return await self._row_error(row, err, after=wait, limit=self._max_server_errors)
         self._breaker.success()
         self._rate_limited = 0
+        self._taken += 1
+        self._unanswered_at.pop(row.seq, None)
         await self._record(self._outbox.delivered(row.seq), row)
         return Sent("delivered", published=published)
 
-    async def send_failed(self, row: Row, err: ReflexioError) -> Sent:
+    async def _unanswered(self, row: Row, err: BackendTimeout) -> Sent:
+        """No answer in time: the row's fault only if Reflexio took other publishes since this
+        row last went unanswered (module docstring)."""
+        before = self._unanswered_at.get(row.seq)
+        self._unanswered_at[row.seq] = self._taken
+        if before is None or before == self._taken:
+            return await self._unreachable(row, err)
+        errors = row.server_errors + 1
+        reason = ReflexioError(
+            f"{err} (attempt {row.attempts}; Reflexio took other publishes meanwhile, so this "
+            f"publish is the problem: after {self._max_unanswered} such attempts it is kept as "
+            "failed; `reflexio-mcp outbox --retry-failed` sends it again)"
+        )
+        return await self._row_error(
+            row, reason, after=self._attempt_seconds * errors, limit=self._max_unanswered
+        )
+
+    async def release(self, row: Row, reason: str) -> None:
+        """Give back a claimed row whose attempt was cut short on this side (the call was
+        cancelled): it waits and is sent again at once. Not a backend failure."""
+        await self._later(row, ReflexioError(reason), after=0)
+
+    async def _unreachable(self, row: Row, err: ReflexioError) -> Sent:
         """The attempt got no usable answer (no connection, no answer in time): the row waits,
         and the failure counts toward the circuit breaker."""
         self._breaker.failure(str(err))
         wait = full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS)
-        return await self._later(row, err, after=wait, server_error=False)
+        return await self._later(row, err, after=wait)
 
     def _overdue(self, seconds: float) -> BackendTimeout:
         return BackendTimeout(
@@ -212,21 +256,27 @@ class Deliverer:
         )
 
     async def _failed(self, row: Row, err: ReflexioError) -> Sent:
+        self._unanswered_at.pop(row.seq, None)
         await self._record(self._outbox.failed(row.seq, str(err)), row)
         return Sent("failed", error=err)
 
-    async def _later(
-        self, row: Row, err: ReflexioError, *, after: float, server_error: bool
-    ) -> Sent:
-        await self._record(
-            self._outbox.retry_later(row.seq, str(err), after=after, server_error=server_error),
-            row,
+    async def _row_error(self, row: Row, err: ReflexioError, *, after: float, limit: int) -> Sent:
+        """An attempt that failed because of this row: it waits, or is failed at `limit`."""
+        failed = await self._record(
+            self._outbox.row_error(row.seq, str(err), after=after, limit=limit), row
         )
+        if not failed:
+            return Sent("queued", error=err)
+        self._unanswered_at.pop(row.seq, None)
+        return Sent("failed", error=err)
+
+    async def _later(self, row: Row, err: ReflexioError, *, after: float) -> Sent:
+        await self._record(self._outbox.retry_later(row.seq, str(err), after=after), row)
         return Sent("queued", error=err)
 
-    async def _record(self, change: Awaitable[object], row: Row) -> None:
+    async def _record(self, change: Awaitable[_T], row: Row) -> _T | None:
         try:
-            await change
+            return await change
         except StoreError as err:
             logger.warning(
                 "could not record in the outbox how publish %s went (%s); it is sent again "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
+from pydantic import SecretStr
 
 from reflexio_mcp import __version__, embedded_store, outbox, outbox_salvage
 from reflexio_mcp.access import TokenFileError, read_tokens_file
@@ -27,6 +28,7 @@ from reflexio_mcp.errors import AuthError, NotReflexio, RateLimited, ReflexioErr
 from reflexio_mcp.redaction import display_url
 from reflexio_mcp.reflexio_http import ReflexioHttp
 from reflexio_mcp.settings import ENVIRONMENT, Settings, SettingsError, load_settings
+from reflexio_mcp.unknown_variables import PREFIX, unknown_variables
 
 Status = Literal["ok", "warn", "fail"]
 TESTED_REFLEXIO = "0.2.32"
@@ -76,11 +78,16 @@ def render(check: Check) -> str:
 
 
 async def collect(flags: argparse.Namespace, environ: Mapping[str, str]) -> list[Check]:
+    unknown = [
+        Check("environment", "fail" if u.unsafe else "warn", u.describe(), u.fix())
+        for u in unknown_variables(environ)
+    ]
     try:
         settings = load_settings(flags, environ)
     except SettingsError as err:
-        return [Check("settings", "fail", str(err), "the message names the flag or variable")]
+        return [Check("settings", "fail", str(err), err.fix or str(err)), *unknown]
     checks = [Check("settings", "ok", _summary(settings))]
+    checks += unknown or [_environment_ok(environ)]
     checks += [Check("settings", "warn", notice) for notice in settings.notices()]
     checks += _data_dir(settings)
     if settings.uses_reflexio:
@@ -106,6 +113,16 @@ def _summary(settings: Settings) -> str:
         f"valid; {backend}, data in {settings.data_folder}, default user {settings.user_id!r}, "
         f"transport {settings.transport}"
     )
+
+
+def _environment_ok(environ: Mapping[str, str]) -> Check:
+    count = sum(1 for name in environ if name.startswith(PREFIX))
+    detail = (
+        f"the {count} REFLEXIO_* variable(s) set are all ones reflexio-mcp or Reflexio reads"
+        if count
+        else "no REFLEXIO_* variable is set"
+    )
+    return Check("environment", "ok", f"{detail} (checked for misspelled names)")
 
 
 # -- files -------------------------------------------------------------------------------
@@ -257,13 +274,7 @@ def _outbox_version(db: sqlite3.Connection) -> tuple[bool, str]:
 
 
 async def _reflexio(settings: Settings) -> list[Check]:
-    http = ReflexioHttp(
-        settings.reflexio_url,
-        api_key=settings.api_key,
-        timeout=settings.timeout,
-        connect_timeout=settings.connect_timeout,
-        max_retries=0,
-    )
+    http = _client(settings, api_key=settings.api_key)
     url = http.url
     async with http:
         started = time.perf_counter()
@@ -315,17 +326,73 @@ async def _api_version(http: ReflexioHttp) -> Check:
 
 
 async def _auth(http: ReflexioHttp, settings: Settings) -> Check:
-    body = json.dumps({"user_id": DOCTOR_USER, "most_recent_k": 1}).encode()
+    """A search is sent without a key first: only when Reflexio refuses it is a key needed,
+    and only then does "accepted" mean something."""
     key = ENVIRONMENT["api_key"]
+    pace = (
+        f"publishes paced at {settings.publish_rate:g} a minute ({ENVIRONMENT['publish_rate']}"
+        "; Reflexio's default limit is 60 writes and 120 reads a minute per client)"
+        if settings.publish_rate
+        else "publishes unpaced: a 429 from Reflexio leaves them in the outbox, sent later"
+    )
+    async with _client(settings, api_key=None) as keyless:
+        refused = await _search(keyless)
+    if refused is None:
+        if settings.api_key is None:
+            return Check(
+                "reflexio auth",
+                "ok",
+                f"no API key needed: Reflexio answered a search without one; {pace}",
+            )
+        return Check(
+            "reflexio auth",
+            "warn",
+            f"Reflexio answered without an API key, so the {key} set here is not checked (a "
+            f"Reflexio started without one serves loopback clients only); {pace}",
+            f"start Reflexio with {key} set to make it demand the key, or unset {key} here",
+        )
+    if not isinstance(refused, AuthError):
+        return refused
+    if settings.api_key is None:
+        return Check(
+            "reflexio auth", "fail", str(refused), f"set {key} to the key Reflexio was started with"
+        )
+    refused = await _search(http)
+    if refused is None:
+        return Check(
+            "reflexio auth",
+            "ok",
+            f"API key accepted: Reflexio refused a search without it and answered one with it; "
+            f"{pace}",
+        )
+    if isinstance(refused, AuthError):
+        return Check(
+            "reflexio auth",
+            "fail",
+            str(refused),
+            f"{key} is not the key Reflexio was started with: set the right one",
+        )
+    return refused
+
+
+def _client(settings: Settings, *, api_key: SecretStr | None) -> ReflexioHttp:
+    return ReflexioHttp(
+        settings.reflexio_url,
+        api_key=api_key,
+        timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
+        max_retries=0,
+    )
+
+
+async def _search(http: ReflexioHttp) -> AuthError | Check | None:
+    """None when Reflexio answers a search; the AuthError when it refuses the credentials; a
+    failed check for anything else."""
+    body = json.dumps({"user_id": DOCTOR_USER, "most_recent_k": 1}).encode()
     try:
         await http.send("POST", "/api/search_interactions", body=body, retries=0)
     except AuthError as err:
-        fix = (
-            f"set {key} to the key Reflexio was started with"
-            if settings.api_key is None
-            else f"{key} is not the key Reflexio was started with: set the right one"
-        )
-        return Check("reflexio auth", "fail", str(err), fix)
+        return err
     except RateLimited as err:
         return Check(
             "reflexio auth",
@@ -334,15 +401,14 @@ async def _auth(http: ReflexioHttp, settings: Settings) -> Check:
             "wait a minute and run doctor again",
         )
     except ReflexioError as err:
-        return Check("reflexio auth", "fail", str(err), "see Reflexio's own log for the cause")
-    how = "API key accepted" if settings.api_key else "no API key needed (loopback, none set)"
-    pace = (
-        f"publishes paced at {settings.publish_rate:g} a minute ({ENVIRONMENT['publish_rate']}"
-        "; Reflexio's default limit is 60 writes and 120 reads a minute per client)"
-        if settings.publish_rate
-        else "publishes unpaced: a 429 from Reflexio leaves them in the outbox, sent later"
-    )
-    return Check("reflexio auth", "ok", f"{how}; {pace}")
+        return Check(
+            "reflexio auth",
+            "fail",
+            str(err),
+            "see Reflexio's own log for the cause (its console, or ~/.reflexio/logs), then run "
+            "doctor again",
+        )
+    return None
 
 
 # -- transport ---------------------------------------------------------------------------
@@ -350,15 +416,34 @@ async def _auth(http: ReflexioHttp, settings: Settings) -> Check:
 
 def _transport(settings: Settings) -> list[Check]:
     if settings.transport == "stdio":
-        return [Check("transport", "ok", "stdio: the MCP client starts this command")]
+        return [
+            Check("transport", "ok", "stdio: no port to check; the MCP client starts this command")
+        ]
     checks: list[Check] = []
     if settings.tokens_file is not None:
         try:
             tokens = read_tokens_file(settings.tokens_file)
         except TokenFileError as err:
-            checks.append(Check("tokens file", "fail", str(err), "the message names the entry"))
+            checks.append(
+                Check(
+                    "tokens file",
+                    "fail",
+                    str(err),
+                    f"correct {settings.tokens_file} as the message says (the format: "
+                    '{"tokens": [{"token": "...", "user_id": "alice", "role": "read|write|'
+                    'admin"}]}, readable by its owner only), or point '
+                    f"{ENVIRONMENT['tokens_file']} / --tokens-file at another file",
+                )
+            )
         else:
-            checks.append(Check("tokens file", "ok", f"{len(tokens)} token(s)"))
+            checks.append(
+                Check(
+                    "tokens file",
+                    "ok",
+                    f"{settings.tokens_file}: {len(tokens)} valid token(s), each with its user "
+                    "and role",
+                )
+            )
     where = f"{settings.host}:{settings.port}"
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:

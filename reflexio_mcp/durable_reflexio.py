@@ -7,13 +7,18 @@
   backend-down message and publishes go straight to the outbox, until a probe of /health
   finds Reflexio back.
 - Publishes are paced under Reflexio's rate limit (60 writes a minute by default).
+- Publishes go to Reflexio one at a time (the deliverer's lane), each attempt bounded by its
+  timeout. A wait_for_response publish is delivered plainly like any other, then waits for
+  learning by asking /api/learning_status, outside the lane: other publishes go on meanwhile.
+- Only backend failures count toward the breaker: a call cancelled on this side (the client
+  cancelled, a deadline) gives its row back to the outbox without counting.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self, TypeVar
@@ -26,7 +31,6 @@ from reflexio_mcp.backend import StoredListener, already_stored
 from reflexio_mcp.circuit_breaker import CircuitBreaker
 from reflexio_mcp.delivery import Deliverer
 from reflexio_mcp.errors import (
-    BackendTimeout,
     BackendUnreachable,
     NotReflexio,
     OutboxFull,
@@ -39,6 +43,7 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    Keyset,
     KnownIds,
     OutboxStatus,
     Published,
@@ -57,6 +62,10 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 BACKEND_FAILURES = (BackendUnreachable, NotReflexio, ServerError)
 """Failures that say the backend is down or broken (not that the call was wrong)."""
+LEARNING_POLL_SECONDS = 0.25
+MAX_LEARNING_POLL_SECONDS = 5.0
+"""Asking how learning goes, at growing intervals: at most 12 reads a minute once it takes a
+while, well under Reflexio's 120 reads a minute."""
 
 
 class DurableReflexio:
@@ -186,7 +195,7 @@ class DurableReflexio:
         body = request.checked_body()
         if not await self._open_outbox():
             return await self._publish_unjournaled(request, body, wait_for_response)
-        seconds = defaults.WAIT_FOR_RESPONSE_SECONDS if wait_for_response else self._publish_seconds
+        seconds = self._publish_seconds
         send_now = not self._breaker.is_open and self._pacer.take()
         try:
             queued = await self._outbox.enqueue(
@@ -221,14 +230,16 @@ class DurableReflexio:
             wait_for_response, attempts=1, server_errors=0,
         )  # fmt: skip
         try:
-            sent = await self._deliverer.send(
-                row, seconds=seconds, wait_for_response=wait_for_response
-            )
+            sent = await self._deliverer.send(row, seconds=seconds)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):  # released: the deliverer sends it later
-                await self._deliverer.send_failed(row, BackendTimeout("the call was cancelled"))
+                await self._deliverer.release(
+                    row, "the publish call was cancelled before Reflexio answered it"
+                )
             raise
         if sent.state == "delivered" and sent.published is not None:
+            if wait_for_response:
+                return await self._learned(request.request_id, sent.published)
             return sent.published
         if sent.state == "failed" and sent.error is not None:
             try:  # the caller is told now: nothing to keep for later
@@ -240,6 +251,29 @@ class DurableReflexio:
         return self._queued(
             request, f"Reflexio could not take it now ({sent.error})", waited=wait_for_response
         )
+
+    async def _learned(self, request_id: str, published: Published) -> Published:
+        """`published` with how Reflexio's learning from it ended, asked until it ends (or
+        stalls waiting for more turns, as Reflexio's own wait_for_response does) or
+        WAIT_FOR_RESPONSE_SECONDS pass. Reads only: the lane stays free for other publishes."""
+        status, reason = "deferred", "wait_timeout"
+        pause = LEARNING_POLL_SECONDS
+        with anyio.move_on_after(defaults.WAIT_FOR_RESPONSE_SECONDS):
+            while True:
+                try:
+                    asked, why = await self._client.learning_status(request_id)
+                except ReflexioError as err:
+                    status, reason = "unknown", f"Reflexio could not say ({err})"
+                    break
+                if asked not in ("pending", "processing"):  # done, failed, not_tracked
+                    status, reason = asked, why
+                    break
+                if why == "waiting_for_window":  # it learns once more turns arrive
+                    status, reason = "deferred", why
+                    break
+                await anyio.sleep(pause)
+                pause = min(pause * 2, MAX_LEARNING_POLL_SECONDS)
+        return published.model_copy(update={"learning_status": status, "learning_reason": reason})
 
     def _give_back(self, taken: bool) -> None:
         if taken:
@@ -343,14 +377,20 @@ class DurableReflexio:
         self._breaker.success()
         return result
 
-    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.get_interactions(request))
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_interactions(request, after))
 
-    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.search_interactions(request))
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.search_interactions(request, among))
 
-    async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.get_all_interactions(limit))
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_all_interactions(limit, after))
 
     async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         return await self._guarded(lambda: self._client.find_interaction(user_id, interaction_id))
@@ -395,7 +435,7 @@ class DurableReflexio:
             except Exception:  # a listener's failure must not stop delivery
                 logger.exception("a listener of delivered publishes failed")
 
-    async def status(self, user_id: str) -> BackendStatus:
+    async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
         if self._breaker.is_open:
             status = BackendStatus(
                 backend="reflexio",
@@ -406,9 +446,11 @@ class DurableReflexio:
             )
         else:
             status = await self._client.status(user_id)
-        return status.model_copy(update={"outbox": await self._outbox_status()})
+        outbox = await self._outbox_status(None if store_wide else user_id)
+        return status.model_copy(update={"outbox": outbox})
 
-    async def _outbox_status(self) -> OutboxStatus:
+    async def _outbox_status(self, user_id: str | None = None) -> OutboxStatus:
+        """The outbox's state; with `user_id`, its counts and errors are that user's only."""
         circuit = "open" if self._breaker.is_open else "closed"
         moved = len(self._outbox.moved_aside())
         if not await self._open_outbox():
@@ -418,7 +460,7 @@ class DurableReflexio:
                 damaged_files_moved_aside=moved, salvage=self._outbox.salvage,
             )  # fmt: skip
         try:
-            stats = await self._outbox.stats()
+            stats = await self._outbox.stats(user_id)
         except StoreError as err:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
@@ -433,7 +475,7 @@ class DurableReflexio:
             waiting_bytes=stats.waiting_bytes,
             oldest_age_seconds=None if oldest is None else round(time.time() - oldest, 3),
             failed=stats.failed,
-            last_error=stats.last_error or self._breaker.last_error,
+            last_error=stats.last_error or (self._breaker.last_error if user_id is None else None),
             circuit=circuit,
             damaged_files_moved_aside=moved,
             salvage=self._outbox.salvage,
@@ -473,7 +515,8 @@ def _status_of(entry: Entry) -> PublishStatus:
         detail = "Reflexio confirmed it: its turns are stored"
     else:
         detail = (
-            "Reflexio refused it for good (last_error says why); it is kept in the outbox. "
+            "Reflexio refused it for good, or kept failing on it or leaving it unanswered "
+            "while it took other publishes (last_error says why); it is kept in the outbox. "
             "Fix the cause and publish it again with the same request_id"
         )
     return PublishStatus(

@@ -2,6 +2,7 @@
 
 A caller is its access token when the token is valid, else its address: wrong tokens cannot
 each buy a fresh budget. Budgets are token buckets (a minute's worth at once at most).
+`caller_of` and `too_many` serve the session bound too (http_sessions).
 """
 
 from __future__ import annotations
@@ -33,36 +34,18 @@ class RateLimit:
         if scope["type"] != "http" or not self.per_minute or scope["path"] == "/healthz":
             await self.app(scope, receive, send)
             return
-        caller = _caller(scope, self._known_token)
+        caller = caller_of(scope, self._known_token)
         budget = self._budget(caller)
         if budget.take():
             await self.app(scope, receive, send)
             return
         wait = max(1, math.ceil(budget.wait_seconds()))
-        body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": None,
-                "error": {
-                    "code": -32000,
-                    "message": f"too many requests: at most {self.per_minute:g} a minute per "
-                    f"{'access token' if caller.startswith('token:') else 'client address'}; "
-                    f"retry in {wait} s",
-                },
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"retry-after", str(wait).encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await too_many(
+            send,
+            f"too many requests: at most {self.per_minute:g} a minute per {kind_of(caller)}; "
+            f"retry in {wait} s",
+            retry_after=wait,
         )
-        await send({"type": "http.response.body", "body": body})
 
     def _budget(self, caller: str) -> Pacer:
         budget = self._budgets.pop(caller, None) or Pacer(self.per_minute)
@@ -72,7 +55,25 @@ class RateLimit:
         return budget
 
 
-def _caller(scope: Scope, known_token: Callable[[str], bool]) -> str:
+async def too_many(send: Send, message: str, *, retry_after: int | None = None) -> None:
+    """A 429 whose body is a JSON-RPC error (no id) saying `message`."""
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32000, "message": message}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": 429, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def kind_of(caller: str) -> str:
+    """What a `caller_of` names, in words."""
+    return "access token" if caller.startswith("token:") else "client address"
+
+
+def caller_of(scope: Scope, known_token: Callable[[str], bool]) -> str:
+    """Who sent a request: its access token (a digest) when valid, else its address."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             kind, _, token = value.decode("latin-1").partition(" ")

@@ -2,20 +2,26 @@
 
 The shapes follow Reflexio 0.2.32's API contract (its /openapi.json); the bounds are the
 narrower of what Reflexio and the embedded store can store *and read back*, so nothing
-accepted here can later make a user's history unreadable. Tool signatures reuse these
-annotated types, so the schema a client sees and the check a request meets are one thing.
+accepted here can later make a user's history unreadable. A turn also meets the rules
+Reflexio's server applies beyond its schema (InteractionData): both backends take exactly
+what Reflexio keeps whole, so nothing acknowledged is later dropped, refused or cut. Tool
+signatures reuse these annotated types, so the schema a client sees and the check a request
+meets are one thing.
 """
 
 from __future__ import annotations
 
 import functools
+import ipaddress
 import math
 import re
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, cast
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +32,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
@@ -48,6 +55,12 @@ MAX_QUERY_CHARS = 10_000
 MAX_TOOL_DATA_DEPTH = 32
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """Reflexio refuses request bodies above 10 MiB, whatever its schema admits."""
+MAX_TOOL_STATUS_CHARS = 100
+"""Reflexio cuts a longer tools_used[].status to 100 characters, silently (ToolUsed)."""
+IMAGE_URL_SCHEMES = ("http", "https", "data")
+METADATA_HOSTS = frozenset({"metadata.google.internal"})
+METADATA_IPS = frozenset({"169.254.169.254", "fd00:ec2::254"})
+"""Cloud metadata endpoints: Reflexio refuses an image URL pointing at one, in any form."""
 SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
 SOURCE_RULE = (
     "lowercase letters, digits and . _ : - only, starting with a letter or digit, "
@@ -221,6 +234,49 @@ def _check_tool_data(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _check_image_url(value: str) -> str:
+    """Reflexio's own check (validators._validate_image_url), but for the DNS lookup it makes
+    of a host name: what it refuses would be refused after the bridge had acknowledged it."""
+    if not value:
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError as err:  # e.g. "http://[::1/a.png": Reflexio's urlparse fails alike
+        raise ValueError(
+            f"is not a URL ({err}; got {shown(value)}): send the image's http(s) or data: URL"
+        ) from None
+    if parts.scheme not in IMAGE_URL_SCHEMES:
+        got = repr(parts.scheme) if parts.scheme else "none"
+        raise ValueError(
+            f"the scheme must be http, https or data (got {got}): send the image's full URL, "
+            "a data: URL, or the image itself in image_encoding"
+        )
+    if parts.scheme != "data" and _is_metadata_endpoint(parts):
+        raise ValueError(
+            f"must not point at a cloud metadata endpoint (got {shown(value)}): Reflexio "
+            "refuses it; send the image's own URL"
+        )
+    return value
+
+
+def _is_metadata_endpoint(parts: SplitResult) -> bool:
+    host = (parts.hostname or "").lower()
+    if host in METADATA_HOSTS:
+        return True
+    try:
+        return str(ipaddress.ip_address(host)) in METADATA_IPS
+    except ValueError:
+        pass
+    try:
+        port = parts.port  # Reflexio resolves (host, port); a bad port ends its check here
+        # Numeric forms such as 2852039166 or 0xa9fea9fe resolve without DNS; Reflexio would
+        # also resolve a real name, which the bridge does not do (no traffic beyond the URL).
+        found = socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST, type=socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError):
+        return False
+    return any(str(address[4][0]) in METADATA_IPS for address in found)
+
+
 class Strict(BaseModel):
     """Unknown fields are an error: a typo must never vanish silently."""
 
@@ -236,7 +292,9 @@ class ToolUsed(Strict):
         description="The tool's inputs and/or outputs as a JSON object.",
     )
     status: str = Field(
-        default="", max_length=1000, description="Outcome, e.g. 'success' or 'error'."
+        default="",
+        max_length=MAX_TOOL_STATUS_CHARS,
+        description="Outcome, e.g. 'success' or 'error' (at most 100 characters).",
     )
 
 
@@ -259,15 +317,21 @@ class InteractionData(Strict):
         default="none", description="A UI action the user took with this turn (case-insensitive)."
     )
     user_action_description: str = Field(
-        default="", max_length=10_000, description="What the user_action did, e.g. 'clicked Buy'."
+        default="",
+        max_length=10_000,
+        validate_default=True,
+        description="What the user_action did, e.g. 'clicked Buy'; required with a user_action.",
     )
-    interacted_image_url: str = Field(
-        default="", max_length=2048, description="URL of an image the user interacted with."
+    interacted_image_url: Annotated[str, AfterValidator(_check_image_url)] = Field(
+        default="",
+        max_length=2048,
+        description="http(s) or data: URL of an image the user interacted with.",
     )
     image_encoding: str = Field(
         default="",
         max_length=15_000_000,
-        description="Base64 image attached to the turn; the whole publish must stay under 10 MiB.",
+        description="Base64 image attached to the turn, instead of interacted_image_url; the "
+        "whole publish must stay under 10 MiB.",
     )
     tools_used: list[ToolUsed] = Field(
         default_factory=list[ToolUsed], max_length=1000, description="Tools called for this turn."
@@ -288,22 +352,51 @@ class InteractionData(Strict):
             )
         return value
 
-    @model_validator(mode="after")
-    def _says_something(self) -> InteractionData:
-        if not (
-            self.content.strip()
-            or self.expert_content.strip()
-            or self.tools_used
-            or self.user_action != "none"
-            or self.user_action_description.strip()
-            or self.interacted_image_url
-            or self.image_encoding
-        ):
+    # Reflexio 0.2.32's own rules for a turn (InteractionData.shape_error and carries_content):
+    # it refuses the publish (422) over the first two, and silently skips a turn that breaks
+    # the third when the publish has others. Here each is refused up front, on both backends.
+
+    @field_validator("user_action_description")
+    @classmethod
+    def _describes_its_action(cls, value: str, info: ValidationInfo) -> str:
+        action = info.data.get("user_action", "none")
+        if action != "none" and not value:
             raise ValueError(
-                "empty turn: give content (or expert_content, tools_used, a user_action or an "
-                "image); leave out turns with nothing in them"
+                f"required with user_action {action!r}: say what the user did, e.g. "
+                "'clicked Buy' (Reflexio refuses a user_action without one), or leave "
+                "user_action out"
             )
-        return self
+        return value
+
+    @field_validator("image_encoding")
+    @classmethod
+    def _one_image(cls, value: str, info: ValidationInfo) -> str:
+        if value and info.data.get("interacted_image_url"):
+            raise ValueError(
+                "give interacted_image_url or image_encoding, not both (Reflexio refuses a "
+                "turn with both): put the other image in a turn of its own"
+            )
+        return value
+
+    def carries_content(self) -> bool:
+        """Whether Reflexio keeps this turn: it skips one without any of these."""
+        texts = (self.content, self.expert_content, self.interacted_image_url, self.image_encoding)
+        return self.user_action != "none" or bool(self.tools_used) or any(t.strip() for t in texts)
+
+    @model_validator(mode="after")
+    def _kept_by_reflexio(self) -> InteractionData:
+        if self.carries_content():
+            return self
+        if self.user_action_description.strip():
+            raise ValueError(
+                "a user_action_description alone is not kept by Reflexio (it skips the turn): "
+                "set the user_action it describes (click, scroll or type), or put the text in "
+                "content"
+            )
+        raise ValueError(
+            "empty turn: give content (or expert_content, tools_used, a user_action or an "
+            "image); leave out turns with nothing in them"
+        )
 
 
 def _check_source(value: str) -> str:
@@ -508,6 +601,44 @@ class OutboxSalvage(BaseModel):
         description="Row numbers that could not be read at all: rows there, if any, are lost.",
     )
     detail: str = Field(description="All of it in one sentence, as the start-up log says it.")
+
+
+class Keyset(BaseModel):
+    """Where the next page of a newest-first listing starts: its turns older than the last one
+    shown, by (created_at, interaction_id), down to the oldest it held at its first page, and
+    none stored since then (ids only grow, so those have a higher id than any it held)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    last_created: int
+    last_id: int
+    floor_created: int
+    floor_id: int
+    max_id: int
+
+    @classmethod
+    def of(cls, listing: list[Interaction], shown: Interaction) -> Keyset:
+        """The keyset after `shown`, in `listing` as its first page found it (newest first)."""
+        return cls(
+            last_created=shown.created_at,
+            last_id=shown.interaction_id,
+            floor_created=listing[-1].created_at,
+            floor_id=listing[-1].interaction_id,
+            max_id=max(i.interaction_id for i in listing),
+        )
+
+    def past(self, shown: Interaction) -> Keyset:
+        """This keyset once `shown` (one of its turns) has been shown too."""
+        return self.model_copy(
+            update={"last_created": shown.created_at, "last_id": shown.interaction_id}
+        )
+
+    def holds(self, interaction: Interaction) -> bool:
+        key = (interaction.created_at, interaction.interaction_id)
+        return (self.floor_created, self.floor_id) <= key < (
+            self.last_created,
+            self.last_id,
+        ) and interaction.interaction_id <= self.max_id
 
 
 class OutboxStatus(BaseModel):

@@ -5,7 +5,8 @@ publish bound for Reflexio from before it is sent until Reflexio confirms it. A 
 
     queued     waiting, or being sent by the process that holds its claim
     delivered  Reflexio confirmed it; only the bookkeeping is kept (body dropped) for a week
-    failed     Reflexio refused it for good (400/401/403/422, or a row it kept failing on);
+    failed     Reflexio refused it for good (400/401/403/422, or a row it kept failing on:
+               `row_error` counts those in server_errors, up to the deliverer's limit);
                kept whole, with the reason
 
 Rows are sent oldest first within each (user, session): a row is claimable only when no
@@ -554,18 +555,48 @@ class Outbox:
             )
         )
 
-    async def retry_later(self, seq: int, error: str, *, after: float, server_error: bool) -> None:
+    async def retry_later(self, seq: int, error: str, *, after: float) -> None:
         """Release the claim; the row may be claimed again `after` seconds from now. Only
         while this process holds the claim."""
         now = time.time()
         await self._file.write(
             lambda db: db.execute(
                 "UPDATE outbox SET owner = NULL, lease_until = NULL, last_error = ?, "
-                "next_attempt_at = ?, server_errors = server_errors + ? "
-                "WHERE seq = ? AND owner = ? AND state = 'queued'",
-                (error, now + after, int(server_error), seq, self.owner),
+                "next_attempt_at = ? WHERE seq = ? AND owner = ? AND state = 'queued'",
+                (error, now + after, seq, self.owner),
             )
         )
+
+    async def row_error(self, seq: int, error: str, *, after: float, limit: int) -> bool:
+        """The attempt failed because of this row (not of Reflexio as a whole): count it in
+        `server_errors`; at `limit` of them the row is failed with `error`, else it is released
+        to be claimed again `after` seconds from now. Only while this process holds the claim;
+        True when the row was failed now."""
+        now = time.time()
+
+        def count(db: sqlite3.Connection) -> bool:
+            found = db.execute(
+                "SELECT server_errors FROM outbox WHERE seq = ? AND owner = ? AND state = 'queued'",
+                (seq, self.owner),
+            ).fetchone()
+            if found is None:
+                return False
+            failed = found[0] + 1 >= limit
+            db.execute(
+                "UPDATE outbox SET server_errors = server_errors + 1, last_error = ?, "
+                "owner = NULL, lease_until = NULL, state = ?, done_at = ?, next_attempt_at = ? "
+                "WHERE seq = ?",
+                (
+                    error,
+                    "failed" if failed else "queued",
+                    now if failed else None,
+                    now + after,
+                    seq,
+                ),
+            )
+            return failed
+
+        return await self._file.write(count)
 
     async def forget(self, seq: int) -> None:
         """Remove a failed row whose caller was told (a publish refused as it was made)."""
@@ -657,27 +688,30 @@ class Outbox:
 
         return await self._file.read(find)
 
-    async def stats(self) -> Stats:
+    async def stats(self, user_id: str | None = None) -> Stats:
+        """What the outbox holds; with `user_id`, that user's publishes only."""
+        whose, mine = ("", ()) if user_id is None else (" AND user_id = ?", (user_id,))
+
         def count(db: sqlite3.Connection) -> Stats:
             waiting, size, oldest = db.execute(
                 "SELECT count(*), coalesce(sum(bytes), 0), min(queued_at) FROM outbox "
-                "WHERE target = ? AND state = 'queued'",
-                (self.target,),
+                "WHERE target = ? AND state = 'queued'" + whose,
+                (self.target, *mine),
             ).fetchone()
             (failed,) = db.execute(
-                "SELECT count(*) FROM outbox WHERE target = ? AND state = 'failed'",
-                (self.target,),
+                "SELECT count(*) FROM outbox WHERE target = ? AND state = 'failed'" + whose,
+                (self.target, *mine),
             ).fetchone()
             error = db.execute(
                 "SELECT last_error FROM outbox WHERE target = ? AND last_error IS NOT NULL "
-                "AND state != 'delivered' ORDER BY last_attempt_at DESC LIMIT 1",
-                (self.target,),
+                f"AND state != 'delivered'{whose} ORDER BY last_attempt_at DESC LIMIT 1",
+                (self.target, *mine),
             ).fetchone()
             others = dict(
                 db.execute(
-                    "SELECT target, count(*) FROM outbox WHERE target != ? AND state = 'queued' "
-                    "GROUP BY target",
-                    (self.target,),
+                    "SELECT target, count(*) FROM outbox WHERE target != ? AND state = 'queued'"
+                    f"{whose} GROUP BY target",
+                    (self.target, *mine),
                 ).fetchall()
             )
             return Stats(

@@ -1,7 +1,8 @@
 """`reflexio-mcp outbox`: what the outbox holds, and what to do with publishes Reflexio refused.
 
-Refused publishes (400/401/403/422 in the background, or 5xx too many times) are kept as
-`failed`; after fixing the cause (an API key, say), queue them again; or drop them.
+Refused publishes (400/401/403/422 in the background, 5xx too many times, or left unanswered
+while Reflexio took others) are kept as `failed`; after fixing the cause (an API key, say),
+queue them again; or drop them.
 
 Its report goes to stdout: this command is run by a person, not by an MCP client, so stdout
 is not a protocol channel here (the server, `serve`, never reaches this module).

@@ -24,6 +24,7 @@ DEFAULT_BUDGET_CHARS = 8000
 MIN_BUDGET_CHARS = 500
 MAX_BUDGET_CHARS = 100_000
 MAX_TURN_CHARS = 1500
+RECALL_NEEDS_TOPIC = "topic: required; say what to recall, e.g. the project's deadline"
 
 
 PROMPTS = ("recall", "remember_this_conversation")
@@ -32,11 +33,18 @@ PROMPTS = ("recall", "remember_this_conversation")
 async def prompt_arguments(
     ctx: ServerRequestContext[Any, Any], call_next: CallNext
 ) -> HandlerResult:
-    """A ServerMiddleware: a prompts/get naming an argument the prompt does not take is refused
-    in words (the SDK would answer "Internal server error")."""
+    """A ServerMiddleware: a prompts/get naming a prompt this server lacks, or an argument the
+    prompt does not take, is refused in words as invalid params (the SDK would answer
+    "Internal server error", or error code 0 on the wire)."""
     if ctx.method == "prompts/get" and ctx.params:
         name: Any = ctx.params.get("name")
         arguments: Any = ctx.params.get("arguments") or {}
+        if isinstance(name, str) and name not in PROMPTS:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"unknown prompt {name[:100]!r}: this server's prompts are "
+                f"{', '.join(PROMPTS)}",
+            )
         if name in PROMPTS and isinstance(arguments, dict):
             accepted = ARGUMENTS[name]
             unknown = [
@@ -47,6 +55,8 @@ async def prompt_arguments(
                     f"{', '.join(unknown)}: not an argument of {name}; it takes: "
                     f"{', '.join(accepted) or 'no arguments'}"
                 )
+            if name == "recall" and "topic" not in arguments:  # the SDK: "Internal server error"
+                raise _invalid(RECALL_NEEDS_TOPIC)
     return await call_next(ctx)
 
 
@@ -61,7 +71,7 @@ def register_prompts(server: MCPServer[AppState]) -> None:
 
 async def recall(
     ctx: ToolContext,
-    topic: Annotated[str, Field(description="What to recall (required).")] = "",
+    topic: Annotated[str, Field(description="What to recall.")],
     user_id: Annotated[str, Field(description="Whose conversations; omit for your own.")] = "",
     budget_chars: Annotated[
         str, Field(description=f"At most this much recalled text (default {DEFAULT_BUDGET_CHARS}).")
@@ -73,7 +83,7 @@ async def recall(
     # "Internal server error": they are checked here, in words.
     budget = _budget(budget_chars)
     if not topic.strip():
-        raise _invalid("topic: required; say what to recall, e.g. the project's deadline")
+        raise _invalid(RECALL_NEEDS_TOPIC)
     if len(topic) > MAX_QUERY_CHARS:
         raise _invalid(f"topic: at most {MAX_QUERY_CHARS} characters (got {len(topic)})")
     state = app_state(ctx)

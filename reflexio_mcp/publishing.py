@@ -327,18 +327,22 @@ async def _publish(
 
 
 def _fits_once_redacted(request: PublishRequest, secrets: int) -> None:
-    """Markers can be longer than the secrets they replace: say so if that is what pushed a
-    publish past the size limit.
+    """Markers can be longer than the secrets they replace, and can break a rule (a URL's
+    password as [REDACTED:url-password] is no URL to Reflexio): say so if that is what made
+    the publish one the backend would refuse.
 
     Raises:
-        InvalidInput: the redacted publish is too large.
+        InvalidInput: the redacted publish breaks a rule, or is too large.
     """
+    once = f"(once its {secrets} secret(s) were replaced by [REDACTED:...] markers)"
     try:
+        PublishRequest.model_validate(request.model_dump())
         request.checked_body()
+    except ValidationError as err:
+        problems = invalid_input(err, {"interaction_data_list": "interactions"}).problems
+        raise InvalidInput([f"{problem} {once}" for problem in problems]) from None
     except InvalidInput as err:
-        raise InvalidInput(
-            [f"{err} (once its {secrets} secret(s) were replaced by [REDACTED:...] markers)"]
-        ) from None
+        raise InvalidInput([f"{err} {once}"]) from None
 
 
 async def _redacted(turns: list[InteractionData]) -> Redaction:

@@ -19,10 +19,12 @@ What changed is read from the tools' own results (`ResourceUpdates.middleware` w
                                                   does not name its session)
 
 `reflexio://interactions/recent` shows the caller's own user (a token's, the pinned one, or the
-server's default), so each watcher is told only of its own user's changes. A URI is matched
-however it is percent-encoded (`a%3Ab` and `a:b` name one user), and each watcher is told with
-the very URI it watches. Each watcher was checked when it subscribed (access_scope): a pinned
-caller cannot watch another user's resources.
+server's default), so each watcher is told only of its own user's changes; so is
+`reflexio://status` for a watcher whose status counts its own user's only (access_scope's
+`sees_every_user`), while one that sees the whole store is told of every user's. A URI is
+matched however it is percent-encoded (`a%3Ab` and `a:b` name one user), and each watcher is
+told with the very URI it watches. Each watcher was checked when it subscribed (access_scope):
+a pinned caller cannot watch another user's resources.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from mcp_types import (
 )
 from pydantic import BaseModel
 
-from reflexio_mcp.access_scope import acting_user, watched_uris
+from reflexio_mcp.access_scope import acting_user, sees_every_user, watched_uris
 from reflexio_mcp.backend import Backend
 
 logger = logging.getLogger(__name__)
@@ -86,11 +88,12 @@ class Change:
     """False when only the status changed (a publish queued in the outbox)."""
 
 
-def affects(uri: str, change: Change, own_user: str) -> bool:
+def affects(uri: str, change: Change, own_user: str, store_wide: bool) -> bool:
     """Whether `change` changes what `uri` shows to a watcher whose own user (the one
-    reflexio://interactions/recent shows it) is `own_user`."""
+    reflexio://interactions/recent shows it) is `own_user`, and whose status counts the whole
+    store (`store_wide`) or that user's only."""
     if uri == STATUS_URI:
-        return True
+        return store_wide or own_user == change.user_id
     if not change.turns:
         return False
     if uri == RECENT_URI:
@@ -107,6 +110,7 @@ def affects(uri: str, change: Change, own_user: str) -> bool:
 @dataclass(frozen=True)
 class _Watch:
     own_user: str
+    store_wide: bool
     uris: frozenset[str]
     list_changed: bool
 
@@ -151,10 +155,13 @@ class ChangeBus:
     async def changed(self, change: Change) -> None:
         for listener in list(self._listeners.values()):
             watch = listener.watch or _Watch(
-                self._default_user_id, frozenset(_canonical(change, self._default_user_id)), False
+                self._default_user_id,
+                True,
+                frozenset(_canonical(change, self._default_user_id)),
+                False,
             )
             for uri in sorted(watch.uris):
-                if affects(uri, change, watch.own_user):
+                if affects(uri, change, watch.own_user, watch.store_wide):
                     _call(listener.deliver, ResourceUpdated(uri=uri))
             if watch.list_changed and change.turns and watch.own_user == change.user_id:
                 _call(listener.deliver, ResourcesListChanged())
@@ -190,6 +197,7 @@ class _Subscriber:
 
     session: ServerSession
     own_user: str
+    store_wide: bool
     uris: set[str] = field(default_factory=set[str])
 
 
@@ -240,7 +248,7 @@ class ResourceUpdates:
         subscriber = self._subscribers.get(connection)
         if subscriber is None:
             own_user = acting_user.get() or self.default_user_id
-            subscriber = _Subscriber(ctx.session, own_user)
+            subscriber = _Subscriber(ctx.session, own_user, sees_every_user.get())
             self._subscribers[connection] = subscriber
             connection.exit_stack.callback(self._subscribers.pop, connection, None)
         if params.uri not in subscriber.uris and len(subscriber.uris) >= MAX_SUBSCRIPTIONS:
@@ -269,6 +277,7 @@ class ResourceUpdates:
             params = ctx.params or {}
             watch = _Watch(
                 acting_user.get() or self.default_user_id,
+                sees_every_user.get(),
                 frozenset(watched_uris(ctx.method, params)),
                 _asks_list_changes(params),
             )
@@ -291,7 +300,7 @@ class ResourceUpdates:
             (subscriber.session, uri)
             for subscriber in list(self._subscribers.values())
             for uri in sorted(subscriber.uris)
-            if affects(uri, change, subscriber.own_user)
+            if affects(uri, change, subscriber.own_user, subscriber.store_wide)
         ]
         if told:
             async with anyio.create_task_group() as tasks:

@@ -31,7 +31,7 @@ from mcp_types import (
 from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp import defaults
-from reflexio_mcp.access_scope import acting_user, check_own_user
+from reflexio_mcp.access_scope import acting_user, check_own_user, sees_every_user
 from reflexio_mcp.backend import Backend
 from reflexio_mcp.errors import ReflexioError
 from reflexio_mcp.invalid_input import invalid_input
@@ -90,12 +90,13 @@ def register_resources(
         name="status",
         title="Backend status",
         description="Which store serves the calls (embedded file or Reflexio URL), whether it "
-        "answers, whether it learns, and how many interactions it holds.",
+        "answers, whether it learns, and how many interactions it holds: for a caller acting "
+        "for one user (an access token's, --pin-user's), that user's counts only.",
         mime_type="application/json",
     )
     async def status() -> str:
         user_id = acting_user.get() or default_user_id
-        status = await backend.status(user_id)
+        status = await backend.status(user_id, store_wide=sees_every_user.get())
         return status.model_copy(update={"user_id": user_id}).model_dump_json(indent=1)
 
     @server.resource(

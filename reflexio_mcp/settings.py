@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticUndefined
 
 from reflexio_mcp import defaults
 from reflexio_mcp.redaction import display_url
@@ -158,6 +159,20 @@ class Settings(BaseModel):
         ge=0,
         allow_inf_nan=False,
         description="HTTP requests per minute per access token; 0: unlimited.",
+    )
+    max_sessions: int = Field(
+        default=defaults.MAX_SESSIONS_PER_CALLER,
+        ge=1,
+        le=10_000,
+        description="HTTP sessions (Streamable HTTP, SSE streams) open at once per access token "
+        "(per client address without one).",
+    )
+    read_timeout: float = Field(
+        default=defaults.READ_TIMEOUT_SECONDS,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a client may take to send a request's headers, and again its "
+        "body (HTTP); a slower one is answered 408 and disconnected.",
     )
     max_body_mb: float = Field(
         default=defaults.MAX_BODY_MB,
@@ -339,6 +354,8 @@ ENVIRONMENT = {
     "tokens_file": "REFLEXIO_MCP_TOKENS_FILE",
     "state_key": "REFLEXIO_MCP_STATE_KEY",
     "rate_limit": "REFLEXIO_MCP_RATE_LIMIT",
+    "max_sessions": "REFLEXIO_MCP_MAX_SESSIONS",
+    "read_timeout": "REFLEXIO_MCP_READ_TIMEOUT",
     "max_body_mb": "REFLEXIO_MCP_MAX_BODY_MB",
 }
 """The environment variable behind each setting. Reflexio's own tools use the REFLEXIO_ names."""
@@ -365,7 +382,30 @@ def default_data_dir() -> Path:
 
 
 class SettingsError(Exception):
-    """Configuration that cannot work; the message names the flag or variable to fix."""
+    """Configuration that cannot work; the message names the flag or variable to fix, and
+    `fix` says what to set it to."""
+
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+EXPECTED = {
+    "url": f"an http(s) URL such as {DEFAULT_URL}",
+    "api_key": "the key Reflexio was started with (printable ASCII, no spaces)",
+    "access_token": f"at least {MIN_TOKEN_CHARS} characters: make one with {NEW_TOKEN}",
+    "state_key": f"at least {MIN_STATE_KEY_CHARS} characters: make one with {NEW_TOKEN}",
+    "path": "a path below /, such as /mcp",
+    "user_id": "a user id that is not empty",
+    "host": "an address such as 127.0.0.1",
+    "data_dir": "a folder path, such as ~/memories",
+    "tokens_file": "the path of a JSON tokens file",
+    "public_url": "the URL clients use, such as https://memory.example.com",
+    "allowed_hosts": "comma-separated Host values, such as memory.example.com:*",
+    "allowed_origins": "comma-separated origins, such as https://app.example.com",
+}
+"""What a setting takes, where its type and bounds do not say it."""
+UNSET_MEANS = {"url": "the embedded store", "path": "default /mcp, or /sse for SSE"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -508,6 +548,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"requests per minute per access token, 0: unlimited [{ENVIRONMENT['rate_limit']}]",
     )
     http.add_argument(
+        "--max-sessions",
+        type=int,
+        help=f"sessions open at once per access token, {defaults.MAX_SESSIONS_PER_CALLER} "
+        f"[{ENVIRONMENT['max_sessions']}]",
+    )
+    http.add_argument(
+        "--read-timeout",
+        type=float,
+        help=f"seconds a request's headers, and then its body, may take to arrive, "
+        f"{defaults.READ_TIMEOUT_SECONDS:g} [{ENVIRONMENT['read_timeout']}]",
+    )
+    http.add_argument(
         "--max-body-mb",
         type=float,
         help=f"largest request body, MiB [{ENVIRONMENT['max_body_mb']}]",
@@ -530,7 +582,7 @@ def load_settings(flags: argparse.Namespace, environ: Mapping[str, str]) -> Sett
     try:
         return Settings.model_validate(values)
     except ValidationError as err:
-        raise SettingsError(_describe(err)) from None
+        raise SettingsError(_describe(err), _fixes(err)) from None
 
 
 def _unfilled(value: str) -> bool:
@@ -550,6 +602,59 @@ def _describe(err: ValidationError) -> str:
         flag = "" if name in ("access_token", "state_key") else f"--{name.replace('_', '-')} / "
         lines.append(f"{flag}{ENVIRONMENT.get(name, '?')}: {message}")
     return "invalid configuration: " + "; ".join(lines)
+
+
+def _fixes(err: ValidationError) -> str:
+    fixes: list[str] = []
+    for item in err.errors(include_url=False, include_input=False):
+        if not item["loc"]:  # a rule across settings: its message ends with what to change
+            message = item["msg"].removeprefix("Value error, ")
+            fixes.append(message.partition(": ")[2] or message)
+            continue
+        name = str(item["loc"][0])
+        if name not in Settings.model_fields:
+            continue
+        secret = name in ("access_token", "state_key")
+        label = ENVIRONMENT[name] if secret else f"--{name.replace('_', '-')} / {ENVIRONMENT[name]}"
+        field = Settings.model_fields[name]
+        unset_means = UNSET_MEANS.get(name) or (
+            None
+            if field.default in (None, PydanticUndefined)
+            else f"default {_shown(field.default)}"
+        )
+        unset = "" if secret or unset_means is None else f", or unset it ({unset_means})"
+        fixes.append(f"set {label} to {EXPECTED.get(name) or _expected(name)}{unset}")
+    return "; ".join(dict.fromkeys(fixes))
+
+
+def _expected(name: str) -> str:
+    """What a setting takes, from its type and bounds."""
+    field = Settings.model_fields[name]
+    kind = field.annotation
+    if kind is bool:
+        return "true or false"
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(kind))
+    bounds: dict[str, object] = {}
+    for rule in field.metadata:
+        for bound in ("ge", "gt", "le"):
+            if (value := getattr(rule, bound, None)) is not None:
+                bounds[bound] = value
+    noun = "a whole number" if kind is int else "a number" if kind is float else "a value"
+    if "ge" in bounds and "le" in bounds:
+        return f"{noun} from {_shown(bounds['ge'])} to {_shown(bounds['le'])}"
+    parts = [
+        f"{words} {_shown(bounds[bound])}"
+        for bound, words in (("ge", "of at least"), ("gt", "above"), ("le", "of at most"))
+        if bound in bounds
+    ]
+    return " ".join([noun, *parts])
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:

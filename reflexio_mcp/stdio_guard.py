@@ -7,6 +7,12 @@ by U+FFFD and stored. Until the SDK answers these itself, `guard_stdin()` puts a
 front of stdin: a line that would fail becomes a request for a reserved method carrying the
 client's own id, which `answer_unreadable` answers with a JSON-RPC error naming the problem.
 A broken line whose id cannot be recovered (or a broken notification) is logged at WARNING.
+
+The SDK also reads a request whose id is neither a string nor an integer (1.5, 2.0, true,
+null, an object) as a notification, and so never answers it; and it cannot read a JSON-RPC
+batch at all. A request whose id is an integer written as a float (2.0) is answered with an
+error carrying that integer; one whose id no answer can carry is logged at WARNING. Each
+request of a batch gets an error saying to send messages one per line.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import re
 import sys
 from typing import Any, BinaryIO, cast
@@ -79,17 +86,96 @@ def checked_line(line: bytes) -> bytes:
             message, mcp_types.PARSE_ERROR, f"Parse error: not valid UTF-8 at byte {err.start}"
         )
     try:
-        mcp_types.jsonrpc_message_adapter.validate_json(text, by_name=False)
+        read = mcp_types.jsonrpc_message_adapter.validate_json(text, by_name=False)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
         if first["type"] == "json_invalid":
             return _unreadable(message, mcp_types.PARSE_ERROR, f"Parse error: {first['msg']}")
+        parsed = _parsed(message)
+        if isinstance(parsed, list):
+            return _batch(cast(list[Any], parsed))
         return _unreadable(
             message,
             mcp_types.INVALID_REQUEST,
             f"Invalid request: not a JSON-RPC 2.0 message ({first['msg']})",
         )
+    if isinstance(read, mcp_types.JSONRPCNotification) and b'"id"' in message:
+        parsed = _parsed(message)
+        if isinstance(parsed, dict) and "id" in parsed:
+            return _with_bad_id(cast(dict[str, Any], parsed)["id"])
     return line
+
+
+def _parsed(message: bytes) -> Any:
+    try:
+        return json.loads(message)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _with_bad_id(request_id: Any) -> bytes:
+    """A request the SDK took for a notification, its id being no string or integer."""
+    if isinstance(request_id, float) and request_id.is_integer():
+        return _error_request(
+            int(request_id),
+            mcp_types.INVALID_REQUEST,
+            f"Invalid request: id {request_id!r} is not a string or an integer; send it as "
+            f"{int(request_id)}",
+        )
+    logger.warning(
+        "ignored a request whose id is %s: MCP ids are strings or integers, so no answer could "
+        "reach the client",
+        _kind(request_id),
+    )
+    return b""
+
+
+def _batch(messages: list[Any]) -> bytes:
+    """An error for each request of a JSON-RPC batch (MCP dropped batches in 2025-06-18)."""
+    if not messages:
+        logger.warning("ignored an empty batch from the client: nothing in it can be answered")
+        return b""
+    answers: list[bytes] = []
+    for item in messages:
+        request_id = _answerable_id(item)
+        if request_id is not None:
+            answers.append(
+                _error_request(
+                    request_id,
+                    mcp_types.INVALID_REQUEST,
+                    "Invalid request: JSON-RPC batches are not supported (MCP dropped them in "
+                    "2025-06-18): send each message on a line of its own",
+                )
+            )
+    if len(answers) < len(messages):
+        logger.warning(
+            "ignored %d of the %d messages of a batch: they cannot be answered (notifications, "
+            "responses, or requests whose id is no string or integer); batches are not supported",
+            len(messages) - len(answers),
+            len(messages),
+        )
+    return b"".join(answers)
+
+
+def _answerable_id(item: Any) -> int | str | None:
+    if not isinstance(item, dict) or "method" not in item:
+        return None
+    request_id = cast(dict[str, Any], item).get("id")
+    if isinstance(request_id, float) and request_id.is_integer():
+        return int(request_id)
+    return _usable_id(request_id)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, float):
+        return "a number with a fraction" if math.isfinite(value) else "not a number"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def _unreadable(message: bytes, code: int, problem: str) -> bytes:
@@ -97,6 +183,10 @@ def _unreadable(message: bytes, code: int, problem: str) -> bytes:
     if request_id is None:
         logger.warning("ignored a message from the client that cannot be read (%s)", problem)
         return b""
+    return _error_request(request_id, code, problem)
+
+
+def _error_request(request_id: int | str, code: int, problem: str) -> bytes:
     request = {
         "jsonrpc": "2.0",
         "id": request_id,
@@ -119,7 +209,11 @@ def _request_id(message: bytes) -> int | str | None:
             return None
     if not isinstance(parsed, dict) or "method" not in parsed:
         return None
-    request_id = cast(dict[str, Any], parsed).get("id")
+    return _usable_id(cast(dict[str, Any], parsed).get("id"))
+
+
+def _usable_id(request_id: Any) -> int | str | None:
+    """`request_id` if the SDK can read it back and answer it."""
     if isinstance(request_id, bool) or not isinstance(request_id, int | str):
         return None
     if isinstance(request_id, str):

@@ -127,11 +127,33 @@ async def test_a_changed_file_is_read_again_and_a_broken_one_refuses_all(tmp_pat
     assert await tokens.verify_token(BOB) is not None
 
     path.write_text("{not json")
+    assert await tokens.verify_token(BOB) is not None  # just written: perhaps half-way
+    os.utime(path, (1, 1))  # left broken
     assert await tokens.verify_token(BOB) is None  # fail closed until fixed
     tokens_file(path, [{"token": BOB, "user_id": "bob"}])
     assert await tokens.verify_token(BOB) is not None
 
     path.unlink()
+    assert await tokens.verify_token(BOB) is None
+
+
+async def test_a_file_being_rewritten_keeps_the_last_good_tokens_until_the_new_one_parses(
+    tmp_path: Path,
+) -> None:
+    path = tokens_file(tmp_path / "tokens.json", [{"token": ALICE, "user_id": "alice"}])
+    tokens = AccessTokens(http(tmp_path, tokens_file=path))
+    new = json.dumps({"tokens": [{"token": BOB, "user_id": "bob"}]})
+    with path.open("r+", encoding="utf-8") as file:
+        file.truncate(0)
+        for start in range(0, len(new) - 7, 7):  # all but the last piece
+            file.write(new[start : start + 7])
+            file.flush()
+            assert await tokens.verify_token(ALICE) is not None, file.tell()
+            assert await tokens.verify_token(BOB) is None
+        file.write(new[file.tell() :])
+    assert await tokens.verify_token(BOB) is not None
+    assert await tokens.verify_token(ALICE) is None
+    path.chmod(0o644)  # readable by others: refused at once, not kept
     assert await tokens.verify_token(BOB) is None
 
 

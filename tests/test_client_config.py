@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 
 from reflexio_mcp.client_config import CLIENTS
+from tests.claude_code import claude_code
+from tests.mcp_http import http_bridge
 
 TOKEN = "T" * 40
 
@@ -34,6 +37,8 @@ def config(*args: str, path: str = "", **env: str) -> dict[str, Any]:
 
 
 def entry_of(client: str, document: dict[str, Any]) -> dict[str, Any]:
+    if client == "claude-code":
+        return document  # the entry `claude mcp add-json` takes, not a whole .mcp.json
     servers = document["servers"] if client == "vscode" else document["mcpServers"]
     assert list(servers) == ["reflexio"]
     return servers["reflexio"]
@@ -183,3 +188,85 @@ def test_misused_arguments_exit_2_saying_why(args: list[str], message: str) -> N
     )
     assert done.returncode == 2
     assert message in done.stderr
+
+
+# -- Claude Code: what is printed works in the real CLI --------------------------------------
+
+
+def printed(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflexio_mcp", "config", *args],
+        env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", ""), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def ready_command(done: subprocess.CompletedProcess[str]) -> str:
+    """The one line of stderr that is the command to paste."""
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("claude mcp add")]
+    return line
+
+
+def test_claude_code_gets_the_entry_and_a_ready_command_that_connects(tmp_path: Path) -> None:
+    done = printed("claude-code", REFLEXIO_MCP_DATA_DIR=str(tmp_path / "data"))
+    entry = json.loads(done.stdout)
+    assert entry["type"] == "stdio"  # the entry itself: what `claude mcp add-json` takes
+    command = ready_command(done)
+    assert command.startswith("claude mcp add-json reflexio '")
+    claude = claude_code(tmp_path)
+    added = claude.shell(command)
+    assert added.returncode == 0, added.stdout + added.stderr
+    uv_cache = subprocess.run(
+        ["uv", "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()  # the CLI's throwaway HOME would give uvx an empty cache
+    listed = claude.list_servers(UV_PYTHON=sys.executable, UV_CACHE_DIR=uv_cache)
+    assert "reflexio: " in listed
+    assert "✔ Connected" in listed, listed
+    also = claude.shell(
+        f'claude mcp add-json again "$({sys.executable} -m reflexio_mcp config claude-code)"'
+    )
+    assert also.returncode == 0, also.stdout + also.stderr  # stdout alone is the entry too
+
+
+@pytest.mark.parametrize("transport", [None, "streamable-http"])
+def test_claude_code_http_entry_connects_to_a_running_server(
+    tmp_path: Path, transport: str | None
+) -> None:
+    with http_bridge(tmp_path, env={"REFLEXIO_MCP_ACCESS_TOKEN": TOKEN}) as bridge:
+        port = bridge.base_url.rsplit(":", 1)[1]
+        flags = ["--transport", transport] if transport else []
+        done = printed(
+            "claude-code", "--http", "--port", port, *flags, REFLEXIO_MCP_ACCESS_TOKEN=TOKEN
+        )
+        assert json.loads(done.stdout)["url"] == bridge.endpoint
+        lines = done.stderr.splitlines()
+        assert len(lines) == len(set(lines)), done.stderr  # no hint twice
+        assert TOKEN not in done.stdout + done.stderr
+        claude = claude_code(tmp_path)
+        added = claude.shell(ready_command(done))
+        assert added.returncode == 0, added.stdout + added.stderr
+        listed = claude.list_servers(REFLEXIO_MCP_ACCESS_TOKEN=TOKEN)
+    assert f"reflexio: {bridge.endpoint} (HTTP) - ✔ Connected" in listed, listed
+
+
+def test_vscode_gets_its_add_mcp_command_when_the_entry_needs_no_input(uvx_dir: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "reflexio_mcp", "config", "vscode"],
+        env={"PATH": str(uvx_dir), "REFLEXIO_USER_ID": "o'brien"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("code --add-mcp ")]
+    [_, _, argument] = shlex.split(line)
+    entry = entry_of("vscode", json.loads(done.stdout))
+    assert json.loads(argument) == {"name": "reflexio", **entry}
+    with_input = printed("vscode", "--http", REFLEXIO_MCP_ACCESS_TOKEN=TOKEN)
+    assert "code --add-mcp" not in with_input.stderr  # its token input needs the file

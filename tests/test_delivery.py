@@ -22,6 +22,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
+from reflexio_mcp import defaults
 from reflexio_mcp.delivery import Deliverer
 from reflexio_mcp.durable_reflexio import DurableReflexio
 from reflexio_mcp.errors import BackendUnreachable, InvalidInput, OutboxFull
@@ -53,6 +54,8 @@ class Backend:
             return httpx2.Response(200, json={"status": "healthy"})
         if request.url.path == "/api/search_interactions":
             return httpx2.Response(200, json={"success": True, "interactions": []})
+        if request.url.path == "/api/learning_status":
+            return httpx2.Response(200, json={"status": "done", "reason": "covered"})
         if request.url.path != "/api/publish_interaction":
             return httpx2.Response(200, json={"success": True, "interactions": []})
         scripted = self.answer(request)
@@ -68,13 +71,18 @@ class Backend:
 
 
 def durable(
-    backend: Handler, data_dir: Path, *, rate: float = 0, max_rows: int = 100
+    backend: Handler,
+    data_dir: Path,
+    *,
+    rate: float = 0,
+    max_rows: int = 100,
+    timeout: float = 2,
 ) -> DurableReflexio:
     client = ReflexioClient(
         URL, max_retries=0, retry_delay=0, transport=httpx2.MockTransport(backend)
     )
     return DurableReflexio(
-        client, Outbox(data_dir, client.url, max_rows=max_rows), publish_rate=rate, timeout=2
+        client, Outbox(data_dir, client.url, max_rows=max_rows), publish_rate=rate, timeout=timeout
     )
 
 
@@ -444,7 +452,10 @@ async def test_a_waiting_publish_is_sent_waiting_or_delivered_later_without_wait
     assert queued.queued
     assert "delivered in the background (without waiting for learning)" in queued.message
     assert not now.queued
-    assert waits == ["true", None, "true"]  # journaled, sent waiting; later, sent without
+    assert now.learning_status == "done"
+    # Every attempt is a plain publish (the lane is never held for learning); the caller that
+    # asked to wait waits for learning afterwards, through /api/learning_status.
+    assert waits == [None, None, None]
 
 
 async def test_publishes_go_to_reflexio_one_at_a_time(tmp_path: Path) -> None:
@@ -474,3 +485,168 @@ async def test_publishes_go_to_reflexio_one_at_a_time(tmp_path: Path) -> None:
                 group.start_soon(one, n)
     assert under_way[1] == 1
     assert answers == [False] * 6  # each waited its turn (50 ms), none had to be queued
+
+
+async def test_a_publish_waiting_for_learning_leaves_the_lane_to_others(tmp_path: Path) -> None:
+    """Reflexio takes long to learn from a wait_for_response publish (45 s in the issue): the
+    publish waits for learning, but not in the lane, so another user's plain publish is sent
+    and stored meanwhile instead of waiting and coming back queued."""
+    learned, sent = anyio.Event(), anyio.Event()
+    fake = Backend()
+    original = fake.__call__
+
+    async def slow_learning(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/learning_status":
+            return httpx2.Response(
+                200, json={"status": "done" if learned.is_set() else "processing"}
+            )
+        if request.url.path == "/api/publish_interaction" and b'"req-1"' in request.content:
+            sent.set()
+            if request.url.params.get("wait_for_response") == "true":
+                await learned.wait()  # Reflexio 0.2.32 answers once learning is done
+        return original(request)
+
+    async with durable(slow_learning, tmp_path, timeout=1) as store:  # type: ignore[arg-type]
+        results: dict[str, Any] = {}
+
+        async def waiting() -> None:
+            results["waiting"] = await store.publish(publish(1, user="a"), wait_for_response=True)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(waiting)
+            with anyio.fail_after(20):
+                await sent.wait()
+            results["other"] = await store.publish(publish(2, user="b"), wait_for_response=False)
+            assert "waiting" not in results  # still waiting for learning
+            learned.set()
+    assert not results["other"].queued, results["other"].message
+    assert fake.stored == ["req-1", "req-2"]
+    assert results["waiting"].learning_status == "done"
+    assert not results["waiting"].queued
+
+
+async def test_a_publish_reflexio_never_answers_is_failed_while_others_are_taken(
+    tmp_path: Path,
+) -> None:
+    """One publish Reflexio never answers, while it answers the others: attempts are bounded
+    and it ends `failed` with its reason (not retried forever); the others are stored; the
+    breaker stays closed (Reflexio answers)."""
+    fake = Backend()
+    original = fake.__call__
+
+    async def one_stuck(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/publish_interaction" and b'"stuck"' in request.content:
+            await anyio.sleep_forever()
+        return original(request)
+
+    stuck = PublishRequest(
+        request_id="stuck",
+        user_id="u",
+        session_id="s",
+        interaction_data_list=[InteractionData(role="user", content="never answered")],
+    )
+    async with durable(one_stuck, tmp_path, timeout=0.3) as store:  # type: ignore[arg-type]
+        first = await store.publish(stuck, wait_for_response=False)
+        others: list[bool] = []
+        with anyio.fail_after(30):
+            n = 0
+            while (status := await store.publish_status("u", "stuck")).status == "queued":
+                n += 1
+                other = await store.publish(publish(n, user="v"), wait_for_response=False)
+                others.append(other.queued)
+                await anyio.sleep(0.05)
+        outbox = (await store.status("u")).outbox
+        await all_delivered(store._outbox, {f"req-{i}" for i in range(1, n + 1)})  # pyright: ignore[reportPrivateUsage]
+    assert first.queued
+    assert status.status == "failed"
+    assert status.attempts == 1 + defaults.MAX_UNANSWERED
+    assert status.last_error is not None
+    assert "did not answer the publish within 0.3 s" in status.last_error
+    assert "Reflexio took other publishes meanwhile, so this publish is the problem" in (
+        status.last_error
+    )
+    assert outbox is not None
+    assert (outbox.failed, outbox.circuit) == (1, "closed")
+    assert sorted(fake.stored) == sorted(f"req-{i}" for i in range(1, n + 1))
+
+
+async def test_an_outage_never_fails_a_row(tmp_path: Path) -> None:
+    """Nothing answers any publish (a whole-backend outage): rows wait, however many attempts
+    they get, and are delivered once Reflexio is back."""
+    fake = Backend()
+    original = fake.__call__
+    down = True
+
+    async def hanging(request: httpx2.Request) -> httpx2.Response:
+        if down and request.url.path == "/api/publish_interaction":
+            await anyio.sleep_forever()
+        return original(request)
+
+    async with durable(hanging, tmp_path, timeout=0.2) as store:  # type: ignore[arg-type]
+        for n in (1, 2):
+            assert (
+                await store.publish(publish(n, session=f"s{n}"), wait_for_response=False)
+            ).queued
+        with anyio.fail_after(30):
+            while min(r["attempts"] for r in await store._outbox.rows()) < 6:  # pyright: ignore[reportPrivateUsage]  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        rows = await store._outbox.rows()  # pyright: ignore[reportPrivateUsage]
+        down = False
+        store._deliverer.wake()  # pyright: ignore[reportPrivateUsage]
+        await settled(store, "req-2", "delivered")
+        await settled(store, "req-1", "delivered")
+    assert [(r["state"], r["server_errors"]) for r in rows] == [("queued", 0), ("queued", 0)]
+    assert sorted(fake.stored) == ["req-1", "req-2"]
+
+
+async def test_cancelled_publishes_do_not_open_the_breaker(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Three publishes cancelled by their callers while Reflexio works on them: Reflexio is
+    healthy, so reads go on (the breaker counts backend failures only) and the three are
+    delivered later."""
+    slow = True
+    original = backend.__call__
+
+    async def slow_publishes(request: httpx2.Request) -> httpx2.Response:
+        if slow and request.url.path == "/api/publish_interaction":
+            await anyio.sleep(0.5)
+        return original(request)
+
+    async with durable(slow_publishes, tmp_path) as store:  # type: ignore[arg-type]
+        for n in (1, 2, 3):
+            with anyio.move_on_after(0.05):
+                await store.publish(publish(n, session=f"s{n}"), wait_for_response=True)
+        outbox = (await store.status("u")).outbox
+        reads = [await store.get_interactions(GetRequest(user_id="u")) for _ in range(20)]
+        slow = False
+        for n in (1, 2, 3):
+            await settled(store, f"req-{n}", "delivered")
+    assert outbox is not None
+    assert outbox.circuit == "closed"
+    assert reads == [[]] * 20
+
+
+async def test_status_keeps_no_stale_error_once_the_outbox_drains(
+    backend: Backend, tmp_path: Path
+) -> None:
+    down = True
+    original = backend.__call__
+
+    def flaky(request: httpx2.Request) -> httpx2.Response:
+        if down and request.url.path != "/health":
+            raise httpx2.ConnectError("refused", request=request)
+        return original(request)
+
+    async with durable(flaky, tmp_path) as store:
+        assert (await store.publish(publish(1), wait_for_response=False)).queued
+        during = (await store.status("u")).outbox
+        down = False
+        store._deliverer.wake()  # pyright: ignore[reportPrivateUsage]
+        await settled(store, "req-1", "delivered")
+        after = (await store.status("u")).outbox
+    assert during is not None
+    assert during.last_error is not None
+    assert "connection refused" in during.last_error or "unreachable" in during.last_error
+    assert after is not None
+    assert (after.waiting, after.failed, after.last_error) == (0, 0, None)

@@ -5,7 +5,6 @@ Desktop launches it. Each is driven by the SDK's client over stdio."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
+from tests.claude_code import app_environment as environment
 from tests.mcp_http import call
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,17 +33,6 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is needed and not on PATH")
     return found
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """This process's environment without the dev venv, as a desktop app passes its own."""
-    kept = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("VIRTUAL_ENV", "PYTHONPATH", "UV_PROJECT_ENVIRONMENT")
-        and not key.startswith(("REFLEXIO_", "PYTEST_"))
-    }
-    return {**kept, "UV_PYTHON_DOWNLOADS": "never", **extra}
 
 
 @pytest.fixture(scope="module")

@@ -69,7 +69,7 @@ def test_an_existing_store_is_checked_intact_with_its_count(tmp_path: Path) -> N
     code, report = checks(tmp_path)
     assert code == 0, report
     assert report["ok"] is True
-    assert "intact, schema 2, 0 interaction(s)" in by_name(report, "embedded store")["detail"]
+    assert "intact, schema 3, 0 interaction(s)" in by_name(report, "embedded store")["detail"]
 
 
 def test_a_damaged_store_fails_naming_the_file_and_the_fix(tmp_path: Path) -> None:
@@ -211,4 +211,133 @@ def test_a_free_http_port_passes_and_names_the_client_url(tmp_path: Path) -> Non
     assert (
         f"http://127.0.0.1:{port}/mcp (access token required)"
         in by_name(report, "transport")["detail"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "meant", "status"),
+    [
+        ("REFLEXIO_MCP_READONLY", "REFLEXIO_MCP_READ_ONLY", "fail"),  # a safety switch
+        ("REFLEXIO_MCP_PINUSER", "REFLEXIO_MCP_PIN_USER", "fail"),
+        ("REFLEXIO_MCP_ACESS_TOKEN", "REFLEXIO_MCP_ACCESS_TOKEN", "fail"),
+        ("REFLEXIO_ULR", "REFLEXIO_URL", "warn"),
+        ("REFLEXIO_USERID", "REFLEXIO_USER_ID", "warn"),
+        ("REFLEXIO_MCP_TIMEOUT", "REFLEXIO_TIMEOUT", "warn"),
+    ],
+)
+def test_a_misspelled_variable_is_named_with_the_real_one(
+    tmp_path: Path, variable: str, meant: str, status: str
+) -> None:
+    done = doctor(tmp_path, **{variable: "1"})
+    assert done.returncode == (1 if status == "fail" else 0), done.stdout
+    assert f"{status.upper():<4}  environment: {variable} is ignored" in done.stdout
+    assert f"did you mean {meant}?" in done.stdout
+    assert f"fix: rename {variable} to {meant}" in done.stdout
+    if status == "fail":
+        assert "all checks passed" not in done.stdout
+
+
+def test_the_environment_check_says_what_it_checked(tmp_path: Path) -> None:
+    code, report = checks(tmp_path, REFLEXIO_EMBEDDING_PROVIDER="openai")
+    assert code == 0, report
+    check = by_name(report, "environment")
+    assert check["status"] == "ok"
+    assert check["detail"] == (
+        "the 2 REFLEXIO_* variable(s) set are all ones reflexio-mcp or Reflexio reads (checked "
+        "for misspelled names)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "fix"),
+    [
+        (
+            {"REFLEXIO_MCP_PORT": "eighty"},
+            "set --port / REFLEXIO_MCP_PORT to a whole number from 1 to 65535, or unset it "
+            "(default 8000)",
+        ),
+        (
+            {"REFLEXIO_MCP_READ_ONLY": "maybe"},
+            "set --read-only / REFLEXIO_MCP_READ_ONLY to true or false, or unset it (default "
+            "false)",
+        ),
+        (
+            {"REFLEXIO_MCP_TRANSPORT": "websocket"},
+            "set --transport / REFLEXIO_MCP_TRANSPORT to one of stdio, streamable-http, sse, or "
+            "unset it (default stdio)",
+        ),
+        (
+            {"REFLEXIO_URL": "ftp://x"},
+            "set --url / REFLEXIO_URL to an http(s) URL such as http://127.0.0.1:8061, or unset "
+            "it (the embedded store)",
+        ),
+        (
+            {"REFLEXIO_MCP_TRANSPORT": "sse", "REFLEXIO_MCP_ACCESS_TOKEN": "short"},
+            "set REFLEXIO_MCP_ACCESS_TOKEN to at least 16 characters: make one with python3 -c",
+        ),
+        (
+            {"REFLEXIO_MCP_TRANSPORT": "sse", "REFLEXIO_MCP_HOST": "0.0.0.0"},
+            "set REFLEXIO_MCP_ACCESS_TOKEN (make one with",
+        ),
+    ],
+)
+def test_invalid_settings_get_a_fix_that_says_what_to_do(
+    tmp_path: Path, env: dict[str, str], fix: str
+) -> None:
+    code, report = checks(tmp_path, **env)
+    assert code == 1
+    check = by_name(report, "settings")
+    assert check["fix"].startswith(fix), check["fix"]
+    assert "the message names" not in json.dumps(report)
+
+
+def test_a_key_reflexio_does_not_need_is_not_called_accepted(
+    tmp_path: Path, reflexio: RunningServer
+) -> None:
+    code, report = checks(tmp_path, REFLEXIO_URL=reflexio.url, REFLEXIO_API_KEY="rk-unneeded-12")
+    assert code == 0, report
+    check = by_name(report, "reflexio auth")
+    assert check["status"] == "warn"
+    assert "answered without an API key" in check["detail"]
+    assert "accepted" not in check["detail"]
+    assert "rk-unneeded-12" not in json.dumps(report)
+
+
+def test_a_bad_tokens_file_gets_a_fix_that_says_what_to_do(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text("{not json")
+    tokens.chmod(0o600)
+    code, report = checks(
+        tmp_path,
+        REFLEXIO_MCP_TRANSPORT="streamable-http",
+        REFLEXIO_MCP_PORT="1",
+        REFLEXIO_MCP_TOKENS_FILE=str(tokens),
+    )
+    assert code == 1
+    check = by_name(report, "tokens file")
+    assert check["fix"].startswith(f"correct {tokens}"), check["fix"]
+
+
+def test_the_ok_lines_say_what_was_checked(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(
+        json.dumps({"tokens": [{"token": "t" * 40, "user_id": "ana", "role": "read"}]})
+    )
+    tokens.chmod(0o600)
+    code, report = checks(
+        tmp_path,
+        REFLEXIO_MCP_TRANSPORT="streamable-http",
+        REFLEXIO_MCP_PORT="1",
+        REFLEXIO_MCP_TOKENS_FILE=str(tokens),
+    )
+    assert by_name(report, "tokens file") == {
+        "name": "tokens file",
+        "status": "ok",
+        "detail": f"{tokens}: 1 valid token(s), each with its user and role",
+        "fix": "",
+    }
+    code, report = checks(tmp_path)
+    assert code == 0, report
+    assert by_name(report, "transport")["detail"] == (
+        "stdio: no port to check; the MCP client starts this command"
     )

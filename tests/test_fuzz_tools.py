@@ -293,7 +293,21 @@ ODD_TURN_FIELDS: dict[str, SearchStrategy[Any]] = {
     ),
     "created_at": st.one_of(st.sampled_from(BOUNDARY_INTS), ANYTHING),
 }
-VALID_TURN: SearchStrategy[Args] = st.fixed_dictionaries({"content": SAID}, optional=TURN_FIELDS)
+
+
+def kept_by_reflexio(turn: Args) -> Args:
+    """A turn that meets Reflexio's rules: a user_action comes with its description, and a
+    turn has one image at most."""
+    if str(turn.get("user_action", "none")).lower() != "none":
+        turn.setdefault("user_action_description", "clicked it")
+    if turn.get("interacted_image_url"):
+        turn.pop("image_encoding", None)
+    return turn
+
+
+VALID_TURN: SearchStrategy[Args] = st.fixed_dictionaries(
+    {"content": SAID}, optional=TURN_FIELDS
+).map(kept_by_reflexio)
 ODD_TURN: SearchStrategy[Any] = st.one_of(
     st.fixed_dictionaries(
         {},

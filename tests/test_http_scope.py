@@ -12,26 +12,38 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import tempfile
 import threading
 import uuid
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote
 
+import anyio
 import httpx2
+import hypothesis
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
 from mcp import Client
+from mcp.server import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextContent, TextResourceContents
 
-from reflexio_mcp.server import build_server
+from reflexio_mcp.backend import Backend
+from reflexio_mcp.durable_reflexio import DurableReflexio
+from reflexio_mcp.embedded_store import EmbeddedStore
+from reflexio_mcp.outbox import Outbox
+from reflexio_mcp.reflexio_client import ReflexioClient
+from reflexio_mcp.server import SharedBackend, build_server
 from reflexio_mcp.settings import Settings
 from tests.mcp_http import INITIALIZE, MCP_HEADERS, HttpBridge, call, http_bridge, http_client
 from tests.reflexio_server import RunningServer, free_port
+from tests.test_resources_live import Updates, heard, legacy_http_client, subscribe
 
 API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
 """The bridge's own key for Reflexio (which, without auth configured, ignores it)."""
@@ -575,7 +587,9 @@ async def test_a_tokens_file_turned_invalid_refuses_every_token_until_fixed(
 ) -> None:
     path, alice = scoped.tokens_file, scoped.alice
     try:
-        path.write_text('{"tokens": [')  # half written: the server fails closed
+        path.write_text('{"tokens": [')  # half written: the last good tokens stay...
+        assert initialize(scoped.bridge, alice.token).status_code == 200
+        os.utime(path, (1, 1))  # ...until it is seen left so: then the server fails closed
         assert initialize(scoped.bridge, alice.token).status_code == 401
         replace_tokens(path, scoped.base, mode=0o644)  # valid, but others can read it
         assert initialize(scoped.bridge, alice.token).status_code == 401
@@ -691,3 +705,282 @@ async def test_read_only_lists_no_write_tool_and_refuses_writes(tmp_path: Path) 
 def text_of(block: object) -> str:
     assert isinstance(block, TextContent)
     return block.text
+
+
+# --- 8. status: each token sees its own counts, and hears of its own changes ---------------
+
+STATUS = "reflexio://status"
+
+
+@dataclass(frozen=True)
+class Tenants:
+    bridge: HttpBridge
+    alice: Caller
+    bob: Caller
+    admin: Caller
+
+
+@contextmanager
+def tenants(workdir: Path, env: dict[str, str]) -> Generator[Tenants]:
+    """A bridge with a tokens file of alice and bob (write) and an admin."""
+    alice, bob, admin = Caller.new("alice"), Caller.new("bob"), Caller.new("admin", "admin")
+    tokens_file = workdir / "tokens.json"
+    write_tokens(tokens_file, [alice, bob, admin])
+    with http_bridge(workdir, env={"REFLEXIO_MCP_TOKENS_FILE": str(tokens_file), **env}) as bridge:
+        yield Tenants(bridge, alice, bob, admin)
+
+
+@pytest.fixture(scope="module")
+def embedded_tenants(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenants]:
+    with tenants(tmp_path_factory.mktemp("tenants-embedded"), {}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def queued_tenants(
+    reflexio: RunningServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Tenants]:
+    """The real Reflexio behind a pace so slow (one publish in 1000 minutes) that every
+    publish waits in the outbox for the length of the tests."""
+    env = {"REFLEXIO_URL": reflexio.url, "REFLEXIO_MCP_PUBLISH_RATE": "0.001"}
+    with tenants(tmp_path_factory.mktemp("tenants-queued"), env) as running:
+        yield running
+
+
+async def status_of(endpoint: str, caller: Caller) -> dict[str, Any]:
+    async with http_client(endpoint, token=caller.token) as client:
+        read = await client.read_resource(STATUS)
+    block = read.contents[0]
+    assert isinstance(block, TextResourceContents)
+    assert caller.user_id in block.text
+    return json.loads(block.text)
+
+
+async def publish_as(endpoint: str, caller: Caller, turns: int = 1) -> str:
+    """One publish of `turns` turns; its status (stored or queued)."""
+    interactions = [{"role": "user", "content": f"turn {n} {word()}"} for n in range(turns)]
+    async with http_client(endpoint, token=caller.token) as client:
+        is_error, result, message = await call(
+            client, "publish_interaction", {"interactions": interactions}
+        )
+    assert not is_error, message
+    return str(result["status"])
+
+
+def mentions_none_of(document: dict[str, Any], *callers: Caller) -> None:
+    text = json.dumps(document)
+    for caller in callers:
+        assert caller.user_id not in text, caller.user_id
+
+
+async def test_a_tokens_status_counts_only_its_own_interactions_on_the_embedded_store(
+    embedded_tenants: Tenants,
+) -> None:
+    endpoint, alice, bob, admin = (
+        embedded_tenants.bridge.endpoint,
+        embedded_tenants.alice,
+        embedded_tenants.bob,
+        embedded_tenants.admin,
+    )
+    assert await publish_as(endpoint, bob, turns=3) == "stored"
+    assert await publish_as(endpoint, bob, turns=2) == "stored"
+    assert await publish_as(endpoint, alice, turns=1) == "stored"
+
+    mine = await status_of(endpoint, alice)
+    assert (mine["user_id"], mine["user_interactions"]) == (alice.user_id, 1)
+    assert (mine["interactions"], mine["users"]) == (None, None)  # bob's are not counted
+    mentions_none_of(mine, bob, admin)
+    his = await status_of(endpoint, bob)
+    assert (his["user_interactions"], his["interactions"], his["users"]) == (5, None, None)
+    everyone = await status_of(endpoint, admin)  # an admin token sees the whole store
+    assert (everyone["user_interactions"], everyone["interactions"], everyone["users"]) == (
+        0,
+        6,
+        2,
+    )
+
+
+async def test_a_tokens_status_counts_only_its_own_waiting_publishes_on_reflexio(
+    queued_tenants: Tenants,
+) -> None:
+    endpoint, alice, bob, admin = (
+        queued_tenants.bridge.endpoint,
+        queued_tenants.alice,
+        queued_tenants.bob,
+        queued_tenants.admin,
+    )
+    before = await status_of(endpoint, alice)
+    assert before["outbox"]["waiting"] == 0
+    for _ in range(3):
+        assert await publish_as(endpoint, bob) == "queued"
+
+    mine = await status_of(endpoint, alice)
+    assert mine["backend"] == "reflexio"
+    assert mine["reachable"] is True
+    outbox = mine["outbox"]
+    assert outbox["available"] is True
+    assert (outbox["waiting"], outbox["waiting_bytes"], outbox["oldest_age_seconds"]) == (
+        0,
+        0,
+        None,
+    )
+    assert (outbox["failed"], outbox["waiting_for_other_urls"]) == (0, {})
+    mentions_none_of(mine, bob, admin)
+
+    assert await publish_as(endpoint, alice) == "queued"
+    mine = await status_of(endpoint, alice)
+    assert mine["outbox"]["waiting"] == 1
+    assert mine["outbox"]["waiting_bytes"] > 0
+    his = await status_of(endpoint, bob)
+    assert his["outbox"]["waiting"] == 3
+    assert his["outbox"]["waiting_bytes"] > mine["outbox"]["waiting_bytes"]
+    everyone = await status_of(endpoint, admin)
+    assert everyone["outbox"]["waiting"] == 4
+    assert everyone["outbox"]["waiting_bytes"] == (
+        mine["outbox"]["waiting_bytes"] + his["outbox"]["waiting_bytes"]
+    )
+
+
+async def assert_status_watchers_hear_only_their_own(
+    endpoint: str, alice: Caller, bob: Caller, expected: str
+) -> None:
+    """alice watches reflexio://status on both eras: bob's publish tells her nothing, her
+    own tells her."""
+    told = Updates()
+    async with (
+        http_client(endpoint, token=alice.token) as as_alice,
+        legacy_http_client(endpoint, alice.token, told) as alice_legacy,
+    ):
+        await subscribe(alice_legacy, STATUS)
+        async with as_alice.listen(resource_subscriptions=[STATUS]) as listening:
+            assert await publish_as(endpoint, bob) == expected
+            assert await heard(listening) == set()
+            assert await told.settled() == set()
+            assert await publish_as(endpoint, alice) == expected
+            assert await heard(listening) == {STATUS}
+            assert await told.settled() == {STATUS}
+
+
+async def test_a_tokens_status_watchers_hear_only_of_its_own_publishes_on_reflexio(
+    scoped: Scoped,
+) -> None:
+    await assert_status_watchers_hear_only_their_own(
+        scoped.bridge.endpoint, scoped.alice, scoped.bob, "stored"
+    )
+
+
+async def test_a_tokens_status_watchers_hear_only_of_its_own_queued_publishes(
+    queued_tenants: Tenants,
+) -> None:
+    await assert_status_watchers_hear_only_their_own(
+        queued_tenants.bridge.endpoint, queued_tenants.alice, queued_tenants.bob, "queued"
+    )
+
+
+async def test_a_tokens_status_watchers_hear_only_of_its_own_publishes_on_the_embedded_store(
+    embedded_tenants: Tenants,
+) -> None:
+    await assert_status_watchers_hear_only_their_own(
+        embedded_tenants.bridge.endpoint, embedded_tenants.alice, embedded_tenants.bob, "stored"
+    )
+
+
+async def test_an_admin_tokens_status_watcher_hears_every_users_publishes(
+    embedded_tenants: Tenants,
+) -> None:
+    endpoint, admin = embedded_tenants.bridge.endpoint, embedded_tenants.admin
+    async with (
+        http_client(endpoint, token=admin.token) as as_admin,
+        as_admin.listen(resource_subscriptions=[STATUS]) as listening,
+    ):
+        assert await publish_as(endpoint, embedded_tenants.bob) == "stored"
+        assert await heard(listening) == {STATUS}
+
+
+USERS = ("ann", "ben", "cat")
+FUZZ_EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "25"))
+publishes = st.lists(
+    st.tuples(st.sampled_from(USERS), st.integers(min_value=1, max_value=3)), max_size=8
+)
+
+
+def per_user_servers(store: Backend, workdir: Path) -> dict[str | None, MCPServer[Any]]:
+    """One server per user pinned to it (as a token pins its caller) and one for any user,
+    all on one store."""
+    shared = SharedBackend(store, "nobody")
+    servers: dict[str | None, MCPServer[Any]] = {
+        user: build_server(
+            Settings(backend="embedded", data_dir=workdir, user_id=user, pin_user=True), shared
+        )
+        for user in USERS
+    }
+    servers[None] = build_server(Settings(backend="embedded", data_dir=workdir), shared)
+    return servers
+
+
+async def fuzzed_statuses(
+    store: Backend, workdir: Path, sequence: list[tuple[str, int]]
+) -> dict[str | None, dict[str, Any]]:
+    """Each user publishes its turns through its own server; every status after."""
+    statuses: dict[str | None, dict[str, Any]] = {}
+    async with AsyncExitStack() as stack:
+        clients = {
+            user: await stack.enter_async_context(Client(server))
+            for user, server in per_user_servers(store, workdir).items()
+        }
+        for user, turns in sequence:
+            interactions = [{"role": "user", "content": f"t{n}"} for n in range(turns)]
+            result = await clients[user].call_tool(
+                "publish_interaction", {"interactions": interactions}
+            )
+            assert not result.is_error, result.content
+        for user, client in clients.items():
+            read = await client.read_resource(STATUS)
+            block = read.contents[0]
+            assert isinstance(block, TextResourceContents)
+            statuses[user] = json.loads(block.text)
+    return statuses
+
+
+@hypothesis.settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(sequence=publishes)
+def test_each_callers_embedded_status_counts_what_its_own_publishes_stored(
+    sequence: list[tuple[str, int]],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        store = EmbeddedStore(Path(folder))
+        statuses = anyio.run(fuzzed_statuses, store, Path(folder), sequence)
+    for user in USERS:
+        status = statuses[user]
+        assert status["user_id"] == user
+        assert status["user_interactions"] == sum(n for u, n in sequence if u == user)
+        assert (status["interactions"], status["users"]) == (None, None)
+    anyone = statuses[None]
+    assert anyone["interactions"] == sum(n for _, n in sequence)
+    assert anyone["users"] == len({u for u, _ in sequence})
+
+
+@hypothesis.settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(sequence=publishes)
+def test_each_callers_reflexio_status_counts_what_its_own_publishes_left_waiting(
+    reflexio: RunningServer, sequence: list[tuple[str, int]]
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        client = ReflexioClient(reflexio.url)
+        store = DurableReflexio(client, Outbox(Path(folder), client.url), publish_rate=0.001)
+        statuses = anyio.run(fuzzed_statuses, store, Path(folder), sequence)
+    for user in USERS:
+        outbox = statuses[user]["outbox"]
+        assert outbox["waiting"] == sum(1 for u, _ in sequence if u == user)
+        assert (outbox["waiting_bytes"] > 0) == (outbox["waiting"] > 0)
+        assert (outbox["oldest_age_seconds"] is None) == (outbox["waiting"] == 0)
+        assert outbox["failed"] == 0
+    anyone = statuses[None]["outbox"]
+    assert anyone["waiting"] == len(sequence)
+    assert anyone["waiting_bytes"] == sum(statuses[u]["outbox"]["waiting_bytes"] for u in USERS)

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -196,6 +196,29 @@ def test_loopback_host_headers_are_accepted(raw: httpx2.Client, guarded: HttpBri
     port = port_of(guarded)
     for host in [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]:
         assert_initialized(initialize(raw, guarded, host=host))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_a_loopback_host_without_a_port_is_accepted(
+    raw: httpx2.Client, guarded: HttpBridge, host: str
+) -> None:
+    """What a client sends for port 80 (--port 80 behind nothing)."""
+    assert_initialized(initialize(raw, guarded, host=host))
+    assert_initialized(initialize(raw, guarded, host=host, origin=f"http://{host}"))
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1:evil", "localhost:80x", "[::1]:x", "127.0.0.1:", "127.0.0.1:123456"]
+)
+def test_a_host_whose_port_is_not_a_number_is_421(
+    raw: httpx2.Client, guarded: HttpBridge, host: str
+) -> None:
+    response = initialize(raw, guarded, host=host)
+    assert response.status_code == 421, response.text
+    assert response.text == "Invalid Host header"
+    origin = initialize(raw, guarded, origin=f"http://{host}")
+    assert origin.status_code == 403, origin.text
+    assert origin.text == "Invalid Origin header"
 
 
 def test_allowed_hosts_and_origins_are_accepted_and_only_those(
@@ -380,6 +403,153 @@ def test_without_tokens_the_rate_limit_is_per_address_and_healthz_is_never_limit
         assert raw.get(f"{bridge.base_url}/healthz").status_code == 200
 
 
+# 5b. Sessions per caller -------------------------------------------------------------------
+
+
+def assert_too_many_sessions(response: httpx2.Response, limit: int, per: str) -> None:
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == -32000
+    assert error["message"].startswith(
+        f"too many open sessions: at most {limit} at once per {per}; "
+    ), error["message"]
+    assert "close (DELETE) the ones you no longer use, or reuse one" in error["message"]
+    assert "mcp-session-id" not in response.headers
+
+
+def session_id(response: httpx2.Response) -> str:
+    assert_initialized(response)
+    return response.headers["mcp-session-id"]
+
+
+async def test_sessions_are_bounded_per_token_and_a_closed_one_frees_its_slot(
+    raw: httpx2.Client, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens.json"
+    entries = [
+        {"token": ALICE, "user_id": "alice", "role": "read"},
+        {"token": BOB, "user_id": "bob"},
+    ]
+    tokens.write_text(json.dumps({"tokens": entries}))
+    tokens.chmod(0o600)
+    args = ["--max-sessions", "3", "--rate-limit", "0", "--tokens-file", str(tokens)]
+    with http_bridge(tmp_path / "bridge", *args, env=EMBEDDED) as bridge:
+        alices = [session_id(initialize(raw, bridge, token=ALICE)) for _ in range(3)]
+        for _ in range(3):
+            assert_too_many_sessions(initialize(raw, bridge, token=ALICE), 3, "access token")
+        # Another token still opens sessions, through a real 2025-era client too.
+        bobs = [session_id(initialize(raw, bridge, token=BOB)) for _ in range(2)]
+        async with http_client(bridge.endpoint, token=BOB, mode="legacy") as mcp:
+            assert (await mcp.list_tools()).tools
+            assert_too_many_sessions(initialize(raw, bridge, token=BOB), 3, "access token")
+        # The client closed its session on leaving: its slot is free again.
+        bobs.append(session_id(initialize(raw, bridge, token=BOB)))
+        assert len(set(alices + bobs)) == 6
+        closed = raw.delete(bridge.endpoint, headers={**bearer(ALICE), "mcp-session-id": alices[0]})
+        assert closed.status_code == 200, closed.text
+        alices[0] = session_id(initialize(raw, bridge, token=ALICE))
+        assert_too_many_sessions(initialize(raw, bridge, token=ALICE), 3, "access token")
+        # Sessions still open still serve.
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        answer = raw.post(
+            bridge.endpoint,
+            json=ping,
+            headers={**MCP_HEADERS, **bearer(ALICE), "mcp-session-id": alices[1]},
+        )
+        assert answer.status_code == 200, answer.text
+
+
+async def test_sse_streams_are_bounded_per_address_without_tokens(tmp_path: Path) -> None:
+    with http_bridge(
+        tmp_path / "bridge", "--max-sessions", "2", transport="sse", env=EMBEDDED
+    ) as bridge:
+        async with httpx2.AsyncClient(timeout=10) as client:
+            async with (
+                client.stream("GET", bridge.endpoint) as first,
+                client.stream("GET", bridge.endpoint) as second,
+            ):
+                assert first.status_code == second.status_code == 200
+                refused = await client.get(bridge.endpoint)
+                assert_too_many_sessions(refused, 2, "client address")
+            async with http_client(bridge.endpoint, transport="sse") as mcp:
+                assert (await mcp.list_tools()).tools
+
+
+# 5c. Slow clients --------------------------------------------------------------------------
+
+TRICKLERS = 10
+"""Sockets of each kind: enough to show none is spared, few enough for a shared machine."""
+TRICKLE_SECONDS = 0.2
+GIVE_UP_SECONDS = 30.0
+"""Far past the 1 s bound under test: a socket still open then is never closed."""
+
+
+def _slow_socket(port: int, kind: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head = f"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n".encode()
+    if kind == "headers":
+        sock.sendall(head)
+    elif kind == "pipelined":  # a request answered at once, then one whose body never comes
+        sock.sendall(
+            f"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+            + head
+            + f"authorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\n".encode()
+            + b"accept: application/json, text/event-stream\r\ncontent-length: 100\r\n\r\n"
+        )
+    elif kind in ("body", "body-anonymous"):
+        auth = f"authorization: Bearer {TOKEN}\r\n".encode() if kind == "body" else b""
+        sock.sendall(
+            head + auth + b"content-type: application/json\r\n"
+            b"accept: application/json, text/event-stream\r\ncontent-length: 100000\r\n\r\n{"
+        )
+    sock.setblocking(False)
+    return sock
+
+
+def test_slow_clients_are_answered_408_and_disconnected(raw: httpx2.Client, tmp_path: Path) -> None:
+    """Silent sockets, headers a byte at a time, bodies a byte at a time (with and without a
+    token): each is cut off once its headers, or its body, take longer than --read-timeout."""
+    kinds = ["silent", "headers", "body", "body-anonymous", "pipelined"]
+    env = {**EMBEDDED, "REFLEXIO_MCP_ACCESS_TOKEN": TOKEN}
+    with http_bridge(tmp_path / "bridge", "--read-timeout", "1", env=env) as bridge:
+        port = port_of(bridge)
+        sockets = {(kind, n): _slow_socket(port, kind) for kind in kinds for n in range(TRICKLERS)}
+        received = dict.fromkeys(sockets, b"")
+        open_ = set(sockets)
+        give_up = time.monotonic() + GIVE_UP_SECONDS
+        try:
+            while open_ and time.monotonic() < give_up:
+                for key in list(open_):
+                    sock = sockets[key]
+                    try:
+                        while chunk := sock.recv(4096):
+                            received[key] += chunk
+                        open_.discard(key)  # b"": closed by the server
+                        continue
+                    except BlockingIOError:
+                        pass
+                    except ConnectionError:
+                        open_.discard(key)
+                        continue
+                    if key[0] not in ("silent", "pipelined"):
+                        with suppress(BlockingIOError, ConnectionError):
+                            sock.send(b"x")
+                time.sleep(TRICKLE_SECONDS)
+        finally:
+            for sock in sockets.values():
+                sock.close()
+        assert not open_, f"{len(open_)} of {len(sockets)} slow sockets still open: {sorted(open_)}"
+        for (kind, _), answer in received.items():
+            if kind == "pipelined":
+                assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+                answer = answer[answer.index(b"HTTP/1.1 ", 1) :]
+            expected = b"HTTP/1.1 401 " if kind == "body-anonymous" else b"HTTP/1.1 408 "
+            assert answer.startswith(expected), (kind, answer[:200])
+            if expected.endswith(b"408 "):
+                assert b"the request took longer than 1 s to arrive" in answer, answer
+        assert_initialized(initialize(raw, bridge))  # still serving
+
+
 # 6, 7. Refusals at start ------------------------------------------------------------------
 
 
@@ -542,6 +712,49 @@ def test_a_tokens_file_with_a_short_token_refuses_to_start_and_hides_it(
     assert last.startswith(f"reflexio-mcp: tokens file {tokens}: ")
     assert "at least 16 characters" in last
     assert "tiny-secret-1" not in exited.stderr
+
+
+def test_a_tokens_file_rewritten_in_place_never_refuses_a_valid_token(
+    raw: httpx2.Client, tmp_path: Path
+) -> None:
+    """An editor (or `cat > tokens.json`) truncates the file, then writes it in pieces."""
+    tokens = tmp_path / "tokens.json"
+    carol = "carol-" + "c" * 20
+
+    def content(extra: str) -> str:
+        entries = [{"token": ALICE, "user_id": "alice"}, {"token": extra, "user_id": "carol"}]
+        return json.dumps({"tokens": entries}, indent=2)
+
+    tokens.write_text(content(BOB))
+    tokens.chmod(0o600)
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def rewrite() -> None:
+        try:
+            for number in range(6):
+                text = content(carol if number == 5 else f"{BOB}-{number}")
+                with tokens.open("r+", encoding="utf-8") as file:
+                    file.truncate(0)
+                    for start in range(0, len(text), 16):
+                        file.write(text[start : start + 16])
+                        file.flush()
+                        time.sleep(0.005)
+        finally:
+            done.set()
+
+    args = ["--stateless", "--rate-limit", "0", "--tokens-file", str(tokens)]
+    with http_bridge(tmp_path / "bridge", *args, env=EMBEDDED) as bridge:
+        writer = threading.Thread(target=rewrite)
+        writer.start()
+        while not done.is_set():
+            statuses.append(initialize(raw, bridge, token=ALICE).status_code)
+        writer.join()
+        assert_initialized(initialize(raw, bridge, token=carol))  # the new file is in force
+        assert initialize(raw, bridge, token=BOB).status_code == 401
+    assert statuses, "no request ran while the file was rewritten"
+    assert statuses.count(401) == 0, f"{statuses.count(401)} of {len(statuses)} refused"
+    assert set(statuses) == {200}
 
 
 # 8. /healthz ------------------------------------------------------------------------------

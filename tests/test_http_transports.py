@@ -14,7 +14,7 @@ from typing import cast
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-from mcp_types import TextResourceContents
+from mcp_types import INVALID_PARAMS, TextResourceContents
 
 from tests.mcp_http import (
     INITIALIZE,
@@ -207,3 +207,11 @@ async def test_a_legacy_subscription_is_refused_where_it_could_never_fire(
             with pytest.raises(MCPError) as refused:
                 await mcp.subscribe_resource(uri)  # pyright: ignore[reportDeprecated]
     assert refused.value.error.message.startswith("this server runs with --stateless")
+
+
+async def test_an_unknown_prompt_is_invalid_params_on_the_wire(bridge: HttpBridge) -> None:
+    async with http_client(bridge.endpoint, transport=bridge.transport, token=ACCESS_TOKEN) as mcp:
+        with pytest.raises(MCPError) as refused:
+            await mcp.get_prompt("no_such_prompt", {})
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message.startswith("unknown prompt 'no_such_prompt': ")

@@ -34,7 +34,7 @@ async def test_nothing_is_due_while_the_head_of_a_session_backs_off(tmp_path: Pa
             await outbox.enqueue(*publish(n), wait_for_response=False, lease=None)
         head = await outbox.claim_next(60)
         assert head is not None
-        await outbox.retry_later(head.seq, "503", after=60, server_error=True)
+        await outbox.row_error(head.seq, "503", after=60, limit=8)
         assert await outbox.claim_next(60) is None
         due = await outbox.next_due()
     assert due is not None
@@ -51,7 +51,7 @@ async def test_a_late_answer_to_a_lapsed_claim_changes_nothing(tmp_path: Path) -
         taken = await second.claim_next(lease=3600)
         assert taken is not None
         assert taken.seq == lapsed.seq
-        await first.retry_later(lapsed.seq, "timeout", after=0, server_error=False)
+        await first.retry_later(lapsed.seq, "timeout", after=0)
         assert await first.claim_next(3600) is None  # still the second's
         await second.delivered(taken.seq)
         await first.failed(lapsed.seq, "400 from a late answer")
@@ -111,3 +111,42 @@ async def test_a_lapsed_claim_of_another_process_bars_nothing(tmp_path: Path) ->
         await second.enqueue(*in_session(2, "b"), wait_for_response=False, lease=None)
         taken = await second.claim_next(60)
     assert taken is not None
+
+
+def published_by(user_id: str, n: int) -> tuple[PublishRequest, bytes]:
+    request = PublishRequest(
+        request_id=f"{user_id}-{n}",
+        user_id=user_id,
+        session_id="s",
+        interaction_data_list=[InteractionData(role="user", content=f"turn {n}")],
+    )
+    return request, request.checked_body()
+
+
+async def test_one_users_stats_count_and_tell_only_that_users_publishes(tmp_path: Path) -> None:
+    """What a caller's reflexio://status shows of the outbox: never another user's rows."""
+    other_target = "http://127.0.0.1:8062"
+    async with Outbox(tmp_path, TARGET) as outbox, Outbox(tmp_path, other_target) as earlier:
+        await outbox.enqueue(*published_by("bob", 1), wait_for_response=False, lease=None)
+        refused = await outbox.claim_next(60)
+        assert refused is not None
+        await outbox.failed(refused.seq, "Reflexio refused bob's turn 1")
+        await outbox.enqueue(*published_by("bob", 2), wait_for_response=False, lease=None)
+        await outbox.enqueue(*published_by("alice", 1), wait_for_response=False, lease=None)
+        await earlier.enqueue(*published_by("bob", 3), wait_for_response=False, lease=None)
+        everyone, alice, bob = (
+            await outbox.stats(),
+            await outbox.stats("alice"),
+            await outbox.stats("bob"),
+        )
+    assert (everyone.waiting, everyone.failed) == (2, 1)
+    assert everyone.last_error == "Reflexio refused bob's turn 1"
+    assert everyone.other_targets == {other_target: 1}
+    assert (alice.waiting, alice.failed, alice.last_error, alice.other_targets) == (1, 0, None, {})
+    assert (bob.waiting, bob.failed) == (1, 1)
+    assert bob.last_error == "Reflexio refused bob's turn 1"
+    assert bob.other_targets == {other_target: 1}
+    assert alice.waiting_bytes + bob.waiting_bytes == everyone.waiting_bytes
+    assert alice.oldest_queued_at is not None
+    assert bob.oldest_queued_at is not None
+    assert everyone.oldest_queued_at == min(alice.oldest_queued_at, bob.oldest_queued_at)

@@ -19,8 +19,14 @@ session's rows are claimed in that order. A new seq is only checked to come afte
 there is, not to be unused: retry_failed numbers rows max(seq) + 1, past AUTOINCREMENT, so a
 deleted row's seq can come back.
 
+Bounded attempts: a send that failed because of its row (a 5xx, no answer while Reflexio takes
+others) is a `row_error` with a limit (1 to 3 here): the model counts the row's errors across
+claims, processes and restarts, and predicts the row failed, with that error, exactly when the
+count reaches the limit (and not while another process holds the claim); retry_failed starts the
+count afresh.
+
 Not modelled: answers from a claim another process has since taken over (a send outlasting its
-lease): retry_later and failed then act on the other process's claim. Nor next_due().
+lease): retry_later, row_error and failed then act on the other process's claim. Nor next_due().
 REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples (default 50).
 """
 
@@ -88,12 +94,14 @@ OUTCOMES = (
     "failed: 400",
     "failed: 403",
     "again: no connection",  # retry_later(after=0): due at once
-    "again: 5xx",
+    "again: 5xx",  # row_error(after=0, limit=ROW_ERROR_LIMIT)
     "later: 429",  # retry_later(after=LONG_LEASE): not due during the test
     "later: 5xx",
     "none",
 )
 """How a send ends; "failed: ..." and the error of a retry are the reason written."""
+ROW_ERROR_LIMIT = 3
+"""Small, so examples reach it; `deliverer_row_error` draws its own limits (1 to 3)."""
 
 
 # --- publishes --------------------------------------------------------------------------
@@ -153,7 +161,8 @@ class Port(Protocol):
     def claim_next(self, lease: float) -> Row | None: ...
     def delivered(self, seq: int) -> None: ...
     def failed(self, seq: int, reason: str) -> None: ...
-    def retry_later(self, seq: int, error: str, after: float, server_error: bool) -> None: ...
+    def retry_later(self, seq: int, error: str, after: float) -> None: ...
+    def row_error(self, seq: int, error: str, after: float, limit: int) -> bool: ...
     def forget(self, seq: int) -> None: ...
     def release_mine(self) -> None: ...
     def retry_failed(self) -> int: ...
@@ -205,11 +214,17 @@ class LocalPort:
     def failed(self, seq: int, reason: str) -> None:
         self._portal.call(self.outbox.failed, seq, reason)
 
-    def retry_later(self, seq: int, error: str, after: float, server_error: bool) -> None:
+    def retry_later(self, seq: int, error: str, after: float) -> None:
         async def retry() -> None:
-            await self.outbox.retry_later(seq, error, after=after, server_error=server_error)
+            await self.outbox.retry_later(seq, error, after=after)
 
         self._portal.call(retry)
+
+    def row_error(self, seq: int, error: str, after: float, limit: int) -> bool:
+        async def row_error() -> bool:
+            return await self.outbox.row_error(seq, error, after=after, limit=limit)
+
+        return self._portal.call(row_error)
 
     def forget(self, seq: int) -> None:
         self._portal.call(self.outbox.forget, seq)
@@ -339,10 +354,11 @@ class RemotePort:
     def failed(self, seq: int, reason: str) -> None:
         self._process.call("failed", seq=seq, reason=reason)
 
-    def retry_later(self, seq: int, error: str, after: float, server_error: bool) -> None:
-        self._process.call(
-            "retry_later", seq=seq, error=error, after=after, server_error=server_error
-        )
+    def retry_later(self, seq: int, error: str, after: float) -> None:
+        self._process.call("retry_later", seq=seq, error=error, after=after)
+
+    def row_error(self, seq: int, error: str, after: float, limit: int) -> bool:
+        return self._process.call("row_error", seq=seq, error=error, after=after, limit=limit)
 
     def forget(self, seq: int) -> None:
         self._process.call("forget", seq=seq)
@@ -678,12 +694,31 @@ class OutboxMachine(RuleBasedStateMachine):
         elif outcome.startswith("failed"):
             process.port.failed(seq, outcome)
             row.state, row.owner, row.lease_live, row.last_error = "failed", None, False, outcome
+        elif outcome.endswith("5xx"):
+            self._row_error(row, process, outcome, ROW_ERROR_LIMIT)
         elif outcome != "none":
             later = outcome.startswith("later")
-            server_error = outcome.endswith("5xx")
-            process.port.retry_later(seq, outcome, LONG_LEASE if later else 0.0, server_error)
+            process.port.retry_later(seq, outcome, LONG_LEASE if later else 0.0)
             row.owner, row.lease_live, row.last_error, row.due = None, False, outcome, not later
-            row.server_errors += server_error
+
+    def _row_error(self, row: ModelRow, process: Process, outcome: str, limit: int) -> None:
+        """A row error, counted across claims: failed when the count reaches `limit`."""
+        later = outcome.startswith("later")
+        failed = process.port.row_error(row.seq, outcome, LONG_LEASE if later else 0.0, limit)
+        assert failed == (row.server_errors + 1 >= limit), (row.server_errors, limit)
+        row.server_errors += 1
+        row.owner, row.lease_live, row.last_error = None, False, outcome
+        row.state = "failed" if failed else "queued"
+        row.due = not later
+
+    @rule(who=WHO, lease=CLAIM_LEASES, limit=st.integers(1, 3), later=st.booleans())
+    def deliverer_row_error(self, who: str, lease: float, limit: int, later: bool) -> None:
+        """What Deliverer.run does when the send fails because of the row (no answer while
+        Reflexio takes others, or a 5xx): the row waits, or at `limit` row errors is failed."""
+        process = self._by(who)
+        row = self._claim(process, lease)
+        if row is not None:
+            self._row_error(row, process, f"{'later' if later else 'again'}: unanswered", limit)
 
     @precondition(lambda self: self.seqs_used > 0)
     @rule(who=WHO, pick=st.integers(0, 99))

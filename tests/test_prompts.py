@@ -4,14 +4,17 @@ their budget, and how they refuse bad input (in words, never "Internal server er
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextContent
 
@@ -141,3 +144,34 @@ async def test_recall_answers_any_arguments_in_words(
     assert refusal.startswith("invalid input: ") or text.startswith(
         ("Here is what", "Nothing was found")
     ), (refusal, text)
+
+
+@pytest.mark.parametrize("name", ["no_such_prompt", "Recall", ""])
+async def test_an_unknown_prompt_is_invalid_params_naming_the_prompts(
+    mcp: Client, name: str
+) -> None:
+    with pytest.raises(MCPError) as refused:
+        await mcp.get_prompt(name, {})
+    assert refused.value.error.code == INVALID_PARAMS
+    assert refused.value.error.message == (
+        f"unknown prompt {name!r}: this server's prompts are recall, remember_this_conversation"
+    )
+
+
+async def test_recall_advertises_what_it_enforces_over_stdio(tmp_path: Path) -> None:
+    """Through the command as a client starts it: topic is required (a call without it is
+    refused), the other arguments are optional (a call without them answers)."""
+    server = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "reflexio_mcp"],
+        env={"PATH": os.environ.get("PATH", ""), "REFLEXIO_MCP_DATA_DIR": str(tmp_path)},
+    )
+    with anyio.fail_after(60):
+        async with Client(server) as client:
+            [recall] = [p for p in (await client.list_prompts()).prompts if p.name == "recall"]
+            required = {a.name: a.required for a in recall.arguments or []}
+            assert required == {"topic": True, "user_id": False, "budget_chars": False}
+            with pytest.raises(MCPError, match="invalid input: topic: required"):
+                await client.get_prompt("recall", {})
+            text = await prompt_text(client, "recall", {"topic": "anything"})
+    assert text.startswith("Nothing was found about 'anything'")

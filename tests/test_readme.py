@@ -4,14 +4,20 @@ registers is in it, each tool with an example call, and every setting in its tab
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from mcp import Client
 
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import ENVIRONMENT, Settings
+from tests.claude_code import app_environment
+from tests.reflexio_server import LIGHT_DEPENDENCIES, REFLEXIO_VERSION, cache_dir
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 def section(title: str) -> str:
@@ -50,3 +56,49 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     table = section("Configuration")
     for variable in ENVIRONMENT.values():
         assert f"`{variable}`" in table, variable
+
+
+def test_the_quick_start_leads_with_a_command_that_works_from_a_clone(tmp_path: Path) -> None:
+    install = section("Install")
+    first_command = next(
+        line.strip() for line in install.splitlines() if line.startswith("    uvx ")
+    )
+    assert first_command.startswith("uvx --from . reflexio-mcp ")
+    [first_row] = [line for line in install.splitlines() if line.startswith("| a clone")]
+    assert "today" in first_row
+    for row in (line for line in install.splitlines() if line.startswith("| PyPI")):
+        assert "after the first release only" in row, row
+    assert "not on PyPI yet" in install
+    # The quick start's own command, as a user runs it in the clone:
+    done = subprocess.run(
+        ["uvx", "--from", ".", "reflexio-mcp", "--version"],
+        cwd=ROOT,
+        env=app_environment(UV_PYTHON=sys.executable, REFLEXIO_MCP_DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("reflexio-mcp ")
+
+
+def test_the_reflexio_install_is_the_light_one_the_tests_run() -> None:
+    reflexio = section("Install")[section("Install").index("### The Reflexio server") :]
+    assert "Python 3.12 or\nnewer" in reflexio
+    assert "0.2.8" in reflexio  # what pip picks on 3.11
+    assert f"--no-deps reflexio-ai=={REFLEXIO_VERSION}" in reflexio
+    listed = " ".join(reflexio.replace("\\\n", " ").split())
+    for package in LIGHT_DEPENDENCIES:
+        spelled = f"'{package}'" if any(c in package for c in "<>=[") else package
+        assert f" {spelled} " in listed + " ", package
+    assert "OPENAI_API_KEY" in reflexio  # running it needs an LLM key
+
+
+def test_the_test_cache_is_named_with_how_to_clear_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_dir() == Path.home() / ".cache" / "reflexio-mcp"
+    tests = section("Test it")
+    assert "`~/.cache/reflexio-mcp/`" in tests
+    assert "`rm -rf ~/.cache/reflexio-mcp`" in tests
+    assert "Claude Code CLI" in tests

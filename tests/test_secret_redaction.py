@@ -496,9 +496,9 @@ def test_every_scanned_field_and_not_the_image() -> None:
         user_action="type",
         user_action_description=f"typed password=Zq8!vR2w into {SLACK}",
         interacted_image_url=f"https://b.s3.amazonaws.com/i.png?X-Amz-Signature={S3_SIGNATURE}",
-        image_encoding=image,
     )
-    (out,) = redact_turns([turn]).turns
+    picture = InteractionData(role="user", image_encoding=image)  # one image per turn
+    out, pictured = redact_turns([turn, picture]).turns
     assert out.content == "key [REDACTED:aws-access-key]"
     assert out.expert_content == "never paste [REDACTED:github-token]"
     assert (
@@ -506,7 +506,7 @@ def test_every_scanned_field_and_not_the_image() -> None:
         == "typed password=[REDACTED:password] into [REDACTED:slack-token]"
     )
     assert out.interacted_image_url.endswith("X-Amz-Signature=[REDACTED:url-signature]")
-    assert out.image_encoding == image
+    assert pictured.image_encoding == image
     assert out.role == "user"
     assert out.user_action == "type"
 
