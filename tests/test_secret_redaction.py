@@ -551,9 +551,9 @@ def test_output_validates_and_publishes() -> None:
     request = PublishRequest(
         request_id="r", user_id="u", session_id="s", interaction_data_list=result.turns
     )
-    again = PublishRequest.model_validate_json(request.checked_body())
+    again = PublishRequest.model_validate_json(request.checked_body(now=1_700_000_000))
     assert [t.model_dump() for t in again.interaction_data_list] == [
-        t.model_dump() for t in result.turns
+        {**t.model_dump(), "created_at": 1_700_000_000} for t in result.turns
     ]
     for turn in result.turns:
         InteractionData.model_validate(turn.model_dump())
