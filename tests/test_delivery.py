@@ -742,3 +742,31 @@ async def test_a_backend_failing_every_publish_fails_no_row(tmp_path: Path) -> N
     assert [(r["state"], r["server_errors"]) for r in rows] == [("queued", 0), ("queued", 0)]
     assert sorted(fake.stored) == ["req-1", "req-2"]
 
+
+async def test_a_full_outbox_tells_a_pinned_caller_nothing_of_other_users(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """With --pin-user the caller sees only its own user: the outbox-full error names the caps
+    and the fix, not how many publishes (or MiB) other users have waiting or failed."""
+    backend.answer = lambda _: httpx2.Response(503, text="down", headers={"Retry-After": "60"})
+    async with durable(backend, tmp_path, max_rows=2) as store:
+        for n in (1, 2):
+            assert (await store.publish(publish(n, user="other"), wait_for_response=False)).queued
+    turn = {"user_message": "hi", "agent_response": "hello"}
+    answers: dict[bool, str] = {}
+    for pinned in (True, False):
+        settings = Settings(backend="embedded", data_dir=tmp_path, user_id="me", pin_user=pinned)
+        server = build_server(settings, durable(backend, tmp_path, max_rows=2))
+        async with Client(server) as client:
+            result = await client.call_tool("publish_interaction", turn)
+        assert result.is_error
+        block = result.content[0]
+        assert isinstance(block, TextContent)
+        answers[pinned] = block.text
+    assert "is full" in answers[True]
+    assert "the cap is 2 publishes" in answers[True]
+    assert "REFLEXIO_MCP_OUTBOX_MAX_ROWS" in answers[True]
+    assert "2 publish(es) wait" not in answers[True]
+    assert "MiB;" not in answers[True]
+    assert str(tmp_path) not in answers[True]
+    assert "2 publish(es) wait" in answers[False]  # the server's own caller sees the store
