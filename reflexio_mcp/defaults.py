@@ -17,7 +17,7 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 PUBLISH_ATTEMPT_SECONDS = 10.0
 """A publish waits at most this long (or REFLEXIO_TIMEOUT, if shorter) for Reflexio before it
 answers `queued`: it is already journaled, so there is no reason to keep the agent waiting."""
-LANE_WAIT_SECONDS = 1.0
+LANE_WAIT_SECONDS = 0.5
 """A publish call waits at most this long for another publish to leave the lane (it may be one
 Reflexio is slow to answer); then it answers `queued` and is delivered once the lane frees, so
 it is answered within 2 s whatever another publish is doing."""
