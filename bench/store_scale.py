@@ -11,13 +11,17 @@ synthetic conversations (a tenth of the turns with Japanese, Chinese or Korean t
 100,000 column compares with its table. At each size, through the Backend protocol (what the
 tools call): publishes of one exchange, word and CJK searches (sent through `bounded_query` as
 the search tool sends them; top_k=10, fts), get, the sessions page, user id completion and
-status; then the file's size. Reads keep the store's own 5 s limit: a stopped one is counted.
-Prints one table (rows: metrics; columns: sizes) and the seeding wall time.
+status; then the light user's get and searches again while the heavy user runs 6 searches of
+a frequent word at once, over and over (issue 16 item 7); then the file's size. Reads keep the
+store's own 5 s limit: a stopped one is counted. Prints one table (rows: metrics; columns:
+sizes), the seeding wall time, and item 7's targets at the largest size, met or missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import platform
 import random
 import sqlite3
@@ -58,6 +62,14 @@ SLOW_CALLS = 20
 """Calls of each kind that read a whole index or table (frequent words, status...)."""
 FREQUENT = 3
 """The searched frequent words: the first of the Zipf list, each in most turns (like 'the')."""
+HEAVY_SEARCHES = 6
+"""The heavy user's searches running at once while the light user's calls are timed."""
+LIGHT_SEARCH_P99_MS = 50.0
+LIGHT_GET_P99_MS = 10.0
+LOADED_GET_P50_MS = 50.0
+"""Issue 16 item 7, at the largest size: the light user's search and get p99, and while the
+heavy user runs 6 searches, her get p50 (and every search of hers answered)."""
+UNDER_LOAD = ", heavy user running 6 searches"
 Call = Callable[[], Awaitable[object]]
 
 
@@ -114,6 +126,11 @@ async def grow(store: EmbeddedStore, conversations: Conversations, count: int) -
 
 async def latencies(calls: Sequence[Call]) -> str:
     """p50 / p99 in ms, and how many were stopped at the store's read time limit."""
+    return cell(await timed(calls))
+
+
+async def timed(calls: Sequence[Call]) -> tuple[list[float], int]:
+    """Each call's ms, in order of size, and how many were stopped at the read time limit."""
     timings: list[float] = []
     stopped = 0
     for call in calls:
@@ -124,14 +141,42 @@ async def latencies(calls: Sequence[Call]) -> str:
             stopped += 1
         timings.append((time.perf_counter() - started) * 1000)
     timings.sort()
-    p99 = timings[min(len(timings) - 1, round(0.99 * (len(timings) - 1)))]
-    cell = f"{statistics.median(timings):.2f} / {p99:.2f}"
-    return f"{cell} ({stopped}/{len(calls)} stopped at 5 s)" if stopped else cell
+    return timings, stopped
+
+
+def p99(timings: list[float]) -> float:
+    return timings[min(len(timings) - 1, round(0.99 * (len(timings) - 1)))]
+
+
+def cell(measured: tuple[list[float], int]) -> str:
+    timings, stopped = measured
+    text = f"{statistics.median(timings):.2f} / {p99(timings):.2f}"
+    return f"{text} ({stopped}/{len(timings)} stopped at 5 s)" if stopped else text
+
+
+async def under_load(heavy: Sequence[Call], calls: Sequence[Call]) -> tuple[list[float], int]:
+    """`calls` timed while each of `heavy` runs over and over, all at once."""
+
+    async def repeat(call: Call) -> None:
+        while True:
+            with contextlib.suppress(SearchTooSlow):
+                await call()
+
+    measured: tuple[list[float], int] = ([], 0)
+    async with anyio.create_task_group() as group:
+        for call in heavy:
+            group.start_soon(repeat, call)
+        await anyio.wait_all_tasks_blocked()  # each is reading, or waiting to
+        measured = await timed(calls)
+        group.cancel_scope.cancel()
+    return measured
 
 
 async def measure(
     store: EmbeddedStore, conversations: Conversations, texts: list[str]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, tuple[list[float], int]]]:
+    """The column of one size, and the light user's timings (for the targets)."""
+
     def search(user: str, query: str) -> Call:
         sent, _ = bounded_query(query)  # what search_interactions sends, as the tool does
         request = SearchRequest(user_id=user, query=sent, top_k=10, search_mode="fts")
@@ -160,14 +205,24 @@ async def measure(
         * SLOW_CALLS,
         "status": [partial(store.status, HEAVY)] * SLOW_CALLS,
     }
-    for name, timed in calls.items():
-        await timed[0]()  # warm caches once for each kind
-        row[name] = await latencies(timed)
+    light: dict[str, tuple[list[float], int]] = {}
+    for name, kind in calls.items():
+        with contextlib.suppress(SearchTooSlow):  # counted below, when timed
+            await kind[0]()  # warm caches once for each kind
+        measured = await timed(kind)
+        row[name] = cell(measured)
+        if "light user" in name:
+            light[name] = measured
+    heavy = [search(HEAVY, frequent[n % FREQUENT]) for n in range(HEAVY_SEARCHES)]
+    for name in list(light):
+        loaded = name + UNDER_LOAD
+        light[loaded] = await under_load(heavy, calls[name])
+        row[loaded] = cell(light[loaded])
     status = await store.status(HEAVY)
     row["status says: heavy user / all / users"] = (
         f"{status.user_interactions:,} / {status.interactions:,} / {status.users}"
     )
-    return row
+    return row, light
 
 
 def file_sizes(folder: Path) -> str:
@@ -184,6 +239,8 @@ async def main(sizes: list[int], query_count: int) -> None:
     texts = queries(query_count, seed=7)
     conversations = Conversations(seed=7, start=int(time.time()) - 2 * sizes[-1])
     columns: list[dict[str, str]] = []
+    light: dict[str, tuple[list[float], int]] = {}
+    load = os.getloadavg()[0]
     stored = 0
     seeding = 0.0
     with tempfile.TemporaryDirectory(prefix="reflexio-bench-") as work:
@@ -198,7 +255,8 @@ async def main(sizes: list[int], query_count: int) -> None:
                     "seed publishes (interactions/s, this step)": f"{count / spent:,.0f}",
                     "seeded so far (wall, min:s)": minutes(seeding),
                 }
-                column |= await measure(store, conversations, texts)
+                measured, light = await measure(store, conversations, texts)
+                column |= measured
                 column["file, main + -wal (MiB)"] = file_sizes(folder)
                 columns.append(column)
                 stored = size
@@ -208,7 +266,8 @@ async def main(sizes: list[int], query_count: int) -> None:
         f"One store grown to {', '.join(f'{s:,}' for s in sizes)} interactions: half of one "
         f"heavy user, half over {OTHER_USERS} others ({CJK_SHARE:.0%} of turns with CJK "
         f"text); {query_count} searches of each word and CJK kind, {SLOW_CALLS} of the whole-"
-        f"index ones; times in ms, p50 / p99; Python {platform.python_version()}, SQLite "
+        f"index ones; times in ms, p50 / p99; {platform.machine()}, {os.cpu_count()} cores, "
+        f"load {load:.1f} at start; Python {platform.python_version()}, SQLite "
         f"{sqlite3.sqlite_version}"
     )
     print(f"| metric | {' | '.join(f'{s:,}' for s in sizes)} |")
@@ -216,6 +275,21 @@ async def main(sizes: list[int], query_count: int) -> None:
     for name in columns[0]:
         print(f"| {name} | {' | '.join(column[name] for column in columns)} |")
     print(f"\nSeeding wall time (making the turns and publishing them): {minutes(seeding)}")
+    print(f"\nIssue 16 item 7 at {sizes[-1]:,} (the light user, {LIGHT}):")
+    print("| target | measured (ms) | |\n|---|---|---|")
+    for name, (timings, stopped) in light.items():
+        if not name.endswith(UNDER_LOAD):
+            limit = LIGHT_GET_P99_MS if name.startswith("get") else LIGHT_SEARCH_P99_MS
+            target, value = f"{name}: p99 <= {limit:g} ms", p99(timings)
+        elif name.startswith("get"):
+            limit, target = LOADED_GET_P50_MS, f"{name}: p50 <= {LOADED_GET_P50_MS:g} ms"
+            value = statistics.median(timings)
+        else:
+            limit, target = float("inf"), f"{name}: every one answered"
+            value = p99(timings)
+        met = "met" if value <= limit and not stopped else "missed"
+        answered = f" ({stopped} stopped)" if stopped else ""
+        print(f"| {target} | {value:.2f}{answered} | {met} |")
 
 
 def size_list(text: str) -> list[int]:

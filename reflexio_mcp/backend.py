@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -11,6 +11,7 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    Keyset,
     KnownIds,
     Published,
     PublishRequest,
@@ -57,16 +58,26 @@ class Backend(Protocol):
         """
         ...
 
-    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        """The newest interactions of one user, newest first."""
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
+        """The newest interactions of one user, newest first. With `after` (a later page of
+        the listing): every turn the keyset holds, whatever was published since."""
         ...
 
-    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
-        """Interactions of one user that match a query, best match first."""
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        """Interactions of one user that match a query, best match first. With `among` (the
+        ids this search found before, for a later page): those of them still stored, in any
+        order, however they rank now."""
         ...
 
-    async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        """The newest interactions of every user, newest first."""
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        """The newest interactions of every user, newest first. With `after`: every turn the
+        keyset holds, whatever was published since."""
         ...
 
     async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:

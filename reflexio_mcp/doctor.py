@@ -22,7 +22,7 @@ from typing import Literal
 import anyio
 from pydantic import SecretStr
 
-from reflexio_mcp import __version__, embedded_store, outbox
+from reflexio_mcp import __version__, embedded_store, outbox, outbox_salvage
 from reflexio_mcp.access import TokenFileError, read_tokens_file
 from reflexio_mcp.errors import AuthError, NotReflexio, RateLimited, ReflexioError
 from reflexio_mcp.redaction import display_url
@@ -92,7 +92,9 @@ async def collect(flags: argparse.Namespace, environ: Mapping[str, str]) -> list
     checks += _data_dir(settings)
     if settings.uses_reflexio:
         checks += await _reflexio(settings)
-        checks += _sqlite(settings.data_folder / outbox.FILE_NAME, "outbox", _outbox_version)
+        checks += _sqlite(
+            settings.data_folder / outbox.FILE_NAME, "outbox", _outbox_version, _outbox_salvage
+        )
     else:
         checks += _sqlite(
             settings.data_folder / embedded_store.FILE_NAME, "embedded store", _store_version
@@ -162,7 +164,10 @@ def _loose(path: Path, mask: int) -> str:
 
 
 def _sqlite(
-    path: Path, name: str, version_of: Callable[[sqlite3.Connection], tuple[bool, str]]
+    path: Path,
+    name: str,
+    version_of: Callable[[sqlite3.Connection], tuple[bool, str]],
+    salvage_of: Callable[[sqlite3.Connection], str] | None = None,
 ) -> list[Check]:
     if not path.exists():
         return [Check(name, "ok", f"{path} does not exist yet: it is made at first start")]
@@ -174,7 +179,17 @@ def _sqlite(
     try:
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5)
         try:
-            (integrity,) = db.execute("PRAGMA quick_check").fetchone()
+            # The outbox is checked as the server checks it at start, indexes too.
+            check = "quick_check" if salvage_of is None else "integrity_check"
+            try:
+                (integrity,) = db.execute(f"PRAGMA {check}").fetchone()
+            except sqlite3.DatabaseError as err:  # the check met a page it cannot read
+                if salvage_of is None:
+                    raise
+                integrity = str(err)
+            if integrity != "ok" and salvage_of is not None:
+                return [Check(name, "fail", f"{path} is damaged ({check}: {integrity}); "
+                              f"{salvage_of(db)}", _SALVAGE_FIX)]  # fmt: skip
             known, detail = version_of(db)
         finally:
             db.close()
@@ -184,8 +199,10 @@ def _sqlite(
                 name,
                 "fail",
                 f"{path} cannot be read as SQLite ({err})",
-                "stop every reflexio-mcp using it, then move the file aside; the server starts a "
-                "fresh one (and moves a damaged outbox aside by itself)",
+                _SALVAGE_FIX
+                if salvage_of is not None
+                else "stop every reflexio-mcp using it, then move the file aside; the server "
+                "starts a fresh one",
             )
         ]
     if integrity != "ok":
@@ -214,6 +231,25 @@ def _sqlite(
             Check(name, "warn", f"{path} is {loose}: other users may read it", f"chmod 600 {path}")
         )
     return checks
+
+
+_SALVAGE_FIX = (
+    "start reflexio-mcp: it copies every readable publish into a fresh outbox and keeps the "
+    "damaged file beside it (outbox.sqlite3.damaged-<time>)"
+)
+
+
+def _outbox_salvage(db: sqlite3.Connection) -> str:
+    """What a damaged outbox still holds, as the server's salvage would find it."""
+    readable = outbox_salvage.read_damaged(db)
+    waiting = sum(row["state"] == "queued" for row in readable.rows)
+    failed = sum(row["state"] == "failed" for row in readable.rows)
+    line = f"{waiting} waiting and {failed} failed publish(es) can still be read whole"
+    if readable.unreadable_seqs:
+        line += f", {len(readable.unreadable_seqs)} row(s) cannot"
+    if readable.unknown_ranges:
+        line += ", and some rows cannot be read at all"
+    return line
 
 
 def _store_version(db: sqlite3.Connection) -> tuple[bool, str]:

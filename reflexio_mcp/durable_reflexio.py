@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self, TypeVar
@@ -45,6 +45,7 @@ from reflexio_mcp.models import (
     BackendStatus,
     GetRequest,
     Interaction,
+    Keyset,
     KnownIds,
     OutboxStatus,
     Published,
@@ -212,7 +213,7 @@ class DurableReflexio:
             self._give_back(send_now)
             self._outbox_problem = str(err)
             if isinstance(err, StoreCorrupt):
-                await self._replace_damaged_outbox()
+                await self._replace_damaged_outbox(str(err.__cause__ or err))
             return await self._publish_unjournaled(request, body, wait_for_response)
         self._give_back(send_now and not queued.claimed)
         if queued.outcome in ("delivered", "clash"):
@@ -339,16 +340,15 @@ class DurableReflexio:
             }
         )
 
-    async def _replace_damaged_outbox(self) -> None:
+    async def _replace_damaged_outbox(self, reason: str) -> None:
         async with self._opening:
             try:
-                aside = await self._outbox.replace_damaged()
+                await self._outbox.replace_damaged(reason)  # it logs what it read back
             except StoreError as err:
                 self._outbox_open = False
                 self._outbox_problem = str(err)
                 return
             self._outbox_problem = None
-        logger.error("the outbox was damaged: moved aside to %s; a fresh one was started", aside)
 
     async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
         entry: Entry | None = None
@@ -381,14 +381,20 @@ class DurableReflexio:
         self._breaker.success()
         return result
 
-    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.get_interactions(request))
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_interactions(request, after))
 
-    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.search_interactions(request))
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.search_interactions(request, among))
 
-    async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        return await self._guarded(lambda: self._client.get_all_interactions(limit))
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        return await self._guarded(lambda: self._client.get_all_interactions(limit, after))
 
     async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         return await self._guarded(lambda: self._client.find_interaction(user_id, interaction_id))
@@ -455,7 +461,7 @@ class DurableReflexio:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
                 failed=0, last_error=self._outbox_problem, circuit=circuit,
-                damaged_files_moved_aside=moved,
+                damaged_files_moved_aside=moved, salvage=self._outbox.salvage,
             )  # fmt: skip
         try:
             stats = await self._outbox.stats(user_id)
@@ -463,6 +469,7 @@ class DurableReflexio:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
                 failed=0, last_error=str(err), circuit=circuit, damaged_files_moved_aside=moved,
+                salvage=self._outbox.salvage,
             )  # fmt: skip
         oldest = stats.oldest_queued_at
         return OutboxStatus(
@@ -475,6 +482,7 @@ class DurableReflexio:
             last_error=stats.last_error or (self._breaker.last_error if user_id is None else None),
             circuit=circuit,
             damaged_files_moved_aside=moved,
+            salvage=self._outbox.salvage,
             waiting_for_other_urls=stats.other_targets,
         )
 

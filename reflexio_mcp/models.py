@@ -16,6 +16,7 @@ import ipaddress
 import math
 import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -427,15 +428,23 @@ class PublishRequest(Strict):
     skip_aggregation: bool = False
     force_extraction: bool = False
 
-    def checked_body(self) -> bytes:
+    def checked_body(self, now: int | None = None) -> bytes:
         """The JSON body, refused here if Reflexio's 10 MiB limit would refuse it.
 
+        A turn without created_at gets `now` (default: this second) in the body: the time it
+        was published, which Reflexio keeps, not the time a queued publish is delivered.
         Both backends hold to the limit, so a publish that works on one works on the other.
 
         Raises:
             InvalidInput: the body is larger than 10 MiB.
         """
-        body = self.model_dump_json(exclude_none=True).encode()
+        stamp = int(time.time()) if now is None else now
+        turns = [
+            turn if turn.created_at is not None else turn.model_copy(update={"created_at": stamp})
+            for turn in self.interaction_data_list
+        ]
+        stamped = self.model_copy(update={"interaction_data_list": turns})
+        body = stamped.model_dump_json(exclude_none=True).encode()
         if len(body) > MAX_BODY_BYTES:
             raise InvalidInput(
                 [
@@ -574,6 +583,64 @@ def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
+class OutboxSalvage(BaseModel):
+    """What was read back from a damaged outbox file into the fresh one that replaced it."""
+
+    damage: str = Field(description="What SQLite found wrong with the file.")
+    moved_to: str = Field(description="Where the damaged file is kept (it is never deleted).")
+    at: str = Field(description="When it was replaced, ISO 8601 UTC.")
+    salvaged: int = Field(description="Rows read back whole and kept in the fresh outbox.")
+    waiting: int = Field(description="Of them, publishes still to deliver (they are sent).")
+    failed: int = Field(description="Of them, publishes Reflexio had refused, kept as failed.")
+    unreadable: int = Field(description="Rows known to have been in the file but not readable.")
+    unreadable_request_ids: list[str] = Field(
+        default_factory=list[str], description="request_ids of those rows, where known (<= 20)."
+    )
+    unknown_seq_ranges: list[tuple[int, int]] = Field(
+        default_factory=list[tuple[int, int]],
+        description="Row numbers that could not be read at all: rows there, if any, are lost.",
+    )
+    detail: str = Field(description="All of it in one sentence, as the start-up log says it.")
+
+
+class Keyset(BaseModel):
+    """Where the next page of a newest-first listing starts: its turns older than the last one
+    shown, by (created_at, interaction_id), down to the oldest it held at its first page, and
+    none stored since then (ids only grow, so those have a higher id than any it held)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    last_created: int
+    last_id: int
+    floor_created: int
+    floor_id: int
+    max_id: int
+
+    @classmethod
+    def of(cls, listing: list[Interaction], shown: Interaction) -> Keyset:
+        """The keyset after `shown`, in `listing` as its first page found it (newest first)."""
+        return cls(
+            last_created=shown.created_at,
+            last_id=shown.interaction_id,
+            floor_created=listing[-1].created_at,
+            floor_id=listing[-1].interaction_id,
+            max_id=max(i.interaction_id for i in listing),
+        )
+
+    def past(self, shown: Interaction) -> Keyset:
+        """This keyset once `shown` (one of its turns) has been shown too."""
+        return self.model_copy(
+            update={"last_created": shown.created_at, "last_id": shown.interaction_id}
+        )
+
+    def holds(self, interaction: Interaction) -> bool:
+        key = (interaction.created_at, interaction.interaction_id)
+        return (self.floor_created, self.floor_id) <= key < (
+            self.last_created,
+            self.last_id,
+        ) and interaction.interaction_id <= self.max_id
+
+
 class OutboxStatus(BaseModel):
     """The outbox in front of Reflexio."""
 
@@ -591,6 +658,11 @@ class OutboxStatus(BaseModel):
         "queued until a probe finds it back."
     )
     damaged_files_moved_aside: int = 0
+    salvage: OutboxSalvage | None = Field(
+        default=None,
+        description="Set when this process found the outbox damaged: what was read back from "
+        "it into a fresh one, and what could not be.",
+    )
     waiting_for_other_urls: dict[str, int] = Field(default_factory=dict[str, int])
 
 

@@ -17,27 +17,41 @@ lease ran out is free again. Reflexio stores a request_id once, so a row sent ag
 unconfirmed attempt is answered "already exists" and counts as delivered.
 
 The queue is bounded in rows and bytes (queued and failed rows count: both hold what a user
-sent); a damaged file is moved aside, counted and reported, and a fresh one started.
+sent). A damaged file (SQLite's error, or integrity_check at open) is salvaged: every row that can
+still be read whole is copied into a fresh file (outbox_salvage), which then takes its place;
+the damaged file is kept beside it (`.damaged-<time>`), and what was and was not read back is
+logged and reported (`salvage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sqlite3
 import time
 import uuid
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import anyio
+
 from reflexio_mcp import defaults
-from reflexio_mcp.errors import OutboxFull, StoreCorrupt, StoreError
-from reflexio_mcp.models import PublishRequest
-from reflexio_mcp.sqlite_file import BUSY_TIMEOUT_SECONDS, SqliteFile
+from reflexio_mcp.errors import OutboxFull, StoreCorrupt, StoreError, StoreReadOnly
+from reflexio_mcp.models import OutboxSalvage, PublishRequest, iso_time
+from reflexio_mcp.outbox_salvage import COLUMNS, Readable, read_damaged
+from reflexio_mcp.sqlite_file import (
+    BUSY_TIMEOUT_SECONDS,
+    SqliteFile,
+    check_intact,
+    damage,
+    store_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +217,8 @@ class Outbox:
         self.owner = owner or owner_token()
         self._busy_seconds = busy_seconds
         self._file = self._new_file()
+        self.salvage: OutboxSalvage | None = None
+        """What the last replacement of a damaged file read back from it (this process)."""
 
     def __repr__(self) -> str:
         return f"Outbox(path={str(self.path)!r}, target={self.target!r})"
@@ -220,18 +236,7 @@ class Outbox:
         try:
             await self._file.__aenter__()
         except StoreCorrupt as err:
-            aside = self.move_aside()
-            logger.error(  # noqa: TRY400  the message is the whole story
-                "%s was damaged (%s): moved aside to %s and a fresh one started; %d damaged "
-                "outbox file(s) are in %s",
-                self.path,
-                err.__cause__ or err,
-                aside,
-                len(self.moved_aside()),
-                self.path.parent,
-            )
-            self._file = self._new_file()
-            await self._file.__aenter__()
+            await self._salvage_damaged(str(err.__cause__ or err))
         return self
 
     async def __aexit__(
@@ -242,22 +247,144 @@ class Outbox:
     ) -> None:
         await self._file.__aexit__(exc_type, exc, tb)
 
-    async def replace_damaged(self) -> Path:
-        """Close the damaged file, move it aside and start a fresh one; return where it went."""
+    async def replace_damaged(self, reason: str) -> OutboxSalvage | None:
+        """Close the damaged file, salvage it into a fresh one and open that; what was read."""
         await self._file.__aexit__(None, None, None)
-        aside = self.move_aside()
+        return await self._salvage_damaged(reason)
+
+    async def _salvage_damaged(self, reason: str) -> OutboxSalvage | None:
+        salvage = await anyio.to_thread.run_sync(self._salvage_once, reason)
+        if salvage is not None:
+            logger.error("%s", salvage.detail)
+            self.salvage = salvage
         self._file = self._new_file()
         await self._file.__aenter__()
-        return aside
+        return salvage
 
-    def move_aside(self) -> Path:
-        """Rename the file (and its -wal and -shm) out of the way; return the new name."""
+    def _salvage_once(self, reason: str) -> OutboxSalvage | None:
+        """Salvage, unless another process sharing the folder did it first (None): processes
+        salvage one at a time, and each looks again once its turn comes."""
+        with _exclusive(self.path.parent):
+            if self._intact():
+                return None
+            return self._salvage_into_fresh(reason)
+
+    def _intact(self) -> bool:
+        try:
+            db = sqlite3.connect(self.path, timeout=self._busy_seconds)
+        except sqlite3.Error:
+            return False
+        try:
+            check_intact(db, thorough=True)
+        except (sqlite3.Error, UnicodeDecodeError):
+            return False
+        finally:
+            db.close()
+        return True
+
+    def _salvage_into_fresh(self, reason: str) -> OutboxSalvage:
+        """Copy every whole row of the damaged file into a new file, then keep the damaged
+        one under a `.damaged-` name and put the new one in its place. Until that swap the
+        damaged file stays where it is, so a crash half-way salvages again at the next open.
+
+        Raises:
+            StoreReadOnly: the new file cannot be written or the files cannot be renamed.
+        """
+        readable = self._read_damaged()
+        fresh = self.path.with_name(f"{self.path.name}.salvaging-{uuid.uuid4().hex[:8]}")
+        try:
+            os.close(os.open(fresh, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            kept = self._write_fresh(fresh, readable)
+            aside = self._swap_in(fresh)
+        except OSError as err:
+            raise StoreReadOnly(
+                f"{LABEL} {self.path} is damaged ({reason}) and could not be replaced "
+                f"({err.strerror or err}): make {self.path.parent} writable by this user, or "
+                "set REFLEXIO_MCP_DATA_DIR to another folder"
+            ) from None
+        except sqlite3.Error as err:
+            raise store_error(err, fresh, label="the salvaged outbox") from err
+        finally:  # a copy left by a failed salvage; the damaged file itself was not touched
+            with contextlib.suppress(OSError):
+                fresh.unlink(missing_ok=True)
+        return _report(self.path, reason, aside, kept, readable)
+
+    def _read_damaged(self) -> Readable:
+        try:
+            db = sqlite3.connect(self.path, timeout=self._busy_seconds, isolation_level=None)
+        except sqlite3.Error:
+            return Readable()
+        try:
+            db.execute("PRAGMA query_only = ON")
+            # Reads a file shorter than its header says (truncated), as SQLite's own recovery.
+            db.execute("PRAGMA writable_schema = ON")
+            return read_damaged(db)
+        except (sqlite3.Error, UnicodeDecodeError):
+            return Readable()  # not even its header can be read
+        finally:
+            db.close()
+
+    def _write_fresh(self, fresh: Path, readable: Readable) -> list[dict[str, Any]]:
+        """The new outbox file with the readable rows (claims dropped); the rows it took."""
+        kept: list[dict[str, Any]] = []
+        db = sqlite3.connect(fresh, isolation_level=None)
+        try:
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("BEGIN IMMEDIATE")
+            _create_schema(db)
+            insert = (
+                f"INSERT INTO outbox ({', '.join(COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(COLUMNS))})"
+            )
+            for row in readable.rows:
+                values = {**row, "owner": None, "lease_until": None}
+                try:
+                    db.execute(insert, [values[name] for name in COLUMNS])
+                except sqlite3.IntegrityError:  # damage made two rows of one request_id
+                    readable.unreadable_seqs.add(row["seq"])
+                    readable.unreadable_request_ids.add(row["request_id"])
+                    continue
+                kept.append(row)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        return kept
+
+    def _swap_in(self, fresh: Path) -> Path:
+        """Keep the damaged file (and its -wal and -shm) as `.damaged-<time>` and put `fresh`
+        in its place; the new name. A hard link keeps a file at the path throughout."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
-        for suffix in ("", "-wal", "-shm"):
+        linked = True
+        try:
+            os.link(self.path, aside)
+        except FileNotFoundError:
+            pass  # nothing at the path (another process replaced it): nothing to keep
+        except OSError:  # no hard links on this file system
+            self.path.rename(aside)
+            linked = False
+        moved: list[tuple[Path, Path]] = []
+        for suffix in ("-wal", "-shm"):  # they belong to the damaged file, never the new one
             source = self.path.with_name(self.path.name + suffix)
             if source.exists():
                 source.rename(aside.with_name(aside.name + suffix))
+                moved.append((source, aside.with_name(aside.name + suffix)))
+        try:
+            os.replace(fresh, self.path)
+        except OSError:  # put the damaged file back as it was: the next open tries again
+            for source, kept in moved:
+                kept.rename(source)
+            if linked:
+                aside.unlink(missing_ok=True)
+            elif not self.path.exists():
+                aside.rename(self.path)
+            raise
+        if os.name != "nt":
+            folder = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
         return aside
 
     def moved_aside(self) -> list[Path]:
@@ -269,14 +396,14 @@ class Outbox:
         )
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        (check,) = db.execute("PRAGMA quick_check").fetchone()
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {check}")
+        check_intact(db, thorough=True)  # the outbox is small: its indexes are checked too
         (version,) = db.execute("PRAGMA user_version").fetchone()
         if version == 0:
-            for statement in SCHEMA:
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _create_schema(db)
+        elif version == SCHEMA_VERSION:
+            columns = tuple(name for _, name, *_ in db.execute("PRAGMA table_info(outbox)"))
+            if columns != COLUMNS:
+                raise damage(f"its outbox table has the columns {columns}, not {COLUMNS}")
         elif version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} was written by a newer reflexio-mcp (outbox schema {version}); "
@@ -627,6 +754,72 @@ class Outbox:
             return [dict(zip(names, row, strict=True)) for row in cursor]
 
         return await self._file.read(everything)
+
+
+@contextlib.contextmanager
+def _exclusive(folder: Path) -> Generator[None]:
+    """Hold an exclusive advisory lock on `folder` (flock, which POSIX systems allow on a
+    folder too: no lock file is left behind)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: rely on the rename being refused while the file is open
+        yield
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA:
+        db.execute(statement)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _report(
+    path: Path, reason: str, aside: Path, kept: list[dict[str, Any]], readable: Readable
+) -> OutboxSalvage:
+    waiting = sum(row["state"] == "queued" for row in kept)
+    failed = sum(row["state"] == "failed" for row in kept)
+    lost = len(readable.unreadable_seqs)
+    names = sorted(readable.unreadable_request_ids)[:20]
+    ranges = readable.unknown_ranges
+    if kept:
+        got = (
+            f"{len(kept)} row(s) were read back whole into a fresh outbox: {waiting} waiting "
+            f"publish(es), delivered in the background, {failed} failed"
+        )
+    else:
+        got = "nothing in it could be read back: a fresh, empty outbox was started"
+    if not (kept or lost or ranges):
+        ranges = readable.unknown_ranges = [(1, 2**63 - 1)]  # not even how many rows it held
+    missed = f"{lost} row(s) known to be in it could not be read" if lost else ""
+    if names:
+        missed += f" (request_id {', '.join(names)}{', ...' if lost > len(names) else ''})"
+    if ranges:
+        spans = ", ".join(_span(low, high) for low, high in ranges[:5])
+        missed += (
+            f"{'; ' if missed else ''}rows numbered {spans}{', ...' if len(ranges) > 5 else ''}"
+            ", if any, could not be read"
+        )
+    detail = (
+        f"{LABEL} {path} was damaged ({reason}); {got}; "
+        f"{missed or 'every row it held was read back'}. The damaged file is kept as {aside}"
+    )
+    return OutboxSalvage(
+        damage=reason, moved_to=str(aside), at=iso_time(int(time.time())), salvaged=len(kept),
+        waiting=waiting, failed=failed, unreadable=lost, unreadable_request_ids=names,
+        unknown_seq_ranges=ranges, detail=detail,
+    )  # fmt: skip
+
+
+def _span(low: int, high: int) -> str:
+    if low == high:
+        return str(low)
+    return f"{low} and above" if high >= 2**63 - 1 else f"{low}-{high}"
 
 
 def _ahead(db: sqlite3.Connection, target: str, seq: int) -> int:

@@ -35,6 +35,8 @@ async def outbox_command(settings: Settings, action: Action) -> int:
     outbox = Outbox(settings.data_folder, display_url(settings.reflexio_url))
     try:
         async with outbox:
+            if outbox.salvage is not None:
+                _say(outbox.salvage.detail)
             stats = await outbox.stats()
             failed = await outbox.failed_rows()
             line = f"{outbox.path}, for Reflexio at {outbox.target}: {stats.waiting} waiting"
@@ -43,6 +45,8 @@ async def outbox_command(settings: Settings, action: Action) -> int:
             _say(f"{line}, {len(failed)} failed")
             for url, count in stats.other_targets.items():
                 _say(f"{count} waiting for another Reflexio, {url}: start reflexio-mcp with it")
+            if damaged := outbox.moved_aside():
+                _say(f"{len(damaged)} damaged outbox file(s) kept beside it, newest {damaged[-1]}")
             for entry in failed:
                 when = iso_time(int(entry.done_at or entry.queued_at))
                 _say(

@@ -8,7 +8,8 @@ an honest delete, and the meaning of a request_id published twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar, Unpack
 
@@ -21,9 +22,11 @@ from reflexio_mcp.backend import StoredListener, already_stored
 from reflexio_mcp.errors import NotReflexio, ReflexioError, Rejected, not_found
 from reflexio_mcp.models import (
     MAX_RESULTS,
+    MAX_TIMESTAMP,
     BackendStatus,
     GetRequest,
     Interaction,
+    Keyset,
     KnownIds,
     Published,
     PublishRequest,
@@ -128,6 +131,32 @@ def _within(interaction: Interaction, window: SearchRequest) -> bool:
     return (start is None or interaction.created_at >= start.timestamp()) and (
         end is None or interaction.created_at <= end.timestamp()
     )
+
+
+async def _newest_exactly(
+    newest: Callable[[int], Awaitable[list[Interaction]]], want: int, after: Keyset | None
+) -> list[Interaction]:
+    """The newest `want` interactions by (created_at, id) that `after` holds (all without it),
+    from `newest(n)`: Reflexio's newest n by created_at alone, which cuts the turns of the
+    oldest second it returns anywhere (it keeps their older ids). Only the turns newer than
+    that second are certain, so it asks for more until enough are, or there are no more."""
+    count = want + 1  # one more tells, most often, that the oldest second was not cut
+    while True:
+        found = await newest(count)
+        held = newest_first([i for i in found if after is None or after.holds(i)])
+        if len(found) < count or count >= ALL:
+            return held[:want]
+        oldest = min(i.created_at for i in found)
+        certain = [i for i in held if i.created_at > oldest]
+        # Past the keyset's floor, every turn it holds is in (and newer than the oldest second).
+        if len(certain) >= want or (after is not None and oldest < after.floor_created):
+            return certain[:want]
+        count = next(w for w in NEWEST_WINDOWS if w > count)
+
+
+def _moment(seconds: int) -> datetime | None:
+    """Unix seconds as a time bound Reflexio takes; None (no bound) outside what it stores."""
+    return datetime.fromtimestamp(seconds, UTC) if 0 < seconds <= MAX_TIMESTAMP else None
 
 
 class NewestBody(BaseModel):
@@ -256,10 +285,28 @@ class ReflexioClient:
             "outbox or is stored in Reflexio (its turns may all have been deleted)",
         )
 
-    async def get_interactions(self, request: GetRequest) -> list[Interaction]:
-        return newest_first(await self._interactions("/api/get_interactions", request))
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
+        if after is not None:  # Reflexio's own window narrows the answer to the keyset's seconds
+            window = {
+                "start_time": _moment(after.floor_created),
+                # one second more when they are equal: Reflexio wants the end after the start
+                "end_time": _moment(max(after.last_created, after.floor_created + 1)),
+            }
+            request = request.model_copy(update=window)
 
-    async def search_interactions(self, request: SearchRequest) -> list[Interaction]:
+        async def newest(count: int) -> list[Interaction]:
+            body = request.model_copy(update={"top_k": count})
+            return await self._interactions("/api/get_interactions", body)
+
+        return await _newest_exactly(newest, request.top_k, after)
+
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        if among is not None:
+            return await self._found_again(request, among)
         if request.start_time is None and request.end_time is None:
             return await self._search(request)
         # Reflexio 0.2.32's search compares its text timestamps with numbers, so it filters
@@ -277,6 +324,20 @@ class ReflexioClient:
             found = newest_first(found)  # Reflexio returns these oldest first
         # Reflexio's SQLite store ignores top_k (it caps at most_recent_k or 10).
         return found[: request.top_k] if request.top_k else found
+
+    async def _found_again(self, request: SearchRequest, among: Sequence[int]) -> list[Interaction]:
+        """The interactions of `among` (found by `request` before) still stored: looked for in
+        the search's growing best matches, until all are found or there are no more matches
+        (new, better matches may have pushed them down; a deleted one is never found)."""
+        wanted = set(among)
+        anytime = request.model_copy(update={"start_time": None, "end_time": None, "top_k": None})
+        found: list[Interaction] = []
+        for window in NEWEST_WINDOWS:
+            matches = await self._search(anytime.model_copy(update={"most_recent_k": window}))
+            found = [i for i in matches if i.interaction_id in wanted]
+            if len(found) == len(wanted) or len(matches) < window:
+                break
+        return found
 
     async def _matches_within(self, request: SearchRequest) -> list[Interaction]:
         """The best matches inside the window; when too few of Reflexio's best fall inside it,
@@ -317,11 +378,16 @@ class ReflexioClient:
         body = NewestBody(user_id=user_id, most_recent_k=count, request_id=request_id)
         return newest_first(await self._interactions("/api/search_interactions", body))
 
-    async def get_all_interactions(self, limit: int) -> list[Interaction]:
-        response, _ = await self._http.send(
-            "GET", "/api/get_all_interactions", params={"limit": limit}
-        )
-        return newest_first(await self._checked_interactions(response))
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        async def newest(count: int) -> list[Interaction]:
+            response, _ = await self._http.send(
+                "GET", "/api/get_all_interactions", params={"limit": count}
+            )
+            return await self._checked_interactions(response)
+
+        return await _newest_exactly(newest, limit, after)
 
     async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
         # Reflexio has no lookup by id; its newest-first listing is a bounded SQL query, so

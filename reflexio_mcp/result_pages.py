@@ -3,13 +3,23 @@ cursor that fetches the next page.
 
 Sizes are measured on the text the model reads: the SDK writes a tool's result as JSON
 indented by 2, each interaction two levels down. A cursor is the request that produced the
-listing plus where the last page ended: the next page runs the request again and keeps what
-comes after that point, by (time, id) for newest-first listings and by the last id shown for
-ranked search, leaving out turns stored since the first page (a higher id) so that no turn is
-shown twice or skipped when turns are published or deleted between pages. Cursors are opaque
-to callers (compressed JSON in base64), and never trusted for more than a call's own arguments
-would be: the request in one is validated like them, and the user it names is checked like a
-`user_id` argument.
+listing plus where its last page ended, so that the next page continues exactly there: no turn
+shown twice, none skipped, whatever is published or deleted between pages, and next_cursor
+null only once the listing (as it was at its first page, less what was deleted) is all shown.
+
+- Newest-first listings (get_interactions, get_all_interactions) keep a keyset (models.Keyset):
+  the last turn shown by (created_at, id), the listing's oldest at its first page, and its
+  highest id. The backend answers exactly the turns between the two that are not newer than
+  that id, so turns stored since (even with past times, as an import has) take no slot.
+- A search keeps the ids of the turns it has not shown yet, in the order its first page ranked
+  them, and the backend looks those up again. A position in the ranking cannot work: the rank of
+  a full-text match (bm25) depends on every stored turn, so publishing or deleting between
+  pages reorders, and re-ranks in or out, turns that were never shown. The ids cost the cursor
+  a few characters a turn (at most MAX_RESULTS of them); they are reserved from the budget.
+
+Cursors are opaque to callers (compressed JSON in base64), and never trusted for more than a
+call's own arguments would be: the request in one is validated like them, the user it names is
+checked like a `user_id` argument, and the turns it leads to are read as that user's.
 """
 
 from __future__ import annotations
@@ -21,10 +31,10 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, cast
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reflexio_mcp.errors import InvalidInput
-from reflexio_mcp.models import Interaction, StoredToolUse
+from reflexio_mcp.models import MAX_RESULTS, Interaction, Keyset, StoredToolUse
 
 COMPRESSED = "z"
 """Cursors are zlib-compressed JSON (a long query repeats itself), marked by this prefix."""
@@ -45,7 +55,6 @@ TOO_LARGE = (
     "[cut: this turn is too large to show within the result size budget; "
     "raise REFLEXIO_MCP_MAX_RESULT_CHARS to read it]"
 )
-RECENT_IDS = 20
 CUT_FIELDS = (
     "content",
     "expert_content",
@@ -55,35 +64,15 @@ CUT_FIELDS = (
 )
 
 
-class Position(BaseModel):
-    """Where a listing's last page ended."""
+class Unshown(BaseModel):
+    """Where a search's last page ended: the ids of the turns it has not shown, in rank order."""
 
-    shown: int = Field(ge=0, description="Interactions shown so far.")
-    total: int = Field(ge=0, description="Interactions in the listing at its first page.")
-    last_created: int
-    last_id: int
-    max_id: int = Field(description="The highest id at the first page: later turns are left out.")
-    recent_ids: list[int] = Field(
-        default_factory=list[int],
-        max_length=RECENT_IDS,
-        description="The last ids shown, newest last (ranked search resumes after the last one "
-        "still there, so a shown turn deleted between pages moves nothing).",
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    def rest(self, found: list[Interaction], *, ranked: bool) -> list[Interaction]:
-        """What comes after this position in the listing the request gives now."""
-        known = [i for i in found if i.interaction_id <= self.max_id]
-        if ranked:
-            ids = [i.interaction_id for i in known]
-            recent = self.recent_ids or [self.last_id]
-            still = [i for i in recent if i in ids]
-            # If every recent one is gone, the shown ones left are those before them.
-            after = ids.index(still[-1]) + 1 if still else max(self.shown - len(recent), 0)
-            rest = known[after:]
-        else:
-            last = (self.last_created, self.last_id)
-            rest = [i for i in known if (i.created_at, i.interaction_id) < last]
-        return rest[: max(self.total - self.shown, 0)]
+    ids: list[int] = Field(max_length=MAX_RESULTS)
+
+
+Position = Keyset | Unshown
 
 
 @dataclass(frozen=True)
@@ -194,30 +183,45 @@ def make_cursor(tool: str, request: BaseModel, position: Position) -> str:
     return COMPRESSED + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
 
 
-def cursor_chars(tool: str, request: BaseModel, total: int) -> int:
-    """How long a cursor of this listing can be (with room for its numbers to grow)."""
-    widest = Position(shown=total, total=total, last_created=-(10**12), last_id=2**63, max_id=2**63)
-    return len(make_cursor(tool, request, widest)) + len('"next_cursor": ""')
+CURSOR_SLACK = 32
+"""Compressed, the ids of fewer turns can come out a little longer than those of more."""
+WIDEST = Keyset(
+    last_created=-(2**63), last_id=-(2**63), floor_created=-(2**63), floor_id=-(2**63),
+    max_id=-(2**63),
+)  # fmt: skip
 
 
-def first_position(found: list[Interaction]) -> Position:
-    """The position before the first page of the listing `found`."""
-    max_id = max((i.interaction_id for i in found), default=0)
-    return Position(shown=0, total=len(found), last_created=0, last_id=0, max_id=max_id)
+def cursor_chars(tool: str, request: BaseModel, candidates: list[Interaction]) -> int:
+    """How long the cursor to what is left of `candidates`, after a page of them, can be."""
+    if ranked(tool):
+        widest: Position = Unshown(ids=[i.interaction_id for i in candidates[1:]])
+    else:
+        widest = WIDEST
+    return len(make_cursor(tool, request, widest)) + CURSOR_SLACK + len('"next_cursor": ""')
 
 
-def after(page: Page, position: Position) -> Position:
-    """The position once `page` has been shown from `position`."""
+def ranked(tool: str) -> bool:
+    """Whether the tool's listings are in rank order (else newest first)."""
+    return tool == "search_interactions"
+
+
+def in_order(found: list[Interaction], position: Unshown) -> list[Interaction]:
+    """The turns of `found` that `position` has not shown, in its order."""
+    by_id = {i.interaction_id: i for i in found}
+    return [by_id[i] for i in position.ids if i in by_id]
+
+
+def after(
+    tool: str, page: Page, candidates: list[Interaction], position: Position | None
+) -> Position:
+    """The position once `page`, the first of `candidates`, has been shown from `position`
+    (None at the listing's first page, whose candidates are the whole listing)."""
+    if ranked(tool):
+        return Unshown(ids=[i.interaction_id for i in candidates[len(page.interactions) :]])
     last = page.interactions[-1]
-    shown_ids = [*position.recent_ids, *(i.interaction_id for i in page.interactions)]
-    return position.model_copy(
-        update={
-            "shown": position.shown + len(page.interactions),
-            "last_created": last.created_at,
-            "last_id": last.interaction_id,
-            "recent_ids": shown_ids[-RECENT_IDS:],
-        }
-    )
+    if isinstance(position, Keyset):
+        return position.past(last)
+    return Keyset.of(candidates, last)
 
 
 def read_cursor(cursor: str, tool: str) -> tuple[dict[str, Any], Position]:
@@ -245,8 +249,9 @@ def read_cursor(cursor: str, tool: str) -> tuple[dict[str, Any], Position]:
     request = fields.get("request")
     if fields.get("tool") != tool or not isinstance(request, dict):
         raise InvalidInput([problem])
+    kind = Unshown if ranked(tool) else Keyset
     try:
-        position = Position.model_validate(fields.get("position"), strict=True)
+        position = kind.model_validate(fields.get("position"), strict=True)
     except ValidationError:
         raise InvalidInput([problem]) from None
     return cast(dict[str, Any], request), position

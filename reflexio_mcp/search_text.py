@@ -82,10 +82,16 @@ def cjk_grams(*texts: str) -> str:
 
 def cjk_match(query: str) -> str:
     """FTS5 syntax matching any CJK run of the query as a substring; '' when it has none."""
-    phrases: list[str] = []
+    return " OR ".join(f'"{phrase}"' + ("*" if star else "") for phrase, star in cjk_phrases(query))
+
+
+def cjk_phrases(query: str) -> list[tuple[str, bool]]:
+    """Each CJK run of the query as the phrase of its pairs, and whether it is matched as a
+    prefix (a run of one character: it may start a pair)."""
+    phrases: list[tuple[str, bool]] = []
     for run in dict.fromkeys(CJK_RUN.findall(query)):
         if len(run) == 1:
-            phrases.append(f'"{run}"*')
+            phrases.append((run, True))
         else:
-            phrases.append('"' + " ".join(run[i : i + 2] for i in range(len(run) - 1)) + '"')
-    return " OR ".join(phrases[:MAX_QUERY_TERMS])
+            phrases.append((" ".join(run[i : i + 2] for i in range(len(run) - 1)), False))
+    return phrases[:MAX_QUERY_TERMS]

@@ -6,6 +6,8 @@
   another and beside a write, and several processes can share the file.
 - Every read has a time limit (SQLite's progress handler interrupts it), so one pathological
   query cannot hold a connection for minutes.
+- One tenant (a user) has at most half the readers at once, so one user's heavy reads leave
+  room for everyone else's.
 - Every sqlite3 failure becomes a StoreError whose message names the file and the fix.
 """
 
@@ -15,7 +17,8 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, TypeVar
@@ -72,6 +75,7 @@ class SqliteFile:
         self._idle_readers: list[_Reader] = []
         self._one_writer = anyio.CapacityLimiter(1)
         self._readers = anyio.CapacityLimiter(readers)
+        self._tenants = _TenantLimits(max(1, readers // 2))
 
     async def __aenter__(self) -> Self:
         self._writer = await anyio.to_thread.run_sync(self._open_writer)
@@ -104,11 +108,15 @@ class SqliteFile:
 
         return await anyio.to_thread.run_sync(transaction, limiter=self._one_writer)
 
-    async def read(self, work: Work[_T]) -> _T:
-        """Run `work` on a read-only connection, interrupted past the read time limit."""
+    async def read(self, work: Work[_T], *, tenant: str | None = None) -> _T:
+        """Run `work` on a read-only connection, interrupted past the read time limit.
+
+        `tenant`: whom the read is for; reads of one tenant beyond its share of the readers
+        wait for its own earlier ones, not for everyone's.
+        """
         if self._writer is None:
             raise self._closed()
-        async with self._readers:
+        async with self._tenants.slot(tenant), self._readers:
             reader = self._idle_readers.pop() if self._idle_readers else None
 
             def run() -> _T:
@@ -171,6 +179,31 @@ class SqliteFile:
 
     def _errors(self) -> _StoreErrors:
         return _StoreErrors(self.path, self._read_seconds, self._busy_seconds, self.label)
+
+
+class _TenantLimits:
+    """A limit on the reads one tenant runs at once; a tenant's limiter lives while in use."""
+
+    def __init__(self, each: int) -> None:
+        self._each = each
+        self._limiters: dict[str, tuple[anyio.CapacityLimiter, int]] = {}
+
+    @asynccontextmanager
+    async def slot(self, tenant: str | None) -> AsyncGenerator[None]:
+        if tenant is None:
+            yield
+            return
+        limiter, users = self._limiters.get(tenant) or (anyio.CapacityLimiter(self._each), 0)
+        self._limiters[tenant] = (limiter, users + 1)
+        try:
+            async with limiter:
+                yield
+        finally:
+            limiter, users = self._limiters[tenant]
+            if users == 1:
+                del self._limiters[tenant]
+            else:
+                self._limiters[tenant] = (limiter, users - 1)
 
 
 class _Reader:
@@ -238,13 +271,36 @@ class _StoreErrors:
         if isinstance(exc, UnicodeDecodeError):
             # SQLite's message about a damaged schema quoted its bytes, which were not UTF-8:
             # Python fails decoding the message itself.
-            damaged = sqlite3.DatabaseError(f"malformed database schema ({exc.reason})")
-            damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # pyright: ignore[reportAttributeAccessIssue]
+            damaged = damage(f"malformed database schema ({exc.reason})")
             raise store_error(
                 damaged, self._path, self._read_seconds, self._busy_seconds, self._label
             ) from exc
         if isinstance(exc, OverflowError):  # a value SQLite cannot hold slipped past validation
             raise StoreError(f"{self._label} cannot hold a value of this call: {exc}") from exc
+
+
+def damage(what: str) -> sqlite3.DatabaseError:
+    """A sqlite3 error saying the file is damaged (SQLITE_CORRUPT), for damage found by a check
+    rather than by SQLite itself: it becomes StoreCorrupt like SQLite's own."""
+    damaged = sqlite3.DatabaseError(what)
+    damaged.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # pyright: ignore[reportAttributeAccessIssue]
+    return damaged
+
+
+def check_intact(db: sqlite3.Connection, *, thorough: bool = False) -> None:
+    """Raise the damage error when SQLite's quick_check finds a damaged page (an index page
+    overwritten leaves every row readable, yet the file must be treated as damaged).
+    `thorough`: integrity_check, which also finds an index that disagrees with its table
+    (quick_check does not, and queries through such an index skip rows or fail later)."""
+    check = "integrity_check" if thorough else "quick_check"
+    try:
+        findings = [line for (line,) in db.execute(f"PRAGMA {check}")]
+    except sqlite3.DatabaseError as err:  # the check itself met a page it cannot read
+        if _primary_code(err) not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise
+        raise damage(f"{check}: {err}") from err
+    if findings != ["ok"]:
+        raise damage(f"{check}: " + " ".join(" ".join(findings).split())[:500])
 
 
 def store_error(

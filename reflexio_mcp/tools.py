@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver.tools import Tool
@@ -22,11 +21,11 @@ from reflexio_mcp.deletion import delete_interaction
 from reflexio_mcp.errors import InvalidInput
 from reflexio_mcp.models import (
     MAX_QUERY_CHARS,
-    MAX_TIMESTAMP,
     GetRequest,
     Identifier,
     IdentifierOrNew,
     Interaction,
+    Keyset,
     PublishStatus,
     ResultCount,
     SearchMode,
@@ -35,11 +34,12 @@ from reflexio_mcp.models import (
 from reflexio_mcp.publishing import item_schema, publish_batch, publish_interaction
 from reflexio_mcp.result_pages import (
     Position,
+    Unshown,
     after,
     cursor_chars,
     cursor_problem,
-    first_position,
     fit_page,
+    in_order,
     make_cursor,
     read_cursor,
 )
@@ -191,7 +191,8 @@ async def search_interactions(
                 note="the query has no words to search for (only punctuation, symbols or "
                 "emoji), so nothing matches; search with words",
             )
-        found = await state.backend.search_interactions(request)
+        among = position.ids if isinstance(position, Unshown) else None
+        found = await state.backend.search_interactions(request, among)
     return _paged(state, "search_interactions", request, found, position, note)
 
 
@@ -218,11 +219,7 @@ async def get_interactions(
             request = GetRequest(
                 user_id=state.user(user_id), top_k=top_k, start_time=start_time, end_time=end_time
             )
-        found = await state.backend.get_interactions(request)
-    if not cursor and found and request.end_time is None:
-        # Later pages list up to the newest turn of this one, whatever is published meanwhile.
-        newest = min(max(found[0].created_at, 0), MAX_TIMESTAMP)
-        request = request.model_copy(update={"end_time": datetime.fromtimestamp(newest, UTC)})
+        found = await state.backend.get_interactions(request, _keyset(position))
     return _paged(state, "get_interactions", request, found, position)
 
 
@@ -244,7 +241,7 @@ async def get_all_interactions(
             request, position = _continued(cursor, "get_all_interactions", AllRequest, "")
         else:
             request = AllRequest(top_k=top_k)
-        found = await state.backend.get_all_interactions(request.top_k)
+        found = await state.backend.get_all_interactions(request.top_k, _keyset(position))
     return _paged(state, "get_all_interactions", request, found, position, user_id=None)
 
 
@@ -274,6 +271,10 @@ def _continued(
     return request, position
 
 
+def _keyset(position: Position | None) -> Keyset | None:
+    return position if isinstance(position, Keyset) else None
+
+
 def _paged(
     state: AppState,
     tool: str,
@@ -284,21 +285,22 @@ def _paged(
     *,
     user_id: str | None = "",
 ) -> InteractionList:
-    """The page of `found` after `position` (from the start without one) that fits the
-    budget, with the cursor to the rest."""
-    if position is None:
-        candidates, position = found, first_position(found)
-    else:
-        candidates = position.rest(found, ranked=tool == "search_interactions")
-    reserved = cursor_chars(tool, request, position.total)
+    """The page of what is left of the listing after `position` (from the start without one)
+    that fits the budget, with the cursor to the rest. `found` is what the backend answered
+    for that position: everything left."""
+    candidates = in_order(found, position) if isinstance(position, Unshown) else found
+    reserved = cursor_chars(tool, request, candidates)
     page = fit_page(candidates, state.max_result_chars, reserved=reserved)
     notes = [text for text in (note, page.note()) if text]
+    next_cursor = None
+    if page.more:
+        next_cursor = make_cursor(tool, request, after(tool, page, candidates, position))
     return InteractionList(
         user_id=getattr(request, "user_id", None) if user_id is not None else None,
         count=len(page.interactions),
         interactions=page.interactions,
         truncated=page.more > 0,
-        next_cursor=make_cursor(tool, request, after(page, position)) if page.more else None,
+        next_cursor=next_cursor,
         note="; ".join(notes) or None,
     )
 

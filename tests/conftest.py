@@ -16,6 +16,14 @@ def reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 
 
 @pytest.fixture(scope="session")
+def lone_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A Reflexio server that only tests listing every user's turns (get_all_interactions)
+    write to, so that no other test's turns take the newest places."""
+    with required_reflexio_server(tmp_path_factory.mktemp("lone-reflexio")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A Reflexio server that demands `Authorization: Bearer SERVER_KEY`."""
     workdir = tmp_path_factory.mktemp("keyed")

@@ -69,7 +69,7 @@ def test_an_existing_store_is_checked_intact_with_its_count(tmp_path: Path) -> N
     code, report = checks(tmp_path)
     assert code == 0, report
     assert report["ok"] is True
-    assert "intact, schema 2, 0 interaction(s)" in by_name(report, "embedded store")["detail"]
+    assert "intact, schema 3, 0 interaction(s)" in by_name(report, "embedded store")["detail"]
 
 
 def test_a_damaged_store_fails_naming_the_file_and_the_fix(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 
-from reflexio_mcp.embedded_store import SCHEMA, SCHEMA_VERSION, EmbeddedStore
+from reflexio_mcp.embedded_store import SCHEMA_VERSION, EmbeddedStore
 from reflexio_mcp.errors import (
     NotFound,
     ReflexioError,
@@ -31,6 +31,7 @@ from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.sqlite_file import SqliteFile, store_error
 from tests.test_stdio_reflexio import server_command
+from tests.test_store_tenants import V2_SCHEMA
 
 
 def publish(user_id: str, *contents: str, request_id: str | None = None) -> PublishRequest:
@@ -406,7 +407,7 @@ async def test_rows_other_writers_left_stay_readable_and_deletable(tmp_path: Pat
 
 async def test_a_version_1_store_gains_cjk_search_when_opened(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "interactions.sqlite3", isolation_level=None)
-    for statement in SCHEMA:
+    for statement in V2_SCHEMA:
         if "interactions_cjk" not in statement:
             db.execute(statement)
     db.execute("INSERT INTO schema_version VALUES (1)")
@@ -473,10 +474,8 @@ async def test_a_schema_damaged_into_bytes_that_are_not_utf8_is_reported_damaged
         pass
     path = tmp_path / "interactions.sqlite3"
     data = path.read_bytes()
-    # The A of AFTER in the trigger's SQL, as sqlite_master keeps it.
-    path.write_bytes(
-        data.replace(b"interactions_fts_insert AFTER", b"interactions_fts_insert \x80FTER")
-    )
+    # The O of ON in an index's SQL, as sqlite_master keeps it.
+    path.write_bytes(data.replace(b"interactions_by_time ON", b"interactions_by_time \x80N"))
     with pytest.raises(StoreCorrupt, match="is damaged or not a SQLite database"):
         async with EmbeddedStore(tmp_path):
             pass

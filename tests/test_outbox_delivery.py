@@ -10,11 +10,13 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +256,81 @@ async def test_two_bridges_sharing_one_outbox_never_send_a_row_twice(
         ]
         assert sorted(delivered) == sorted({**first.sent, **second.sent})  # each sent once
         assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
+
+
+async def test_a_publish_queued_while_reflexio_is_down_keeps_its_publish_time(
+    tmp_path: Path, user_id: str
+) -> None:
+    """The turn is stored with the time the bridge acknowledged it, not the time it was
+    delivered: a time window around the publish finds it."""
+    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
+        env = environment(reflexio, tmp_path / "data")
+        async with bridge(env, tmp_path / "bridge.log") as mcp:
+            kill9(reflexio)
+            before = int(time.time())
+            await mcp.publish(user_id, f"said while Reflexio was down, {user_id}")
+            after = int(time.time())
+            assert mcp.answers["queued"] == 1
+            await anyio.sleep(3)
+            await anyio.to_thread.run_sync(restart, reflexio)
+            await mcp.drained()
+            with anyio.fail_after(DEADLINE + 5):
+                found = await mcp.client.call_tool(
+                    "get_interactions",
+                    {
+                        "user_id": user_id,
+                        "start_time": datetime.fromtimestamp(before, UTC).isoformat(),
+                        # one second past: a window must not be empty (start < end)
+                        "end_time": datetime.fromtimestamp(after + 1, UTC).isoformat(),
+                    },
+                )
+        turns = stored(reflexio, user_id)
+    assert [t["created_at"] for t in turns] == [turns[0]["created_at"]] * 2
+    assert before <= turns[0]["created_at"] <= after, (before, turns[0]["created_at"], after)
+    assert not found.is_error
+    assert found.structured_content is not None
+    assert len(found.structured_content["interactions"]) == 2, found.structured_content
+
+
+async def test_an_outbox_with_an_index_page_overwritten_delivers_all_20_once_after_a_restart(
+    tmp_path: Path, user_id: str
+) -> None:
+    """Issue 16.2: 20 publishes acknowledged `queued` while Reflexio was down, then one index
+    page of the outbox overwritten (the rows intact, its integrity check fails). The restarted
+    server salvages them into a fresh outbox, says so, and delivers each exactly once."""
+    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
+        env = environment(reflexio, tmp_path / "data")
+        log = tmp_path / "bridge.log"
+        async with bridge(env, log) as mcp:
+            kill9(reflexio)
+            for n in range(20):
+                await mcp.publish(user_id, f"kept through damage {n} of {user_id}")
+            assert mcp.answers["queued"] == 20
+        path = tmp_path / "data" / "outbox.sqlite3"
+        with sqlite3.connect(path) as db:
+            (page,) = db.execute(
+                "SELECT rootpage FROM sqlite_schema WHERE name = 'outbox_sessions'"
+            ).fetchone()
+            (size,) = db.execute("PRAGMA page_size").fetchone()
+        db.close()
+        with path.open("r+b") as file:
+            file.seek(size * (page - 1))
+            file.write(b"\xff" * size)
+        await anyio.to_thread.run_sync(restart, reflexio)
+        async with bridge(env, log) as again:
+            outbox = await again.drained()
+            with anyio.fail_after(DEADLINE + 5):
+                status = await again.client.call_tool(
+                    "get_publish_status", {"user_id": user_id, "request_id": next(iter(mcp.sent))}
+                )
+        assert_exactly_once(reflexio, user_id, mcp.sent)
+    salvage = outbox["salvage"]
+    assert (salvage["salvaged"], salvage["waiting"], salvage["unreadable"]) == (20, 20, 0)
+    assert salvage["damage"]
+    assert outbox["damaged_files_moved_aside"] == 1
+    assert outbox["failed"] == 0
+    assert status.structured_content is not None
+    assert status.structured_content["status"] == "delivered", status.structured_content
+    started = log.read_text()
+    assert "20 row(s) were read back whole into a fresh outbox: 20 waiting" in started
+    assert await anyio.Path(salvage["moved_to"]).exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -87,11 +88,29 @@ async def test_sends_user_agent_auth_and_json() -> None:
     assert request.url.params["wait_for_response"] == "true"
     body = json.loads(request.content)
     assert body["session_id"] == "s"
+    # A turn without created_at is sent with the second it was published (Issue 16.3).
+    stamped = body["interaction_data_list"][0].pop("created_at")
+    assert isinstance(stamped, int)
+    assert abs(stamped - time.time()) < 60
     assert body["interaction_data_list"] == [
         {"role": "user", "content": "hi", "expert_content": "", "user_action": "none",
          "user_action_description": "", "interacted_image_url": "", "image_encoding": "",
          "tools_used": []}
     ]  # fmt: skip
+
+
+def test_the_body_fixes_each_turns_time_when_it_is_built() -> None:
+    """A turn without created_at gets the publish's second; one with it keeps its own. The body
+    is what the outbox journals, so a publish delivered later keeps its publish time."""
+    request = publish_request(
+        interaction_data_list=[
+            InteractionData(role="user", content="now"),
+            InteractionData(role="assistant", content="then", created_at=1_600_000_000),
+        ]
+    )
+    turns = json.loads(request.checked_body(now=1_700_000_123))["interaction_data_list"]
+    assert [turn["created_at"] for turn in turns] == [1_700_000_123, 1_600_000_000]
+    assert request.interaction_data_list[0].created_at is None  # the request itself is unchanged
 
 
 async def test_no_authorization_header_without_key() -> None:

@@ -1,6 +1,7 @@
-"""Fuzzing the MCP surface of issue 9, in process on the embedded store: paged results and
-their cursors, publish_batch, secret redaction, delete confirmation, the session resource
-template and paged resources/list, completions, subscriptions and log forwarding.
+"""Fuzzing the MCP surface of issue 9, in process on the embedded store (paging also on the
+real Reflexio): paged results and their cursors, publish_batch, secret redaction, delete
+confirmation, the session resource template and paged resources/list, completions,
+subscriptions and log forwarding.
 
 The first tests are minimal reproductions of faults this fuzzing found: each fails until its
 fault is fixed. The hypothesis properties after them are the rules those faults break, and the
@@ -8,6 +9,9 @@ others the surface keeps:
 
 - following next_cursor yields exactly the listing's turns, in order, each page within the
   result size budget (plus SLACK), whatever the turns hold;
+- listings paged while turns are published (past, newer, better-matching, another user's) and
+  deleted between their pages (a state machine, on both backends) show each turn they held at
+  their first page once, in order, unless it was deleted first, and nothing else;
 - a cursor the tool did not give is refused in words naming `cursor`; a pinned caller's cursor
   never lists another user's turns;
 - publish_batch answers any items one by one, and its good items are stored once, however
@@ -48,6 +52,13 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, assume, given, note
 from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from hypothesis.strategies import SearchStrategy
 from mcp import Client, MCPDeprecationWarning
 from mcp.client import ClientRequestContext
@@ -75,14 +86,16 @@ from reflexio_mcp.models import (
     GetRequest,
     Identifier,
     InteractionData,
+    Keyset,
     PublishRequest,
     UserId,
 )
 from reflexio_mcp.resources import PAGE_SIZE
 from reflexio_mcp.resources import make_cursor as make_list_cursor
-from reflexio_mcp.result_pages import TOO_LARGE, Position, make_cursor
+from reflexio_mcp.result_pages import TOO_LARGE, Position, Unshown, make_cursor
 from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
+from tests.reflexio_server import RunningServer
 from tests.test_fuzz_tools import nested
 
 _EXAMPLES = os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES")
@@ -318,9 +331,12 @@ def packed(raw: bytes) -> str:
 
 
 AT_START: dict[str, dict[str, int]] = {
-    "position": {"shown": 0, "total": 50, "last_created": 0, "last_id": 0, "max_id": 50}
-}
-"""A well-formed position, so that a cursor is refused for its request alone."""
+    "position": {
+        "last_created": 2**40, "last_id": 50, "floor_created": 0, "floor_id": 0, "max_id": 50
+    }
+}  # fmt: skip
+"""A well-formed position of a newest-first listing, so that a cursor is refused for its
+request alone."""
 
 
 async def pages(client: Client, tool: str, arguments: Args, budget: int) -> list[dict[str, Any]]:
@@ -824,6 +840,171 @@ def test_following_next_cursor_yields_exactly_the_listing_within_the_budget() ->
         example()
 
 
+# --- the store changing between pages, on both backends ---------------------------------------
+
+KEYSET_LATER = 5_000_000_000
+"""Turns of these examples are stamped from here on (past LATER and any other test's turns),
+each example later than the last, so that get_all_interactions lists the example's own."""
+Stamp = tuple[int, int]
+"""A turn to publish: seconds after the example's start (-1 is before its first turn), and how
+often it says "gardening" (more often matches a search better)."""
+STAMPS: SearchStrategy[Stamp] = st.tuples(st.integers(-1, 4), st.integers(1, 4))
+
+
+def _keyset_listing(tool: str, count: int, most_recent: bool, query: bool) -> tuple[str, Args]:
+    if tool != "search_interactions":
+        return tool, {"top_k": count}
+    return tool, {"most_recent_k" if most_recent else "top_k": count} | (
+        {"query": "gardening"} if query else {}
+    )
+
+
+CHANGING_LISTINGS: SearchStrategy[tuple[str, Args]] = st.builds(
+    _keyset_listing, st.sampled_from(TOOLS), st.integers(1, 12), st.booleans(), st.booleans()
+)
+
+
+def _stamped_turns(stamps: list[Stamp], start: int) -> list[Args]:
+    return [
+        {
+            "content": "gardening " * strength + f"{fresh('note')} " + "x" * 300,
+            "created_at": start + at,
+        }
+        for at, strength in stamps
+    ]
+
+
+@dataclass
+class OpenListing:
+    """A listing being paged through: what it held at its first page, and what was shown."""
+
+    tool: str
+    expected: list[int]
+    owners: dict[int, str]
+    seen: list[int]
+    cursor: str | None
+
+
+class ChangingStore(RuleBasedStateMachine):
+    """Listings of every tool open at once, paged through in any order, while turns are
+    published (past, present, better-matching, the user's own or another user's) and deleted.
+
+    Each listing must show every turn it held at its first page, except those deleted before
+    their page, exactly once, in its order, nothing else, and end (next_cursor null) only then.
+    """
+
+    served: Harness
+    """The clients: `reference` shows any listing whole, `paged` pages at MIN_BUDGET."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.user = fresh("changing")
+        self.start = KEYSET_LATER + 10 * next(_serial)
+        self.listings: list[OpenListing] = []
+        self.deleted: set[int] = set()
+
+    def run(self, step: Callable[[Client, Client], Awaitable[T]]) -> T:
+        return self.served.run(lambda: step(self.served["reference"], self.served["paged"]))
+
+    @initialize(stamps=st.lists(STAMPS, min_size=2, max_size=12))
+    def seed(self, stamps: list[Stamp]) -> None:
+        self.publish(stamps, other_user=False)
+
+    @rule(stamps=st.lists(STAMPS, min_size=1, max_size=4), other_user=st.booleans())
+    def publish(self, stamps: list[Stamp], other_user: bool) -> None:
+        who = f"{self.user}-other" if other_user else self.user
+        publish = {"user_id": who, "interactions": _stamped_turns(stamps, self.start)}
+        answer = self.run(lambda reference, _: ok(reference, "publish_interaction", publish))
+        assert not answer.get("queued"), "a publish was queued: the listing changes later"
+
+    @rule(listing=CHANGING_LISTINGS)
+    def open_listing(self, listing: tuple[str, Args]) -> None:
+        tool, arguments = listing
+        if tool == "get_all_interactions":  # the newest turns are this example's own
+            arguments = {"top_k": min(arguments["top_k"], 3)}
+        else:
+            arguments = {**arguments, "user_id": self.user}
+        note(f"open {tool} {arguments}")
+
+        async def first(reference: Client, paged: Client) -> OpenListing:
+            whole = (await ok(reference, tool, arguments))["interactions"]
+            page = await ok(paged, tool, arguments)
+            return OpenListing(
+                tool=tool,
+                expected=[t["interaction_id"] for t in whole],
+                owners={t["interaction_id"]: t["user_id"] for t in whole},
+                seen=[t["interaction_id"] for t in page["interactions"]],
+                cursor=page["next_cursor"],
+            )
+
+        self.listings.append(self.run(first))
+
+    @precondition(lambda self: any(listing.cursor for listing in self.listings))
+    @rule(pick=st.integers(0, 2**16))
+    def next_page(self, pick: int) -> None:
+        going = [listing for listing in self.listings if listing.cursor]
+        listing = going[pick % len(going)]
+        arguments = {"cursor": listing.cursor}
+        page = self.run(lambda _, paged: ok(paged, listing.tool, arguments))
+        listing.seen += [t["interaction_id"] for t in page["interactions"]]
+        listing.cursor = page["next_cursor"]
+
+    @precondition(lambda self: any(listing.expected for listing in self.listings))
+    @rule(pick=st.integers(0, 2**16))
+    def delete(self, pick: int) -> None:
+        owners = {i: o for listing in self.listings for i, o in listing.owners.items()}
+        present = sorted(set(owners) - self.deleted)
+        if not present:
+            return
+        target = present[pick % len(present)]
+        arguments: Args = {"user_id": owners[target], "interaction_id": target}
+        self.run(lambda reference, _: ok(reference, "delete_interaction", arguments))
+        self.deleted.add(target)
+
+    def teardown(self) -> None:
+        for listing in self.listings:
+            if listing.cursor is not None:
+                tool, arguments = listing.tool, {"cursor": listing.cursor}
+
+                async def rest(_: Client, paged: Client) -> list[dict[str, Any]]:
+                    return await pages(paged, tool, arguments, MIN_BUDGET)  # noqa: B023
+
+                listing.seen += ids_of(self.run(rest))
+            seen, expected = listing.seen, listing.expected
+            assert len(seen) == len(set(seen)), f"{listing.tool} showed some twice: {seen}"
+            assert set(seen) <= set(expected), f"not in the listing: {set(seen) - set(expected)}"
+            missed = [i for i in expected if i not in seen and i not in self.deleted]
+            assert not missed, f"{listing.tool} never showed {missed} of {expected}"
+            assert seen == [i for i in expected if i in seen], f"out of order: {seen}"
+
+
+@pytest.mark.parametrize("kind", ["embedded", "reflexio"])
+def test_pages_show_the_first_pages_listing_once_whatever_changes_between_them(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    options: Args = {"allow_admin": True, "no_confirm": True}
+    if kind == "reflexio":  # unpaced: a publish is stored when it answers, never queued
+        server: RunningServer = request.getfixturevalue("lone_reflexio")
+        options |= {"url": server.url, "publish_rate": 0}
+    else:
+        options["backend"] = "embedded"
+
+    def client(budget: int) -> ClientFactory:
+        return lambda data_dir: Client(
+            build_server(Settings(data_dir=data_dir, max_result_chars=budget, **options))
+        )
+
+    with harness(reference=client(REFERENCE_BUDGET), paged=client(MIN_BUDGET)) as served:
+
+        class Machine(ChangingStore):
+            pass
+
+        Machine.served = served
+        run_state_machine_as_test(
+            Machine, settings=hypothesis.settings(examples(15), stateful_step_count=12)
+        )
+
+
 # =============================================================================================
 # Cursors: garbage, another tool's, another user's
 # =============================================================================================
@@ -853,8 +1034,9 @@ PAYLOADS: SearchStrategy[Any] = st.one_of(
                 {},
                 optional={
                     key: st.sampled_from([0, 1, 5, -1, 2**64, 10**100, 1.5, "1", True, None]) | JSON
-                    for key in ("shown", "total", "last_created", "last_id", "max_id")
-                },
+                    for key in ("last_created", "last_id", "floor_created", "floor_id", "max_id")
+                }
+                | {"ids": st.lists(st.integers(-1, 60), max_size=5) | JSON},
             )
             | JSON,
         },
@@ -866,9 +1048,15 @@ def _nested_cursor(depth: int, opener: bytes) -> str:
     return packed(opener * depth)
 
 
+def _position(tool: str, shown: int) -> Position:
+    """A position `shown` turns into a listing of tool's (of ids 1-50)."""
+    if tool == "search_interactions":
+        return Unshown(ids=list(range(shown + 1, 51)))
+    return Keyset(last_created=2**40, last_id=51 - shown, floor_created=0, floor_id=1, max_id=50)
+
+
 def _listing_cursor(tool: str, user: str, shown: int) -> str:
-    position = Position(shown=shown, total=50, last_created=0, last_id=0, max_id=50)
-    return make_cursor(tool, GetRequest(user_id=user), position)
+    return make_cursor(tool, GetRequest(user_id=user), _position(tool, shown))
 
 
 GARBAGE_CURSORS: SearchStrategy[str] = st.one_of(
@@ -957,7 +1145,7 @@ def test_a_pinned_caller_cannot_page_into_another_users_turns() -> None:
         def example(tool: str, request: Args, shown: int, named: str) -> None:
             if tool == "get_interactions":
                 request.pop("query", None)
-            position = {**AT_START["position"], "shown": shown}
+            position = _position(tool, shown).model_dump()
             arguments: Args = {
                 "cursor": raw_cursor({"tool": tool, "request": request, "position": position})
             }
