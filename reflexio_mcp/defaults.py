@@ -17,6 +17,10 @@ MAX_RETRY_AFTER_SECONDS = 60.0
 PUBLISH_ATTEMPT_SECONDS = 10.0
 """A publish waits at most this long (or REFLEXIO_TIMEOUT, if shorter) for Reflexio before it
 answers `queued`: it is already journaled, so there is no reason to keep the agent waiting."""
+LANE_WAIT_SECONDS = 0.5
+"""A publish call waits at most this long for another publish to leave the lane (it may be one
+Reflexio is slow to answer); then it answers `queued` and is delivered once the lane frees, so
+it is answered within 2 s whatever another publish is doing."""
 DEADLINE_SECONDS = 60.0
 """No tool call takes longer; wait_for_response publishes get WAIT_FOR_RESPONSE_SECONDS more."""
 PUBLISH_RATE_PER_MINUTE = 60
@@ -27,7 +31,8 @@ PROBE_SECONDS = 0.5
 """First wait before probing a backend that stopped answering; it doubles, with jitter."""
 MAX_PROBE_SECONDS = 5.0
 MAX_SERVER_ERRORS = 8
-"""A queued publish that Reflexio fails (5xx) this many times is kept as failed."""
+"""A queued publish that Reflexio fails (5xx) this many times while it takes others is kept as
+failed (an outage, when it takes none, never fails one)."""
 MAX_UNANSWERED = 3
 """A queued publish that Reflexio leaves unanswered this many times while it takes others is
 kept as failed (an outage, when it takes none, never fails one). With REFLEXIO_TIMEOUT=5 a

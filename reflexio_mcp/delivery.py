@@ -11,15 +11,16 @@ delivery, outside the lane), bounded by its timeout.
     no connection, not Reflexio                            waits; counts toward the breaker
     no answer in time                                      see below
     429                                                    waits; sending pauses (backoff)
-    5xx, success=false                                     waits (backoff); failed after
+    5xx, success=false                                     see below (backoff); failed after
                                                            MAX_SERVER_ERRORS row errors
 
-No answer in time is either the backend's fault or the row's, and only the row's counts
-toward failing it. It is the row's when Reflexio took other publishes between two of this
-row's unanswered attempts: Reflexio answers, just not this publish. Then it is a row error (not
-a breaker failure), the row waits `attempt_seconds` times its row errors (so it holds the lane
-a shrinking share of the time), and after MAX_UNANSWERED row errors it is failed with the
-reason. Otherwise (nothing else was taken meanwhile: Reflexio may be down or stuck for
+No answer in time, or a 5xx, is either the backend's fault or the row's, and only the row's
+counts toward failing it. It is the row's when Reflexio took other publishes between two of
+this row's unanswered (or failed) attempts: Reflexio answers, just not this publish. Then it is
+a row error (not a breaker failure): an unanswered row waits `attempt_seconds` times its row
+errors (so it holds the lane a shrinking share of the time) and is failed with the reason after
+MAX_UNANSWERED row errors; a 5xx row backs off and is failed after MAX_SERVER_ERRORS.
+Otherwise (nothing else was taken meanwhile: Reflexio may be down, stuck or failing for
 everyone) it waits and counts toward the breaker, as no connection does: an outage never
 fails a row. The evidence is kept in memory, so a restarted process gathers it afresh.
 """
@@ -45,7 +46,6 @@ from reflexio_mcp.errors import (
     NotReflexio,
     RateLimited,
     ReflexioError,
-    ServerError,
     StoreError,
 )
 from reflexio_mcp.models import Published
@@ -103,8 +103,8 @@ class Deliverer:
         self._rate_limited = 0
         self._taken = 0
         """Publishes Reflexio took, in this process (the evidence that it answers)."""
-        self._unanswered_at: dict[int, int] = {}
-        """seq -> `_taken` when that row's last attempt went unanswered."""
+        self._missed_at: dict[int, int] = {}
+        """seq -> `_taken` when that row's last attempt went unanswered or failed (5xx)."""
         self._wake = anyio.Event()
         self._turn = anyio.Lock()
         """One publish in flight at a time: Reflexio 0.2.32 can lock up for good (its SQLite
@@ -157,18 +157,20 @@ class Deliverer:
             await self._wake.wait()
         self._wake = anyio.Event()
 
-    async def send(self, row: Row, *, seconds: float) -> Sent:
-        """One attempt at a row this process has claimed; its outcome is written to the
-        outbox (best effort: a row whose outcome cannot be written stays claimed until its
-        lease ends, then is sent again and answered "already exists")."""
+    async def send(self, row: Row, *, seconds: float, lane_seconds: float | None = None) -> Sent:
+        """One attempt at a row this process has claimed, after waiting at most `lane_seconds`
+        (default `seconds`) for the lane; its outcome is written to the outbox (best effort: a
+        row whose outcome cannot be written stays claimed until its lease ends, then is sent
+        again and answered "already exists")."""
+        lane_seconds = seconds if lane_seconds is None else lane_seconds
         took_turn = False
-        with anyio.move_on_after(seconds):
+        with anyio.move_on_after(lane_seconds):
             await self._turn.acquire()
             took_turn = True
         if not took_turn:
             busy = BackendTimeout(
                 f"another publish to {self._client.description} was still under way after "
-                f"{seconds:g} s"
+                f"{lane_seconds:g} s"
             )
             return await self._later(row, busy, after=0)
         try:
@@ -206,26 +208,40 @@ class Deliverer:
         except BackendStatusError as err:
             if err.status_code in PERMANENT_STATUSES:
                 return await self._failed(row, err)
-            if isinstance(err, ServerError):
-                self._breaker.failure(str(err))
-            wait = max(
-                err.retry_after or 0.0,
-                full_jitter(row.server_errors + 1, 1.0, MAX_BACKOFF_SECONDS),
-            )
-            return await self._row_error(row, err, after=wait, limit=self._max_server_errors)
+            return await self._server_error(row, err)
         self._breaker.success()
         self._rate_limited = 0
         self._taken += 1
-        self._unanswered_at.pop(row.seq, None)
+        self._missed_at.pop(row.seq, None)
         await self._record(self._outbox.delivered(row.seq), row)
         return Sent("delivered", published=published)
+
+    def _the_rows_fault(self, row: Row) -> bool:
+        """Whether Reflexio took other publishes since this row's last attempt went unanswered
+        or failed: then this one failing too is the row's fault (module docstring)."""
+        before = self._missed_at.get(row.seq)
+        self._missed_at[row.seq] = self._taken
+        return before is not None and before != self._taken
+
+    async def _server_error(self, row: Row, err: BackendStatusError) -> Sent:
+        """A 5xx (or success=false): a row error only while Reflexio takes other publishes;
+        otherwise the backend's failure (it fails everything), which fails no row."""
+        if not self._the_rows_fault(row):
+            return await self._unreachable(row, err, at_least=err.retry_after or 0.0)
+        reason = ReflexioError(
+            f"{err} (attempt {row.attempts}; Reflexio took other publishes meanwhile, so this "
+            f"publish is the problem: after {self._max_server_errors} such failures it is kept "
+            "as failed; `reflexio-mcp outbox --retry-failed` sends it again)"
+        )
+        wait = max(
+            err.retry_after or 0.0, full_jitter(row.server_errors + 1, 1.0, MAX_BACKOFF_SECONDS)
+        )
+        return await self._row_error(row, reason, after=wait, limit=self._max_server_errors)
 
     async def _unanswered(self, row: Row, err: BackendTimeout) -> Sent:
         """No answer in time: the row's fault only if Reflexio took other publishes since this
         row last went unanswered (module docstring)."""
-        before = self._unanswered_at.get(row.seq)
-        self._unanswered_at[row.seq] = self._taken
-        if before is None or before == self._taken:
+        if not self._the_rows_fault(row):
             return await self._unreachable(row, err)
         errors = row.server_errors + 1
         reason = ReflexioError(
@@ -242,11 +258,11 @@ class Deliverer:
         cancelled): it waits and is sent again at once. Not a backend failure."""
         await self._later(row, ReflexioError(reason), after=0)
 
-    async def _unreachable(self, row: Row, err: ReflexioError) -> Sent:
-        """The attempt got no usable answer (no connection, no answer in time): the row waits,
-        and the failure counts toward the circuit breaker."""
+    async def _unreachable(self, row: Row, err: ReflexioError, *, at_least: float = 0.0) -> Sent:
+        """The backend's failure (no connection, no answer in time, failing every publish):
+        the row waits, at least `at_least`, and the failure counts toward the breaker."""
         self._breaker.failure(str(err))
-        wait = full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS)
+        wait = max(at_least, full_jitter(self._breaker.failures, 0.5, MAX_BACKOFF_SECONDS))
         return await self._later(row, err, after=wait)
 
     def _overdue(self, seconds: float) -> BackendTimeout:
@@ -256,7 +272,7 @@ class Deliverer:
         )
 
     async def _failed(self, row: Row, err: ReflexioError) -> Sent:
-        self._unanswered_at.pop(row.seq, None)
+        self._missed_at.pop(row.seq, None)
         await self._record(self._outbox.failed(row.seq, str(err)), row)
         return Sent("failed", error=err)
 
@@ -267,7 +283,7 @@ class Deliverer:
         )
         if not failed:
             return Sent("queued", error=err)
-        self._unanswered_at.pop(row.seq, None)
+        self._missed_at.pop(row.seq, None)
         return Sent("failed", error=err)
 
     async def _later(self, row: Row, err: ReflexioError, *, after: float) -> Sent:

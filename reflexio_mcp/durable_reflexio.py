@@ -8,8 +8,10 @@
   finds Reflexio back.
 - Publishes are paced under Reflexio's rate limit (60 writes a minute by default).
 - Publishes go to Reflexio one at a time (the deliverer's lane), each attempt bounded by its
-  timeout. A wait_for_response publish is delivered plainly like any other, then waits for
-  learning by asking /api/learning_status, outside the lane: other publishes go on meanwhile.
+  timeout. A publish call waits for the lane at most LANE_WAIT_SECONDS, then is answered
+  `queued`: one slow publish cannot keep other callers waiting. A wait_for_response publish
+  is delivered plainly like any other, then waits for learning by asking
+  /api/learning_status, outside the lane: other publishes go on meanwhile.
 - Only backend failures count toward the breaker: a call cancelled on this side (the client
   cancelled, a deadline) gives its row back to the outbox without counting.
 """
@@ -230,7 +232,9 @@ class DurableReflexio:
             wait_for_response, attempts=1, server_errors=0,
         )  # fmt: skip
         try:
-            sent = await self._deliverer.send(row, seconds=seconds)
+            sent = await self._deliverer.send(
+                row, seconds=seconds, lane_seconds=defaults.LANE_WAIT_SECONDS
+            )
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):  # released: the deliverer sends it later
                 await self._deliverer.release(

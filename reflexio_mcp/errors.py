@@ -107,6 +107,12 @@ class SearchTooSlow(StoreError):
 class OutboxFull(ReflexioError):
     """The outbox is at its row or byte cap: the publish was not journaled (nor sent)."""
 
+    def __init__(self, message: str, *, for_one_user: str | None = None) -> None:
+        self.for_one_user = for_one_user or message
+        """The same refusal without the store-wide counts, for a caller who may see only its
+        own user's publishes."""
+        super().__init__(message)
+
 
 def not_found(user_id: str, interaction_id: int) -> NotFound:
     return NotFound(

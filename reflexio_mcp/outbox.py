@@ -471,13 +471,19 @@ class Outbox:
         if rows + 1 <= self.max_rows and used + size <= self.max_bytes:
             return
         kept = f" and {failed} failed one(s) are kept" if failed else ""
+        cap = f"the cap is {self.max_rows} publishes and {self.max_bytes / 2**20:g} MiB"
         raise OutboxFull(
             f"not stored: the outbox {self.path} is full ({rows - failed} publish(es) wait for "
-            f"Reflexio at {self.target}{kept}, {used / 2**20:.1f} MiB; the cap is "
-            f"{self.max_rows} publishes and {self.max_bytes / 2**20:g} MiB). Nothing was "
+            f"Reflexio at {self.target}{kept}, {used / 2**20:.1f} MiB; {cap}). Nothing was "
             "dropped: publish this again once Reflexio has taken the waiting ones "
             "(reflexio://status shows the queue), or raise REFLEXIO_MCP_OUTBOX_MAX_ROWS / "
-            "REFLEXIO_MCP_OUTBOX_MAX_MB"
+            "REFLEXIO_MCP_OUTBOX_MAX_MB",
+            for_one_user=(
+                f"not stored: the outbox of this server's publishes to Reflexio, shared by all "
+                f"its users, is full ({cap}). Nothing was dropped: publish this again once "
+                "Reflexio has taken the waiting ones, or ask the server's operator to raise "
+                "REFLEXIO_MCP_OUTBOX_MAX_ROWS / REFLEXIO_MCP_OUTBOX_MAX_MB"
+            ),
         )
 
     async def claim_next(self, lease: float) -> Row | None:

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, cast
 import anyio
 from pydantic import BaseModel, Field, ValidationError
 
-from reflexio_mcp.access_scope import acting_user
-from reflexio_mcp.errors import InvalidInput, ReflexioError
+from reflexio_mcp.access_scope import acting_user, sees_every_user
+from reflexio_mcp.errors import InvalidInput, OutboxFull, ReflexioError
 from reflexio_mcp.invalid_input import invalid_input
 from reflexio_mcp.models import (
     MAX_CONTENT_CHARS,
@@ -353,6 +353,17 @@ async def _redacted(turns: list[InteractionData]) -> Redaction:
 
 
 async def _published(
+    ctx: ToolContext, state: AppState, request: PublishRequest, *, wait_for_response: bool
+) -> Published:
+    try:
+        return await _sent(ctx, state, request, wait_for_response=wait_for_response)
+    except OutboxFull as err:
+        if sees_every_user.get():
+            raise
+        raise OutboxFull(err.for_one_user) from None  # other users' counts are not its business
+
+
+async def _sent(
     ctx: ToolContext, state: AppState, request: PublishRequest, *, wait_for_response: bool
 ) -> Published:
     if not wait_for_response:

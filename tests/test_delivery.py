@@ -182,7 +182,12 @@ async def test_refused_later_is_kept_as_failed_with_the_reason(
 async def test_a_publish_reflexio_keeps_failing_on_is_failed_after_a_few_tries(
     backend: Backend, tmp_path: Path
 ) -> None:
-    backend.answer = lambda _: httpx2.Response(500, json={"detail": "boom"})
+    """Reflexio fails one publish (500) while it takes another user's: that publish is the
+    problem, and is failed after its row-error limit (the first 500, with no publish taken
+    yet, is not yet evidence against it)."""
+    backend.answer = lambda request: (
+        httpx2.Response(500, json={"detail": "boom"}) if b'"req-1"' in request.content else None
+    )
     store = durable(backend, tmp_path)
     store._deliverer = Deliverer(  # pyright: ignore[reportPrivateUsage]
         store._client,  # pyright: ignore[reportPrivateUsage]
@@ -195,8 +200,14 @@ async def test_a_publish_reflexio_keeps_failing_on_is_failed_after_a_few_tries(
     store._breaker._failures_to_open = 100  # pyright: ignore[reportPrivateUsage]
     async with store:
         await store.publish(publish(1), wait_for_response=False)
-        status = await settled(store, "req-1", "failed")
-    assert status.attempts == 2
+        with anyio.fail_after(30):
+            n = 1
+            while (status := await store.publish_status("u", "req-1")).status == "queued":
+                n += 1
+                await store.publish(publish(n, user="v"), wait_for_response=False)
+                await anyio.sleep(0.05)
+    assert status.status == "failed"
+    assert status.attempts == 3
     assert status.last_error is not None
     assert "(500: boom)" in status.last_error
 
@@ -650,3 +661,112 @@ async def test_status_keeps_no_stale_error_once_the_outbox_drains(
     assert "connection refused" in during.last_error or "unreachable" in during.last_error
     assert after is not None
     assert (after.waiting, after.failed, after.last_error) == (0, 0, None)
+
+
+async def test_a_publish_is_answered_while_another_holds_the_lane(tmp_path: Path) -> None:
+    """One publish Reflexio does not answer holds the lane for its whole attempt (10 s here):
+    another user's publish waits for the lane only briefly, is answered `queued` while that
+    attempt is still under way, and is delivered once the lane frees."""
+    fake = Backend()
+    original = fake.__call__
+    entered, release = anyio.Event(), anyio.Event()
+    in_flight = [False]
+
+    async def one_slow(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/publish_interaction" and b'"req-1"' in request.content:
+            in_flight[0] = True
+            entered.set()
+            try:
+                await release.wait()
+            finally:
+                in_flight[0] = False
+        return original(request)
+
+    async with durable(one_slow, tmp_path, timeout=20) as store:  # type: ignore[arg-type]
+        async with anyio.create_task_group() as group:
+
+            async def held() -> None:
+                await store.publish(publish(1, user="a"), wait_for_response=False)
+
+            group.start_soon(held)
+            with anyio.fail_after(20):
+                await entered.wait()
+            other = await store.publish(publish(2, user="b"), wait_for_response=False)
+            assert in_flight[0]  # answered while the lane's publish is still under way
+            release.set()
+            assert other.queued, other.message
+            assert "another publish" in other.message
+        with anyio.fail_after(20):
+            while (await store.publish_status("b", "req-2")).status != "delivered":  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+    assert sorted(fake.stored) == ["req-1", "req-2"]
+
+
+async def test_a_backend_failing_every_publish_fails_no_row(tmp_path: Path) -> None:
+    """Reflexio answers 503 to every publish for longer than the row-error limit allows: that
+    is an outage (it takes no publish at all), not a row's fault, so no row is failed and all
+    are delivered once it recovers."""
+    fake = Backend()
+    original = fake.__call__
+    down = True
+
+    def unavailable(request: httpx2.Request) -> httpx2.Response:
+        if down and request.url.path == "/api/publish_interaction":
+            return httpx2.Response(503, json={"detail": "unavailable"})
+        return original(request)
+
+    store = durable(unavailable, tmp_path)
+    store._deliverer = Deliverer(  # pyright: ignore[reportPrivateUsage]
+        store._client,  # pyright: ignore[reportPrivateUsage]
+        store._outbox,  # pyright: ignore[reportPrivateUsage]
+        store._breaker,  # pyright: ignore[reportPrivateUsage]
+        Pacer(0),
+        attempt_seconds=1,
+        max_server_errors=2,
+    )
+    async with store:
+        for n in (1, 2):
+            queued = await store.publish(publish(n, session=f"s{n}"), wait_for_response=False)
+            assert queued.queued
+        rows = await store._outbox.rows()  # pyright: ignore[reportPrivateUsage]
+        with anyio.fail_after(60):
+            while (
+                all(r["state"] == "queued" for r in rows) and min(r["attempts"] for r in rows) < 4
+            ):
+                await anyio.sleep(0.05)
+                rows = await store._outbox.rows()  # pyright: ignore[reportPrivateUsage]
+        down = False
+        store._deliverer.wake()  # pyright: ignore[reportPrivateUsage]
+        for n in (1, 2):
+            await settled(store, f"req-{n}", "delivered")
+    assert [(r["state"], r["server_errors"]) for r in rows] == [("queued", 0), ("queued", 0)]
+    assert sorted(fake.stored) == ["req-1", "req-2"]
+
+
+async def test_a_full_outbox_tells_a_pinned_caller_nothing_of_other_users(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """With --pin-user the caller sees only its own user: the outbox-full error names the caps
+    and the fix, not how many publishes (or MiB) other users have waiting or failed."""
+    backend.answer = lambda _: httpx2.Response(503, text="down", headers={"Retry-After": "60"})
+    async with durable(backend, tmp_path, max_rows=2) as store:
+        for n in (1, 2):
+            assert (await store.publish(publish(n, user="other"), wait_for_response=False)).queued
+    turn = {"user_message": "hi", "agent_response": "hello"}
+    answers: dict[bool, str] = {}
+    for pinned in (True, False):
+        settings = Settings(backend="embedded", data_dir=tmp_path, user_id="me", pin_user=pinned)
+        server = build_server(settings, durable(backend, tmp_path, max_rows=2))
+        async with Client(server) as client:
+            result = await client.call_tool("publish_interaction", turn)
+        assert result.is_error
+        block = result.content[0]
+        assert isinstance(block, TextContent)
+        answers[pinned] = block.text
+    assert "is full" in answers[True]
+    assert "the cap is 2 publishes" in answers[True]
+    assert "REFLEXIO_MCP_OUTBOX_MAX_ROWS" in answers[True]
+    assert "2 publish(es) wait" not in answers[True]
+    assert "MiB;" not in answers[True]
+    assert str(tmp_path) not in answers[True]
+    assert "2 publish(es) wait" in answers[False]  # the server's own caller sees the store

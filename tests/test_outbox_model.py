@@ -19,8 +19,8 @@ session's rows are claimed in that order. A new seq is only checked to come afte
 there is, not to be unused: retry_failed numbers rows max(seq) + 1, past AUTOINCREMENT, so a
 deleted row's seq can come back.
 
-Bounded attempts: a send that failed because of its row (a 5xx, no answer while Reflexio takes
-others) is a `row_error` with a limit (1 to 3 here): the model counts the row's errors across
+Bounded attempts: a send that failed because of its row (a 5xx or no answer, while Reflexio
+takes others) is a `row_error` with a limit (1 to 3 here): the model counts the row's errors across
 claims, processes and restarts, and predicts the row failed, with that error, exactly when the
 count reaches the limit (and not while another process holds the claim); retry_failed starts the
 count afresh.
@@ -713,8 +713,8 @@ class OutboxMachine(RuleBasedStateMachine):
 
     @rule(who=WHO, lease=CLAIM_LEASES, limit=st.integers(1, 3), later=st.booleans())
     def deliverer_row_error(self, who: str, lease: float, limit: int, later: bool) -> None:
-        """What Deliverer.run does when the send fails because of the row (no answer while
-        Reflexio takes others, or a 5xx): the row waits, or at `limit` row errors is failed."""
+        """What Deliverer.run does when the send fails because of the row (no answer, or
+        a 5xx, while Reflexio takes others): the row waits, or at `limit` row errors is failed."""
         process = self._by(who)
         row = self._claim(process, lease)
         if row is not None:

@@ -142,19 +142,24 @@ async def test_a_publish_reflexio_never_answers_ends_failed_while_others_are_sto
     assert outbox["last_error"] == reason
     assert f"failed {stuck_id} of user {user_id!r}" in shown
     assert "Reflexio took other publishes meanwhile" in shown
-    # The other user's publishes were all answered, and every one is stored, once.
+    # The other user's publishes were all answered, and every one is stored, once; those that
+    # came while the stuck publish held the lane waited for it only briefly, then were queued.
     assert all(not a.failed for a in others)
+    lane_wait = f"still under way after {defaults.LANE_WAIT_SECONDS:g} s"
+    assert any(lane_wait in str(a.data.get("message")) for a in others), others
     assert not stored.failed, stored.text
     assert stored.data["count"] == 2 * len(others)
     report(others, failed_after)
 
 
 def report(others: list[Answer], failed_after: float) -> None:
-    seconds = sorted(a.seconds for a in others)
-    stored_at_once = sum(a.data["status"] == "stored" for a in others)
-    print(
-        f"\nthe stuck publish was failed {failed_after:.1f} s after it was made; another "
-        f"user's {len(others)} publishes meanwhile: p50 "
-        f"{statistics.median(seconds):.2f} s, max {seconds[-1]:.2f} s; {stored_at_once} stored "
-        f"at once, {len(others) - stored_at_once} queued and delivered later"
-    )
+    """The answer times (printed, not asserted: the target is answered within 2 s)."""
+    print(f"\nthe stuck publish was failed {failed_after:.1f} s after it was made; another user's")
+    for status in ("stored", "queued"):
+        seconds = sorted(a.seconds for a in others if a.data["status"] == status)
+        if seconds:
+            p90 = seconds[int(0.9 * (len(seconds) - 1))]
+            print(
+                f"  {len(seconds)} publishes answered {status}: p50 "
+                f"{statistics.median(seconds):.2f} s, p90 {p90:.2f} s, max {seconds[-1]:.2f} s"
+            )
