@@ -26,6 +26,7 @@ logged and reported (`salvage`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 
@@ -48,6 +49,7 @@ from reflexio_mcp.outbox_salvage import COLUMNS, Readable, read_damaged
 from reflexio_mcp.sqlite_file import (
     BUSY_TIMEOUT_SECONDS,
     SqliteFile,
+    Work,
     check_intact,
     damage,
     store_error,
@@ -62,6 +64,7 @@ MAX_BYTES = int(defaults.OUTBOX_MAX_MB * 2**20)
 KEEP_DELIVERED_SECONDS = 7 * 86_400
 """Delivered rows (bookkeeping only) answer get_publish_status this long."""
 LABEL = "the outbox"
+_T = TypeVar("_T")
 
 State = Literal["queued", "delivered", "failed"]
 HEADS_ITS_SESSION = (
@@ -217,6 +220,10 @@ class Outbox:
         self.owner = owner or owner_token()
         self._busy_seconds = busy_seconds
         self._file = self._new_file()
+        self._inode = 0
+        """The inode at the path when `_file` was opened: another one there means another
+        process salvaged the file (moved it aside) and `_file` must be reopened."""
+        self._swapping = anyio.Lock()
         self.salvage: OutboxSalvage | None = None
         """What the last replacement of a damaged file read back from it (this process)."""
 
@@ -234,7 +241,7 @@ class Outbox:
 
     async def __aenter__(self) -> Self:
         try:
-            await self._file.__aenter__()
+            await self._open_file()
         except StoreCorrupt as err:
             await self._salvage_damaged(str(err.__cause__ or err))
         return self
@@ -249,17 +256,83 @@ class Outbox:
 
     async def replace_damaged(self, reason: str) -> OutboxSalvage | None:
         """Close the damaged file, salvage it into a fresh one and open that; what was read."""
-        await self._file.__aexit__(None, None, None)
-        return await self._salvage_damaged(reason)
+        async with self._swapping:
+            await self._file.__aexit__(None, None, None)
+            return await self._salvage_damaged(reason)
 
     async def _salvage_damaged(self, reason: str) -> OutboxSalvage | None:
         salvage = await anyio.to_thread.run_sync(self._salvage_once, reason)
         if salvage is not None:
             logger.error("%s", salvage.detail)
             self.salvage = salvage
+        await self._open_file()
+        return salvage
+
+    async def _open_file(self) -> None:
+        self._inode = _inode(self.path)  # before the open: a swap in between reopens again
         self._file = self._new_file()
         await self._file.__aenter__()
-        return salvage
+
+    async def _write(self, work: Work[_T]) -> _T:
+        return await self._run(work, write=True)
+
+    async def _read(self, work: Work[_T]) -> _T:
+        return await self._run(work, write=False)
+
+    async def _run(self, work: Work[_T], *, write: bool) -> _T:
+        """Run `work` on the outbox file as it is now at the path. Damage found on the way is
+        salvaged (as at open) and `work` runs again on the fresh file: a publish journaled
+        now, or a row's fate recorded now, lands there instead of failing. A file another
+        process salvaged (moved aside) is reopened first."""
+        for last in (False, True):
+            file, inode = await self._current_file()
+            try:
+                if write:
+                    return await file.write(
+                        functools.partial(self._in_place, inode=inode, work=work)
+                    )
+                return await file.read(work)
+            except _Replaced:
+                if last:
+                    raise StoreError(
+                        f"{LABEL} {self.path} was replaced twice while in use; try again"
+                    ) from None
+            except StoreCorrupt as err:
+                if last:
+                    raise
+                await self._replace(file, str(err.__cause__ or err))
+            except StoreError:
+                if last or (file is self._file and not self._swapping.locked()):
+                    raise
+                async with self._swapping:  # replaced while it ran: once more, on the new file
+                    pass
+        raise AssertionError("unreachable")
+
+    def _in_place(self, db: sqlite3.Connection, *, inode: int, work: Work[_T]) -> _T:
+        """`work`, in its write transaction, while the file it writes is still the one at the
+        path: a salvage (which holds the folder's lock exclusively) waits for it to end, and
+        one that ended since the file was opened makes it run again on the fresh file."""
+        with _shared(self.path.parent):
+            if _inode(self.path) != inode:
+                raise _Replaced
+            return work(db)
+
+    async def _current_file(self) -> tuple[SqliteFile, int]:
+        if _inode(self.path) != self._inode:
+            async with self._swapping:
+                if _inode(self.path) != self._inode:
+                    logger.info("%s %s was replaced by another process: reopening it", LABEL,
+                                self.path)  # fmt: skip
+                    await self._file.__aexit__(None, None, None)
+                    await self._open_file()
+        return self._file, self._inode
+
+    async def _replace(self, damaged: SqliteFile, reason: str) -> None:
+        """Salvage `damaged`, unless another task of this process replaced it already."""
+        async with self._swapping:
+            if self._file is damaged:
+                await damaged.__aexit__(None, None, None)
+                await self._salvage_damaged(reason)
 
     def _salvage_once(self, reason: str) -> OutboxSalvage | None:
         """Salvage, unless another process sharing the folder did it first (None): processes
@@ -461,7 +534,7 @@ class Outbox:
                 sending_elsewhere=elsewhere,
             )  # fmt: skip
 
-        return await self._file.write(journal)
+        return await self._write(journal)
 
     def _check_room(self, db: sqlite3.Connection, size: int) -> None:
         rows, used, failed = db.execute(
@@ -513,7 +586,7 @@ class Outbox:
                 server_errors,
             )  # fmt: skip
 
-        return await self._file.write(claim)
+        return await self._write(claim)
 
     def _sending_elsewhere(self, db: sqlite3.Connection, now: float) -> bool:
         self._free_dead_claims(db)
@@ -547,13 +620,13 @@ class Outbox:
                 (now - KEEP_DELIVERED_SECONDS,),
             )
 
-        await self._file.write(finish)
+        await self._write(finish)
 
     async def failed(self, seq: int, reason: str) -> None:
         """Reflexio refused the row for good: keep it whole, with the reason. Only while this
         process holds its claim: a late answer to a lapsed claim changes nothing."""
         now = time.time()
-        await self._file.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE outbox SET state = 'failed', done_at = ?, last_error = ?, owner = NULL, "
                 "lease_until = NULL WHERE seq = ? AND owner = ? AND state = 'queued'",
@@ -565,7 +638,7 @@ class Outbox:
         """Release the claim; the row may be claimed again `after` seconds from now. Only
         while this process holds the claim."""
         now = time.time()
-        await self._file.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE outbox SET owner = NULL, lease_until = NULL, last_error = ?, "
                 "next_attempt_at = ? WHERE seq = ? AND owner = ? AND state = 'queued'",
@@ -602,17 +675,17 @@ class Outbox:
             )
             return failed
 
-        return await self._file.write(count)
+        return await self._write(count)
 
     async def forget(self, seq: int) -> None:
         """Remove a failed row whose caller was told (a publish refused as it was made)."""
-        await self._file.write(
+        await self._write(
             lambda db: db.execute("DELETE FROM outbox WHERE seq = ? AND state = 'failed'", (seq,))
         )
 
     async def release_mine(self) -> None:
         """Free every claim this process holds (it is stopping)."""
-        await self._file.write(
+        await self._write(
             lambda db: db.execute(
                 "UPDATE outbox SET owner = NULL, lease_until = NULL WHERE owner = ?",
                 (self.owner,),
@@ -634,7 +707,7 @@ class Outbox:
                 for rid, user, turns, attempts, queued, done, last, error in rows
             ]
 
-        return await self._file.read(find)
+        return await self._read(find)
 
     async def retry_failed(self) -> int:
         """Queue every failed publish again, at the back, as new; return how many."""
@@ -660,7 +733,7 @@ class Outbox:
                 )
             return len(rows)
 
-        return await self._file.write(requeue)
+        return await self._write(requeue)
 
     async def drop_failed(self) -> int:
         """Delete every failed publish; return how many."""
@@ -671,7 +744,7 @@ class Outbox:
             )
             return cursor.rowcount
 
-        return await self._file.write(drop)
+        return await self._write(drop)
 
     async def entry(self, user_id: str, request_id: str) -> Entry | None:
         """The outbox's record of a publish of `user_id`, if it holds one."""
@@ -692,7 +765,7 @@ class Outbox:
                 next_at if queued else None, error, _ahead(db, self.target, seq) if queued else 0,
             )  # fmt: skip
 
-        return await self._file.read(find)
+        return await self._read(find)
 
     async def stats(self, user_id: str | None = None) -> Stats:
         """What the outbox holds; with `user_id`, that user's publishes only."""
@@ -724,7 +797,7 @@ class Outbox:
                 self.path, waiting, size, oldest, failed, error[0] if error else None, others
             )
 
-        return await self._file.read(count)
+        return await self._read(count)
 
     async def next_due(self) -> float | None:
         """When the next queued row can be claimed (Unix time), if any waits."""
@@ -740,7 +813,7 @@ class Outbox:
             ).fetchone()
             return None if due is None else float(due)
 
-        return await self._file.read(earliest)
+        return await self._read(earliest)
 
     async def rows(self) -> list[dict[str, Any]]:
         """Every row without its body, oldest first (tests and diagnostics)."""
@@ -753,13 +826,33 @@ class Outbox:
             names = [column[0] for column in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor]
 
-        return await self._file.read(everything)
+        return await self._read(everything)
+
+
+class _Replaced(Exception):
+    """The outbox file at the path is not the one this write transaction is on."""
+
+
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return 0  # nothing there for a moment: the open that follows creates or finds it
+
+
+def _exclusive(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive advisory lock on `folder` (flock, which POSIX systems allow on a
+    folder too: no lock file is left behind): a salvage."""
+    return _folder_lock(folder, shared=False)
+
+
+def _shared(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold a shared lock on `folder`: a write, which a salvage must not run beside."""
+    return _folder_lock(folder, shared=True)
 
 
 @contextlib.contextmanager
-def _exclusive(folder: Path) -> Generator[None]:
-    """Hold an exclusive advisory lock on `folder` (flock, which POSIX systems allow on a
-    folder too: no lock file is left behind)."""
+def _folder_lock(folder: Path, *, shared: bool) -> Generator[None]:
     try:
         import fcntl
     except ImportError:  # Windows: rely on the rename being refused while the file is open
@@ -767,7 +860,7 @@ def _exclusive(folder: Path) -> Generator[None]:
         return
     descriptor = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(descriptor)  # releases the lock

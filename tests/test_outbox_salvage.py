@@ -443,3 +443,72 @@ def _whole_original(row: dict[str, Any]) -> bool:
         and row["user_id"] == "u"
         and row["target"] == TARGET
     )
+
+
+def damaged_while_open(path: Path) -> None:
+    """One index page overwritten under a running outbox (the rows intact), then a commit
+    by another connection, as another process sharing the file makes: SQLite then drops its
+    cached pages, so the running outbox reads the damaged page from disk. (Checkpointed
+    first, so no newer copy of the page waits in the WAL.)"""
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    overwrite_page(path, root_page(path, "outbox_sessions"))
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+
+
+async def test_a_publish_that_finds_the_outbox_damaged_while_running_is_queued_and_kept(
+    tmp_path: Path,
+) -> None:
+    """Damage found at enqueue, not at open: before the fix the salvage ran but that publish
+    was refused (Reflexio down) instead of journaled. Now it is queued in the salvaged outbox,
+    beside every publish acknowledged before the damage."""
+    backend = Backend()
+    backend.answer = lambda _: httpx2.Response(503, text="down", headers={"Retry-After": "60"})
+    async with durable(backend, tmp_path) as store:
+        for n in range(5):
+            assert (await store.publish(request(n), wait_for_response=False)).queued
+        damaged_while_open(tmp_path / FILE_NAME)
+        later = await store.publish(request(99), wait_for_response=False)
+        outbox = (await store.status("u")).outbox
+        kept = await store.publish_status("u", "req-99")
+    assert later.queued, later
+    assert outbox is not None
+    assert outbox.salvage is not None
+    assert (outbox.waiting, outbox.damaged_files_moved_aside) == (6, 1)
+    assert kept.status == "queued"
+
+
+async def test_a_process_whose_outbox_another_salvaged_reopens_the_fresh_file(
+    tmp_path: Path,
+) -> None:
+    """Two processes share the outbox; one finds it damaged and salvages it. Before the fix
+    the other kept writing to the damaged file, now the kept copy, so its publishes were lost
+    from the outbox. Now it notices the file at the path changed and reopens it."""
+    await fill(tmp_path, 3)
+    path = tmp_path / FILE_NAME
+    first, second = Outbox(tmp_path, TARGET), Outbox(tmp_path, TARGET)
+    await first.__aenter__()
+    await second.__aenter__()
+    try:
+        damaged_while_open(path)
+        assert await first.replace_damaged("damaged in a test") is not None
+        for n in (50, 51):
+            await second.enqueue(request(n), request(n).checked_body(), wait_for_response=False,
+                                 lease=None)  # fmt: skip
+        seen = (await first.stats()).waiting
+        claimed = await second.claim_next(60)
+    finally:
+        await first.__aexit__(None, None, None)
+        await second.__aexit__(None, None, None)
+    (kept,) = first.moved_aside()
+    assert seen == 5
+    assert claimed is not None
+    assert [row["request_id"] for row in table(path)] == ["req-0", "req-1", "req-2", "req-50",
+                                                          "req-51"]  # fmt: skip
+    with sqlite3.connect(f"file:{kept}?mode=ro", uri=True) as db:
+        (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+    db.close()
+    assert count == 3  # nothing written to the kept copy
