@@ -512,3 +512,32 @@ async def test_a_process_whose_outbox_another_salvaged_reopens_the_fresh_file(
         (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
     db.close()
     assert count == 3  # nothing written to the kept copy
+
+
+async def test_the_deliverer_finding_the_outbox_damaged_carries_on_from_the_fresh_one(
+    tmp_path: Path,
+) -> None:
+    """Damage met while claiming a row, and while recording that Reflexio took one: before
+    the fix each raised (the deliverer only logged and tried again, on the same damaged file,
+    until a restart). Now each salvages and goes on in the fresh outbox: every row is
+    claimed once, and the delivered one stays delivered."""
+    await fill(tmp_path, 4)
+    path = tmp_path / FILE_NAME
+    async with Outbox(tmp_path, TARGET) as outbox:
+        damaged_while_open(path)
+        first = await outbox.claim_next(60)
+        assert first is not None
+        assert outbox.salvage is not None
+        damaged_while_open(path)
+        await outbox.delivered(first.seq)
+        assert len(outbox.moved_aside()) == 2
+        claimed = [first.request_id]
+        while (row := await outbox.claim_next(60)) is not None:
+            claimed.append(row.request_id)
+            await outbox.delivered(row.seq)
+        stats = await outbox.stats()
+        delivered = await outbox.entry("u", first.request_id)
+    assert sorted(claimed) == [f"req-{n}" for n in range(4)]
+    assert stats.waiting == 0
+    assert delivered is not None
+    assert delivered.state == "delivered"
