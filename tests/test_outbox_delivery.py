@@ -334,3 +334,31 @@ async def test_an_outbox_with_an_index_page_overwritten_delivers_all_20_once_aft
     started = log.read_text()
     assert "20 row(s) were read back whole into a fresh outbox: 20 waiting" in started
     assert await anyio.Path(salvage["moved_to"]).exists()
+
+
+async def test_an_outbox_damaged_under_a_running_bridge_keeps_every_publish_once(
+    tmp_path: Path, user_id: str
+) -> None:
+    """Issue 16.2, damage while running: 10 publishes queued while Reflexio is down, one
+    index page of the outbox overwritten under the running server, 10 more publishes. Before
+    the fix the first one after the damage was refused (salvaged, but not journaled); now
+    each is answered queued, and once Reflexio is back it holds all 20 exactly once."""
+    from tests.test_outbox_salvage import damaged_while_open
+
+    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
+        env = environment(reflexio, tmp_path / "data")
+        async with bridge(env, tmp_path / "bridge.log") as mcp:
+            kill9(reflexio)
+            for n in range(10):
+                await mcp.publish(user_id, f"before the damage {n} of {user_id}")
+            damaged_while_open(tmp_path / "data" / "outbox.sqlite3")
+            for n in range(10):
+                await mcp.publish(user_id, f"after the damage {n} of {user_id}")
+            assert mcp.answers["queued"] == 20
+            await anyio.to_thread.run_sync(restart, reflexio)
+            outbox = await mcp.drained()
+        assert_exactly_once(reflexio, user_id, mcp.sent)
+    assert outbox["salvage"] is not None
+    assert (outbox["salvage"]["salvaged"], outbox["salvage"]["unreadable"]) == (10, 0)
+    assert outbox["damaged_files_moved_aside"] == 1
+    assert outbox["failed"] == 0
