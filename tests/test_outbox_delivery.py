@@ -362,3 +362,41 @@ async def test_an_outbox_damaged_under_a_running_bridge_keeps_every_publish_once
     assert (outbox["salvage"]["salvaged"], outbox["salvage"]["unreadable"]) == (10, 0)
     assert outbox["damaged_files_moved_aside"] == 1
     assert outbox["failed"] == 0
+
+
+async def test_a_bridge_whose_shared_outbox_another_salvaged_writes_to_the_fresh_file(
+    tmp_path: Path, user_id: str
+) -> None:
+    """Two bridges share one outbox; it is damaged under them and the first salvages it at
+    its next publish (before the fix that publish was refused). The second then writes to
+    the fresh file, never to the kept copy, which holds only what was there at the damage,
+    and Reflexio holds every publish once. (Here the second's writes meet the damage too;
+    test_outbox_salvage's two-process test puts it where they do not.)"""
+    from tests.test_outbox_salvage import damaged_while_open
+
+    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
+        env = environment(reflexio, tmp_path / "data")
+        path = tmp_path / "data" / "outbox.sqlite3"
+        async with (
+            bridge(env, tmp_path / "first.log") as first,
+            bridge(env, tmp_path / "second.log") as second,
+        ):
+            kill9(reflexio)
+            for n in range(5):
+                await first.publish(user_id, f"first {n} of {user_id}")
+                await second.publish(user_id, f"second {n} of {user_id}")
+            damaged_while_open(path)
+            await first.publish(user_id, f"first salvages, of {user_id}")
+            for n in range(5, 10):
+                await second.publish(user_id, f"second {n} of {user_id}")
+            assert first.answers["queued"] + second.answers["queued"] == 16
+            await anyio.to_thread.run_sync(restart, reflexio)
+            await first.drained()
+            outbox = await second.drained()
+        assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
+    (kept,) = path.parent.glob("outbox.sqlite3.damaged-*[0-9Z]")
+    with sqlite3.connect(f"file:{kept}?mode=ro", uri=True) as db:
+        (rows,) = db.execute("SELECT count(*) FROM outbox NOT INDEXED").fetchone()
+    db.close()
+    assert rows == 10  # nothing written to the kept copy after the salvage
+    assert outbox["damaged_files_moved_aside"] == 1

@@ -445,7 +445,7 @@ def _whole_original(row: dict[str, Any]) -> bool:
     )
 
 
-def damaged_while_open(path: Path) -> None:
+def damaged_while_open(path: Path, *, page: int | None = None) -> None:
     """One index page overwritten under a running outbox (the rows intact), then a commit
     by another connection, as another process sharing the file makes: SQLite then drops its
     cached pages, so the running outbox reads the damaged page from disk. (Checkpointed
@@ -453,7 +453,7 @@ def damaged_while_open(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
-    overwrite_page(path, root_page(path, "outbox_sessions"))
+    overwrite_page(path, page or root_page(path, "outbox_sessions"))
     with sqlite3.connect(path) as db:
         db.execute("PRAGMA user_version = 1")
     db.close()
@@ -484,34 +484,34 @@ async def test_a_publish_that_finds_the_outbox_damaged_while_running_is_queued_a
 async def test_a_process_whose_outbox_another_salvaged_reopens_the_fresh_file(
     tmp_path: Path,
 ) -> None:
-    """Two processes share the outbox; one finds it damaged and salvages it. Before the fix
-    the other kept writing to the damaged file, now the kept copy, so its publishes were lost
-    from the outbox. Now it notices the file at the path changed and reopens it."""
-    await fill(tmp_path, 3)
+    """Two processes share the outbox; one finds it damaged and salvages it. The damage (the
+    first leaf of an index) is where the other's writes never look, so before the fix the
+    other kept writing to the damaged file, now the kept copy, without an error: its
+    publishes were lost from the outbox. Now it notices the new file at the path and reopens
+    it."""
+    await fill(tmp_path, 300)
     path = tmp_path / FILE_NAME
     first, second = Outbox(tmp_path, TARGET), Outbox(tmp_path, TARGET)
     await first.__aenter__()
     await second.__aenter__()
     try:
-        damaged_while_open(path)
+        damaged_while_open(path, page=leaf_pages(path, "outbox_sessions")[0])
         assert await first.replace_damaged("damaged in a test") is not None
-        for n in (50, 51):
-            await second.enqueue(request(n), request(n).checked_body(), wait_for_response=False,
+        for n in (500, 501):
+            publish = request(n, session="zz")  # its index entries: the last leaf
+            await second.enqueue(publish, publish.checked_body(), wait_for_response=False,
                                  lease=None)  # fmt: skip
         seen = (await first.stats()).waiting
-        claimed = await second.claim_next(60)
     finally:
         await first.__aexit__(None, None, None)
         await second.__aexit__(None, None, None)
     (kept,) = first.moved_aside()
-    assert seen == 5
-    assert claimed is not None
-    assert [row["request_id"] for row in table(path)] == ["req-0", "req-1", "req-2", "req-50",
-                                                          "req-51"]  # fmt: skip
+    assert seen == 302
+    assert [row["request_id"] for row in table(path)][-2:] == ["req-500", "req-501"]
     with sqlite3.connect(f"file:{kept}?mode=ro", uri=True) as db:
-        (count,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+        (count,) = db.execute("SELECT count(*) FROM outbox NOT INDEXED").fetchone()
     db.close()
-    assert count == 3  # nothing written to the kept copy
+    assert count == 300  # nothing written to the kept copy
 
 
 async def test_the_deliverer_finding_the_outbox_damaged_carries_on_from_the_fresh_one(
