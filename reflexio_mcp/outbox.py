@@ -20,7 +20,10 @@ The queue is bounded in rows and bytes (queued and failed rows count: both hold 
 sent). A damaged file (SQLite's error, or integrity_check at open) is salvaged: every row that can
 still be read whole is copied into a fresh file (outbox_salvage), which then takes its place;
 the damaged file is kept beside it (`.damaged-<time>`), and what was and was not read back is
-logged and reported (`salvage`).
+logged and reported (`salvage`). Damage met while running is salvaged the same way and the
+transaction that met it runs again on the fresh file. Each write first checks that the file
+at the path is still the one it has open (another process may have salvaged it) under a
+shared lock on the folder, which a salvage holds exclusively; if not, it reopens.
 """
 
 from __future__ import annotations
@@ -398,7 +401,9 @@ class Outbox:
             db.close()
 
     def _write_fresh(self, fresh: Path, readable: Readable) -> list[dict[str, Any]]:
-        """The new outbox file with the readable rows (claims dropped); the rows it took."""
+        """The new outbox file with the readable rows; the rows it took. Claims are kept: a
+        process still sending a row records its fate in the fresh file (only the claim's owner
+        can), and no other sends it meanwhile; a dead owner's claim is freed as ever."""
         kept: list[dict[str, Any]] = []
         db = sqlite3.connect(fresh, isolation_level=None)
         try:
@@ -410,9 +415,8 @@ class Outbox:
                 f"VALUES ({', '.join('?' * len(COLUMNS))})"
             )
             for row in readable.rows:
-                values = {**row, "owner": None, "lease_until": None}
                 try:
-                    db.execute(insert, [values[name] for name in COLUMNS])
+                    db.execute(insert, [row[name] for name in COLUMNS])
                 except sqlite3.IntegrityError:  # damage made two rows of one request_id
                     readable.unreadable_seqs.add(row["seq"])
                     readable.unreadable_request_ids.add(row["request_id"])

@@ -541,3 +541,19 @@ async def test_the_deliverer_finding_the_outbox_damaged_carries_on_from_the_fres
     assert stats.waiting == 0
     assert delivered is not None
     assert delivered.state == "delivered"
+
+
+async def test_a_refusal_recorded_across_a_salvage_keeps_the_row_failed(tmp_path: Path) -> None:
+    """A row claimed, then the outbox found damaged as Reflexio's refusal of it is recorded:
+    the salvage keeps the claim (before the fix it dropped claims, so the recording, which
+    holds only for the claim's owner, changed nothing and the refused row was queued again)."""
+    await fill(tmp_path, 4)
+    async with Outbox(tmp_path, TARGET) as outbox:
+        row = await outbox.claim_next(60)
+        assert row is not None
+        damaged_while_open(tmp_path / FILE_NAME)
+        await outbox.failed(row.seq, "422 from Reflexio")
+        entry = await outbox.entry("u", row.request_id)
+        assert outbox.salvage is not None
+    assert entry is not None
+    assert (entry.state, entry.last_error) == ("failed", "422 from Reflexio")
