@@ -5,6 +5,7 @@ with hypothesis, damage anywhere."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 import tempfile
@@ -430,7 +431,8 @@ def test_damage_anywhere_salvages_every_readable_row_once_or_refuses_in_words(
 
 def _whole_original(row: dict[str, Any]) -> bool:
     """The row reads back exactly as the outbox wrote it (the damage did not touch it)."""
-    n = int(row["request_id"].removeprefix("req-")) if row["request_id"].startswith("req-") else -1
+    digits = row["request_id"].removeprefix("req-") if row["request_id"].startswith("req-") else ""
+    n = int(digits) if digits.isascii() and digits.isdigit() else -1  # damage may have hit it
     if not 0 <= n < 60:
         return False
     publish = request(n, session=f"s{n % 3}", size=200)
@@ -557,3 +559,82 @@ async def test_a_refusal_recorded_across_a_salvage_keeps_the_row_failed(tmp_path
         assert outbox.salvage is not None
     assert entry is not None
     assert (entry.state, entry.last_error) == ("failed", "422 from Reflexio")
+
+
+def damage_under(path: Path, damage: list[tuple[int, bytes]]) -> dict[int, dict[str, Any]]:
+    """Patch an open outbox file, then commit from another connection (as another process
+    would: the open outbox drops its cached pages); the rows still readable whole, by seq."""
+    with path.open("r+b") as file:
+        for offset, patch in damage:
+            file.seek(offset % path.stat().st_size)
+            file.write(patch)
+    copy = path.with_name("oracle.sqlite3")
+    shutil.copyfile(path, copy)
+    readable = point_readable(copy, list(range(1, 61)))
+    copy.unlink()
+    with contextlib.suppress(sqlite3.Error), sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    return readable
+
+
+@FUZZ
+@given(
+    damage=st.lists(
+        st.tuples(
+            st.integers(PAGE, 40 * PAGE),  # past the header page: the file still opens as SQLite
+            st.one_of(
+                st.binary(min_size=1, max_size=64),
+                st.sampled_from([b"\x00" * PAGE, b"\xff" * PAGE, b"\x0d" + b"\x00" * 99]),
+            ),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_damage_anywhere_under_a_running_outbox_keeps_the_next_publish_or_refuses_in_words(
+    damage: list[tuple[int, bytes]],
+) -> None:
+    """Damage under an open outbox, then a publish journaled and every row claimed: the
+    publish is kept (or refused in words, never a crash), every row read whole from the damaged
+    file is still there, and each queued publish, the new one too, is claimed once."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, FILE_NAME)
+        path.write_bytes(built_outbox())
+
+        async def damage_then_publish() -> tuple[list[dict[str, Any]], list[str]] | str:
+            async with Outbox(Path(folder), TARGET) as outbox:
+                readable.update(damage_under(path, damage))
+                try:
+                    new = request(100, session="new")
+                    await outbox.enqueue(new, new.checked_body(), wait_for_response=False,
+                                         lease=None)  # fmt: skip
+                    claimed: list[str] = []
+                    while (row := await outbox.claim_next(60)) is not None:
+                        claimed.append(row.request_id)
+                        await outbox.delivered(row.seq)
+                except StoreError as err:
+                    return str(err)
+                return table(path), claimed
+
+        readable: dict[int, dict[str, Any]] = {}
+        outcome = anyio.run(damage_then_publish)
+        salvaged = bool(list(Path(folder).glob(f"{FILE_NAME}.damaged-*")))
+    if isinstance(outcome, str):
+        event("refused")
+        assert "outbox" in outcome, outcome
+        return
+    rows, claimed = outcome
+    event("salvaged" if salvaged else "damage not met")
+    assert "req-100" in claimed, "the publish made after the damage was not kept"
+    assert len(claimed) == len(set(claimed))
+    if not salvaged:
+        # Damage SQLite's queries do not report (an index that disagrees with its table) is
+        # found only by integrity_check, at the next open: rows may wait until then.
+        return
+    kept = {row["seq"] for row in rows}
+    for seq, row in readable.items():
+        if _whole_original(row):
+            assert seq in kept, f"readable row {seq} ({row['request_id']}) was not kept"
+    stranded = [row["request_id"] for row in rows if row["state"] == "queued"]
+    assert not stranded, f"queued publishes were never claimed: {stranded}"
