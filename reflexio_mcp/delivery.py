@@ -212,9 +212,22 @@ class Deliverer:
         self._breaker.success()
         self._rate_limited = 0
         self._taken += 1
+        return await self._delivered(row, published)
+
+    async def _delivered(self, row: Row, published: Published) -> Sent:
         self._missed_at.pop(row.seq, None)
         await self._record(self._outbox.delivered(row.seq), row)
         return Sent("delivered", published=published)
+
+    async def _reflexio_holds(self, row: Row) -> bool:
+        """Whether Reflexio stored the row after all: an attempt past its time may still have
+        been taken, and a row failed then would be published again by hand, stored twice."""
+        try:
+            with anyio.fail_after(self._attempt_seconds):
+                status = await self._client.publish_status(row.user_id, row.request_id)
+        except (TimeoutError, ReflexioError):
+            return False
+        return status.status == "delivered"
 
     def _the_rows_fault(self, row: Row) -> bool:
         """Whether Reflexio took other publishes since this row's last attempt went unanswered
@@ -244,6 +257,8 @@ class Deliverer:
         if not self._the_rows_fault(row):
             return await self._unreachable(row, err)
         errors = row.server_errors + 1
+        if errors >= self._max_unanswered and await self._reflexio_holds(row):
+            return await self._delivered(row, Published(message="stored by an unanswered attempt"))
         reason = ReflexioError(
             f"{err} (attempt {row.attempts}; Reflexio took other publishes meanwhile, so this "
             f"publish is the problem: after {self._max_unanswered} such attempts it is kept as "

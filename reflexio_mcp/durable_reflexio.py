@@ -457,11 +457,13 @@ class DurableReflexio:
         """The outbox's state; with `user_id`, its counts and errors are that user's only."""
         circuit = "open" if self._breaker.is_open else "closed"
         moved = len(self._outbox.moved_aside())
+        # The salvage report names every user's request_ids and counts: the whole store's view.
+        salvage = self._outbox.salvage if user_id is None else None
         if not await self._open_outbox():
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
                 failed=0, last_error=self._outbox_problem, circuit=circuit,
-                damaged_files_moved_aside=moved, salvage=self._outbox.salvage,
+                damaged_files_moved_aside=moved, salvage=salvage,
             )  # fmt: skip
         try:
             stats = await self._outbox.stats(user_id)
@@ -469,7 +471,7 @@ class DurableReflexio:
             return OutboxStatus(
                 path=str(self._outbox.path), available=False, waiting=0, waiting_bytes=0,
                 failed=0, last_error=str(err), circuit=circuit, damaged_files_moved_aside=moved,
-                salvage=self._outbox.salvage,
+                salvage=salvage,
             )  # fmt: skip
         oldest = stats.oldest_queued_at
         return OutboxStatus(
@@ -482,7 +484,7 @@ class DurableReflexio:
             last_error=stats.last_error or (self._breaker.last_error if user_id is None else None),
             circuit=circuit,
             damaged_files_moved_aside=moved,
-            salvage=self._outbox.salvage,
+            salvage=salvage,
             waiting_for_other_urls=stats.other_targets,
         )
 

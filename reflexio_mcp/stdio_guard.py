@@ -102,7 +102,10 @@ def checked_line(line: bytes) -> bytes:
     if isinstance(read, mcp_types.JSONRPCNotification) and b'"id"' in message:
         parsed = _parsed(message)
         if isinstance(parsed, dict) and "id" in parsed:
-            return _with_bad_id(cast(dict[str, Any], parsed)["id"])
+            fields = cast(dict[str, Any], parsed)
+            if fields["id"] is None and str(fields.get("method", "")).startswith("notifications/"):
+                return line  # a notification with a stray "id": null is still a notification
+            return _with_bad_id(fields["id"])
     return line
 
 

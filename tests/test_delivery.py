@@ -581,6 +581,44 @@ async def test_a_publish_reflexio_never_answers_is_failed_while_others_are_taken
     assert sorted(fake.stored) == sorted(f"req-{i}" for i in range(1, n + 1))
 
 
+async def test_a_publish_reflexio_stored_after_its_last_unanswered_attempt_is_not_failed(
+    tmp_path: Path,
+) -> None:
+    """Reflexio takes the publish but never answers in time (it stores it after the cut-off):
+    before failing the row the deliverer asks whether Reflexio holds it, and it does, so the
+    row is delivered, not failed (a failed row is published again by hand: stored twice)."""
+    fake = Backend()
+    original = fake.__call__
+
+    async def stored_late(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/publish_interaction" and b'"late"' in request.content:
+            await anyio.sleep_forever()
+        if request.url.path == "/api/search_interactions" and b'"late"' in request.content:
+            turn = {"interaction_id": 1, "user_id": "u", "request_id": "late", "created_at": 1}
+            return httpx2.Response(200, json={"success": True, "interactions": [turn]})
+        return original(request)
+
+    late = PublishRequest(
+        request_id="late",
+        user_id="u",
+        session_id="s",
+        interaction_data_list=[InteractionData(role="user", content="stored after the cut-off")],
+    )
+    async with durable(stored_late, tmp_path, timeout=0.3) as store:  # type: ignore[arg-type]
+        await store.publish(late, wait_for_response=False)
+        with anyio.fail_after(30):
+            n = 0
+            while (await store.publish_status("u", "late")).status == "queued":
+                n += 1
+                await store.publish(publish(n, user="v"), wait_for_response=False)
+                await anyio.sleep(0.05)
+        kept = await store.publish_status("u", "late")
+        outbox = (await store.status("u")).outbox
+    assert kept.status == "delivered"
+    assert outbox is not None
+    assert outbox.failed == 0
+
+
 async def test_an_outage_never_fails_a_row(tmp_path: Path) -> None:
     """Nothing answers any publish (a whole-backend outage): rows wait, however many attempts
     they get, and are delivered once Reflexio is back."""

@@ -285,6 +285,25 @@ async def test_the_bridge_reports_the_salvage_and_keeps_queueing_while_reflexio_
     assert waiting.waiting == 21
 
 
+async def test_a_callers_own_status_leaves_out_the_salvage_of_every_users_rows(
+    tmp_path: Path,
+) -> None:
+    """The salvage report counts and names (request_ids) every user's rows: a caller acting
+    for one user (a token's, --pin-user's) is not shown it; the whole store's view is."""
+    await fill(tmp_path, 3)
+    path = tmp_path / FILE_NAME
+    overwrite_page(path, root_page(path, "outbox_sessions"))
+    backend = Backend()
+    backend.answer = lambda _: httpx2.Response(503, text="down", headers={"Retry-After": "60"})
+    async with durable(backend, tmp_path) as store:
+        whole = (await store.status("u")).outbox
+        own = (await store.status("u", store_wide=False)).outbox
+    assert whole is not None
+    assert own is not None
+    assert whole.salvage is not None
+    assert own.salvage is None
+
+
 async def test_the_outbox_command_says_what_was_salvaged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -130,6 +130,15 @@ def test_a_request_whose_id_no_answer_can_carry_is_logged(
     assert "ignored a request" in caplog.messages[0]
 
 
+def test_a_notification_with_a_null_id_is_still_a_notification(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    line = b'{"jsonrpc": "2.0", "id": null, "method": "notifications/initialized"}\n'
+    with caplog.at_level(logging.WARNING, "reflexio_mcp.stdio_guard"):
+        assert checked_line(line) == line
+    assert caplog.records == []
+
+
 def test_a_batch_has_each_request_answered_and_the_rest_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
