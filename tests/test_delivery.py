@@ -479,7 +479,7 @@ async def test_publishes_go_to_reflexio_one_at_a_time(tmp_path: Path) -> None:
             return httpx2.Response(200, json={"status": "healthy", "success": True})
         under_way[0] += 1
         under_way[1] = max(under_way)
-        await anyio.sleep(0.05)
+        await anyio.sleep(0.01)  # 6 of them well within the tool's lane wait (0.5 s)
         under_way[0] -= 1
         return httpx2.Response(200, json={"success": True, "message": "ok"})
 
@@ -495,7 +495,7 @@ async def test_publishes_go_to_reflexio_one_at_a_time(tmp_path: Path) -> None:
             for n in range(6):
                 group.start_soon(one, n)
     assert under_way[1] == 1
-    assert answers == [False] * 6  # each waited its turn (50 ms), none had to be queued
+    assert answers == [False] * 6  # each waited its turn (10 ms), none had to be queued
 
 
 async def test_a_publish_waiting_for_learning_leaves_the_lane_to_others(tmp_path: Path) -> None:
