@@ -536,6 +536,30 @@ async def test_a_publish_waiting_for_learning_leaves_the_lane_to_others(tmp_path
     assert not results["waiting"].queued
 
 
+def lone(request_id: str, content: str) -> PublishRequest:
+    """A one-turn publish of user u."""
+    return PublishRequest(
+        request_id=request_id,
+        user_id="u",
+        session_id="s",
+        interaction_data_list=[InteractionData(role="user", content=content)],
+    )
+
+
+async def publish_others_while_queued(
+    store: DurableReflexio, request_id: str
+) -> tuple[int, PublishStatus]:
+    """Publish for another user (req-1, req-2, ...) while u's `request_id` is queued: Reflexio
+    taking them is what tells a row's fault from an outage. How many, and its status then."""
+    n = 0
+    with anyio.fail_after(30):
+        while (status := await store.publish_status("u", request_id)).status == "queued":
+            n += 1
+            await store.publish(publish(n, user="v"), wait_for_response=False)
+            await anyio.sleep(0.05)
+    return n, status
+
+
 async def test_a_publish_reflexio_never_answers_is_failed_while_others_are_taken(
     tmp_path: Path,
 ) -> None:
@@ -550,22 +574,9 @@ async def test_a_publish_reflexio_never_answers_is_failed_while_others_are_taken
             await anyio.sleep_forever()
         return original(request)
 
-    stuck = PublishRequest(
-        request_id="stuck",
-        user_id="u",
-        session_id="s",
-        interaction_data_list=[InteractionData(role="user", content="never answered")],
-    )
     async with durable(one_stuck, tmp_path, timeout=0.3) as store:  # type: ignore[arg-type]
-        first = await store.publish(stuck, wait_for_response=False)
-        others: list[bool] = []
-        with anyio.fail_after(30):
-            n = 0
-            while (status := await store.publish_status("u", "stuck")).status == "queued":
-                n += 1
-                other = await store.publish(publish(n, user="v"), wait_for_response=False)
-                others.append(other.queued)
-                await anyio.sleep(0.05)
+        first = await store.publish(lone("stuck", "never answered"), wait_for_response=False)
+        n, status = await publish_others_while_queued(store, "stuck")
         outbox = (await store.status("u")).outbox
         await all_delivered(store._outbox, {f"req-{i}" for i in range(1, n + 1)})  # pyright: ignore[reportPrivateUsage]
     assert first.queued
@@ -598,21 +609,9 @@ async def test_a_publish_reflexio_stored_after_its_last_unanswered_attempt_is_no
             return httpx2.Response(200, json={"success": True, "interactions": [turn]})
         return original(request)
 
-    late = PublishRequest(
-        request_id="late",
-        user_id="u",
-        session_id="s",
-        interaction_data_list=[InteractionData(role="user", content="stored after the cut-off")],
-    )
     async with durable(stored_late, tmp_path, timeout=0.3) as store:  # type: ignore[arg-type]
-        await store.publish(late, wait_for_response=False)
-        with anyio.fail_after(30):
-            n = 0
-            while (await store.publish_status("u", "late")).status == "queued":
-                n += 1
-                await store.publish(publish(n, user="v"), wait_for_response=False)
-                await anyio.sleep(0.05)
-        kept = await store.publish_status("u", "late")
+        await store.publish(lone("late", "stored after the cut-off"), wait_for_response=False)
+        _, kept = await publish_others_while_queued(store, "late")
         outbox = (await store.status("u")).outbox
     assert kept.status == "delivered"
     assert outbox is not None
