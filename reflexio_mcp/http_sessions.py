@@ -60,20 +60,32 @@ class SessionLimit:
             )
             return
 
+        opening = True
+
         async def noting_the_session(message: Message) -> None:
+            nonlocal opening
             if message["type"] == "http.response.start" and message["status"] < 400:
                 opened = Headers(raw=message.get("headers", [])).get(MCP_SESSION_ID_HEADER)
                 if opened is not None:
+                    # Counted as opened from now on, not also as opening: the client has the
+                    # answer before this request ends here, and may open another meanwhile.
                     self._sessions.setdefault(caller, set()).add(opened)
+                    self._opened(caller)
+                    opening = False
             await send(message)
 
         self._opening[caller] += 1
         try:
             await self.app(scope, receive, noting_the_session if self._alive else send)
         finally:
-            self._opening[caller] -= 1
-            if not self._opening[caller]:
-                del self._opening[caller]
+            if opening:
+                self._opened(caller)
+
+    def _opened(self, caller: str) -> None:
+        """One of `caller`'s opening requests is no longer under way."""
+        self._opening[caller] -= 1
+        if not self._opening[caller]:
+            del self._opening[caller]
 
     def _opens_a_session(self, scope: Scope) -> bool:
         if scope["type"] != "http" or scope["path"].rstrip("/") != self._path.rstrip("/"):

@@ -140,3 +140,33 @@ async def test_a_caller_is_refused_exactly_when_it_holds_its_bound(
         assert status == (200 if len(held) < per_caller else 429), (held, per_caller)
         if status == 200:
             owners[f"s{sdk.opened}"] = caller
+
+
+async def test_a_session_whose_request_is_still_finishing_is_counted_once() -> None:
+    """The client has the answer (and the session id) before the request's last step ends on
+    the server, so it may open the next one meanwhile: that session counts once, not both as
+    opened and as still opening (a caller at 2 of 3 was refused its third)."""
+    sdk = FakeSdk()
+    app = limited(sdk, 2)
+    answered, finish = anyio.Event(), anyio.Event()
+    statuses: list[int] = []
+
+    async def first() -> None:
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                answered.set()
+                await finish.wait()  # the server's side of the request is not over yet
+
+        await app(opening(), receive, send)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(first)
+            await answered.wait()
+            statuses.append((await status_of(app, opening()))[0])
+            statuses.append((await status_of(app, opening()))[0])
+            finish.set()
+    assert statuses == [200, 429]
