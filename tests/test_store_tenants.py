@@ -96,8 +96,10 @@ async def test_a_heavy_users_searches_do_not_hold_up_another_users_get_and_searc
                 finished.append("light search")
     assert sorted(i.content for i in got) == ["an apple a day", "nothing here"]
     assert [i.content for i in found] == ["an apple a day"]
-    # Both were answered while the heavy user's searches were still running.
-    assert finished[:2] == ["light get", "light search"], finished
+    # Both were answered while the heavy user's searches were still running: at most the two
+    # already reading (a user's share, half the readers) may finish first, none of those waiting.
+    assert finished.index("light get") < finished.index("light search"), finished
+    assert finished[: finished.index("light search")].count("heavy search") <= 2, finished
     assert finished.count("heavy search") == 6
 
 
