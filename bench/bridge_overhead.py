@@ -50,11 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.http_search import TOP_K, USER, WORDS, cpu_seconds, machine, settle
 from reflexio_mcp import __version__
-from reflexio_mcp.embedded_store import EmbeddedStore
-from reflexio_mcp.models import InteractionData, PublishRequest, SearchRequest
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.reflexio_http import USER_AGENT
-from reflexio_mcp.search_text import bounded_query
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.http import USER_AGENT
+from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
+from reflexio_mcp.core.search_text import bounded_query
 from tests.reflexio_server import RunningServer, cache_dir, reflexio_server, stop_group
 
 SEED_TURNS = 20

@@ -45,9 +45,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reflexio_mcp.models import InteractionData, PublishRequest, SearchRequest
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.reflexio_http import USER_AGENT
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.http import USER_AGENT
+from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 from tests.mcp_http import HttpBridge, http_bridge
 from tests.reflexio_server import RunningServer, reflexio_server
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import anyio
 
-from reflexio_mcp.models import InteractionData, PublishRequest
-from reflexio_mcp.outbox import FILE_NAME, Outbox
+from reflexio_mcp.backends.reflexio.outbox import FILE_NAME, Outbox
+from reflexio_mcp.core.models import InteractionData, PublishRequest
 
 TARGET = "http://127.0.0.1:1"
 

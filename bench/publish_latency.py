@@ -27,10 +27,10 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reflexio_mcp.durable_reflexio import DurableReflexio
-from reflexio_mcp.models import InteractionData, PublishRequest
-from reflexio_mcp.outbox import Outbox
-from reflexio_mcp.reflexio_client import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.outbox import Outbox
+from reflexio_mcp.core.models import InteractionData, PublishRequest
 from tests.reflexio_server import kill9, reflexio_server, restart
 
 

@@ -34,8 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reflexio_mcp.models import PublishRequest
-from reflexio_mcp.secret_redaction import prepare, redact_turns
+from reflexio_mcp.core.models import PublishRequest
+from reflexio_mcp.secrets.scanner import prepare, redact_turns
 
 WORDS = [
     "the",

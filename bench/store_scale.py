@@ -39,15 +39,15 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.search_latency import CJK_SHARE, CJK_WORDS, cjk_sentence, queries, sentence, vocabulary
-from reflexio_mcp.embedded_store import FILE_NAME, EmbeddedStore
-from reflexio_mcp.errors import SearchTooSlow
-from reflexio_mcp.models import (
+from reflexio_mcp.backends.embedded.store import FILE_NAME, EmbeddedStore
+from reflexio_mcp.core.errors import SearchTooSlow
+from reflexio_mcp.core.models import (
     GetRequest,
     InteractionData,
     PublishRequest,
     SearchRequest,
 )
-from reflexio_mcp.search_text import bounded_query
+from reflexio_mcp.core.search_text import bounded_query
 
 HEAVY = "bench-user"
 LIGHT = "user-007"

@@ -1,3 +1,3 @@
-from reflexio_mcp.cli import main
+from reflexio_mcp.cli.main import main
 
 main()

@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticUndefined
 
-from reflexio_mcp import defaults
-from reflexio_mcp.redaction import display_url
+from reflexio_mcp.core import defaults
+from reflexio_mcp.core.urls import display_url
 
 DEFAULT_URL = "http://127.0.0.1:8061"
 """Where `reflexio services start` serves; used with --backend reflexio and no URL."""

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from reflexio_mcp.access import AccessTokens, Grant, TokenFileError, local_grant, read_tokens_file
 from reflexio_mcp.settings import Settings, SettingsError, parse_settings
+from reflexio_mcp.transports.tokens import (
+    AccessTokens,
+    Grant,
+    TokenFileError,
+    local_grant,
+    read_tokens_file,
+)
 
 ALICE = "alice-token-0123456789abcdef"
 BOB = "bob-token-0123456789abcdef"

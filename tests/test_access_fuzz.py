@@ -19,9 +19,9 @@ from mcp.server.context import ServerRequestContext
 from mcp_types import CallToolResult
 from starlette.types import Receive, Scope, Send
 
-from reflexio_mcp.access import Grant, TokenFileError, read_tokens_file
-from reflexio_mcp.access_scope import access_scope, acting_user
-from reflexio_mcp.http_rate_limit import RateLimit
+from reflexio_mcp.surface.access_scope import access_scope, acting_user
+from reflexio_mcp.transports.rate_limit import RateLimit
+from reflexio_mcp.transports.tokens import Grant, TokenFileError, read_tokens_file
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(
@@ -188,11 +188,11 @@ async def test_any_http_request_gets_an_answer_never_a_500(
     """Whatever reaches the Streamable HTTP endpoint, the whole app (guards, the SDK's auth,
     checks and transport, our tools) answers with a status, never a 500, and still serves a
     valid call afterwards."""
-    from reflexio_mcp.embedded_store import EmbeddedStore
-    from reflexio_mcp.http_drain import Drain
-    from reflexio_mcp.http_server import build_http_app
-    from reflexio_mcp.server import SharedBackend, build_server
+    from reflexio_mcp.app import SharedBackend, build_server
+    from reflexio_mcp.backends.embedded.store import EmbeddedStore
     from reflexio_mcp.settings import Settings
+    from reflexio_mcp.transports.drain import Drain
+    from reflexio_mcp.transports.http_server import build_http_app
 
     settings_ = Settings(
         backend="embedded",

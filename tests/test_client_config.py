@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reflexio_mcp.client_config import CLIENTS
+from reflexio_mcp.cli.config import CLIENTS
 from tests.claude_code import claude_code
 from tests.mcp_http import http_bridge
 

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp_types import Completion, PromptReference, ResourceTemplateReference
 
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 
 USERS = ResourceTemplateReference(uri="reflexio://users/{user_id}/interactions")

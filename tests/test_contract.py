@@ -25,7 +25,7 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 from tests.reflexio_server import RunningServer
 

@@ -21,7 +21,7 @@ from mcp.types import (
     TextContent,
 )
 
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 
 ERAS: list[ConnectMode] = ["auto", "legacy"]

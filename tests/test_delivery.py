@@ -22,16 +22,16 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
-from reflexio_mcp import defaults
-from reflexio_mcp.delivery import Deliverer
-from reflexio_mcp.durable_reflexio import DurableReflexio
-from reflexio_mcp.errors import BackendUnreachable, InvalidInput, OutboxFull
-from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, PublishStatus
-from reflexio_mcp.outbox import Outbox
-from reflexio_mcp.outbox_command import outbox_command
-from reflexio_mcp.pacing import Pacer
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.delivery import Deliverer
+from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.outbox import Outbox
+from reflexio_mcp.cli.outbox import outbox_command
+from reflexio_mcp.core import defaults
+from reflexio_mcp.core.errors import BackendUnreachable, InvalidInput, OutboxFull
+from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, PublishStatus
+from reflexio_mcp.core.pacing import Pacer
 from reflexio_mcp.settings import Settings
 from tests.test_fuzz_tools import FUZZ, PUBLISH, Fuzzer
 

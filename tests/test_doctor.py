@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reflexio_mcp import embedded_store
+from reflexio_mcp.backends.embedded import store as embedded_store
 from tests.loopback_http import serving
 from tests.reflexio_server import SERVER_KEY, RunningServer
 

@@ -17,9 +17,10 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp import embedded_store, outbox
-from reflexio_mcp.client_config import CLIENTS, client_config
-from reflexio_mcp.doctor import Check, collect
+from reflexio_mcp.backends.embedded import store as embedded_store
+from reflexio_mcp.backends.reflexio import outbox
+from reflexio_mcp.cli.config import CLIENTS, client_config
+from reflexio_mcp.cli.doctor import Check, collect
 from reflexio_mcp.settings import ENVIRONMENT, SettingsError, load_settings
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "50"))

@@ -17,8 +17,10 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 
-from reflexio_mcp.embedded_store import SCHEMA_VERSION, EmbeddedStore
-from reflexio_mcp.errors import (
+from reflexio_mcp.app import build_server
+from reflexio_mcp.backends.embedded.store import SCHEMA_VERSION, EmbeddedStore
+from reflexio_mcp.backends.sqlite_file import SqliteFile, store_error
+from reflexio_mcp.core.errors import (
     NotFound,
     ReflexioError,
     StoreCorrupt,
@@ -26,10 +28,8 @@ from reflexio_mcp.errors import (
     StoreFull,
     StoreReadOnly,
 )
-from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, SearchRequest
-from reflexio_mcp.server import build_server
+from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
 from reflexio_mcp.settings import Settings
-from reflexio_mcp.sqlite_file import SqliteFile, store_error
 from tests.test_stdio_reflexio import server_command
 from tests.test_store_tenants import V2_SCHEMA
 

@@ -38,7 +38,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceContents
 from pydantic import TypeAdapter, ValidationError
 
-from reflexio_mcp.models import (
+from reflexio_mcp.app import build_server
+from reflexio_mcp.core.models import (
     MAX_CONTENT_CHARS,
     MAX_ID_CHARS,
     MAX_INTEGER,
@@ -49,7 +50,6 @@ from reflexio_mcp.models import (
     Timestamp,
     UserId,
 )
-from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))

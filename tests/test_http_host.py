@@ -11,8 +11,8 @@ from mcp.server.transport_security import TransportSecurityMiddleware
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
-from reflexio_mcp.http_server import numeric_ports, transport_security
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.transports.http_server import numeric_ports, transport_security
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "300"))
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")

@@ -34,12 +34,12 @@ from mcp.server import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, TextContent, TextResourceContents
 
-from reflexio_mcp.backend import Backend
-from reflexio_mcp.durable_reflexio import DurableReflexio
-from reflexio_mcp.embedded_store import EmbeddedStore
-from reflexio_mcp.outbox import Outbox
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.server import SharedBackend, build_server
+from reflexio_mcp.app import SharedBackend, build_server
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.outbox import Outbox
+from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.settings import Settings
 from tests.mcp_http import INITIALIZE, MCP_HEADERS, HttpBridge, call, http_bridge, http_client
 from tests.reflexio_server import RunningServer, free_port

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
-from reflexio_mcp.http_sessions import SessionLimit
+from reflexio_mcp.transports.sessions import SessionLimit
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))
 

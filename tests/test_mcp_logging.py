@@ -24,10 +24,10 @@ from mcp_types import (
 )
 from pydantic import SecretStr
 
-from reflexio_mcp.embedded_store import EmbeddedStore
-from reflexio_mcp.mcp_logging import forward_logs
-from reflexio_mcp.server import SharedBackend, build_server
+from reflexio_mcp.app import SharedBackend, build_server
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.surface.client_logging import forward_logs
 from tests.test_stdio_reflexio import server_command
 
 TREE = logging.getLogger("reflexio_mcp")
@@ -223,7 +223,9 @@ async def test_a_warning_from_an_unreachable_backend_reaches_the_client_without_
             result = await client.call_tool("search_interactions", {"query": "x"})
             assert result.is_error
         await heard.wait_for("failed 3 times in a row")
-    assert ("warning", "reflexio_mcp.circuit_breaker") in {(m[0], m[1]) for m in heard.messages}
+    assert ("warning", "reflexio_mcp.backends.reflexio.breaker") in {
+        (m[0], m[1]) for m in heard.messages
+    }
     assert heard.calls()
     assert all("error in" in line for line in heard.calls())
     assert SECRET not in repr(heard.messages)
@@ -251,7 +253,7 @@ async def test_records_outside_requests_reach_legacy_listeners_of_a_single_user_
 async def test_one_handler_however_many_servers(tmp_path: Path) -> None:
     for n in range(3):
         build_server(Settings(backend="embedded", data_dir=tmp_path / str(n)))
-    ours = [h for h in TREE.handlers if type(h).__module__ == "reflexio_mcp.mcp_logging"]
+    ours = [h for h in TREE.handlers if type(h).__module__ == "reflexio_mcp.surface.client_logging"]
     assert len(ours) == 1
 
 

@@ -7,8 +7,8 @@ import socket
 import time
 from pathlib import Path
 
-from reflexio_mcp.models import InteractionData, PublishRequest
-from reflexio_mcp.outbox import Outbox
+from reflexio_mcp.backends.reflexio.outbox import Outbox
+from reflexio_mcp.core.models import InteractionData, PublishRequest
 
 TARGET = "http://127.0.0.1:8061"
 

@@ -252,7 +252,7 @@ async def test_two_bridges_sharing_one_outbox_never_send_a_row_twice(
             line.rsplit("delivered ", 1)[1].split()[0]
             for log in logs
             for line in log.read_text().splitlines()
-            if "reflexio_mcp.delivery: delivered " in line
+            if "reflexio_mcp.backends.reflexio.delivery: delivered " in line
         ]
         assert sorted(delivered) == sorted({**first.sent, **second.sent})  # each sent once
         assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})

@@ -60,9 +60,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from reflexio_mcp.errors import OutboxFull
-from reflexio_mcp.models import InteractionData, PublishRequest
-from reflexio_mcp.outbox import Enqueued, Entry, Outbox, Row, Stats
+from reflexio_mcp.backends.reflexio.outbox import Enqueued, Entry, Outbox, Row, Stats
+from reflexio_mcp.core.errors import OutboxFull
+from reflexio_mcp.core.models import InteractionData, PublishRequest
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "50"))
 MODEL_SETTINGS = settings(

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from reflexio_mcp.errors import StoreError, StoreReadOnly
-from reflexio_mcp.models import InteractionData, PublishRequest
-from reflexio_mcp.outbox import FILE_NAME, SCHEMA, Outbox
-from reflexio_mcp.outbox_command import outbox_command
-from reflexio_mcp.outbox_salvage import COLUMNS, whole
+from reflexio_mcp.backends.reflexio.outbox import FILE_NAME, SCHEMA, Outbox
+from reflexio_mcp.backends.reflexio.salvage import COLUMNS, whole
+from reflexio_mcp.cli.outbox import outbox_command
+from reflexio_mcp.core.errors import StoreError, StoreReadOnly
+from reflexio_mcp.core.models import InteractionData, PublishRequest
 from reflexio_mcp.settings import Settings
 from tests.test_delivery import URL, Backend, durable
 from tests.test_doctor import by_name, checks
@@ -251,7 +251,7 @@ async def test_a_damaged_outbox_that_cannot_be_replaced_is_refused_in_words(
     def refuse(source: object, target: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("reflexio_mcp.outbox.os.replace", refuse)
+    monkeypatch.setattr("reflexio_mcp.backends.reflexio.outbox.os.replace", refuse)
     with pytest.raises(StoreReadOnly, match=r"is damaged .* could not be replaced") as refused:
         async with Outbox(tmp_path, TARGET):
             pass

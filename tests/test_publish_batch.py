@@ -16,9 +16,9 @@ from hypothesis.strategies import SearchStrategy
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from reflexio_mcp.publishing import MAX_BATCH
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.surface.publishing import MAX_BATCH
 
 
 @pytest.fixture

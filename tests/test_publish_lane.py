@@ -20,7 +20,7 @@ from typing import Any, Self
 import anyio
 from mcp_types import TextContent
 
-from reflexio_mcp import defaults
+from reflexio_mcp.core import defaults
 from tests.reflexio_server import RunningServer
 from tests.test_http_scope import Recorded, RecordingProxy
 from tests.test_outbox_faults import Answer, Bridge, bridge

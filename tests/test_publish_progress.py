@@ -15,12 +15,12 @@ import httpx2
 import pytest
 from mcp import Client
 
-from reflexio_mcp import publishing
-from reflexio_mcp.durable_reflexio import DurableReflexio
-from reflexio_mcp.outbox import Outbox
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.surface import publishing
 
 URL = "http://127.0.0.1:9"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import ENVIRONMENT, Settings
 from tests.claude_code import app_environment
 from tests.reflexio_server import LIGHT_DEPENDENCIES, REFLEXIO_VERSION, cache_dir

@@ -14,7 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from reflexio_mcp import __version__
-from reflexio_mcp.errors import (
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.http import USER_AGENT
+from reflexio_mcp.core.errors import (
     AuthError,
     BackendTimeout,
     BackendUnreachable,
@@ -25,10 +27,8 @@ from reflexio_mcp.errors import (
     ReflexioError,
     ServerError,
 )
-from reflexio_mcp.models import GetRequest, InteractionData, PublishRequest, SearchRequest
-from reflexio_mcp.redaction import display_url
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.reflexio_http import USER_AGENT
+from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
+from reflexio_mcp.core.urls import display_url
 
 URL = "http://127.0.0.1:8061"
 KEY = "rk-0123456789-secret"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mcp import Client
 
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 from tests.reflexio_server import required_reflexio_server
 

@@ -32,15 +32,15 @@ from mcp_types import (
     TextResourceContents,
 )
 
-from reflexio_mcp.durable_reflexio import DurableReflexio
-from reflexio_mcp.embedded_store import EmbeddedStore
-from reflexio_mcp.models import GetRequest
-from reflexio_mcp.outbox import Outbox
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.resource_updates import ResourceUpdates
-from reflexio_mcp.resources import PAGE_SIZE, make_cursor
-from reflexio_mcp.server import SharedBackend, build_server
+from reflexio_mcp.app import SharedBackend, build_server
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.outbox import Outbox
+from reflexio_mcp.core.models import GetRequest
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.surface.resource_updates import ResourceUpdates
+from reflexio_mcp.surface.resources import PAGE_SIZE, make_cursor
 from tests.mcp_http import call as call_over_http
 from tests.mcp_http import http_bridge, http_client
 

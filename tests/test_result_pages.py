@@ -17,10 +17,10 @@ import pytest
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
 
-from reflexio_mcp.models import GetRequest, Keyset
-from reflexio_mcp.result_pages import make_cursor
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
+from reflexio_mcp.core.models import GetRequest, Keyset
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.surface.paging import make_cursor
 from tests.reflexio_server import RunningServer
 
 BUDGET = 3_000

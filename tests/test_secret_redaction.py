@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.models import InteractionData, PublishRequest, ToolUsed
-from reflexio_mcp.secret_redaction import (
+from reflexio_mcp.core.models import InteractionData, PublishRequest, ToolUsed
+from reflexio_mcp.secrets.scanner import (
     KINDS,
     SHORT_MARKER,
     Finding,
@@ -707,7 +707,7 @@ def test_global_state_is_left_alone() -> None:
     fresh = (
         "import warnings\n"
         "shown = warnings.showwarning\n"
-        "from reflexio_mcp.secret_redaction import prepare\n"
+        "from reflexio_mcp.secrets.scanner import prepare\n"
         "prepare()\n"
         "assert warnings.showwarning is shown\n"
     )
@@ -719,7 +719,7 @@ def test_detect_secrets_is_loaded_by_the_first_publish_not_by_start_up(tmp_path:
     script = f"""
 import sys, anyio
 from mcp import Client
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 
 async def main():

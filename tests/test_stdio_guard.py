@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.stdio_guard import UNREADABLE, checked_line
+from reflexio_mcp.transports.stdio_guard import UNREADABLE, checked_line
 from tests.test_stdio_reflexio import server_command
 
 REPLY_SECONDS = 30
@@ -123,7 +123,7 @@ def test_a_request_whose_id_no_answer_can_carry_is_logged(
     raw_id: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     line = f'{{"jsonrpc": "2.0", "id": {raw_id}, "method": "ping"}}\n'.encode()
-    with caplog.at_level(logging.WARNING, "reflexio_mcp.stdio_guard"):
+    with caplog.at_level(logging.WARNING, "reflexio_mcp.transports.stdio_guard"):
         assert checked_line(line) == b""
     assert len(caplog.records) == 1
     assert caplog.records[0].levelno == logging.WARNING
@@ -134,7 +134,7 @@ def test_a_notification_with_a_null_id_is_still_a_notification(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     line = b'{"jsonrpc": "2.0", "id": null, "method": "notifications/initialized"}\n'
-    with caplog.at_level(logging.WARNING, "reflexio_mcp.stdio_guard"):
+    with caplog.at_level(logging.WARNING, "reflexio_mcp.transports.stdio_guard"):
         assert checked_line(line) == line
     assert caplog.records == []
 
@@ -143,7 +143,7 @@ def test_a_batch_has_each_request_answered_and_the_rest_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     batch = [ping(1), ping("two"), ping(3.0), ping(1.5), {"jsonrpc": "2.0", "method": "x"}]
-    with caplog.at_level(logging.WARNING, "reflexio_mcp.stdio_guard"):
+    with caplog.at_level(logging.WARNING, "reflexio_mcp.transports.stdio_guard"):
         output = checked_line(json.dumps(batch).encode() + b"\n")
     assert unreadable_ids(output) == [1, "two", 3]
     problem = json.loads(output.splitlines()[0])["params"]["problem"]
@@ -151,7 +151,7 @@ def test_a_batch_has_each_request_answered_and_the_rest_logged(
     assert "send each message on a line of its own" in problem
     assert "ignored 2 of the 5 messages of a batch" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "reflexio_mcp.stdio_guard"):
+    with caplog.at_level(logging.WARNING, "reflexio_mcp.transports.stdio_guard"):
         assert checked_line(b"[]\n") == b""
     assert "empty batch" in caplog.text
 
@@ -178,7 +178,7 @@ def test_any_id_in_a_message_or_a_batch_is_answered_once_or_logged(
     messages = [ping(request_id) for request_id in ids]
     lines = [json.dumps(messages)] if batch else [json.dumps(m) for m in messages]
     caplog.clear()
-    with caplog.at_level(logging.WARNING, "reflexio_mcp.stdio_guard"):
+    with caplog.at_level(logging.WARNING, "reflexio_mcp.transports.stdio_guard"):
         outputs = [checked_line(line.encode() + b"\n") for line in lines]
     answered: list[Any] = []
     for line, output in zip(lines, outputs, strict=True):
@@ -293,8 +293,8 @@ def test_every_broken_request_is_answered_and_the_server_keeps_serving(
     while "cannot be read" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (
-        "WARNING reflexio_mcp.stdio_guard: ignored a message from the client that cannot be read"
-        in log.read_text()
+        "WARNING reflexio_mcp.transports.stdio_guard: ignored a message from the client that "
+        "cannot be read" in log.read_text()
     )
 
 
@@ -318,8 +318,12 @@ def test_requests_with_any_id_and_batches_are_answered_or_logged(
     server.send(json.dumps(ping(12)).encode())
     assert server.reply() == {"jsonrpc": "2.0", "id": 12, "result": {}}
     log = (tmp_path / "stderr.log").read_text()
-    assert log.count("WARNING reflexio_mcp.stdio_guard: ignored a request whose id is") == 5, log
-    assert "WARNING reflexio_mcp.stdio_guard: ignored 1 of the 3 messages of a batch" in log
+    assert (
+        log.count("WARNING reflexio_mcp.transports.stdio_guard: ignored a request whose id is") == 5
+    ), log
+    assert (
+        "WARNING reflexio_mcp.transports.stdio_guard: ignored 1 of the 3 messages of a batch" in log
+    )
 
 
 def test_nan_in_tool_data_is_refused_not_stored_as_null(server: StdioServer) -> None:

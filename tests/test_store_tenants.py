@@ -18,17 +18,17 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.embedded_store import SCHEMA_VERSION, USER_INDEXES, EmbeddedStore
-from reflexio_mcp.models import (
+from reflexio_mcp.backends.embedded.store import SCHEMA_VERSION, USER_INDEXES, EmbeddedStore
+from reflexio_mcp.backends.embedded.vocabulary import Vocabulary
+from reflexio_mcp.backends.sqlite_file import SqliteFile
+from reflexio_mcp.core.models import (
     GetRequest,
     Interaction,
     InteractionData,
     PublishRequest,
     SearchRequest,
 )
-from reflexio_mcp.search_text import cjk_grams, cjk_match, word_match
-from reflexio_mcp.sqlite_file import SqliteFile
-from reflexio_mcp.user_vocabulary import Vocabulary
+from reflexio_mcp.core.search_text import cjk_grams, cjk_match, word_match
 
 HEAVY_TURNS = 30_000
 WORDS_PER_TURN = 4
@@ -303,7 +303,7 @@ MIGRATION_STOPPED = """
 import sys, time
 import anyio
 from pathlib import Path
-from reflexio_mcp import embedded_store
+from reflexio_mcp.backends.embedded import store as embedded_store
 
 embedded_store.MIGRATION_BATCH = 2
 index = embedded_store._index

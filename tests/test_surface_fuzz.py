@@ -79,7 +79,8 @@ from mcp_types import (
 )
 from pydantic import TypeAdapter, ValidationError
 
-from reflexio_mcp.models import (
+from reflexio_mcp.app import build_server
+from reflexio_mcp.core.models import (
     MAX_ID_CHARS,
     MAX_TOOL_DATA_DEPTH,
     MAX_TOOL_STATUS_CHARS,
@@ -90,11 +91,10 @@ from reflexio_mcp.models import (
     PublishRequest,
     UserId,
 )
-from reflexio_mcp.resources import PAGE_SIZE
-from reflexio_mcp.resources import make_cursor as make_list_cursor
-from reflexio_mcp.result_pages import TOO_LARGE, Position, Unshown, make_cursor
-from reflexio_mcp.server import build_server
 from reflexio_mcp.settings import Settings
+from reflexio_mcp.surface.paging import TOO_LARGE, Position, Unshown, make_cursor
+from reflexio_mcp.surface.resources import PAGE_SIZE
+from reflexio_mcp.surface.resources import make_cursor as make_list_cursor
 from tests.reflexio_server import RunningServer
 from tests.test_fuzz_tools import nested
 
@@ -649,9 +649,9 @@ async def test_only_a_boolean_true_answer_deletes(
 async def test_an_answer_of_the_wrong_shape_is_reported_in_our_words(
     tmp_path: Path, mode: ConnectMode, content: dict[str, ElicitValue] | None
 ) -> None:
-    """The SDK's resolver error ("Resolver 'reflexio_mcp.deletion:confirm_deletion' received an
-    accepted elicitation whose content does not match the requested schema") reaches the model
-    as is: it names our code and says nothing of what happened to the interaction."""
+    """The SDK's resolver error ("Resolver 'reflexio_mcp.surface.deletion:confirm_deletion'
+    received an accepted elicitation whose content does not match the requested schema") reaches
+    the model as is: it names our code and says nothing of what happened to the interaction."""
 
     _, result, _ = await delete_answered(tmp_path, mode, content)
     text = text_of(result)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from reflexio_mcp.reflexio_client import ReflexioClient
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
+from reflexio_mcp.backends.reflexio.api import ReflexioClient
 from reflexio_mcp.settings import Settings
 
 ROOT = Path(__file__).parent.parent

@@ -3,7 +3,7 @@ turn and field for field; what Reflexio would drop, refuse or cut, the bridge re
 naming the field and the fix, on both backends alike.
 
 Reflexio 0.2.32's rules (read in its source: InteractionData.shape_error / carries_content,
-ToolUsed.coerce_status, _validate_image_url) are declared once, in reflexio_mcp.models. The
+ToolUsed.coerce_status, _validate_image_url) are declared once, in reflexio_mcp.core.models. The
 regression tests below publish through a real MCP client and read back from the real server;
 the property test generates publishes that break and keep those rules. It hits a real server,
 so it runs few examples by default: REFLEXIO_MCP_FUZZ_EXAMPLES sets more (default 30 here).
@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 from mcp import Client
 
-from reflexio_mcp.models import MAX_BODY_BYTES, MAX_TIMESTAMP, InteractionData, PublishRequest
-from reflexio_mcp.server import build_server
+from reflexio_mcp.app import build_server
+from reflexio_mcp.core.models import MAX_BODY_BYTES, MAX_TIMESTAMP, InteractionData, PublishRequest
 from reflexio_mcp.settings import Settings
 from tests.reflexio_server import RunningServer, free_port
 from tests.test_contract import call, error, text

@@ -1,0 +1,1 @@
+"""The embedded backend: interactions in a local SQLite file, searched with FTS5."""

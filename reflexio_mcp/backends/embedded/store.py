@@ -1,0 +1,608 @@
+"""The embedded backend: interactions in a local SQLite file, searched with FTS5/bm25.
+
+It keeps Reflexio's rules (request_id stored once, source pattern, sizes, 10 MiB per publish)
+and answers in Reflexio's shapes, so tools cannot tell the two apart, except that nothing is
+learned here: profiles and playbooks need a Reflexio server.
+
+Two full-text indexes, kept by this module in the same transaction as the rows: words
+(porter, unicode61) over content, expert_content and user_action_description, and CJK
+character pairs (see search_text). Both hold each user's own vocabulary (see user_vocabulary),
+so a search ranks and expands only the caller's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from reflexio_mcp.backends.embedded.vocabulary import INDEX_TOKENIZER, WORD_COLUMNS, Vocabulary
+from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
+from reflexio_mcp.core.backend import StoredListener, already_stored
+from reflexio_mcp.core.errors import StoreError, not_found
+from reflexio_mcp.core.models import (
+    BackendStatus,
+    GetRequest,
+    Interaction,
+    Keyset,
+    KnownIds,
+    Published,
+    PublishRequest,
+    PublishStatus,
+    SearchRequest,
+    SessionPage,
+    SessionSummary,
+    iso_time,
+    newest_first,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3
+FILE_NAME = "interactions.sqlite3"
+DEFAULT_SEARCH_LIMIT = 10
+"""Reflexio's own default when neither top_k nor most_recent_k is given."""
+NO_LEARNING = (
+    "stored in the embedded store; no learning happens here: profiles and playbooks need a "
+    "Reflexio backend (set REFLEXIO_URL)"
+)
+
+USER_INDEXES = [
+    """
+    -- Numbers the users for user_vocabulary's token prefixes.
+    CREATE TABLE user_keys (user_key INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE);
+    """,
+    f"""
+    CREATE VIRTUAL TABLE interactions_words USING fts5 (
+        {", ".join(WORD_COLUMNS)}, content='', tokenize='{INDEX_TOKENIZER}'
+    );
+    """,
+    f"""
+    CREATE VIRTUAL TABLE interactions_grams USING fts5 (
+        grams, content='', tokenize='{INDEX_TOKENIZER}'
+    );
+    """,
+]
+"""The full-text indexes of schema 3. Contentless: they hold prefixed tokens, not text."""
+SCHEMA = [
+    """
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    """,
+    """
+    CREATE TABLE publishes (
+        request_id    TEXT PRIMARY KEY,
+        user_id       TEXT NOT NULL,
+        session_id    TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        agent_version TEXT NOT NULL,
+        published_at  INTEGER NOT NULL
+    );
+    """,
+    """
+    -- AUTOINCREMENT: an id is never reused, even after deletes.
+    CREATE TABLE interactions (
+        interaction_id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id                 TEXT NOT NULL,
+        request_id              TEXT NOT NULL REFERENCES publishes(request_id),
+        created_at              INTEGER NOT NULL,
+        role                    TEXT NOT NULL,
+        content                 TEXT NOT NULL,
+        expert_content          TEXT NOT NULL,
+        user_action             TEXT NOT NULL,
+        user_action_description TEXT NOT NULL,
+        interacted_image_url    TEXT NOT NULL,
+        image_encoding          TEXT NOT NULL,
+        tools_used              TEXT NOT NULL
+    );
+    """,
+    """
+    CREATE INDEX interactions_by_user_time
+        ON interactions (user_id, created_at DESC, interaction_id DESC);
+    """,
+    """
+    CREATE INDEX interactions_by_time ON interactions (created_at DESC, interaction_id DESC);
+    """,
+    *USER_INDEXES,
+]
+"""One statement each: executescript() would COMMIT the transaction that guards them."""
+LOOKUP_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS publishes_by_user_session ON publishes (user_id, session_id)",
+    "CREATE INDEX IF NOT EXISTS interactions_by_request ON interactions (request_id)",
+]
+"""For reading one session: its publishes, then their turns. Made at open when missing (a
+file of an earlier version gains them; one that has them reads the same to it)."""
+OLD_INDEXES = [
+    "DROP TRIGGER IF EXISTS interactions_fts_insert",
+    "DROP TRIGGER IF EXISTS interactions_fts_delete",
+    "DROP TABLE IF EXISTS interactions_fts",
+    "DROP TABLE IF EXISTS interactions_cjk",
+]
+"""Schema 1 and 2's full-text indexes (of every user's words together), replaced by 3's."""
+MIGRATION_BATCH = 1000
+"""Rows indexed at a time when a file of an earlier schema is opened."""
+
+COLUMN_NAMES = (
+    "interaction_id", "user_id", "request_id", "created_at", "role", "content", "expert_content",
+    "user_action", "user_action_description", "interacted_image_url", "tools_used",
+)  # fmt: skip
+COLUMNS = ", ".join(COLUMN_NAMES)
+COLUMNS_OF_I = ", ".join(f"i.{column}" for column in COLUMN_NAMES)
+NEWEST_FIRST = "created_at DESC, interaction_id DESC"
+I_NEWEST_FIRST = "i.created_at DESC, i.interaction_id DESC"
+
+
+class EmbeddedStore:
+    """A Backend over one SQLite file. Use as an async context manager."""
+
+    learns = False
+    remote = False
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        read_seconds: float = READ_SECONDS,
+        busy_seconds: float = BUSY_TIMEOUT_SECONDS,
+    ) -> None:
+        self.path = data_dir / FILE_NAME
+        self.description = f"the embedded store at {self.path}"
+        self._file = SqliteFile(
+            self.path, self._prepare, read_seconds=read_seconds, busy_seconds=busy_seconds
+        )
+        # Two, so a long publish's tokens never hold up a search's few.
+        self._index_vocabulary: Vocabulary | None = None
+        self._query_vocabulary: Vocabulary | None = None
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore(path={str(self.path)!r})"
+
+    async def __aenter__(self) -> Self:
+        self._index_vocabulary, self._query_vocabulary = Vocabulary(), Vocabulary()
+        try:
+            await self._file.__aenter__()
+        except BaseException:
+            self._close_vocabularies()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._file.__aexit__(exc_type, exc, tb)
+        finally:
+            self._close_vocabularies()
+
+    def _close_vocabularies(self) -> None:
+        for vocabulary in (self._index_vocabulary, self._query_vocabulary):
+            if vocabulary is not None:
+                vocabulary.close()
+        self._index_vocabulary = self._query_vocabulary = None
+
+    def _vocabulary(self, *, query: bool) -> Vocabulary:
+        vocabulary = self._query_vocabulary if query else self._index_vocabulary
+        if vocabulary is None:
+            raise StoreError(f"{self.description} is not open")
+        return vocabulary
+
+    def _prepare(self, db: sqlite3.Connection) -> None:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if "schema_version" not in tables:
+            for statement in [*SCHEMA, *LOOKUP_INDEXES]:
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            return
+        (version,) = db.execute("SELECT version FROM schema_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by a newer reflexio-mcp (schema {version}); "
+                "upgrade reflexio-mcp or point REFLEXIO_MCP_DATA_DIR elsewhere"
+            )
+        if version < 3:
+            self._migrate(db)
+        for statement in LOOKUP_INDEXES:
+            db.execute(statement)
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """1 or 2 -> 3: the full-text indexes of every user together are replaced by per-user
+        ones, filled from the rows. All in the open's one transaction: a process stopped
+        half-way leaves the file as it was."""
+        (count,) = db.execute("SELECT count(*) FROM interactions").fetchone()
+        logger.warning(
+            "rebuilding the search indexes of %s for this version (%d interactions): once, "
+            "about a minute per 100,000 interactions; stopping it leaves the store as it was",
+            self.path,
+            count,
+        )
+        for statement in [*OLD_INDEXES, *USER_INDEXES]:
+            db.execute(statement)
+        db.execute("INSERT INTO user_keys (user_id) SELECT DISTINCT user_id FROM interactions")
+        vocabulary = self._vocabulary(query=False)
+        last = 0
+        while rows := db.execute(
+            "SELECT i.interaction_id, k.user_key, i.content, i.expert_content, "
+            "i.user_action_description FROM interactions i JOIN user_keys k USING (user_id) "
+            "WHERE i.interaction_id > ? ORDER BY i.interaction_id LIMIT ?",
+            (last, MIGRATION_BATCH),
+        ).fetchall():
+            by_user: dict[int, list[tuple[int, Sequence[str]]]] = {}
+            for rowid, user_key, *texts in rows:
+                by_user.setdefault(user_key, []).append((rowid, texts))
+            for user_key, turns in by_user.items():
+                _index(db, vocabulary, user_key, turns)
+            last = rows[-1][0]
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
+        request.checked_body()  # Reflexio's 10 MiB limit holds here too
+        now = int(time.time())
+        vocabulary = self._vocabulary(query=False)
+
+        def insert(db: sqlite3.Connection) -> str | None:
+            earlier = db.execute(
+                "SELECT user_id FROM publishes WHERE request_id = ?", (request.request_id,)
+            ).fetchone()
+            if earlier is not None:
+                return str(earlier[0])
+            db.execute(
+                "INSERT INTO publishes VALUES (?, ?, ?, ?, ?, ?)",
+                (request.request_id, request.user_id, request.session_id,
+                 request.source, request.agent_version, now),
+            )  # fmt: skip
+            db.execute("INSERT OR IGNORE INTO user_keys (user_id) VALUES (?)", (request.user_id,))
+            user_key = _user_key(db, request.user_id)
+            assert user_key is not None  # just made
+            stored: list[tuple[int, tuple[str, ...]]] = []
+            for turn in request.interaction_data_list:
+                cursor = db.execute(
+                    "INSERT INTO interactions (user_id, request_id, created_at, role, content, "
+                    "expert_content, user_action, user_action_description, interacted_image_url, "
+                    "image_encoding, tools_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (request.user_id, request.request_id,
+                     now if turn.created_at is None else turn.created_at, turn.role,
+                     turn.content, turn.expert_content, turn.user_action,
+                     turn.user_action_description, turn.interacted_image_url,
+                     turn.image_encoding,
+                     json.dumps([t.model_dump() for t in turn.tools_used], ensure_ascii=False)),
+                )  # fmt: skip
+                texts = (turn.content, turn.expert_content, turn.user_action_description)
+                stored.append((int(cursor.lastrowid or 0), texts))
+            _index(db, vocabulary, user_key, stored)
+            return None
+
+        earlier_user = await self._file.write(insert)
+        if earlier_user is not None:
+            return already_stored(request.request_id, same_user=earlier_user == request.user_id)
+        ignored = [
+            name
+            for name, value in (
+                ("wait_for_response", wait_for_response),
+                ("force_extraction", request.force_extraction),
+                ("skip_aggregation", request.skip_aggregation),
+            )
+            if value
+        ]
+        warnings = [f"{', '.join(ignored)} ignored: {NO_LEARNING}"] if ignored else []
+        return Published(
+            message=f"Interaction published successfully: {NO_LEARNING}",
+            learning_status="unavailable",
+            learning_reason="embedded store",
+            warnings=warnings,
+        )
+
+    async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
+        def find(db: sqlite3.Connection) -> tuple[int, int] | None:
+            row = db.execute(
+                "SELECT p.published_at, (SELECT count(*) FROM interactions i WHERE "
+                "i.request_id = p.request_id) FROM publishes p WHERE p.request_id = ? AND "
+                "p.user_id = ?",
+                (request_id, user_id),
+            ).fetchone()
+            return None if row is None else (int(row[0]), int(row[1]))
+
+        found = await self._file.read(find, tenant=user_id)
+        if found is None:
+            return PublishStatus(
+                request_id=request_id,
+                user_id=user_id,
+                status="unknown",
+                detail=f"no publish with request_id {request_id!r} for user {user_id!r} in "
+                "the embedded store",
+            )
+        published_at, turns = found
+        return PublishStatus(
+            request_id=request_id,
+            user_id=user_id,
+            status="delivered",
+            detail="stored in the embedded store when it was published (publishes here are "
+            f"never queued); {turns} of its turns are kept",
+            turns=turns,
+            attempts=1,
+            queued_at=iso_time(published_at),
+            delivered_at=iso_time(published_at),
+        )
+
+    async def get_interactions(
+        self, request: GetRequest, after: Keyset | None = None
+    ) -> list[Interaction]:
+        where, params = _window(request.user_id, request.start_time, request.end_time)
+        where, params = _within_keyset(where, params, after)
+        sql = f"SELECT {COLUMNS} FROM interactions WHERE {where} ORDER BY {NEWEST_FIRST} LIMIT ?"
+        return await self._select(sql, (*params, request.top_k), tenant=request.user_id)
+
+    async def search_interactions(
+        self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> list[Interaction]:
+        if among is not None:  # found before, and a stored turn never changes: look them up
+            marks = ", ".join("?" * len(among))
+            sql = f"SELECT {COLUMNS} FROM interactions WHERE user_id = ? AND interaction_id IN "
+            sql += f"({marks})"
+            return await self._select(sql, (request.user_id, *among), tenant=request.user_id)
+        where, params = _window(request.user_id, request.start_time, request.end_time, "i.")
+        if request.request_id:
+            where += " AND i.request_id = ?"
+            params.append(request.request_id)
+        limits = [k for k in (request.top_k, request.most_recent_k) if k]
+        limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
+        if request.query is None:
+            sql = (
+                f"SELECT {COLUMNS_OF_I} FROM interactions i WHERE {where} ORDER BY {I_NEWEST_FIRST}"
+            )
+            return await self._select(f"{sql} LIMIT ?", (*params, limit), tenant=request.user_id)
+        query = request.query
+        vocabulary = self._vocabulary(query=True)
+
+        def search(db: sqlite3.Connection) -> list[Interaction]:
+            user_key = _user_key(db, request.user_id)
+            if user_key is None:
+                return []
+            indexes = [
+                (table, match)
+                for table, match in zip(
+                    ("interactions_words", "interactions_grams"),
+                    vocabulary.matches(user_key, query),
+                    strict=True,
+                )
+                if match
+            ]
+            if not indexes:  # only punctuation or symbols: nothing can match (as on Reflexio)
+                return []
+            # Vector and hybrid modes fall back to full text, as Reflexio does without embeddings.
+            matches = " UNION ALL ".join(
+                f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?"
+                for table, _ in indexes
+            )
+            sql = (
+                f"SELECT {COLUMNS_OF_I} FROM "
+                f"(SELECT id, min(rank) AS rank FROM ({matches}) GROUP BY id) m "
+                f"JOIN interactions i ON i.interaction_id = m.id WHERE {where} "
+                f"ORDER BY m.rank, {I_NEWEST_FIRST} LIMIT ?"
+            )
+            rows = db.execute(sql, (*(match for _, match in indexes), *params, limit))
+            return [_interaction(row) for row in rows]
+
+        best = await self._file.read(search, tenant=request.user_id)
+        # As Reflexio: most_recent_k keeps the k best matches, shown newest first.
+        return newest_first(best) if request.most_recent_k else best
+
+    async def get_all_interactions(
+        self, limit: int, after: Keyset | None = None
+    ) -> list[Interaction]:
+        where, params = _within_keyset("1", [], after)
+        sql = f"SELECT {COLUMNS} FROM interactions WHERE {where} ORDER BY {NEWEST_FIRST} LIMIT ?"
+        return await self._select(sql, (*params, limit), tenant=None)
+
+    async def find_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        sql = f"SELECT {COLUMNS} FROM interactions WHERE interaction_id = ? AND user_id = ?"
+        found = await self._select(sql, (interaction_id, user_id), tenant=user_id)
+        if not found:
+            raise not_found(user_id, interaction_id)
+        return found[0]
+
+    async def delete_interaction(self, user_id: str, interaction_id: int) -> Interaction:
+        vocabulary = self._vocabulary(query=False)
+
+        def delete(db: sqlite3.Connection) -> Interaction | None:
+            row = db.execute(
+                f"SELECT {COLUMNS} FROM interactions WHERE interaction_id = ? AND user_id = ?",
+                (interaction_id, user_id),
+            ).fetchone()
+            if row is None:
+                return None
+            # Read before deleting, in the same transaction: if it cannot be shown, it stays.
+            deleted = _interaction(row)
+            db.execute("DELETE FROM interactions WHERE interaction_id = ?", (interaction_id,))
+            user_key = _user_key(db, user_id)
+            if user_key is not None:
+                texts = [row[COLUMN_NAMES.index(column)] for column in WORD_COLUMNS]
+                _unindex(db, vocabulary, user_key, interaction_id, texts)
+            return deleted
+
+        deleted = await self._file.write(delete)
+        if deleted is None:
+            raise not_found(user_id, interaction_id)
+        return deleted
+
+    async def session_interactions(
+        self, user_id: str, session_id: str, top_k: int
+    ) -> list[Interaction]:
+        sql = (
+            f"SELECT {COLUMNS_OF_I} FROM publishes p JOIN interactions i "
+            "ON i.request_id = p.request_id WHERE p.user_id = ? AND p.session_id = ? "
+            f"AND i.user_id = ? ORDER BY {I_NEWEST_FIRST} LIMIT ?"
+        )
+        return await self._select(sql, (user_id, session_id, user_id, top_k), tenant=user_id)
+
+    async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
+        def page(db: sqlite3.Connection) -> list[SessionSummary]:
+            rows = db.execute(
+                "SELECT p.session_id, count(*), max(p.published_at) FROM publishes p "
+                "JOIN interactions i ON i.request_id = p.request_id WHERE p.user_id = ? "
+                "GROUP BY p.session_id ORDER BY max(p.published_at) DESC, p.session_id DESC "
+                "LIMIT ? OFFSET ?",
+                (user_id, limit + 1, offset),
+            )
+            return [
+                SessionSummary(session_id=row[0], turns=row[1], published_at=row[2]) for row in rows
+            ]
+
+        found = await self._file.read(page, tenant=user_id)
+        return SessionPage(sessions=found[:limit], has_more=len(found) > limit)
+
+    async def session_ids(self, user_id: str, prefix: str, limit: int) -> KnownIds:
+        sql = (
+            "SELECT p.session_id, count(*) OVER () FROM publishes p WHERE p.user_id = ? "
+            "AND substr(p.session_id, 1, ?) = ? AND EXISTS (SELECT 1 FROM interactions i "
+            "WHERE i.request_id = p.request_id) GROUP BY p.session_id "
+            "ORDER BY max(p.published_at) DESC, p.session_id DESC LIMIT ?"
+        )
+        return await self._known(sql, (user_id, len(prefix), prefix, limit), tenant=user_id)
+
+    async def user_ids(self, prefix: str, limit: int) -> KnownIds:
+        sql = (
+            "SELECT user_id, count(*) OVER () FROM interactions WHERE substr(user_id, 1, ?) = ? "
+            "GROUP BY user_id ORDER BY max(created_at) DESC, max(interaction_id) DESC LIMIT ?"
+        )
+        return await self._known(sql, (len(prefix), prefix, limit), tenant=None)
+
+    async def _known(self, sql: str, params: Sequence[Any], *, tenant: str | None) -> KnownIds:
+        def select(db: sqlite3.Connection) -> KnownIds:
+            rows = db.execute(sql, params).fetchall()
+            total = int(rows[0][1]) if rows else 0
+            return KnownIds(
+                values=[str(row[0]) for row in rows], total=total, has_more=total > len(rows)
+            )
+
+        return await self._file.read(select, tenant=tenant)
+
+    def watch_stored(self, listener: StoredListener) -> Callable[[], None]:
+        """Every publish here is stored at once (never queued): nothing to tell later."""
+        return _nothing
+
+    async def status(self, user_id: str, *, store_wide: bool = True) -> BackendStatus:
+        def count(db: sqlite3.Connection) -> tuple[int | None, int | None, int]:
+            if not store_wide:
+                (mine,) = db.execute(
+                    "SELECT count(*) FROM interactions WHERE user_id = ?", (user_id,)
+                ).fetchone()
+                return None, None, int(mine)
+            interactions, users, mine = db.execute(
+                "SELECT count(*), count(DISTINCT user_id), count(*) FILTER (WHERE user_id = ?) "
+                "FROM interactions",
+                (user_id,),
+            ).fetchone()
+            return int(interactions), int(users), int(mine)
+
+        interactions, users, mine = await self._file.read(count, tenant=user_id)
+        return BackendStatus(
+            backend="embedded",
+            location=str(self.path),
+            reachable=True,
+            learning=self.learns,
+            user_interactions=mine,
+            interactions=interactions,
+            users=users,
+            detail=f"Interactions are {NO_LEARNING}.",
+        )
+
+    async def _select(
+        self, sql: str, params: Sequence[Any], *, tenant: str | None
+    ) -> list[Interaction]:
+        """`tenant`: the user the read is for (see SqliteFile.read)."""
+
+        def select(db: sqlite3.Connection) -> list[Interaction]:
+            return [_interaction(row) for row in db.execute(sql, params)]
+
+        return await self._file.read(select, tenant=tenant)
+
+
+def _nothing() -> None:
+    pass
+
+
+def _user_key(db: sqlite3.Connection, user_id: str) -> int | None:
+    row = db.execute("SELECT user_key FROM user_keys WHERE user_id = ?", (user_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _index(
+    db: sqlite3.Connection,
+    vocabulary: Vocabulary,
+    user_key: int,
+    rows: Sequence[tuple[int, Sequence[str]]],
+) -> None:
+    """Index turns of one user: (interaction_id, its texts in WORD_COLUMNS' order)."""
+    texts = vocabulary.index_texts(user_key, [turn for _, turn in rows])
+    db.executemany(
+        f"INSERT INTO interactions_words (rowid, {', '.join(WORD_COLUMNS)}) VALUES (?, ?, ?, ?)",
+        [(rowid, *words) for (rowid, _), (words, _) in zip(rows, texts, strict=True)],
+    )
+    db.executemany(
+        "INSERT INTO interactions_grams (rowid, grams) VALUES (?, ?)",
+        [(rowid, grams) for (rowid, _), (_, grams) in zip(rows, texts, strict=True) if grams],
+    )
+
+
+def _unindex(
+    db: sqlite3.Connection,
+    vocabulary: Vocabulary,
+    user_key: int,
+    rowid: int,
+    turn: Sequence[str],
+) -> None:
+    """Take a deleted turn out of the indexes. Contentless indexes are told the very tokens
+    they were given; a row they never held (written by hand) is left alone, as telling them
+    would damage them."""
+    [(words, grams)] = vocabulary.index_texts(user_key, [turn])
+    for table, values in (("interactions_words", words), ("interactions_grams", [grams])):
+        held = db.execute(f"SELECT 1 FROM {table}_docsize WHERE id = ?", (rowid,)).fetchone()
+        if held is not None:
+            columns = ", ".join(WORD_COLUMNS if table == "interactions_words" else ("grams",))
+            db.execute(
+                f"INSERT INTO {table} ({table}, rowid, {columns}) VALUES "
+                f"('delete', ?, {', '.join('?' * len(values))})",
+                (rowid, *values),
+            )
+
+
+def _window(
+    user_id: str, start: datetime | None, end: datetime | None, table: str = ""
+) -> tuple[str, list[Any]]:
+    where = f"{table}user_id = ?"
+    params: list[Any] = [user_id]
+    if start is not None:
+        where += f" AND {table}created_at >= ?"
+        params.append(int(start.timestamp()))
+    if end is not None:
+        where += f" AND {table}created_at <= ?"
+        params.append(int(end.timestamp()))
+    return where, params
+
+
+def _within_keyset(where: str, params: list[Any], after: Keyset | None) -> tuple[str, list[Any]]:
+    if after is None:
+        return where, params
+    where += (
+        " AND (created_at, interaction_id) < (?, ?) AND (created_at, interaction_id) >= (?, ?)"
+        " AND interaction_id <= ?"
+    )
+    bounds = (after.last_created, after.last_id, after.floor_created, after.floor_id)
+    return where, [*params, *bounds, after.max_id]
+
+
+def _interaction(row: Sequence[Any]) -> Interaction:
+    data = dict(zip(COLUMN_NAMES, row, strict=True))
+    try:
+        data["tools_used"] = json.loads(data["tools_used"])
+    except (TypeError, ValueError):  # written by hand, or by something else: show nothing
+        data["tools_used"] = []
+    return Interaction.model_validate(data)

@@ -1,0 +1,129 @@
+"""Each user's own full-text vocabulary: text cut by SQLite's own tokenizers, every token
+prefixed with the user's key.
+
+The embedded store's indexes hold these prefixed tokens, so a search covers only the caller's
+rows: a prefix query ("a"*) expands only the caller's words, and bm25 counts how many of the
+caller's turns hold a word, not how many of everyone's. A shared index with a user column
+would still expand and count every user's matches before filtering them.
+
+The cutting is SQLite's (porter unicode61 for words, unicode61 for the CJK character pairs of
+search_text), done on a private in-memory table, so the prefixed index matches exactly what an
+index of the plain text would. The store's tables then split the prefixed text at spaces only
+(the ascii tokenizer: the tokens hold no ASCII punctuation, and it leaves other bytes alone).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+
+from reflexio_mcp.core.search_text import cjk_grams, cjk_phrases, distinct_words
+
+WORD_COLUMNS = ("content", "expert_content", "user_action_description")
+INDEX_TOKENIZER = "ascii"
+
+
+def token_prefix(user_key: int) -> str:
+    """Digits then 'x', so no key's prefix is the start of another's."""
+    return f"u{user_key}x"
+
+
+class Vocabulary:
+    """SQLite's tokenizers on a private in-memory database; safe to share between threads."""
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        for table, columns, tokenizer in (
+            ("word_text", WORD_COLUMNS, "porter unicode61"),
+            ("gram_text", ("grams",), "unicode61"),
+        ):
+            self._db.execute(
+                f"CREATE VIRTUAL TABLE {table} USING fts5 ({', '.join(columns)}, content='', "
+                f"columnsize=0, tokenize='{tokenizer}')"
+            )
+            self._db.execute(f"CREATE VIRTUAL TABLE {table}_cut USING fts5vocab({table}, instance)")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def index_texts(
+        self, user_key: int, turns: Sequence[Sequence[str]]
+    ) -> list[tuple[list[str], str]]:
+        """For each turn (its content, expert_content and user_action_description): the text
+        its three word columns and its CJK pairs hold in the index."""
+        prefix = token_prefix(user_key)
+        pairs = [cjk_grams(*turn) for turn in turns]
+        with_pairs = [n for n, text in enumerate(pairs) if text]  # a tenth, or none
+        with self._lock:
+            words = self._cut("word_text", [tuple(turn) for turn in turns])
+            cut_pairs = self._cut("gram_text", [(pairs[n],) for n in with_pairs])
+        grams = [""] * len(turns)
+        for n, columns in zip(with_pairs, cut_pairs, strict=True):
+            grams[n] = _prefixed(prefix, columns[0])
+        return [
+            ([_prefixed(prefix, tokens) for tokens in columns], turn_grams)
+            for columns, turn_grams in zip(words, grams, strict=True)
+        ]
+
+    def matches(self, user_key: int, query: str) -> tuple[str, str]:
+        """FTS5 queries for the words and for the CJK substrings of `query`, in this user's
+        vocabulary: the same as search_text's word_match and cjk_match ask of a plain index.
+        '' for a part that can match nothing."""
+        prefix = token_prefix(user_key)
+        words = distinct_words(query)
+        phrases = cjk_phrases(query)
+        with self._lock:
+            cut_words = self._cut("word_text", [(word, "", "") for word in words])
+            cut_phrases = self._cut("gram_text", [(phrase,) for phrase, _ in phrases])
+        word_terms = [
+            _term(prefix, columns[0], star=n == len(words) - 1)
+            for n, columns in enumerate(cut_words)
+        ]
+        cjk_terms = [
+            _term(prefix, columns[0], star=star)
+            for columns, (_, star) in zip(cut_phrases, phrases, strict=True)
+        ]
+        return _any(word_terms), _any(cjk_terms)
+
+    def _cut(self, table: str, rows: list[tuple[str, ...]]) -> list[list[list[str]]]:
+        """The tokens of each column of each row, in order."""
+        if not rows:
+            return []
+        width = len(rows[0])
+        columns = WORD_COLUMNS if table == "word_text" else ("grams",)
+        cut: list[list[list[str]]] = [[[] for _ in range(width)] for _ in rows]
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                f"INSERT INTO {table} (rowid, {', '.join(columns)}) VALUES "
+                f"(?, {', '.join('?' * width)})",
+                [(n, *row) for n, row in enumerate(rows)],
+            )
+            found: list[tuple[int, str, int, str]] = db.execute(
+                f"SELECT doc, col, offset, term FROM {table}_cut"
+            ).fetchall()
+            db.execute(f"INSERT INTO {table} ({table}) VALUES ('delete-all')")
+        finally:
+            db.execute("COMMIT")
+        found.sort()
+        for doc, column, _, term in found:
+            cut[doc][columns.index(column)].append(term)
+        return cut
+
+
+def _prefixed(prefix: str, tokens: list[str]) -> str:
+    return " ".join(prefix + token for token in tokens)
+
+
+def _term(prefix: str, tokens: list[str], *, star: bool) -> str:
+    """One FTS5 phrase of the prefixed tokens ('' if none), the last also as a prefix."""
+    if not tokens:
+        return ""
+    return f'"{_prefixed(prefix, tokens)}"' + ("*" if star else "")
+
+
+def _any(terms: list[str]) -> str:
+    return " OR ".join(term for term in terms if term)

@@ -1,0 +1,1 @@
+"""The `reflexio-mcp` command: one module per subcommand, `main` the dispatcher."""

@@ -1,0 +1,264 @@
+"""Results that fit a model's context: a page of interactions within a size budget, and the
+cursor that fetches the next page.
+
+Sizes are measured on the text the model reads: the SDK writes a tool's result as JSON
+indented by 2, each interaction two levels down. A cursor is the request that produced the
+listing plus where its last page ended, so that the next page continues exactly there: no turn
+shown twice, none skipped, whatever is published or deleted between pages, and next_cursor
+null only once the listing (as it was at its first page, less what was deleted) is all shown.
+
+- Newest-first listings (get_interactions, get_all_interactions) keep a keyset (models.Keyset):
+  the last turn shown by (created_at, id), the listing's oldest at its first page, and its
+  highest id. The backend answers exactly the turns between the two that are not newer than
+  that id, so turns stored since (even with past times, as an import has) take no slot.
+- A search keeps the ids of the turns it has not shown yet, in the order its first page ranked
+  them, and the backend looks those up again. A position in the ranking cannot work: the rank of
+  a full-text match (bm25) depends on every stored turn, so publishing or deleting between
+  pages reorders, and re-ranks in or out, turns that were never shown. The ids cost the cursor
+  a few characters a turn (at most MAX_RESULTS of them); they are reserved from the budget.
+
+Cursors are opaque to callers (compressed JSON in base64), and never trusted for more than a
+call's own arguments would be: the request in one is validated like them, the user it names is
+checked like a `user_id` argument, and the turns it leads to are read as that user's.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reflexio_mcp.core.errors import InvalidInput
+from reflexio_mcp.core.models import MAX_RESULTS, Interaction, Keyset, StoredToolUse
+
+COMPRESSED = "z"
+"""Cursors are zlib-compressed JSON (a long query repeats itself), marked by this prefix."""
+MAX_CURSOR_JSON = 200_000
+"""No cursor this server makes inflates to more: a larger one is not ours."""
+ENVELOPE_CHARS = 1_000
+"""Kept free in the budget for the fields around the interactions (user, count, note)."""
+ESCAPE_FACTOR = 6
+"""JSON can take up to 6 characters for one (a control character as \\u0000)."""
+PLAIN_TURN_CHARS = 600
+"""An upper bound of what a turn without tools takes beside its text: keys, ids, indentation."""
+NESTED_INDENT = 4
+"""Spaces each line of an interaction gets inside the result ({"interactions": [ ... ]})."""
+MIN_CUT_CHARS = 16
+CONTENT_KEPT = 100
+"""A cut turn keeps at least the start of what was said, unless even that cannot fit."""
+TOO_LARGE = (
+    "[cut: this turn is too large to show within the result size budget; "
+    "raise REFLEXIO_MCP_MAX_RESULT_CHARS to read it]"
+)
+CUT_FIELDS = (
+    "content",
+    "expert_content",
+    "user_action_description",
+    "interacted_image_url",
+    "role",
+)
+
+
+class Unshown(BaseModel):
+    """Where a search's last page ended: the ids of the turns it has not shown, in rank order."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ids: list[int] = Field(max_length=MAX_RESULTS)
+
+
+Position = Keyset | Unshown
+
+
+@dataclass(frozen=True)
+class Page:
+    interactions: list[Interaction]
+    more: int
+    """Interactions of the listing left for later pages."""
+    cut: list[int]
+    """Ids of interactions whose long text was cut to fit the budget on its own."""
+
+    def note(self) -> str | None:
+        """What the caller should know about this page."""
+        parts: list[str] = []
+        if self.more:
+            parts.append(
+                f"truncated to fit the result size budget: {self.more} more result(s); call "
+                "again with cursor set to next_cursor for them"
+            )
+        if self.cut:
+            ids = ", ".join(str(i) for i in self.cut)
+            parts.append(
+                f"the long text of interaction(s) {ids} was cut to fit the result size budget "
+                "(REFLEXIO_MCP_MAX_RESULT_CHARS)"
+            )
+        return "; ".join(parts) or None
+
+
+def fit_page(candidates: list[Interaction], budget: int, *, reserved: int = 0) -> Page:
+    """The first of `candidates` that fit in `budget` characters of result text, less
+    `reserved` (the cursor's). At least one is shown: cut to fit if it is larger alone."""
+    room = max(budget - ENVELOPE_CHARS - reserved, ENVELOPE_CHARS)
+    if sum(_upper_bound(i) for i in candidates) <= room:  # the common case: nothing measured
+        return Page(candidates, 0, [])
+    kept: list[Interaction] = []
+    cut: list[int] = []
+    used = 0
+    for interaction in candidates:
+        size = measured(interaction)
+        if used + size > room:
+            if kept:
+                break
+            interaction = _cut_to(interaction, room)
+            cut.append(interaction.interaction_id)
+            size = room
+        kept.append(interaction)
+        used += size
+    return Page(kept, len(candidates) - len(kept), cut)
+
+
+def measured(interaction: Interaction) -> int:
+    """Characters `interaction` takes in the result text, with its separator."""
+    text = interaction.model_dump_json(indent=2)
+    return len(text) + NESTED_INDENT * (text.count("\n") + 1) + 2
+
+
+def _upper_bound(interaction: Interaction) -> int:
+    if interaction.tools_used:  # nested tool data indents without bound: measure it
+        return measured(interaction)
+    text = sum(len(getattr(interaction, name)) for name in (*CUT_FIELDS, "user_action"))
+    ids = len(interaction.user_id) + len(interaction.request_id)
+    return ESCAPE_FACTOR * (text + ids) + PLAIN_TURN_CHARS
+
+
+def _cut_to(interaction: Interaction, room: int) -> Interaction:
+    """The interaction with its longest text shortened, in halves, until it fits `room`;
+    if even short texts do not fit, its ids and a note only."""
+    texts = {name: str(getattr(interaction, name)) for name in CUT_FIELDS}
+    texts["tools_used"] = (
+        json.dumps([t.model_dump() for t in interaction.tools_used])
+        if interaction.tools_used
+        else ""
+    )
+    kept = {name: len(text) for name, text in texts.items()}
+    floor = {name: CONTENT_KEPT if name == "content" else MIN_CUT_CHARS for name in texts}
+    candidate = interaction
+    while measured(candidate) > room:
+        longer = [name for name in kept if kept[name] > floor[name]]
+        if not longer:
+            return interaction.model_copy(
+                update={**dict.fromkeys(CUT_FIELDS[1:], ""), "content": TOO_LARGE, "tools_used": []}
+            )
+        name = max(longer, key=lambda key: len(json.dumps(texts[key][: kept[key]])))
+        kept[name] = max(kept[name] // 2, floor[name])
+        shortened = {key: _shortened(texts[key], kept[key]) for key in texts}
+        tools = shortened.pop("tools_used")
+        changes: dict[str, Any] = dict(shortened)
+        if tools != texts["tools_used"]:
+            changes["tools_used"] = [
+                StoredToolUse(tool_name="(cut to fit)", tool_data={"truncated": tools})
+            ]
+        candidate = interaction.model_copy(update=changes)
+    return candidate
+
+
+def _shortened(text: str, keep: int) -> str:
+    if len(text) <= keep:
+        return text
+    return f"{text[:keep]}… [cut: {len(text) - keep} more characters]"
+
+
+def make_cursor(tool: str, request: BaseModel, position: Position) -> str:
+    payload = {
+        "tool": tool,
+        "request": request.model_dump(mode="json"),
+        "position": position.model_dump(),
+    }
+    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return COMPRESSED + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+
+
+CURSOR_SLACK = 32
+"""Compressed, the ids of fewer turns can come out a little longer than those of more."""
+WIDEST = Keyset(
+    last_created=-(2**63), last_id=-(2**63), floor_created=-(2**63), floor_id=-(2**63),
+    max_id=-(2**63),
+)  # fmt: skip
+
+
+def cursor_chars(tool: str, request: BaseModel, candidates: list[Interaction]) -> int:
+    """How long the cursor to what is left of `candidates`, after a page of them, can be."""
+    if ranked(tool):
+        widest: Position = Unshown(ids=[i.interaction_id for i in candidates[1:]])
+    else:
+        widest = WIDEST
+    return len(make_cursor(tool, request, widest)) + CURSOR_SLACK + len('"next_cursor": ""')
+
+
+def ranked(tool: str) -> bool:
+    """Whether the tool's listings are in rank order (else newest first)."""
+    return tool == "search_interactions"
+
+
+def in_order(found: list[Interaction], position: Unshown) -> list[Interaction]:
+    """The turns of `found` that `position` has not shown, in its order."""
+    by_id = {i.interaction_id: i for i in found}
+    return [by_id[i] for i in position.ids if i in by_id]
+
+
+def after(
+    tool: str, page: Page, candidates: list[Interaction], position: Position | None
+) -> Position:
+    """The position once `page`, the first of `candidates`, has been shown from `position`
+    (None at the listing's first page, whose candidates are the whole listing)."""
+    if ranked(tool):
+        return Unshown(ids=[i.interaction_id for i in candidates[len(page.interactions) :]])
+    last = page.interactions[-1]
+    if isinstance(position, Keyset):
+        return position.past(last)
+    return Keyset.of(candidates, last)
+
+
+def read_cursor(cursor: str, tool: str) -> tuple[dict[str, Any], Position]:
+    """The request and position a cursor of `tool` carries.
+
+    Raises:
+        InvalidInput: the cursor is not one this server gave for `tool`.
+    """
+    problem = cursor_problem(tool)
+    if not cursor.startswith(COMPRESSED):
+        raise InvalidInput([problem])
+    body = cursor.removeprefix(COMPRESSED)
+    try:
+        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        inflating = zlib.decompressobj()
+        raw = inflating.decompress(packed, MAX_CURSOR_JSON)
+        if inflating.unconsumed_tail or not raw.startswith(b"{"):
+            raise InvalidInput([problem])
+        payload: Any = json.loads(raw)
+    except (binascii.Error, ValueError, RecursionError, zlib.error):
+        raise InvalidInput([problem]) from None
+    if not isinstance(payload, dict):
+        raise InvalidInput([problem])
+    fields = cast(dict[str, Any], payload)
+    request = fields.get("request")
+    if fields.get("tool") != tool or not isinstance(request, dict):
+        raise InvalidInput([problem])
+    kind = Unshown if ranked(tool) else Keyset
+    try:
+        position = kind.model_validate(fields.get("position"), strict=True)
+    except ValidationError:
+        raise InvalidInput([problem]) from None
+    return cast(dict[str, Any], request), position
+
+
+def cursor_problem(tool: str) -> str:
+    return (
+        f"cursor: not a next_cursor that {tool} gave; pass next_cursor exactly as it came, or "
+        "call again without cursor"
+    )
