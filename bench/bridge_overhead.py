@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.http_search import TOP_K, USER, WORDS, cpu_seconds, machine, settle
 from reflexio_mcp import __version__
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.http import USER_AGENT
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query
@@ -180,7 +180,7 @@ async def overhead(
     """p50/p99 material for the three paths, `calls` each, in ROUNDS rotated rounds."""
     url, reflexio_pid = reflexio.url, reflexio.process.pid
     texts = queries(997)
-    bodies = {  # the body the bridge sends (ReflexioClient._interactions), built beforehand
+    bodies = {  # the body the bridge sends (ReflexioApi._interactions), built beforehand
         text: SearchRequest(user_id=USER, query=bounded_query(text)[0], top_k=TOP_K)
         .model_dump_json(exclude_none=True)
         .encode()
@@ -268,7 +268,7 @@ async def _timed(path: CallPath, texts: list[str], start: int, count: int) -> No
 async def per_call(work: Path, calls: int, logs: tuple[TextIO, TextIO]) -> dict[str, CallPath]:
     """P1 against a fresh local Reflexio; the servers' stderr goes to `logs`."""
     with reflexio_server(work / "reflexio", extra_env={"RATELIMIT_ENABLED": "false"}) as server:
-        async with ReflexioClient(server.url, timeout=600) as reflexio:
+        async with ReflexioApi(server.url, timeout=600) as reflexio:
             for request in seed_requests():
                 await reflexio.publish(request, wait_for_response=False)
         await settle(server.process.pid)

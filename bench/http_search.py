@@ -45,7 +45,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.http import USER_AGENT
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 from tests.mcp_http import HttpBridge, http_bridge
@@ -192,7 +192,7 @@ def queries(count: int) -> list[str]:
 @functools.cache  # built before the clock starts, as the bridge builds its own
 def search_body(query: str) -> bytes:
     """What reflexio-mcp POSTs to /api/search_interactions for search_interactions(query,
-    top_k) (ReflexioClient._interactions)."""
+    top_k) (ReflexioApi._interactions)."""
     request = SearchRequest(user_id=USER, query=query, top_k=TOP_K)
     return request.model_dump_json(exclude_none=True).encode()
 
@@ -446,7 +446,7 @@ async def main(arguments: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="reflexio-bench-") as work:
         base = Path(work)
         with reflexio_server(base / "reflexio") as server:
-            async with ReflexioClient(server.url, timeout=600) as reflexio:
+            async with ReflexioApi(server.url, timeout=600) as reflexio:
                 for request in seed_requests(arguments.seed_turns):
                     await reflexio.publish(request, wait_for_response=False)
             await settle(server.process.pid)

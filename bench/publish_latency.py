@@ -4,10 +4,10 @@
 
 Against a local Reflexio 0.2.32 (rate limiter off), through the Backend protocol (what the
 publish tool calls), in one run:
-- direct: ReflexioClient.publish, no outbox (the baseline);
-- journaled: DurableReflexio.publish, each publish written to outbox.sqlite3 (WAL,
+- direct: ReflexioApi.publish, no outbox (the baseline);
+- journaled: ReflexioBackend.publish, each publish written to outbox.sqlite3 (WAL,
   synchronous=FULL) before it is sent, then marked delivered;
-- Reflexio down (killed): DurableReflexio.publish answers `queued`;
+- Reflexio down (killed): ReflexioBackend.publish answers `queued`;
 - drain: Reflexio started again, the time until the outbox has delivered them all.
 Prints one table; the ratio column is against the direct publish of the same run.
 """
@@ -27,8 +27,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
-from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
+from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.core.models import InteractionData, PublishRequest
 from tests.reflexio_server import kill9, reflexio_server, restart
@@ -69,7 +69,7 @@ async def main(count: int) -> None:
         tempfile.TemporaryDirectory(prefix="reflexio-bench-") as work,
         reflexio_server(Path(work) / "reflexio") as server,
     ):
-        async with ReflexioClient(server.url) as client:
+        async with ReflexioApi(server.url) as client:
             rows["direct (no outbox)"] = p50_p99(
                 await timed(
                     [
@@ -78,9 +78,9 @@ async def main(count: int) -> None:
                     ]
                 )
             )
-        client = ReflexioClient(server.url, max_retries=0)
+        client = ReflexioApi(server.url, max_retries=0)
         outbox = Outbox(Path(work) / "data", client.url)
-        async with DurableReflexio(client, outbox, publish_rate=0, timeout=5) as durable:
+        async with ReflexioBackend(client, outbox, publish_rate=0, timeout=5) as durable:
             rows["journaled, Reflexio up"] = p50_p99(
                 await timed(
                     [

@@ -28,7 +28,7 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reflexio_mcp.backends.embedded.store import FILE_NAME, EmbeddedStore
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.models import (
     GetRequest,
@@ -200,7 +200,7 @@ async def main(total: int, query_count: int, reflexio_gets: int, deletes: int) -
         embedded["file per 100k"] = f"{size / 2**20 * 100_000 / total:.0f} MiB"
 
         with reflexio_server(Path(work) / "reflexio") as server:
-            async with ReflexioClient(server.url, timeout=600) as reflexio:
+            async with ReflexioApi(server.url, timeout=600) as reflexio:
                 remote = await run(reflexio, requests, texts, reflexio_gets, deletes)
         remote["file per 100k"] = "-"
 

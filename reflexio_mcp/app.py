@@ -47,11 +47,11 @@ def build_backend(settings: Settings) -> Backend:
     if not settings.uses_reflexio:
         return EmbeddedStore(settings.data_folder)
     # Imported here: the embedded store's start-up need not load the Reflexio stack (~20 ms).
-    from reflexio_mcp.backends.reflexio.api import ReflexioClient
-    from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+    from reflexio_mcp.backends.reflexio.api import ReflexioApi
+    from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
     from reflexio_mcp.backends.reflexio.outbox import Outbox
 
-    client = ReflexioClient(
+    client = ReflexioApi(
         settings.reflexio_url,
         api_key=settings.api_key,
         timeout=settings.timeout,
@@ -64,7 +64,7 @@ def build_backend(settings: Settings) -> Backend:
         max_rows=settings.outbox_max_rows,
         max_bytes=int(settings.outbox_max_mb * 2**20),
     )
-    return DurableReflexio(
+    return ReflexioBackend(
         client,
         outbox,
         publish_rate=settings.publish_rate,

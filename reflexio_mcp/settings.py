@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticUndefined
 
 from reflexio_mcp.core import defaults
+from reflexio_mcp.core.errors import SettingsError
 from reflexio_mcp.core.urls import display_url
 
 DEFAULT_URL = "http://127.0.0.1:8061"
@@ -379,15 +380,6 @@ def default_data_dir() -> Path:
     else:
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "reflexio-mcp"
-
-
-class SettingsError(Exception):
-    """Configuration that cannot work; the message names the flag or variable to fix, and
-    `fix` says what to set it to."""
-
-    def __init__(self, message: str, fix: str = "") -> None:
-        super().__init__(message)
-        self.fix = fix
 
 
 EXPECTED = {

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from reflexio_mcp.settings import Settings, SettingsError, parse_settings
+from reflexio_mcp.core.errors import SettingsError, TokenFileError
+from reflexio_mcp.core.grants import Grant
+from reflexio_mcp.settings import Settings, parse_settings
 from reflexio_mcp.transports.tokens import (
     AccessTokens,
-    Grant,
-    TokenFileError,
     local_grant,
     read_tokens_file,
 )

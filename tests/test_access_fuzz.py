@@ -19,9 +19,11 @@ from mcp.server.context import ServerRequestContext
 from mcp_types import CallToolResult
 from starlette.types import Receive, Scope, Send
 
+from reflexio_mcp.core.errors import TokenFileError
+from reflexio_mcp.core.grants import Grant
 from reflexio_mcp.surface.access_scope import access_scope, acting_user
 from reflexio_mcp.transports.rate_limit import RateLimit
-from reflexio_mcp.transports.tokens import Grant, TokenFileError, read_tokens_file
+from reflexio_mcp.transports.tokens import read_tokens_file
 
 EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

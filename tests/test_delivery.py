@@ -23,9 +23,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import TextContent
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.delivery import Deliverer
-from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.cli.outbox import outbox_command
 from reflexio_mcp.core import defaults
@@ -77,11 +77,9 @@ def durable(
     rate: float = 0,
     max_rows: int = 100,
     timeout: float = 2,
-) -> DurableReflexio:
-    client = ReflexioClient(
-        URL, max_retries=0, retry_delay=0, transport=httpx2.MockTransport(backend)
-    )
-    return DurableReflexio(
+) -> ReflexioBackend:
+    client = ReflexioApi(URL, max_retries=0, retry_delay=0, transport=httpx2.MockTransport(backend))
+    return ReflexioBackend(
         client, Outbox(data_dir, client.url, max_rows=max_rows), publish_rate=rate, timeout=timeout
     )
 
@@ -95,7 +93,7 @@ def publish(n: int, *, session: str = "s", user: str = "u") -> PublishRequest:
     )
 
 
-async def settled(store: DurableReflexio, request_id: str, want: str) -> PublishStatus:
+async def settled(store: ReflexioBackend, request_id: str, want: str) -> PublishStatus:
     with anyio.fail_after(20):
         while (status := await store.publish_status("u", request_id)).status != want:  # noqa: ASYNC110
             await anyio.sleep(0.02)
@@ -301,8 +299,8 @@ async def test_a_hanging_backend_cannot_hold_a_call_past_its_deadline(tmp_path: 
         await anyio.sleep_forever()
         raise AssertionError
 
-    client = ReflexioClient(URL, max_retries=0, transport=httpx2.MockTransport(hang))  # pyright: ignore[reportArgumentType]
-    store = DurableReflexio(client, Outbox(tmp_path, client.url), publish_rate=0)
+    client = ReflexioApi(URL, max_retries=0, transport=httpx2.MockTransport(hang))  # pyright: ignore[reportArgumentType]
+    store = ReflexioBackend(client, Outbox(tmp_path, client.url), publish_rate=0)
     settings = Settings(url=URL, data_dir=tmp_path, deadline=0.5)
     async with Client(build_server(settings, store)) as mcp:
         started = time.perf_counter()
@@ -355,9 +353,9 @@ def test_any_publish_is_answered_and_what_was_taken_arrives_intact_once() -> Non
 
     fake.answer = keep
     with tempfile.TemporaryDirectory() as tmp, start_blocking_portal() as portal:
-        client = ReflexioClient(URL, max_retries=0, transport=httpx2.MockTransport(flaky))
+        client = ReflexioApi(URL, max_retries=0, transport=httpx2.MockTransport(flaky))
         outbox = Outbox(Path(tmp), client.url)
-        store = DurableReflexio(client, outbox, publish_rate=0)
+        store = ReflexioBackend(client, outbox, publish_rate=0)
         settings = Settings(url=URL, data_dir=Path(tmp), deadline=10)
         with portal.wrap_async_context_manager(Client(build_server(settings, store))) as mcp:
             fuzzer = Fuzzer(portal, mcp)
@@ -547,7 +545,7 @@ def lone(request_id: str, content: str) -> PublishRequest:
 
 
 async def publish_others_while_queued(
-    store: DurableReflexio, request_id: str
+    store: ReflexioBackend, request_id: str
 ) -> tuple[int, PublishStatus]:
     """Publish for another user (req-1, req-2, ...) while u's `request_id` is queued: Reflexio
     taking them is what tells a row's fault from an outage. How many, and its status then."""

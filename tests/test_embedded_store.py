@@ -22,7 +22,7 @@ from reflexio_mcp.backends.embedded.store import SCHEMA_VERSION, EmbeddedStore
 from reflexio_mcp.backends.sqlite_file import SqliteFile, store_error
 from reflexio_mcp.core.errors import (
     NotFound,
-    ReflexioError,
+    ReflexioMcpError,
     StoreCorrupt,
     StoreError,
     StoreFull,
@@ -67,7 +67,7 @@ async def test_a_newer_schema_is_refused_with_a_fix(tmp_path: Path) -> None:
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     db.commit()
     db.close()
-    with pytest.raises(ReflexioError, match=r"written by a newer reflexio-mcp .*upgrade"):
+    with pytest.raises(ReflexioMcpError, match=r"written by a newer reflexio-mcp .*upgrade"):
         async with EmbeddedStore(tmp_path):
             pass
 

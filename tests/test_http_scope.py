@@ -36,8 +36,8 @@ from mcp_types import INVALID_PARAMS, TextContent, TextResourceContents
 
 from reflexio_mcp.app import SharedBackend, build_server
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
-from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
+from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.settings import Settings
@@ -972,8 +972,8 @@ def test_each_callers_reflexio_status_counts_what_its_own_publishes_left_waiting
     reflexio: RunningServer, sequence: list[tuple[str, int]]
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        client = ReflexioClient(reflexio.url)
-        store = DurableReflexio(client, Outbox(Path(folder), client.url), publish_rate=0.001)
+        client = ReflexioApi(reflexio.url)
+        store = ReflexioBackend(client, Outbox(Path(folder), client.url), publish_rate=0.001)
         statuses = anyio.run(fuzzed_statuses, store, Path(folder), sequence)
     for user in USERS:
         outbox = statuses[user]["outbox"]

@@ -16,8 +16,8 @@ import pytest
 from mcp import Client
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
-from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
+from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.surface import publishing
@@ -61,8 +61,8 @@ def reflexio() -> LearningReflexio:
 @pytest.fixture
 async def client(reflexio: LearningReflexio, tmp_path: Path) -> AsyncGenerator[Client]:
     settings = Settings(url=URL, data_dir=tmp_path, publish_rate=0)
-    backend = DurableReflexio(
-        ReflexioClient(URL, transport=httpx2.MockTransport(reflexio), max_retries=0),
+    backend = ReflexioBackend(
+        ReflexioApi(URL, transport=httpx2.MockTransport(reflexio), max_retries=0),
         Outbox(tmp_path, URL),
         publish_rate=0,
     )

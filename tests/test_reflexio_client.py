@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from reflexio_mcp import __version__
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.http import USER_AGENT
 from reflexio_mcp.core.errors import (
     AuthError,
@@ -24,7 +24,7 @@ from reflexio_mcp.core.errors import (
     NotFound,
     NotReflexio,
     RateLimited,
-    ReflexioError,
+    ReflexioMcpError,
     ServerError,
 )
 from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
@@ -37,8 +37,8 @@ Handler = Callable[[httpx2.Request], httpx2.Response]
 
 def client(
     handler: Handler, *, api_key: str | None = KEY, max_retries: int = 2, url: str = URL
-) -> ReflexioClient:
-    return ReflexioClient(
+) -> ReflexioApi:
+    return ReflexioApi(
         url,
         api_key=SecretStr(api_key) if api_key else None,
         max_retries=max_retries,
@@ -418,7 +418,7 @@ def echoing(status: int, shape: Callable[[str], object]) -> Handler:
 )
 async def test_a_key_echoed_by_the_backend_never_reaches_a_message(handler: Handler) -> None:
     async with client(handler, max_retries=0) as reflexio:
-        with pytest.raises(ReflexioError) as err:
+        with pytest.raises(ReflexioMcpError) as err:
             await reflexio.get_interactions(GetRequest(user_id="u"))
     assert KEY not in str(err.value)
     assert KEY[:8] not in str(err.value)
@@ -428,7 +428,7 @@ async def test_a_key_echoed_by_the_backend_never_reaches_a_message(handler: Hand
 async def test_a_publish_refusal_echoing_the_key_is_redacted() -> None:
     handler = echoing(200, lambda auth: {"success": False, "message": f"refused {auth}"})
     async with client(handler) as reflexio:
-        with pytest.raises(ReflexioError) as err:
+        with pytest.raises(ReflexioMcpError) as err:
             await reflexio.publish(publish_request(), wait_for_response=False)
     assert KEY not in str(err.value)
     assert "refused Bearer ***" in str(err.value)

@@ -34,8 +34,8 @@ from mcp_types import (
 
 from reflexio_mcp.app import SharedBackend, build_server
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
-from reflexio_mcp.backends.reflexio.durable import DurableReflexio
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
+from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.core.models import GetRequest
 from reflexio_mcp.settings import Settings
@@ -516,8 +516,8 @@ async def test_a_queued_publish_tells_its_subscribers_again_when_it_is_delivered
             return httpx2.Response(200, json={"status": "healthy"})
         return httpx2.Response(200, json={"success": True, "interactions": [], "message": "ok"})
 
-    client = ReflexioClient(URL, max_retries=0, transport=httpx2.MockTransport(reflexio))
-    store = DurableReflexio(client, Outbox(tmp_path, client.url), publish_rate=0)
+    client = ReflexioApi(URL, max_retries=0, transport=httpx2.MockTransport(reflexio))
+    store = ReflexioBackend(client, Outbox(tmp_path, client.url), publish_rate=0)
     settings = Settings(url=URL, data_dir=tmp_path)
     watched = [STATUS, users("u"), session("u", "s"), session("u", "other")]
     async with (

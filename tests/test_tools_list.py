@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.settings import Settings
 
 ROOT = Path(__file__).parent.parent
@@ -39,7 +39,7 @@ async def test_on_reflexio_only_the_open_world_hint_differs(tmp_path: Path) -> N
     embedded = await tools_list(Settings(backend="embedded", data_dir=tmp_path, allow_admin=True))
     # Port 9 (discard) on loopback: nothing answers; listing tools needs no backend.
     remote = await tools_list(
-        Settings(allow_admin=True), backend=ReflexioClient("http://127.0.0.1:9", max_retries=0)
+        Settings(allow_admin=True), backend=ReflexioApi("http://127.0.0.1:9", max_retries=0)
     )
     for tool in embedded:
         assert tool["annotations"].pop("openWorldHint") is False

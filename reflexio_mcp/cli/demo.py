@@ -24,6 +24,8 @@ from mcp_types import (
     TextResourceContents,
 )
 
+from reflexio_mcp.core.errors import DemoFailed
+
 CONVERSATION = [
     {
         "role": "User",
@@ -56,10 +58,6 @@ def run_demo() -> int:
         return 1
     say("\nAll steps passed.")
     return 0
-
-
-class DemoFailed(Exception):
-    pass
 
 
 def _first_leaf(err: BaseException) -> str:

@@ -26,9 +26,9 @@ from reflexio_mcp import __version__
 from reflexio_mcp.backends.embedded import store as embedded_store
 from reflexio_mcp.backends.reflexio import outbox
 from reflexio_mcp.backends.reflexio import salvage as outbox_salvage
-from reflexio_mcp.backends.reflexio.http import ReflexioHttp
+from reflexio_mcp.backends.reflexio.http import ReflexioHttpClient
 from reflexio_mcp.cli.unknown_variables import PREFIX, unknown_variables
-from reflexio_mcp.core.errors import AuthError, NotReflexio, RateLimited, ReflexioError
+from reflexio_mcp.core.errors import AuthError, NotReflexio, RateLimited, ReflexioMcpError
 from reflexio_mcp.core.urls import display_url
 from reflexio_mcp.settings import ENVIRONMENT, Settings, SettingsError, load_settings
 from reflexio_mcp.transports.tokens import TokenFileError, read_tokens_file
@@ -285,7 +285,7 @@ async def _reflexio(settings: Settings) -> list[Check]:
             await http.send("GET", "/health", retries=0)
         except NotReflexio as err:
             return [Check("reflexio", "fail", str(err), f"point {ENVIRONMENT['url']} at Reflexio")]
-        except ReflexioError as err:
+        except ReflexioMcpError as err:
             return [
                 Check(
                     "reflexio",
@@ -302,11 +302,11 @@ async def _reflexio(settings: Settings) -> list[Check]:
     return checks
 
 
-async def _api_version(http: ReflexioHttp) -> Check:
+async def _api_version(http: ReflexioHttpClient) -> Check:
     try:
         response, _ = await http.send("GET", "/openapi.json", retries=0)
         paths = set(response.json().get("paths", {}))
-    except (ReflexioError, ValueError, AttributeError) as err:
+    except (ReflexioMcpError, ValueError, AttributeError) as err:
         return Check(
             "reflexio API",
             "warn",
@@ -328,7 +328,7 @@ async def _api_version(http: ReflexioHttp) -> Check:
     )
 
 
-async def _auth(http: ReflexioHttp, settings: Settings) -> Check:
+async def _auth(http: ReflexioHttpClient, settings: Settings) -> Check:
     """A search is sent without a key first: only when Reflexio refuses it is a key needed,
     and only then does "accepted" mean something."""
     key = ENVIRONMENT["api_key"]
@@ -378,8 +378,8 @@ async def _auth(http: ReflexioHttp, settings: Settings) -> Check:
     return refused
 
 
-def _client(settings: Settings, *, api_key: SecretStr | None) -> ReflexioHttp:
-    return ReflexioHttp(
+def _client(settings: Settings, *, api_key: SecretStr | None) -> ReflexioHttpClient:
+    return ReflexioHttpClient(
         settings.reflexio_url,
         api_key=api_key,
         timeout=settings.timeout,
@@ -388,7 +388,7 @@ def _client(settings: Settings, *, api_key: SecretStr | None) -> ReflexioHttp:
     )
 
 
-async def _search(http: ReflexioHttp) -> AuthError | Check | None:
+async def _search(http: ReflexioHttpClient) -> AuthError | Check | None:
     """None when Reflexio answers a search; the AuthError when it refuses the credentials; a
     failed check for anything else."""
     body = json.dumps({"user_id": DOCTOR_USER, "most_recent_k": 1}).encode()
@@ -403,7 +403,7 @@ async def _search(http: ReflexioHttp) -> AuthError | Check | None:
             f"rate limited right now ({err}); the key could not be checked",
             "wait a minute and run doctor again",
         )
-    except ReflexioError as err:
+    except ReflexioMcpError as err:
         return Check(
             "reflexio auth",
             "fail",

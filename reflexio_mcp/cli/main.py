@@ -1,4 +1,5 @@
-"""The `reflexio-mcp` command: serve MCP over stdio (default), or run the demo."""
+"""The `reflexio-mcp` command: its flags, and which command runs (serve, doctor, config,
+outbox, demo). Exits 2 on configuration that cannot work, 1 when the server cannot start."""
 
 from __future__ import annotations
 
@@ -11,18 +12,12 @@ from collections.abc import Sequence
 
 from reflexio_mcp import __version__
 from reflexio_mcp.cli.config import CLIENTS
+from reflexio_mcp.cli.serve import configure_logging
 from reflexio_mcp.cli.unknown_variables import unknown_variables
-from reflexio_mcp.core.errors import ReflexioError
-from reflexio_mcp.settings import Settings, SettingsError, add_arguments, load_settings
+from reflexio_mcp.core.errors import ConfigurationError, ReflexioMcpError
+from reflexio_mcp.settings import SettingsError, add_arguments, load_settings
 
 logger = logging.getLogger("reflexio_mcp")
-
-
-TERMINAL_NOTICE = (
-    "reflexio-mcp serves MCP over stdio for MCP clients, which start it themselves; typing "
-    "here does nothing useful. See it work: `reflexio-mcp demo`; configure a client: "
-    "`reflexio-mcp config <client>` (Ctrl-D or Ctrl-C to quit)"
-)
 
 
 class Parser(argparse.ArgumentParser):
@@ -149,66 +144,14 @@ def _main(argv: Sequence[str]) -> None:
 
         sys.exit(run_demo())
 
-    from reflexio_mcp.transports.tokens import TokenFileError
+    from reflexio_mcp.cli.serve import serve
 
     try:
         serve(settings)
-    except* TokenFileError as failures:
+    except* ConfigurationError as failures:
         parser.exit(2, f"reflexio-mcp: {failures.exceptions[0]}\n")
-    except* ReflexioError as failures:
+    except* ReflexioMcpError as failures:
         # The backend could not open (an unwritable or damaged store, a newer schema): say why.
         for failure in failures.exceptions:
             logger.error("cannot start: %s", failure)  # noqa: TRY400  the message is the whole story
         sys.exit(1)
-
-
-def serve(settings: Settings) -> None:
-    from reflexio_mcp.app import SharedBackend, build_backend, build_server
-    from reflexio_mcp.transports.tokens import read_tokens_file
-
-    if settings.transport != "stdio" and settings.tokens_file is not None:
-        read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
-    backend = build_backend(settings)
-    where = (
-        "stdio"
-        if settings.transport == "stdio"
-        else f"{settings.transport} at {settings.base_url}{settings.endpoint_path}"
-        + (" (stateless)" if settings.stateless and settings.transport != "sse" else "")
-    )
-    logger.info(
-        "reflexio-mcp %s over %s (pid %d), serving %s",
-        __version__,
-        where,
-        os.getpid(),
-        backend.description,
-    )
-    if not backend.learns:
-        logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
-    for notice in settings.notices():
-        logger.warning("%s", notice)
-    if "--api-key" in sys.argv:
-        logger.warning("--api-key shows the key in the process list; set REFLEXIO_API_KEY instead")
-    if settings.transport == "stdio":
-        from reflexio_mcp.transports.stdio_guard import guard_stdin
-
-        if sys.stdin.isatty():
-            logger.warning("%s", TERMINAL_NOTICE)
-        guard_stdin()
-        build_server(settings, backend).run("stdio")
-        return
-    from reflexio_mcp.transports.http_server import serve_http
-
-    serve_http(settings, SharedBackend(backend, settings.user_id))
-
-
-def configure_logging(level: str) -> None:
-    """Everything to stderr: stdout carries the stdio protocol."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    # One line per HTTP request is noise in a client's log; our client logs at DEBUG itself.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if level != "DEBUG":
-        # The SDK logs a line per HTTP session at INFO (per request when stateless).
-        logging.getLogger("mcp").setLevel(logging.WARNING)

@@ -27,7 +27,7 @@ StoredListener = Callable[[str, str], Awaitable[None]]
 class Backend(Protocol):
     """Stores and finds interactions. Opened once per server, in its lifespan.
 
-    Every method raises only `reflexio_mcp.core.errors.ReflexioError` subclasses on failure.
+    Every method raises only `reflexio_mcp.core.errors.ReflexioMcpError` subclasses on failure.
     """
 
     description: str

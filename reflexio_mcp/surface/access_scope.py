@@ -29,7 +29,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, Server
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 
-from reflexio_mcp.transports.tokens import Grant, Role, grant_of
+from reflexio_mcp.core.grants import Grant, Role
 
 TOOL_ROLES: dict[str, Role] = {
     "publish_interaction": "write",
@@ -85,7 +85,7 @@ def _grant(ctx: ServerRequestContext[Any, Any], local: Grant) -> Grant:
     scope: Any = getattr(ctx.request, "scope", None)
     user: object = cast(dict[str, Any], scope).get("user") if isinstance(scope, dict) else None
     if isinstance(user, AuthenticatedUser):
-        return grant_of(user.access_token)
+        return Grant.from_claims(user.access_token.claims)
     return local
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
-from reflexio_mcp.core.errors import InvalidInput, ReflexioError
+from reflexio_mcp.core.errors import InvalidInput, ReflexioMcpError
 from reflexio_mcp.core.invalid_input import invalid_input
 from reflexio_mcp.core.models import Timestamp, UserIdOrDefault
 
@@ -44,5 +44,5 @@ def reported_to_model() -> Generator[None]:
         raise ToolError(f"invalid input: {invalid_input(err)}") from err
     except InvalidInput as err:
         raise ToolError(f"invalid input: {err}") from err
-    except ReflexioError as err:
+    except ReflexioMcpError as err:
         raise ToolError(str(err)) from err

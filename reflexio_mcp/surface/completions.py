@@ -30,7 +30,7 @@ from mcp_types import (
 from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp.core.backend import Backend
-from reflexio_mcp.core.errors import ReflexioError
+from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.models import MAX_ID_CHARS, KnownIds, UserId
 from reflexio_mcp.surface.access_scope import acting_user
 from reflexio_mcp.surface.resources import SESSION_TEMPLATE, USER_TEMPLATE
@@ -87,7 +87,7 @@ def register_completions(server: MCPServer[Any], backend: Backend, *, default_us
 async def _known(lookup: Awaitable[KnownIds]) -> Completion:
     try:
         found = await lookup
-    except ReflexioError as err:
+    except ReflexioMcpError as err:
         logger.warning("no completions: %s", err)
         return _offered([])
     return Completion(values=found.values, total=found.total, has_more=found.has_more)

@@ -11,7 +11,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field, ValidationError
 
-from reflexio_mcp.core.errors import ReflexioError
+from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.invalid_input import invalid_input
 from reflexio_mcp.core.models import MAX_QUERY_CHARS, Interaction, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
@@ -100,7 +100,7 @@ async def recall(
             )
         except ValidationError as err:
             raise _invalid(str(invalid_input(err))) from None
-        except ReflexioError as err:
+        except ReflexioMcpError as err:
             raise MCPError(code=INTERNAL_ERROR, message=f"cannot recall: {err}") from err
     if not found:
         return (

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, cast
 import anyio
 from pydantic import BaseModel, Field, ValidationError
 
-from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioError
+from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioMcpError
 from reflexio_mcp.core.invalid_input import invalid_input
 from reflexio_mcp.core.models import (
     MAX_CONTENT_CHARS,
@@ -252,7 +252,7 @@ async def _publish_item(ctx: ToolContext, state: AppState, index: int, raw: Any)
         return BatchItemResult(
             index=index, ok=False, status="failed", message=f"invalid input: {err}"
         )
-    except ReflexioError as err:
+    except ReflexioMcpError as err:
         return BatchItemResult(index=index, ok=False, status="failed", message=str(err))
     return BatchItemResult(
         index=index,
@@ -285,7 +285,7 @@ async def _publish(
     """Check, redact and publish one conversation.
 
     Raises:
-        InvalidInput, ReflexioError: as the backend's publish does.
+        InvalidInput, ReflexioMcpError: as the backend's publish does.
     """
     pinned = acting_user.get()
     if pinned is not None and item.user_id not in ("", pinned):
@@ -368,15 +368,15 @@ async def _sent(
 ) -> Published:
     if not wait_for_response:
         return await state.backend.publish(request, wait_for_response=False)
-    outcome: Published | ReflexioError = ReflexioError("the publish did not run")
+    outcome: Published | ReflexioMcpError = ReflexioMcpError("the publish did not run")
     async with anyio.create_task_group() as progress:
         progress.start_soon(_report_waiting, ctx)
         try:
             outcome = await state.backend.publish(request, wait_for_response=True)
-        except ReflexioError as err:  # raised below as itself, not in an ExceptionGroup
+        except ReflexioMcpError as err:  # raised below as itself, not in an ExceptionGroup
             outcome = err
         progress.cancel_scope.cancel()
-    if isinstance(outcome, ReflexioError):
+    if isinstance(outcome, ReflexioMcpError):
         raise outcome
     return outcome
 

@@ -32,7 +32,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import Backend
-from reflexio_mcp.core.errors import ReflexioError
+from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.invalid_input import invalid_input
 from reflexio_mcp.core.models import (
     GetRequest,
@@ -155,7 +155,7 @@ def register_resources(
         room = max(PAGE_SIZE - len(static), 1)
         try:
             page = await backend.sessions(user_id, offset=offset, limit=room)
-        except ReflexioError as err:
+        except ReflexioMcpError as err:
             if params.cursor is None:  # the status resource matters most when this fails
                 logger.warning("resources/list shows no sessions of %r: %s", user_id, err)
                 return ListResourcesResult(resources=static)
@@ -246,7 +246,7 @@ async def recent_json(backend: Backend, user_id: str, max_chars: int) -> str:
     """
     try:
         found = await backend.get_interactions(GetRequest(user_id=user_id, top_k=RECENT_COUNT))
-    except ReflexioError as err:
+    except ReflexioMcpError as err:
         raise ResourceError(str(err)) from err
 
     def render(shown: list[dict[str, Any]], truncated: bool) -> str:
@@ -277,7 +277,7 @@ async def session_json(backend: Backend, user_id: str, session_id: str, max_char
     """
     try:
         found = await backend.session_interactions(user_id, session_id, SESSION_TURNS + 1)
-    except ReflexioError as err:
+    except ReflexioMcpError as err:
         raise ResourceError(str(err)) from err
     earlier = len(found) > SESSION_TURNS
     turns = found[:SESSION_TURNS]

@@ -20,17 +20,19 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
 from mcp.server import MCPServer
+from mcp.server.context import ServerMiddleware
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from reflexio_mcp.app import SharedBackend, build_server
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.surface.state import AppState
 from reflexio_mcp.transports.drain import Drain, DrainingServer
@@ -134,15 +136,25 @@ def numeric_ports(app: ASGIApp) -> ASGIApp:
     return checked
 
 
-def serve_http(settings: Settings, shared: SharedBackend) -> None:
-    """Serve until SIGTERM/SIGINT, then drain the calls under way and exit."""
-    anyio.run(_serve, settings, shared)
+ServerFactory = Callable[[AccessTokens | None, ServerMiddleware[Any]], MCPServer[AppState]]
+"""Builds the MCP server every session shares, given the token verifier and the middleware
+that counts calls under way (for the drain)."""
 
 
-async def _serve(settings: Settings, shared: SharedBackend) -> None:
+def serve_http(
+    settings: Settings, shared: AbstractAsyncContextManager[object], build: ServerFactory
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain the calls under way and exit. `shared` holds the
+    backend open while the server runs."""
+    anyio.run(_serve, settings, shared, build)
+
+
+async def _serve(
+    settings: Settings, shared: AbstractAsyncContextManager[object], build: ServerFactory
+) -> None:
     tokens = AccessTokens(settings) if settings.authenticates else None
     drain = Drain()
-    server = build_server(settings, shared, tokens, counting=drain.count_calls)
+    server = build(tokens, drain.count_calls)
     app = build_http_app(server, settings, tokens, drain)
     config = uvicorn.Config(
         app,

@@ -24,11 +24,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from mcp.server.auth.provider import AccessToken
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from reflexio_mcp.core.errors import TokenFileError
+from reflexio_mcp.core.grants import Grant, Role
 from reflexio_mcp.core.models import UserId
 from reflexio_mcp.settings import MIN_TOKEN_CHARS, NEW_TOKEN, Settings
 
@@ -37,19 +38,6 @@ logger = logging.getLogger(__name__)
 REWRITE_SECONDS = 5.0
 """How long after its last change a tokens file that does not parse is taken for one being
 written, rather than a broken one."""
-Role = Literal["read", "write", "admin"]
-RANKS: dict[Role, int] = {"read": 0, "write": 1, "admin": 2}
-
-
-@dataclass(frozen=True)
-class Grant:
-    """What one caller may do: act for `user_id` (None: any user) with `role`."""
-
-    user_id: str | None
-    role: Role
-
-    def allows(self, needed: Role) -> bool:
-        return RANKS[self.role] >= RANKS[needed]
 
 
 def local_grant(settings: Settings) -> Grant:
@@ -80,10 +68,6 @@ class TokenFileContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tokens: list[TokenEntry]
-
-
-class TokenFileError(Exception):
-    """The tokens file cannot be used; the message says how to fix it."""
 
 
 class UnparsedTokenFile(TokenFileError):
@@ -177,7 +161,7 @@ class AccessTokens:
             client_id=found.label,
             scopes=[grant.role],
             subject=grant.user_id,
-            claims={"role": grant.role, "user_id": grant.user_id},
+            claims=grant.claims(),
         )
 
     def match(self, token: str) -> _Known | None:
@@ -228,14 +212,3 @@ def _being_written(stamp: tuple[int, ...] | None) -> bool:
         return False
     age = time.time() - stamp[0] / 1e9
     return -1.0 <= age < REWRITE_SECONDS
-
-
-def grant_of(token: AccessToken) -> Grant:
-    """The grant `AccessTokens.verify_token` put in an AccessToken."""
-    claims = token.claims or {}
-    role = claims.get("role")
-    user_id = claims.get("user_id")
-    return Grant(
-        user_id if isinstance(user_id, str) else None,
-        role if role in ("write", "admin") else "read",
-    )

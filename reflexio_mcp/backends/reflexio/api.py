@@ -17,10 +17,10 @@ import anyio
 import httpx2
 from pydantic import BaseModel, Field, ValidationError
 
-from reflexio_mcp.backends.reflexio.http import HttpOptions, ReflexioHttp
+from reflexio_mcp.backends.reflexio.http import HttpOptions, ReflexioHttpClient
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import StoredListener, already_stored
-from reflexio_mcp.core.errors import NotReflexio, ReflexioError, Rejected, not_found
+from reflexio_mcp.core.errors import NotReflexio, ReflexioMcpError, Rejected, not_found
 from reflexio_mcp.core.models import (
     MAX_RESULTS,
     MAX_TIMESTAMP,
@@ -172,7 +172,7 @@ class DeleteBody(BaseModel):
     interaction_id: int
 
 
-class ReflexioClient:
+class ReflexioApi:
     """Forwards each Backend call to a Reflexio server over one long-lived connection pool.
 
     Use as an async context manager: the pool opens on enter and closes on exit.
@@ -182,13 +182,13 @@ class ReflexioClient:
     remote = True
 
     def __init__(self, url: str, **options: Unpack[HttpOptions]) -> None:
-        self._http = ReflexioHttp(url, **options)
+        self._http = ReflexioHttpClient(url, **options)
         self.url = self._http.url
         self.description = f"Reflexio at {self.url}"
         self._users_seen: tuple[float, list[str], bool] | None = None
 
     def __repr__(self) -> str:
-        return f"ReflexioClient({self._http!r})"
+        return f"ReflexioApi({self._http!r})"
 
     async def __aenter__(self) -> Self:
         await self._http.__aenter__()
@@ -244,7 +244,8 @@ class ReflexioClient:
             return already_stored(request_id, same_user=bool(mine))
         if not answer.success:
             raise Rejected(
-                f"Reflexio did not store the publish: {self._http.redact(answer.message)}", 200
+                f"Reflexio did not store the publish: {self._http.scrubbed(answer.message)}",
+                200,
             )
         self._users_seen = None  # the publish may be a new user's first
         return Published(
@@ -411,7 +412,9 @@ class ReflexioClient:
         )
         answer = await self._parse(response, DeleteAnswer)
         if not answer.success:
-            raise Rejected(f"Reflexio did not delete it: {self._http.redact(answer.message)}", 200)
+            raise Rejected(
+                f"Reflexio did not delete it: {self._http.scrubbed(answer.message)}", 200
+            )
         return target
 
     async def session_interactions(
@@ -476,7 +479,7 @@ class ReflexioClient:
         )
         answer = await self._parse(response, RequestsAnswer)
         if not answer.success:
-            reason = self._http.redact(answer.msg or "no reason given")
+            reason = self._http.scrubbed(answer.msg or "no reason given")
             raise Rejected(f"Reflexio refused: {reason}", 200)
         return answer
 
@@ -488,7 +491,7 @@ class ReflexioClient:
         """One GET /health, no retries.
 
         Raises:
-            ReflexioError: it did not answer as Reflexio does.
+            ReflexioMcpError: it did not answer as Reflexio does.
         """
         await self._http.send("GET", "/health", retries=0)
 
@@ -497,7 +500,7 @@ class ReflexioClient:
         nothing here."""
         try:
             await self._http.send("GET", "/health")
-        except ReflexioError as err:
+        except ReflexioMcpError as err:
             return BackendStatus(
                 backend="reflexio", location=self.url, reachable=False, learning=True,
                 detail=str(err),
@@ -520,7 +523,7 @@ class ReflexioClient:
     async def _checked_interactions(self, response: httpx2.Response) -> list[Interaction]:
         answer = await self._parse(response, InteractionsAnswer)
         if not answer.success:
-            reason = self._http.redact(answer.msg or "no reason given")
+            reason = self._http.scrubbed(answer.msg or "no reason given")
             raise Rejected(f"Reflexio refused: {reason}", 200)
         return answer.interactions
 

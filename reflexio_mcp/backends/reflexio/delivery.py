@@ -35,7 +35,7 @@ from typing import Literal, TypeVar
 
 import anyio
 
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.breaker import CircuitBreaker
 from reflexio_mcp.backends.reflexio.outbox import Outbox, Row
 from reflexio_mcp.core import defaults
@@ -47,7 +47,7 @@ from reflexio_mcp.core.errors import (
     InvalidInput,
     NotReflexio,
     RateLimited,
-    ReflexioError,
+    ReflexioMcpError,
     StoreError,
 )
 from reflexio_mcp.core.models import Published
@@ -74,14 +74,14 @@ class Sent:
 
     state: Literal["delivered", "queued", "failed"]
     published: Published | None = None
-    error: ReflexioError | None = None
+    error: ReflexioMcpError | None = None
     """Why it is still queued, or why it failed."""
 
 
 class Deliverer:
     def __init__(
         self,
-        client: ReflexioClient,
+        client: ReflexioApi,
         outbox: Outbox,
         breaker: CircuitBreaker,
         pacer: Pacer,
@@ -225,7 +225,7 @@ class Deliverer:
         try:
             with anyio.fail_after(self._attempt_seconds):
                 status = await self._client.publish_status(row.user_id, row.request_id)
-        except (TimeoutError, ReflexioError):
+        except (TimeoutError, ReflexioMcpError):
             return False
         return status.status == "delivered"
 
@@ -241,7 +241,7 @@ class Deliverer:
         otherwise the backend's failure (it fails everything), which fails no row."""
         if not self._the_rows_fault(row):
             return await self._unreachable(row, err, at_least=err.retry_after or 0.0)
-        reason = ReflexioError(
+        reason = ReflexioMcpError(
             f"{err} (attempt {row.attempts}; Reflexio took other publishes meanwhile, so this "
             f"publish is the problem: after {self._max_server_errors} such failures it is kept "
             "as failed; `reflexio-mcp outbox --retry-failed` sends it again)"
@@ -259,7 +259,7 @@ class Deliverer:
         errors = row.server_errors + 1
         if errors >= self._max_unanswered and await self._reflexio_holds(row):
             return await self._delivered(row, Published(message="stored by an unanswered attempt"))
-        reason = ReflexioError(
+        reason = ReflexioMcpError(
             f"{err} (attempt {row.attempts}; Reflexio took other publishes meanwhile, so this "
             f"publish is the problem: after {self._max_unanswered} such attempts it is kept as "
             "failed; `reflexio-mcp outbox --retry-failed` sends it again)"
@@ -271,9 +271,9 @@ class Deliverer:
     async def release(self, row: Row, reason: str) -> None:
         """Give back a claimed row whose attempt was cut short on this side (the call was
         cancelled): it waits and is sent again at once. Not a backend failure."""
-        await self._later(row, ReflexioError(reason), after=0)
+        await self._later(row, ReflexioMcpError(reason), after=0)
 
-    async def _unreachable(self, row: Row, err: ReflexioError, *, at_least: float = 0.0) -> Sent:
+    async def _unreachable(self, row: Row, err: ReflexioMcpError, *, at_least: float = 0.0) -> Sent:
         """The backend's failure (no connection, no answer in time, failing every publish):
         the row waits, at least `at_least`, and the failure counts toward the breaker."""
         self._breaker.failure(str(err))
@@ -286,12 +286,14 @@ class Deliverer:
             "may be busy or stuck"
         )
 
-    async def _failed(self, row: Row, err: ReflexioError) -> Sent:
+    async def _failed(self, row: Row, err: ReflexioMcpError) -> Sent:
         self._missed_at.pop(row.seq, None)
         await self._record(self._outbox.failed(row.seq, str(err)), row)
         return Sent("failed", error=err)
 
-    async def _row_error(self, row: Row, err: ReflexioError, *, after: float, limit: int) -> Sent:
+    async def _row_error(
+        self, row: Row, err: ReflexioMcpError, *, after: float, limit: int
+    ) -> Sent:
         """An attempt that failed because of this row: it waits, or is failed at `limit`."""
         failed = await self._record(
             self._outbox.row_error(row.seq, str(err), after=after, limit=limit), row
@@ -301,7 +303,7 @@ class Deliverer:
         self._missed_at.pop(row.seq, None)
         return Sent("failed", error=err)
 
-    async def _later(self, row: Row, err: ReflexioError, *, after: float) -> Sent:
+    async def _later(self, row: Row, err: ReflexioMcpError, *, after: float) -> Sent:
         await self._record(self._outbox.retry_later(row.seq, str(err), after=after), row)
         return Sent("queued", error=err)
 

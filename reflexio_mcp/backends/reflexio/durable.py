@@ -28,7 +28,7 @@ from typing import Self, TypeVar
 import anyio
 import anyio.abc
 
-from reflexio_mcp.backends.reflexio.api import ReflexioClient
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.breaker import CircuitBreaker
 from reflexio_mcp.backends.reflexio.delivery import Deliverer
 from reflexio_mcp.backends.reflexio.outbox import Enqueued, Entry, Outbox, Row
@@ -38,7 +38,7 @@ from reflexio_mcp.core.errors import (
     BackendUnreachable,
     NotReflexio,
     OutboxFull,
-    ReflexioError,
+    ReflexioMcpError,
     ServerError,
     StoreCorrupt,
     StoreError,
@@ -70,8 +70,8 @@ MAX_LEARNING_POLL_SECONDS = 5.0
 while, well under Reflexio's 120 reads a minute."""
 
 
-class DurableReflexio:
-    """A Backend: ReflexioClient behind an outbox, a circuit breaker and a pacer.
+class ReflexioBackend:
+    """A Backend: ReflexioApi behind an outbox, a circuit breaker and a pacer.
 
     Use as an async context manager: it opens the client and the outbox and runs the
     delivery and probe tasks until exit.
@@ -82,7 +82,7 @@ class DurableReflexio:
 
     def __init__(
         self,
-        client: ReflexioClient,
+        client: ReflexioApi,
         outbox: Outbox,
         *,
         publish_rate: float = defaults.PUBLISH_RATE_PER_MINUTE,
@@ -114,7 +114,7 @@ class DurableReflexio:
         self._tasks: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
-        return f"DurableReflexio({self._client!r}, {self._outbox!r})"
+        return f"ReflexioBackend({self._client!r}, {self._outbox!r})"
 
     async def __aenter__(self) -> Self:
         async with AsyncExitStack() as stack:
@@ -266,7 +266,7 @@ class DurableReflexio:
             while True:
                 try:
                     asked, why = await self._client.learning_status(request_id)
-                except ReflexioError as err:
+                except ReflexioMcpError as err:
                     status, reason = "unknown", f"Reflexio could not say ({err})"
                     break
                 if asked not in ("pending", "processing"):  # done, failed, not_tracked
@@ -327,7 +327,7 @@ class DurableReflexio:
                 )
             )
         except (BackendUnreachable, NotReflexio, ServerError) as err:
-            raise ReflexioError(
+            raise ReflexioMcpError(
                 f"not stored: {err}; and the outbox cannot keep the publish for later "
                 f"({problem}): fix one of them, then publish again"
             ) from None
@@ -500,7 +500,7 @@ class DurableReflexio:
                 await anyio.sleep(max(pause, 0.1))
                 try:
                     await self._client.health()
-                except ReflexioError as err:
+                except ReflexioMcpError as err:
                     logger.debug("probe: %s", err)
                     continue
                 self._breaker.success()

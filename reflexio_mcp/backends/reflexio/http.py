@@ -47,7 +47,7 @@ LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class HttpOptions(TypedDict, total=False):
-    """ReflexioHttp's keyword arguments, for callers that pass them through."""
+    """ReflexioHttpClient's keyword arguments, for callers that pass them through."""
 
     api_key: SecretStr | None
     timeout: float
@@ -58,7 +58,7 @@ class HttpOptions(TypedDict, total=False):
     transport: httpx2.AsyncBaseTransport | None
 
 
-class ReflexioHttp:
+class ReflexioHttpClient:
     """Sends requests to one Reflexio server. Use as an async context manager."""
 
     def __init__(
@@ -92,7 +92,9 @@ class ReflexioHttp:
         self._client: httpx2.AsyncClient | None = None
 
     def __repr__(self) -> str:
-        return f"ReflexioHttp(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
+        return (
+            f"ReflexioHttpClient(url={self.url!r}, api_key={'set' if self._api_key else 'unset'})"
+        )
 
     async def __aenter__(self) -> Self:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -139,7 +141,7 @@ class ReflexioHttp:
             BackendStatusError: any answer that is not a 2xx JSON answer.
         """
         if self._client is None:
-            raise RuntimeError("ReflexioHttp used outside `async with`")
+            raise RuntimeError("ReflexioHttpClient used outside `async with`")
         headers = {"Content-Type": "application/json"} if body is not None else None
         timeout = (
             httpx2.Timeout(read_timeout, connect=self._timeout.connect)
@@ -192,7 +194,7 @@ class ReflexioHttp:
             attempt += 1
             await anyio.sleep(wait)
 
-    def redact(self, text: str) -> str:
+    def scrubbed(self, text: str) -> str:
         """`text` without the API key or URL password, in any form the server could echo them;
         call it before cutting text short."""
         for secret in self._secrets:
@@ -230,7 +232,7 @@ class ReflexioHttp:
             )
         if isinstance(err, httpx2.ConnectError):
             return BackendUnreachable(
-                f"Reflexio backend unreachable at {self.url} ({self.redact(str(err))[:200]}): "
+                f"Reflexio backend unreachable at {self.url} ({self.scrubbed(str(err))[:200]}): "
                 "check REFLEXIO_URL and the network"
             )
         return BackendUnreachable(
@@ -324,7 +326,7 @@ class ReflexioHttp:
                 ),
                 text,
             )
-        return _cut(self.redact(text))
+        return _cut(self.scrubbed(text))
 
     def _invalid_input(self, response: httpx2.Response) -> InvalidInput:
         """FastAPI's 422 {"detail": [{"loc": [...], "msg": ...}]} as 'field: reason' lines."""
@@ -344,8 +346,10 @@ class ReflexioHttp:
             loc = [str(part) for part in cast(list[Any], entry.get("loc") or [])]
             if loc and loc[0] in ("body", "query"):
                 loc = loc[1:]
-            where = self.redact(".".join(loc) or "request")
-            problems.append(f"{_cut(where)}: {_cut(self.redact(str(entry.get('msg', 'invalid'))))}")
+            where = self.scrubbed(".".join(loc) or "request")
+            problems.append(
+                f"{_cut(where)}: {_cut(self.scrubbed(str(entry.get('msg', 'invalid'))))}"
+            )
         return InvalidInput(problems or ["request: Reflexio refused it as invalid"])
 
 

@@ -1,0 +1,75 @@
+"""`reflexio-mcp` (no command): serve MCP over stdio, Streamable HTTP or SSE until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from reflexio_mcp import __version__
+from reflexio_mcp.settings import Settings
+
+logger = logging.getLogger("reflexio_mcp")
+
+TERMINAL_NOTICE = (
+    "reflexio-mcp serves MCP over stdio for MCP clients, which start it themselves; typing "
+    "here does nothing useful. See it work: `reflexio-mcp demo`; configure a client: "
+    "`reflexio-mcp config <client>` (Ctrl-D or Ctrl-C to quit)"
+)
+
+
+def serve(settings: Settings) -> None:
+    from reflexio_mcp.app import SharedBackend, build_backend, build_server
+    from reflexio_mcp.transports.tokens import read_tokens_file
+
+    if settings.transport != "stdio" and settings.tokens_file is not None:
+        read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
+    backend = build_backend(settings)
+    where = (
+        "stdio"
+        if settings.transport == "stdio"
+        else f"{settings.transport} at {settings.base_url}{settings.endpoint_path}"
+        + (" (stateless)" if settings.stateless and settings.transport != "sse" else "")
+    )
+    logger.info(
+        "reflexio-mcp %s over %s (pid %d), serving %s",
+        __version__,
+        where,
+        os.getpid(),
+        backend.description,
+    )
+    if not backend.learns:
+        logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
+    for notice in settings.notices():
+        logger.warning("%s", notice)
+    if "--api-key" in sys.argv:
+        logger.warning("--api-key shows the key in the process list; set REFLEXIO_API_KEY instead")
+    if settings.transport == "stdio":
+        from reflexio_mcp.transports.stdio_guard import guard_stdin
+
+        if sys.stdin.isatty():
+            logger.warning("%s", TERMINAL_NOTICE)
+        guard_stdin()
+        build_server(settings, backend).run("stdio")
+        return
+    from reflexio_mcp.transports.http_server import serve_http
+
+    shared = SharedBackend(backend, settings.user_id)
+    serve_http(
+        settings,
+        shared,
+        lambda tokens, counting: build_server(settings, shared, tokens, counting=counting),
+    )
+
+
+def configure_logging(level: str) -> None:
+    """Everything to stderr: stdout carries the stdio protocol."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # One line per HTTP request is noise in a client's log; our client logs at DEBUG itself.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if level != "DEBUG":
+        # The SDK logs a line per HTTP session at INFO (per request when stateless).
+        logging.getLogger("mcp").setLevel(logging.WARNING)
