@@ -208,9 +208,7 @@ def _plant(tmp_path: Path, files: Mapping[str, str]) -> Path:
             "reflexio_mcp/core/models.py:1: core may not import surface",
         ),
         (
-            {
-                "surface/tools.py": "def f():\n    from reflexio_mcp.backends.embedded import store\n"
-            },
+            {"surface/tools.py": "def f():\n    from reflexio_mcp.backends.embedded import store"},
             "reflexio_mcp/surface/tools.py:2: surface may not import backends.embedded",
         ),
         (

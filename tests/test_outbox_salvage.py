@@ -251,7 +251,7 @@ async def test_a_damaged_outbox_that_cannot_be_replaced_is_refused_in_words(
     def refuse(source: object, target: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("reflexio_mcp.backends.reflexio.outbox.os.replace", refuse)
+    monkeypatch.setattr("reflexio_mcp.backends.reflexio.outbox_file.os.replace", refuse)
     with pytest.raises(StoreReadOnly, match=r"is damaged .* could not be replaced") as refused:
         async with Outbox(tmp_path, TARGET):
             pass
