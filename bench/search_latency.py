@@ -30,12 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from reflexio_mcp.backends.embedded.store import FILE_NAME, EmbeddedStore
 from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.core.backend import Backend
-from reflexio_mcp.core.models import (
-    GetRequest,
-    InteractionData,
-    PublishRequest,
-    SearchRequest,
-)
+from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query
 from tests.reflexio_server import reflexio_server
 

@@ -39,7 +39,8 @@ from mcp_types import INVALID_PARAMS, CallToolResult, TextContent, TextResourceC
 from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.core.models import (
+from reflexio_mcp.core.fields import Timestamp, UserId
+from reflexio_mcp.core.limits import (
     MAX_CONTENT_CHARS,
     MAX_ID_CHARS,
     MAX_INTEGER,
@@ -47,8 +48,6 @@ from reflexio_mcp.core.models import (
     MAX_RESULTS,
     MAX_TIMESTAMP,
     MAX_TOOL_DATA_DEPTH,
-    Timestamp,
-    UserId,
 )
 from reflexio_mcp.settings import Settings
 

@@ -80,17 +80,9 @@ from mcp_types import (
 from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.core.models import (
-    MAX_ID_CHARS,
-    MAX_TOOL_DATA_DEPTH,
-    MAX_TOOL_STATUS_CHARS,
-    GetRequest,
-    Identifier,
-    InteractionData,
-    Keyset,
-    PublishRequest,
-    UserId,
-)
+from reflexio_mcp.core.fields import Identifier, UserId
+from reflexio_mcp.core.limits import MAX_ID_CHARS, MAX_TOOL_DATA_DEPTH, MAX_TOOL_STATUS_CHARS
+from reflexio_mcp.core.models import GetRequest, InteractionData, Keyset, PublishRequest
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.surface.paging import TOO_LARGE, Position, Unshown, make_cursor
 from reflexio_mcp.surface.resources import PAGE_SIZE

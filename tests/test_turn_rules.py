@@ -30,7 +30,8 @@ from hypothesis.strategies import SearchStrategy
 from mcp import Client
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.core.models import MAX_BODY_BYTES, MAX_TIMESTAMP, InteractionData, PublishRequest
+from reflexio_mcp.core.limits import MAX_BODY_BYTES, MAX_TIMESTAMP
+from reflexio_mcp.core.models import InteractionData, PublishRequest
 from reflexio_mcp.settings import Settings
 from tests.reflexio_server import RunningServer, free_port
 from tests.test_contract import call, error, text

@@ -8,17 +8,15 @@ from typing import Protocol, Self
 
 from reflexio_mcp.core.errors import InvalidInput
 from reflexio_mcp.core.models import (
-    BackendStatus,
     GetRequest,
     Interaction,
     Keyset,
-    KnownIds,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
-    SessionPage,
 )
+from reflexio_mcp.core.status import BackendStatus, KnownIds, SessionPage
 
 StoredListener = Callable[[str, str], Awaitable[None]]
 """Told `(user_id, session_id)` when turns published earlier are stored later."""

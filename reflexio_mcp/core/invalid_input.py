@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from reflexio_mcp.core.errors import InvalidInput
-from reflexio_mcp.core.models import InteractionData, ToolUsed, shown, shown_name
+from reflexio_mcp.core.models import InteractionData, ToolUsed
+from reflexio_mcp.core.shown import shown, shown_name
 
 MAX_NAMED = 10
 """Problems (or unknown arguments) named one by one in an error; the rest are counted."""

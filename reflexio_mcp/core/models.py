@@ -12,269 +12,45 @@ meets are one thing.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import math
-import re
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal, cast
-from urllib.parse import SplitResult, urlsplit
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
     ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
 
 from reflexio_mcp.core.errors import InvalidInput
-
-MAX_TIMESTAMP = 253_402_300_799
-"""9999-12-31T23:59:59Z: the latest Unix second both backends store and read back as a date."""
-MAX_INTEGER = 2**63 - 1
-"""SQLite's largest INTEGER."""
-MAX_RESULTS = 1000
-"""At most this many interactions in one answer: enough for any model context."""
-MAX_INTERACTIONS_PER_PUBLISH = 1000
-MAX_CONTENT_CHARS = 1_000_000
-MAX_ID_CHARS = 256
-MAX_QUERY_CHARS = 10_000
-MAX_TOOL_DATA_DEPTH = 32
-MAX_BODY_BYTES = 10 * 1024 * 1024
-"""Reflexio refuses request bodies above 10 MiB, whatever its schema admits."""
-MAX_TOOL_STATUS_CHARS = 100
-"""Reflexio cuts a longer tools_used[].status to 100 characters, silently (ToolUsed)."""
-IMAGE_URL_SCHEMES = ("http", "https", "data")
-METADATA_HOSTS = frozenset({"metadata.google.internal"})
-METADATA_IPS = frozenset({"169.254.169.254", "fd00:ec2::254"})
-"""Cloud metadata endpoints: Reflexio refuses an image URL pointing at one, in any form."""
-SOURCE_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._:-]{0,127}$")
-SOURCE_RULE = (
-    "lowercase letters, digits and . _ : - only, starting with a letter or digit, "
-    "at most 128 characters (or empty)"
+from reflexio_mcp.core.fields import (
+    Identifier,
+    ResultCount,
+    SearchMode,
+    Source,
+    Timestamp,
+    UnixSeconds,
+    UserAction,
+    UserId,
+    check_image_url,
+    check_tool_data,
+    lowercase,
 )
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-UserAction = Literal["click", "scroll", "type", "none"]
-SearchMode = Literal["vector", "fts", "hybrid"]
-
-
-@dataclass(frozen=True)
-class Between:
-    """An integer bound with one message for both ends; the schema shows both as well."""
-
-    low: int
-    high: int
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(self._check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {**handler(schema), "minimum": self.low, "maximum": self.high}
-
-    def _check(self, value: int) -> int:
-        if not self.low <= value <= self.high:
-            raise ValueError(f"must be between {self.low} and {self.high} (got {shown(value)})")
-        return value
-
-
-def secret_kind(text: str) -> str | None:
-    """The kind of secret `text` holds, if any: an error message must not echo one back."""
-    from reflexio_mcp.secrets.scanner import find_secrets  # here: it imports this module
-
-    found = find_secrets(text[:10_000])
-    return found[0].kind if found else None
-
-
-def shown_name(name: str) -> str:
-    """A caller's field or argument name, for an error message (a pasted token is not named)."""
-    return f"(a name that looks like a {kind}, not shown)" if (kind := secret_kind(name)) else name
-
-
-def shown(value: Any) -> str:
-    """A short rendering of a caller's value for an error message: never the whole of it."""
-    if isinstance(value, bool) or value is None:
-        return {True: "true", False: "false", None: "null"}[value]
-    if isinstance(value, int):
-        digits = len(str(abs(value))) if abs(value) < 10**50 else None
-        return str(value) if digits is not None else "a number of more than 50 digits"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else {"nan": "NaN"}.get(repr(value), repr(value))
-    if isinstance(value, str):
-        if kind := secret_kind(value):
-            return f"a value of {len(value):,} characters that looks like a {kind}, not shown"
-        return repr(value) if len(value) <= 40 else f"{value[:40]!r}… ({len(value):,} characters)"
-    if isinstance(value, list):
-        return f"a list of {len(cast(list[Any], value))} items"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _identifier(kind: str, *, slashes: bool) -> Callable[[str], str]:
-    def check(value: str) -> str:
-        if _CONTROL.search(value):
-            raise ValueError(f"{kind} must not contain control characters (newlines, tabs, NUL)")
-        if value != value.strip():
-            raise ValueError(f"{kind} must not start or end with spaces (got {shown(value)})")
-        if not slashes and ("/" in value or "\\" in value or value in (".", "..")):
-            raise ValueError(f"{kind} must not contain / or \\ or be . or .. (got {shown(value)})")
-        return value
-
-    return check
-
-
-UserId = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_ID_CHARS),
-    AfterValidator(_identifier("a user id", slashes=False)),
-]
-"""Any printable name up to 256 characters but / and \\: it also appears in resource URIs."""
-Identifier = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_ID_CHARS),
-    AfterValidator(_identifier("an id", slashes=True)),
-]
-"""A session or request id: any printable text up to 256 characters."""
-
-
-def _unless_blank(check: Callable[[str], str]) -> Callable[[str], str]:
-    return lambda value: value if value == "" else check(value)
-
-
-# Optional text arguments of tools are plain `str` with "" for "not given": the SDK pre-parses
-# any other string argument as JSON, so a user named "null" would silently become None.
-UserIdOrDefault = Annotated[
-    str,
-    Field(max_length=MAX_ID_CHARS),
-    AfterValidator(_unless_blank(_identifier("a user id", slashes=False))),
-]
-IdentifierOrNew = Annotated[
-    str,
-    Field(max_length=MAX_ID_CHARS),
-    AfterValidator(_unless_blank(_identifier("an id", slashes=True))),
-]
-InteractionId = Annotated[int, Between(1, MAX_INTEGER)]
-UnixSeconds = Annotated[int, Between(0, MAX_TIMESTAMP)]
-ResultCount = Annotated[int, Between(1, MAX_RESULTS)]
-
-
-def _lowercase(value: Any) -> Any:
-    # Reflexio's own SDK docs send "CLICK"/"SCROLL", which its server rejects.
-    return value.lower() if isinstance(value, str) else value
-
-
-def _parse_time(value: Any) -> Any:
-    """ISO 8601 text or Unix seconds; without an offset, a time means UTC."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"must be an ISO 8601 time (got {shown(value)})")
-        seconds = min(max(value, 0), MAX_TIMESTAMP)
-        return datetime.fromtimestamp(seconds, UTC)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(
-                f"must be an ISO 8601 time such as '2026-11-23T14:00:00Z' or '2026-11-23' "
-                f"(got {shown(value)})"
-            ) from None
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-_EARLIEST = datetime.fromtimestamp(0, UTC)
-_LATEST = datetime.fromtimestamp(MAX_TIMESTAMP, UTC)
-
-
-def _storable(value: datetime) -> datetime:
-    """In UTC, clamped to what can be stored: nothing lies outside, so the window means the same."""
-    try:
-        utc = value.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-        return _EARLIEST if value.year == 1 else _LATEST
-    return min(max(utc, _EARLIEST), _LATEST)
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_parse_time), AfterValidator(_storable)]
-"""An ISO 8601 time (or Unix seconds); without an offset it means UTC."""
-
-
-def _check_tool_data(value: dict[str, Any]) -> dict[str, Any]:
-    """JSON can hold neither NaN nor Infinity, and very deep nesting cannot be read back."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > MAX_TOOL_DATA_DEPTH:
-            raise ValueError(f"nested more than {MAX_TOOL_DATA_DEPTH} levels deep; flatten it")
-        if isinstance(item, float) and not math.isfinite(item):
-            raise ValueError(f"{shown(item)} is not JSON: send null or a string such as 'NaN'")
-        if isinstance(item, dict):
-            stack += [(v, depth + 1) for v in cast(dict[str, Any], item).values()]
-        elif isinstance(item, list):
-            stack += [(v, depth + 1) for v in cast(list[Any], item)]
-    return value
-
-
-def _check_image_url(value: str) -> str:
-    """Reflexio's own check (validators._validate_image_url), but for the DNS lookup it makes
-    of a host name: what it refuses would be refused after the bridge had acknowledged it."""
-    if not value:
-        return value
-    try:
-        parts = urlsplit(value)
-    except ValueError as err:  # e.g. "http://[::1/a.png": Reflexio's urlparse fails alike
-        raise ValueError(
-            f"is not a URL ({err}; got {shown(value)}): send the image's http(s) or data: URL"
-        ) from None
-    if parts.scheme not in IMAGE_URL_SCHEMES:
-        got = repr(parts.scheme) if parts.scheme else "none"
-        raise ValueError(
-            f"the scheme must be http, https or data (got {got}): send the image's full URL, "
-            "a data: URL, or the image itself in image_encoding"
-        )
-    if parts.scheme != "data" and _is_metadata_endpoint(parts):
-        raise ValueError(
-            f"must not point at a cloud metadata endpoint (got {shown(value)}): Reflexio "
-            "refuses it; send the image's own URL"
-        )
-    return value
-
-
-def _is_metadata_endpoint(parts: SplitResult) -> bool:
-    host = (parts.hostname or "").lower()
-    if host in METADATA_HOSTS:
-        return True
-    try:
-        return str(ipaddress.ip_address(host)) in METADATA_IPS
-    except ValueError:
-        pass
-    try:
-        port = parts.port  # Reflexio resolves (host, port); a bad port ends its check here
-        # Numeric forms such as 2852039166 or 0xa9fea9fe resolve without DNS; Reflexio would
-        # also resolve a real name, which the bridge does not do (no traffic beyond the URL).
-        found = socket.getaddrinfo(host, port, flags=socket.AI_NUMERICHOST, type=socket.SOCK_STREAM)
-    except (OSError, ValueError, UnicodeError):
-        return False
-    return any(str(address[4][0]) in METADATA_IPS for address in found)
+from reflexio_mcp.core.limits import (
+    MAX_BODY_BYTES,
+    MAX_CONTENT_CHARS,
+    MAX_INTERACTIONS_PER_PUBLISH,
+    MAX_QUERY_CHARS,
+    MAX_TIMESTAMP,
+    MAX_TOOL_STATUS_CHARS,
+)
 
 
 class Strict(BaseModel):
@@ -287,7 +63,7 @@ class ToolUsed(Strict):
     """A tool the agent called while producing a turn."""
 
     tool_name: str = Field(min_length=1, max_length=1000, description="Name of the tool called.")
-    tool_data: Annotated[dict[str, Any], AfterValidator(_check_tool_data)] = Field(
+    tool_data: Annotated[dict[str, Any], AfterValidator(check_tool_data)] = Field(
         default_factory=dict[str, Any],
         description="The tool's inputs and/or outputs as a JSON object.",
     )
@@ -313,7 +89,7 @@ class InteractionData(Strict):
         max_length=MAX_CONTENT_CHARS,
         description="What an expert would have answered instead; Reflexio learns from the gap.",
     )
-    user_action: Annotated[UserAction, BeforeValidator(_lowercase)] = Field(
+    user_action: Annotated[UserAction, BeforeValidator(lowercase)] = Field(
         default="none", description="A UI action the user took with this turn (case-insensitive)."
     )
     user_action_description: str = Field(
@@ -322,7 +98,7 @@ class InteractionData(Strict):
         validate_default=True,
         description="What the user_action did, e.g. 'clicked Buy'; required with a user_action.",
     )
-    interacted_image_url: Annotated[str, AfterValidator(_check_image_url)] = Field(
+    interacted_image_url: Annotated[str, AfterValidator(check_image_url)] = Field(
         default="",
         max_length=2048,
         description="http(s) or data: URL of an image the user interacted with.",
@@ -397,21 +173,6 @@ class InteractionData(Strict):
             "empty turn: give content (or expert_content, tools_used, a user_action or an "
             "image); leave out turns with nothing in them"
         )
-
-
-def _check_source(value: str) -> str:
-    if value and not SOURCE_PATTERN.fullmatch(value):
-        example = "my-agent" if secret_kind(value) else suggest_source(value)
-        raise ValueError(f"must be {SOURCE_RULE}; e.g. {example!r}")
-    return value
-
-
-def suggest_source(value: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9._:-]+", "-", value.lower()).strip("-._:")
-    return cleaned[:128] or "my-agent"
-
-
-Source = Annotated[str, Field(max_length=128), AfterValidator(_check_source)]
 
 
 class PublishRequest(Strict):
@@ -583,26 +344,6 @@ def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
-class OutboxSalvage(BaseModel):
-    """What was read back from a damaged outbox file into the fresh one that replaced it."""
-
-    damage: str = Field(description="What SQLite found wrong with the file.")
-    moved_to: str = Field(description="Where the damaged file is kept (it is never deleted).")
-    at: str = Field(description="When it was replaced, ISO 8601 UTC.")
-    salvaged: int = Field(description="Rows read back whole and kept in the fresh outbox.")
-    waiting: int = Field(description="Of them, publishes still to deliver (they are sent).")
-    failed: int = Field(description="Of them, publishes Reflexio had refused, kept as failed.")
-    unreadable: int = Field(description="Rows known to have been in the file but not readable.")
-    unreadable_request_ids: list[str] = Field(
-        default_factory=list[str], description="request_ids of those rows, where known (<= 20)."
-    )
-    unknown_seq_ranges: list[tuple[int, int]] = Field(
-        default_factory=list[tuple[int, int]],
-        description="Row numbers that could not be read at all: rows there, if any, are lost.",
-    )
-    detail: str = Field(description="All of it in one sentence, as the start-up log says it.")
-
-
 class Keyset(BaseModel):
     """Where the next page of a newest-first listing starts: its turns older than the last one
     shown, by (created_at, interaction_id), down to the oldest it held at its first page, and
@@ -639,78 +380,3 @@ class Keyset(BaseModel):
             self.last_created,
             self.last_id,
         ) and interaction.interaction_id <= self.max_id
-
-
-class OutboxStatus(BaseModel):
-    """The outbox in front of Reflexio."""
-
-    path: str
-    available: bool = Field(description="Whether the outbox file can be written now.")
-    waiting: int = Field(description="Publishes not yet taken by Reflexio.")
-    waiting_bytes: int
-    oldest_age_seconds: float | None = Field(
-        default=None, description="How long the oldest waiting publish has waited."
-    )
-    failed: int = Field(description="Publishes Reflexio refused for good, kept with the reason.")
-    last_error: str | None = None
-    circuit: Literal["closed", "open"] = Field(
-        description="open: Reflexio failed repeatedly; reads fail fast and publishes are "
-        "queued until a probe finds it back."
-    )
-    damaged_files_moved_aside: int = 0
-    salvage: OutboxSalvage | None = Field(
-        default=None,
-        description="Set when this process found the outbox damaged: what was read back from "
-        "it into a fresh one, and what could not be.",
-    )
-    waiting_for_other_urls: dict[str, int] = Field(default_factory=dict[str, int])
-
-
-class BackendStatus(BaseModel):
-    """Which store serves the calls, and whether it can be reached."""
-
-    backend: Literal["embedded", "reflexio"]
-    location: str = Field(description="The store's file, or the Reflexio server's URL.")
-    reachable: bool
-    learning: bool = Field(description="Whether profiles and playbooks are learned.")
-    user_id: str | None = Field(
-        default=None, description="The user this status was read for (the caller's)."
-    )
-    user_interactions: int | None = Field(
-        default=None, description="Interactions stored for that user, when cheap to tell."
-    )
-    interactions: int | None = Field(
-        default=None, description="Interactions stored for all users, when the store tells."
-    )
-    users: int | None = Field(default=None, description="Distinct users, when the store tells.")
-    detail: str = ""
-    outbox: OutboxStatus | None = Field(
-        default=None, description="Publishes kept for Reflexio until it confirms them."
-    )
-
-
-class KnownIds(BaseModel):
-    """Ids that begin with a prefix (user ids, session ids), most recently active first, for
-    completing an argument."""
-
-    values: list[str]
-    total: int | None = Field(
-        default=None, description="How many ids match, when the store can tell."
-    )
-    has_more: bool = Field(default=False, description="More ids match than `values` holds.")
-
-
-class SessionSummary(BaseModel):
-    """One session (conversation) of a user: its id, how many turns it keeps, and when it was
-    last published to."""
-
-    session_id: str
-    turns: int
-    published_at: int = Field(description="Unix seconds of the session's latest publish.")
-
-
-class SessionPage(BaseModel):
-    """A page of a user's sessions, latest publish first."""
-
-    sessions: list[SessionSummary]
-    has_more: bool = Field(description="Sessions after this page may exist.")

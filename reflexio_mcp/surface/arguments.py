@@ -10,8 +10,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput, ReflexioMcpError
+from reflexio_mcp.core.fields import Timestamp, UserIdOrDefault
 from reflexio_mcp.core.invalid_input import invalid_input
-from reflexio_mcp.core.models import Timestamp, UserIdOrDefault
 
 OptionalUserId = Annotated[
     UserIdOrDefault,

@@ -31,7 +31,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.errors import ReflexioMcpError
-from reflexio_mcp.core.models import MAX_ID_CHARS, KnownIds, UserId
+from reflexio_mcp.core.fields import UserId
+from reflexio_mcp.core.limits import MAX_ID_CHARS
+from reflexio_mcp.core.status import KnownIds
 from reflexio_mcp.surface.access_scope import acting_user
 from reflexio_mcp.surface.resources import SESSION_TEMPLATE, USER_TEMPLATE
 

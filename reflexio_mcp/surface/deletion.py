@@ -23,7 +23,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types.version import is_version_at_least
 from pydantic import BaseModel, Field, StrictBool
 
-from reflexio_mcp.core.models import Interaction, InteractionId
+from reflexio_mcp.core.fields import InteractionId
+from reflexio_mcp.core.models import Interaction
 from reflexio_mcp.surface.arguments import OptionalUserId, reported_to_model
 from reflexio_mcp.surface.state import ToolContext, app_state
 

@@ -34,7 +34,8 @@ from typing import Any, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput
-from reflexio_mcp.core.models import MAX_RESULTS, Interaction, Keyset, StoredToolUse
+from reflexio_mcp.core.limits import MAX_RESULTS
+from reflexio_mcp.core.models import Interaction, Keyset, StoredToolUse
 
 COMPRESSED = "z"
 """Cursors are zlib-compressed JSON (a long query repeats itself), marked by this prefix."""

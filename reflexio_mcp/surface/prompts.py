@@ -13,7 +13,8 @@ from pydantic import Field, ValidationError
 
 from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.invalid_input import invalid_input
-from reflexio_mcp.core.models import MAX_QUERY_CHARS, Interaction, SearchRequest
+from reflexio_mcp.core.limits import MAX_QUERY_CHARS
+from reflexio_mcp.core.models import Interaction, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
 from reflexio_mcp.surface.access_scope import acting_user, check_own_user
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state

@@ -15,19 +15,10 @@ import anyio
 from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioMcpError
+from reflexio_mcp.core.fields import IdentifierOrNew, Source, UserIdOrDefault
 from reflexio_mcp.core.invalid_input import invalid_input
-from reflexio_mcp.core.models import (
-    MAX_CONTENT_CHARS,
-    MAX_INTERACTIONS_PER_PUBLISH,
-    SOURCE_RULE,
-    IdentifierOrNew,
-    InteractionData,
-    Published,
-    PublishRequest,
-    Source,
-    Strict,
-    UserIdOrDefault,
-)
+from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH, SOURCE_RULE
+from reflexio_mcp.core.models import InteractionData, Published, PublishRequest, Strict
 from reflexio_mcp.secrets.scanner import Redaction, prepared, redact_turns
 from reflexio_mcp.surface.access_scope import acting_user, sees_every_user
 from reflexio_mcp.surface.arguments import OptionalUserId, reported_to_model

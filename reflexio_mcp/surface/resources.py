@@ -33,15 +33,10 @@ from pydantic import TypeAdapter, ValidationError
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.errors import ReflexioMcpError
+from reflexio_mcp.core.fields import Identifier, UserId
 from reflexio_mcp.core.invalid_input import invalid_input
-from reflexio_mcp.core.models import (
-    GetRequest,
-    Identifier,
-    Interaction,
-    SessionSummary,
-    UserId,
-    iso_time,
-)
+from reflexio_mcp.core.models import GetRequest, Interaction, iso_time
+from reflexio_mcp.core.status import SessionSummary
 from reflexio_mcp.surface.access_scope import acting_user, check_own_user, sees_every_user
 from reflexio_mcp.surface.resource_updates import ResourceUpdates, session_uri
 

@@ -24,7 +24,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
 from reflexio_mcp.core.invalid_input import MAX_NAMED, invalid_input
-from reflexio_mcp.core.models import shown, shown_name
+from reflexio_mcp.core.shown import shown, shown_name
 
 SYNONYMS = {
     "limit": "top_k", "k": "top_k", "n": "top_k", "count": "top_k", "max_results": "top_k",

@@ -17,18 +17,9 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from reflexio_mcp.core.errors import InvalidInput
-from reflexio_mcp.core.models import (
-    MAX_QUERY_CHARS,
-    GetRequest,
-    Identifier,
-    IdentifierOrNew,
-    Interaction,
-    Keyset,
-    PublishStatus,
-    ResultCount,
-    SearchMode,
-    SearchRequest,
-)
+from reflexio_mcp.core.fields import Identifier, IdentifierOrNew, ResultCount, SearchMode
+from reflexio_mcp.core.limits import MAX_QUERY_CHARS
+from reflexio_mcp.core.models import GetRequest, Interaction, Keyset, PublishStatus, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
 from reflexio_mcp.surface.access_scope import acting_user
 from reflexio_mcp.surface.arguments import (

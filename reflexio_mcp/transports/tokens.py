@@ -29,8 +29,8 @@ from mcp.server.auth.provider import AccessToken
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from reflexio_mcp.core.errors import TokenFileError
+from reflexio_mcp.core.fields import UserId
 from reflexio_mcp.core.grants import Grant, Role
-from reflexio_mcp.core.models import UserId
 from reflexio_mcp.settings import MIN_TOKEN_CHARS, NEW_TOKEN, Settings
 
 logger = logging.getLogger(__name__)

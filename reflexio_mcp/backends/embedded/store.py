@@ -27,20 +27,17 @@ from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS
 from reflexio_mcp.core.backend import StoredListener, already_stored
 from reflexio_mcp.core.errors import StoreError, not_found
 from reflexio_mcp.core.models import (
-    BackendStatus,
     GetRequest,
     Interaction,
     Keyset,
-    KnownIds,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
-    SessionPage,
-    SessionSummary,
     iso_time,
     newest_first,
 )
+from reflexio_mcp.core.status import BackendStatus, KnownIds, SessionPage, SessionSummary
 
 logger = logging.getLogger(__name__)
 

@@ -21,22 +21,18 @@ from reflexio_mcp.backends.reflexio.http import HttpOptions, ReflexioHttpClient
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import StoredListener, already_stored
 from reflexio_mcp.core.errors import NotReflexio, ReflexioMcpError, Rejected, not_found
+from reflexio_mcp.core.limits import MAX_RESULTS, MAX_TIMESTAMP
 from reflexio_mcp.core.models import (
-    MAX_RESULTS,
-    MAX_TIMESTAMP,
-    BackendStatus,
     GetRequest,
     Interaction,
     Keyset,
-    KnownIds,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
-    SessionPage,
-    SessionSummary,
     newest_first,
 )
+from reflexio_mcp.core.status import BackendStatus, KnownIds, SessionPage, SessionSummary
 
 ALL = 2**31 - 1
 """A count that means "every interaction of the user"."""

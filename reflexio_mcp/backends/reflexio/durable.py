@@ -44,20 +44,17 @@ from reflexio_mcp.core.errors import (
     StoreError,
 )
 from reflexio_mcp.core.models import (
-    BackendStatus,
     GetRequest,
     Interaction,
     Keyset,
-    KnownIds,
-    OutboxStatus,
     Published,
     PublishRequest,
     PublishStatus,
     SearchRequest,
-    SessionPage,
     iso_time,
 )
 from reflexio_mcp.core.pacing import Pacer, full_jitter
+from reflexio_mcp.core.status import BackendStatus, KnownIds, OutboxStatus, SessionPage
 
 logger = logging.getLogger(__name__)
 

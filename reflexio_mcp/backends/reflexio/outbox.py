@@ -51,7 +51,8 @@ from reflexio_mcp.backends.reflexio.outbox_rows import (
 from reflexio_mcp.backends.reflexio.salvage import COLUMNS
 from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, Work, check_intact, damage
 from reflexio_mcp.core.errors import OutboxFull, StoreError
-from reflexio_mcp.core.models import OutboxSalvage, PublishRequest
+from reflexio_mcp.core.models import PublishRequest
+from reflexio_mcp.core.status import OutboxSalvage
 
 __all__ = ["FILE_NAME", "SCHEMA", "Enqueued", "Entry", "Outbox", "Row", "Stats"]
 

@@ -30,7 +30,8 @@ from reflexio_mcp.backends.reflexio.outbox_rows import create_schema
 from reflexio_mcp.backends.reflexio.salvage import COLUMNS, Readable, read_damaged
 from reflexio_mcp.backends.sqlite_file import SqliteFile, Work, check_intact, store_error
 from reflexio_mcp.core.errors import StoreCorrupt, StoreError, StoreReadOnly
-from reflexio_mcp.core.models import OutboxSalvage, iso_time
+from reflexio_mcp.core.models import iso_time
+from reflexio_mcp.core.status import OutboxSalvage
 
 logger = logging.getLogger("reflexio_mcp.backends.reflexio.outbox")  # one name for the outbox's log
 LABEL = "the outbox"
