@@ -27,7 +27,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from reflexio_mcp.backends.embedded.store import FILE_NAME, EmbeddedStore
+from reflexio_mcp.backends.embedded.schema import FILE_NAME
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest

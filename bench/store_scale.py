@@ -39,7 +39,8 @@ import anyio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.search_latency import CJK_SHARE, CJK_WORDS, cjk_sentence, queries, sentence, vocabulary
-from reflexio_mcp.backends.embedded.store import FILE_NAME, EmbeddedStore
+from reflexio_mcp.backends.embedded.schema import FILE_NAME
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.errors import SearchTooSlow
 from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query

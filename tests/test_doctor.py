@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reflexio_mcp.backends.embedded import store as embedded_store
+from reflexio_mcp.backends.embedded import schema as embedded_schema
 from tests.loopback_http import serving
 from tests.reflexio_server import SERVER_KEY, RunningServer
 
@@ -59,11 +59,11 @@ def test_a_fresh_embedded_setup_passes_without_creating_anything(tmp_path: Path)
 
 
 def test_an_existing_store_is_checked_intact_with_its_count(tmp_path: Path) -> None:
-    store = tmp_path / embedded_store.FILE_NAME
+    store = tmp_path / embedded_schema.FILE_NAME
     with sqlite3.connect(store) as db:
-        for statement in embedded_store.SCHEMA:
+        for statement in embedded_schema.SCHEMA:
             db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?)", (embedded_store.SCHEMA_VERSION,))
+        db.execute("INSERT INTO schema_version VALUES (?)", (embedded_schema.SCHEMA_VERSION,))
     tmp_path.chmod(0o700)
     store.chmod(0o600)
     code, report = checks(tmp_path)
@@ -73,17 +73,17 @@ def test_an_existing_store_is_checked_intact_with_its_count(tmp_path: Path) -> N
 
 
 def test_a_damaged_store_fails_naming_the_file_and_the_fix(tmp_path: Path) -> None:
-    (tmp_path / embedded_store.FILE_NAME).write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    (tmp_path / embedded_schema.FILE_NAME).write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
     done = doctor(tmp_path)
     assert done.returncode == 1
-    assert f"FAIL  embedded store: {tmp_path / embedded_store.FILE_NAME}" in done.stdout
+    assert f"FAIL  embedded store: {tmp_path / embedded_schema.FILE_NAME}" in done.stdout
     assert "      fix: stop every reflexio-mcp using it" in done.stdout
     assert done.stdout.splitlines()[-1].endswith("problems found: fix the FAIL lines above")
 
 
 def test_a_store_from_a_newer_version_fails(tmp_path: Path) -> None:
-    with sqlite3.connect(tmp_path / embedded_store.FILE_NAME) as db:
-        for statement in embedded_store.SCHEMA:
+    with sqlite3.connect(tmp_path / embedded_schema.FILE_NAME) as db:
+        for statement in embedded_schema.SCHEMA:
             db.execute(statement)
         db.execute("INSERT INTO schema_version VALUES (99)")
     code, report = checks(tmp_path)

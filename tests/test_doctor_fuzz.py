@@ -17,7 +17,7 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.backends.embedded import store as embedded_store
+from reflexio_mcp.backends.embedded import schema as embedded_schema
 from reflexio_mcp.backends.reflexio import outbox
 from reflexio_mcp.cli.config import CLIENTS, client_config
 from reflexio_mcp.cli.doctor import Check, collect
@@ -57,11 +57,11 @@ def assert_answered(checks: list[Check]) -> None:
 
 
 def real_store(folder: Path) -> Path:
-    path = folder / embedded_store.FILE_NAME
+    path = folder / embedded_schema.FILE_NAME
     with sqlite3.connect(path) as db:
-        for statement in [*embedded_store.SCHEMA, *embedded_store.LOOKUP_INDEXES]:
+        for statement in [*embedded_schema.SCHEMA, *embedded_schema.LOOKUP_INDEXES]:
             db.execute(statement)
-        db.execute("INSERT INTO schema_version VALUES (?)", (embedded_store.SCHEMA_VERSION,))
+        db.execute("INSERT INTO schema_version VALUES (?)", (embedded_schema.SCHEMA_VERSION,))
         db.execute(
             "INSERT INTO publishes VALUES ('r1', 'u', 's', '', '', 0)",
         )
@@ -87,7 +87,7 @@ def test_any_bytes_in_the_files_get_checks(
     store: bytes, outbox_bytes: bytes, reflexio: bool
 ) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        Path(folder, embedded_store.FILE_NAME).write_bytes(store)
+        Path(folder, embedded_schema.FILE_NAME).write_bytes(store)
         Path(folder, outbox.FILE_NAME).write_bytes(outbox_bytes)
         environ = {ENVIRONMENT["data_dir"]: folder, ENVIRONMENT["timeout"]: "1"}
         if reflexio:

@@ -18,7 +18,8 @@ from mcp import Client, StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 
 from reflexio_mcp.app import build_server
-from reflexio_mcp.backends.embedded.store import SCHEMA_VERSION, EmbeddedStore
+from reflexio_mcp.backends.embedded.schema import SCHEMA_VERSION
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.backends.sqlite_file import SqliteFile, store_error
 from reflexio_mcp.core.errors import (
     NotFound,

@@ -18,7 +18,8 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.backends.embedded.store import SCHEMA_VERSION, USER_INDEXES, EmbeddedStore
+from reflexio_mcp.backends.embedded.schema import SCHEMA_VERSION, USER_INDEXES
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.backends.embedded.vocabulary import Vocabulary
 from reflexio_mcp.backends.sqlite_file import SqliteFile
 from reflexio_mcp.core.models import (
@@ -303,10 +304,10 @@ MIGRATION_STOPPED = """
 import sys, time
 import anyio
 from pathlib import Path
-from reflexio_mcp.backends.embedded import store as embedded_store
+from reflexio_mcp.backends.embedded import schema, store as embedded_store
 
-embedded_store.MIGRATION_BATCH = 2
-index = embedded_store._index
+schema.MIGRATION_BATCH = 2
+index = schema.index_turns
 batches = 0
 
 def index_then_stop(*args, **kwargs):
@@ -317,7 +318,7 @@ def index_then_stop(*args, **kwargs):
         print("half-way", flush=True)
         time.sleep(600)
 
-embedded_store._index = index_then_stop
+schema.index_turns = index_then_stop
 
 async def main():
     async with embedded_store.EmbeddedStore(Path(sys.argv[1])):

@@ -23,7 +23,7 @@ import anyio
 from pydantic import SecretStr
 
 from reflexio_mcp import __version__
-from reflexio_mcp.backends.embedded import store as embedded_store
+from reflexio_mcp.backends.embedded import schema as embedded_schema
 from reflexio_mcp.backends.reflexio import outbox
 from reflexio_mcp.backends.reflexio import salvage as outbox_salvage
 from reflexio_mcp.backends.reflexio.http import ReflexioHttpClient
@@ -100,7 +100,7 @@ async def collect(flags: argparse.Namespace, environ: Mapping[str, str]) -> list
         )
     else:
         checks += _sqlite(
-            settings.data_folder / embedded_store.FILE_NAME, "embedded store", _store_version
+            settings.data_folder / embedded_schema.FILE_NAME, "embedded store", _store_version
         )
     checks += _transport(settings)
     return checks
@@ -258,7 +258,7 @@ def _outbox_salvage(db: sqlite3.Connection) -> str:
 def _store_version(db: sqlite3.Connection) -> tuple[bool, str]:
     (version,) = db.execute("SELECT version FROM schema_version").fetchone()
     (count,) = db.execute("SELECT count(*) FROM interactions").fetchone()
-    return version <= embedded_store.SCHEMA_VERSION, f"schema {version}, {count} interaction(s)"
+    return version <= embedded_schema.SCHEMA_VERSION, f"schema {version}, {count} interaction(s)"
 
 
 def _outbox_version(db: sqlite3.Connection) -> tuple[bool, str]:

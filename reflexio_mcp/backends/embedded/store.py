@@ -4,10 +4,8 @@ It keeps Reflexio's rules (request_id stored once, source pattern, sizes, 10 MiB
 and answers in Reflexio's shapes, so tools cannot tell the two apart, except that nothing is
 learned here: profiles and playbooks need a Reflexio server.
 
-Two full-text indexes, kept by this module in the same transaction as the rows: words
-(porter, unicode61) over content, expert_content and user_action_description, and CJK
-character pairs (see search_text). Both hold each user's own vocabulary (see user_vocabulary),
-so a search ranks and expands only the caller's rows.
+Searched through two full-text indexes of each user's own vocabulary, kept in the same
+transaction as the rows (schema.py).
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from reflexio_mcp.backends.embedded.vocabulary import INDEX_TOKENIZER, WORD_COLUMNS, Vocabulary
+from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
+from reflexio_mcp.backends.embedded.vocabulary import WORD_COLUMNS, Vocabulary
 from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
 from reflexio_mcp.core.backend import StoredListener, already_stored
 from reflexio_mcp.core.errors import StoreError, not_found
@@ -41,88 +40,12 @@ from reflexio_mcp.core.status import BackendStatus, KnownIds, SessionPage, Sessi
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
-FILE_NAME = "interactions.sqlite3"
 DEFAULT_SEARCH_LIMIT = 10
 """Reflexio's own default when neither top_k nor most_recent_k is given."""
 NO_LEARNING = (
     "stored in the embedded store; no learning happens here: profiles and playbooks need a "
     "Reflexio backend (set REFLEXIO_URL)"
 )
-
-USER_INDEXES = [
-    """
-    -- Numbers the users for user_vocabulary's token prefixes.
-    CREATE TABLE user_keys (user_key INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE);
-    """,
-    f"""
-    CREATE VIRTUAL TABLE interactions_words USING fts5 (
-        {", ".join(WORD_COLUMNS)}, content='', tokenize='{INDEX_TOKENIZER}'
-    );
-    """,
-    f"""
-    CREATE VIRTUAL TABLE interactions_grams USING fts5 (
-        grams, content='', tokenize='{INDEX_TOKENIZER}'
-    );
-    """,
-]
-"""The full-text indexes of schema 3. Contentless: they hold prefixed tokens, not text."""
-SCHEMA = [
-    """
-    CREATE TABLE schema_version (version INTEGER NOT NULL);
-    """,
-    """
-    CREATE TABLE publishes (
-        request_id    TEXT PRIMARY KEY,
-        user_id       TEXT NOT NULL,
-        session_id    TEXT NOT NULL,
-        source        TEXT NOT NULL,
-        agent_version TEXT NOT NULL,
-        published_at  INTEGER NOT NULL
-    );
-    """,
-    """
-    -- AUTOINCREMENT: an id is never reused, even after deletes.
-    CREATE TABLE interactions (
-        interaction_id          INTEGER PRIMARY KEY AUTOINCREMENT,
-        user_id                 TEXT NOT NULL,
-        request_id              TEXT NOT NULL REFERENCES publishes(request_id),
-        created_at              INTEGER NOT NULL,
-        role                    TEXT NOT NULL,
-        content                 TEXT NOT NULL,
-        expert_content          TEXT NOT NULL,
-        user_action             TEXT NOT NULL,
-        user_action_description TEXT NOT NULL,
-        interacted_image_url    TEXT NOT NULL,
-        image_encoding          TEXT NOT NULL,
-        tools_used              TEXT NOT NULL
-    );
-    """,
-    """
-    CREATE INDEX interactions_by_user_time
-        ON interactions (user_id, created_at DESC, interaction_id DESC);
-    """,
-    """
-    CREATE INDEX interactions_by_time ON interactions (created_at DESC, interaction_id DESC);
-    """,
-    *USER_INDEXES,
-]
-"""One statement each: executescript() would COMMIT the transaction that guards them."""
-LOOKUP_INDEXES = [
-    "CREATE INDEX IF NOT EXISTS publishes_by_user_session ON publishes (user_id, session_id)",
-    "CREATE INDEX IF NOT EXISTS interactions_by_request ON interactions (request_id)",
-]
-"""For reading one session: its publishes, then their turns. Made at open when missing (a
-file of an earlier version gains them; one that has them reads the same to it)."""
-OLD_INDEXES = [
-    "DROP TRIGGER IF EXISTS interactions_fts_insert",
-    "DROP TRIGGER IF EXISTS interactions_fts_delete",
-    "DROP TABLE IF EXISTS interactions_fts",
-    "DROP TABLE IF EXISTS interactions_cjk",
-]
-"""Schema 1 and 2's full-text indexes (of every user's words together), replaced by 3's."""
-MIGRATION_BATCH = 1000
-"""Rows indexed at a time when a file of an earlier schema is opened."""
 
 COLUMN_NAMES = (
     "interaction_id", "user_id", "request_id", "created_at", "role", "content", "expert_content",
@@ -192,52 +115,7 @@ class EmbeddedStore:
         return vocabulary
 
     def _prepare(self, db: sqlite3.Connection) -> None:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        if "schema_version" not in tables:
-            for statement in [*SCHEMA, *LOOKUP_INDEXES]:
-                db.execute(statement)
-            db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            return
-        (version,) = db.execute("SELECT version FROM schema_version").fetchone()
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} was written by a newer reflexio-mcp (schema {version}); "
-                "upgrade reflexio-mcp or point REFLEXIO_MCP_DATA_DIR elsewhere"
-            )
-        if version < 3:
-            self._migrate(db)
-        for statement in LOOKUP_INDEXES:
-            db.execute(statement)
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """1 or 2 -> 3: the full-text indexes of every user together are replaced by per-user
-        ones, filled from the rows. All in the open's one transaction: a process stopped
-        half-way leaves the file as it was."""
-        (count,) = db.execute("SELECT count(*) FROM interactions").fetchone()
-        logger.warning(
-            "rebuilding the search indexes of %s for this version (%d interactions): once, "
-            "about a minute per 100,000 interactions; stopping it leaves the store as it was",
-            self.path,
-            count,
-        )
-        for statement in [*OLD_INDEXES, *USER_INDEXES]:
-            db.execute(statement)
-        db.execute("INSERT INTO user_keys (user_id) SELECT DISTINCT user_id FROM interactions")
-        vocabulary = self._vocabulary(query=False)
-        last = 0
-        while rows := db.execute(
-            "SELECT i.interaction_id, k.user_key, i.content, i.expert_content, "
-            "i.user_action_description FROM interactions i JOIN user_keys k USING (user_id) "
-            "WHERE i.interaction_id > ? ORDER BY i.interaction_id LIMIT ?",
-            (last, MIGRATION_BATCH),
-        ).fetchall():
-            by_user: dict[int, list[tuple[int, Sequence[str]]]] = {}
-            for rowid, user_key, *texts in rows:
-                by_user.setdefault(user_key, []).append((rowid, texts))
-            for user_key, turns in by_user.items():
-                _index(db, vocabulary, user_key, turns)
-            last = rows[-1][0]
-        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        prepare(db, self.path, self._vocabulary(query=False))
 
     async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
         request.checked_body()  # Reflexio's 10 MiB limit holds here too
@@ -273,7 +151,7 @@ class EmbeddedStore:
                 )  # fmt: skip
                 texts = (turn.content, turn.expert_content, turn.user_action_description)
                 stored.append((int(cursor.lastrowid or 0), texts))
-            _index(db, vocabulary, user_key, stored)
+            index_turns(db, vocabulary, user_key, stored)
             return None
 
         earlier_user = await self._file.write(insert)
@@ -421,7 +299,7 @@ class EmbeddedStore:
             user_key = _user_key(db, user_id)
             if user_key is not None:
                 texts = [row[COLUMN_NAMES.index(column)] for column in WORD_COLUMNS]
-                _unindex(db, vocabulary, user_key, interaction_id, texts)
+                unindex_turn(db, vocabulary, user_key, interaction_id, texts)
             return deleted
 
         deleted = await self._file.write(delete)
@@ -529,46 +407,6 @@ def _nothing() -> None:
 def _user_key(db: sqlite3.Connection, user_id: str) -> int | None:
     row = db.execute("SELECT user_key FROM user_keys WHERE user_id = ?", (user_id,)).fetchone()
     return None if row is None else int(row[0])
-
-
-def _index(
-    db: sqlite3.Connection,
-    vocabulary: Vocabulary,
-    user_key: int,
-    rows: Sequence[tuple[int, Sequence[str]]],
-) -> None:
-    """Index turns of one user: (interaction_id, its texts in WORD_COLUMNS' order)."""
-    texts = vocabulary.index_texts(user_key, [turn for _, turn in rows])
-    db.executemany(
-        f"INSERT INTO interactions_words (rowid, {', '.join(WORD_COLUMNS)}) VALUES (?, ?, ?, ?)",
-        [(rowid, *words) for (rowid, _), (words, _) in zip(rows, texts, strict=True)],
-    )
-    db.executemany(
-        "INSERT INTO interactions_grams (rowid, grams) VALUES (?, ?)",
-        [(rowid, grams) for (rowid, _), (_, grams) in zip(rows, texts, strict=True) if grams],
-    )
-
-
-def _unindex(
-    db: sqlite3.Connection,
-    vocabulary: Vocabulary,
-    user_key: int,
-    rowid: int,
-    turn: Sequence[str],
-) -> None:
-    """Take a deleted turn out of the indexes. Contentless indexes are told the very tokens
-    they were given; a row they never held (written by hand) is left alone, as telling them
-    would damage them."""
-    [(words, grams)] = vocabulary.index_texts(user_key, [turn])
-    for table, values in (("interactions_words", words), ("interactions_grams", [grams])):
-        held = db.execute(f"SELECT 1 FROM {table}_docsize WHERE id = ?", (rowid,)).fetchone()
-        if held is not None:
-            columns = ", ".join(WORD_COLUMNS if table == "interactions_words" else ("grams",))
-            db.execute(
-                f"INSERT INTO {table} ({table}, rowid, {columns}) VALUES "
-                f"('delete', ?, {', '.join('?' * len(values))})",
-                (rowid, *values),
-            )
 
 
 def _window(
