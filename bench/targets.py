@@ -1,6 +1,6 @@
 """Every target of the bridge's performance in one run: per-call overhead, cold start and
 memory (bench/bridge_overhead.py), then the embedded store grown to 1M interactions
-(bench/store_scale.py). Both print their table; the README keeps the latest.
+(bench/store_scale.py). Both print their table; docs/performance.md keeps the latest.
 
     uv run python bench/targets.py [--calls 1000] [--sizes 10000,100000,1000000]
 

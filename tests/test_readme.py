@@ -1,5 +1,6 @@
-"""The README's reference stays true: every tool, resource, template and prompt the server
-registers is in it, each tool with an example call, and every setting in its table."""
+"""The documentation stays true: every tool, resource, template and prompt the server
+registers is in the reference (README.md's tables, docs/), each tool with an example call in
+docs/tools.md, every setting in the README's table, and the commands it gives work."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from tests.reflexio_server import LIGHT_DEPENDENCIES, REFLEXIO_VERSION, cache_di
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+TOOLS = (ROOT / "docs" / "tools.md").read_text()
+RESOURCES_PROMPTS = (ROOT / "docs" / "resources-prompts-completions.md").read_text()
+CONTRIBUTING = (ROOT / "CONTRIBUTING.md").read_text()
 
 
-def section(title: str) -> str:
-    start = README.index(f"\n## {title}\n")
-    end = README.find("\n## ", start + 1)
-    return README[start : end if end != -1 else None]
+def section(title: str, document: str = README) -> str:
+    start = document.index(f"\n## {title}\n")
+    end = document.find("\n## ", start + 1)
+    return document[start : end if end != -1 else None]
 
 
 async def test_every_tool_resource_template_and_prompt_is_in_the_reference(
@@ -37,19 +41,20 @@ async def test_every_tool_resource_template_and_prompt_is_in_the_reference(
             t.uri_template for t in (await client.list_resource_templates()).resource_templates
         ]
         prompts = [prompt.name for prompt in (await client.list_prompts()).prompts]
-    reference = section("Tools")
     for tool in tools:
-        assert f"| `{tool}` |" in reference, tool
-        assert re.search(rf"^`{tool} \{{", reference, re.MULTILINE), f"no example call of {tool}"
+        assert f"| `{tool}` |" in section("Tools"), f"{tool} not in the README's table"
+        assert f"| `{tool}` |" in TOOLS, tool
+        assert re.search(rf"^`{tool} \{{", TOOLS, re.MULTILINE), f"no example call of {tool}"
+    resources_section = section("Resources", RESOURCES_PROMPTS)
     for uri in [*resources, *templates]:
-        assert f"| `{uri}`" in section("Resources"), uri
+        assert f"| `{uri}`" in resources_section, uri
         assert (
             f"Reading `{uri.replace('{user_id}', 'me').replace('{session_id}', 'trip-42')}`"
-            in (section("Resources"))
+            in resources_section
             or uri == "reflexio://interactions/recent"
         ), f"no example read of {uri}"
     for prompt in prompts:
-        assert f"| `{prompt}` |" in section("Prompts"), prompt
+        assert f"| `{prompt}` |" in section("Prompts", RESOURCES_PROMPTS), prompt
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:
@@ -98,7 +103,37 @@ def test_the_reflexio_install_is_the_light_one_the_tests_run() -> None:
 def test_the_test_cache_is_named_with_how_to_clear_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert cache_dir() == Path.home() / ".cache" / "reflexio-mcp"
-    tests = section("Test it")
+    tests = section("Test it", CONTRIBUTING)
     assert "`~/.cache/reflexio-mcp/`" in tests
     assert "`rm -rf ~/.cache/reflexio-mcp`" in tests
     assert "Claude Code CLI" in tests
+
+
+def anchor(heading: str) -> str:
+    """GitHub's id for a heading: lower case, punctuation dropped, spaces as dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_and_module_path_in_the_docs_resolves() -> None:
+    documents = [
+        ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]
+    assert len(README.splitlines()) <= 300, "the README is the front door: move detail to docs/"
+    for document in documents:
+        text = document.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            assert linked.is_file(), f"{document.name}: {target}"
+            if fragment:
+                headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.MULTILINE)
+                assert fragment in {anchor(h) for h in headings}, f"{document.name}: {target}"
+        layers = r"core|secrets|backends|surface|transports|cli"
+        for module in re.findall(rf"`(?:reflexio_mcp/)?((?:{layers})/[\w/.]*)`", text):
+            assert (ROOT / "reflexio_mcp" / module).exists(), f"{document.name}: {module}"
+        for script in re.findall(r"\bbench/\w+\.py\b", text):
+            assert (ROOT / script).is_file(), f"{document.name}: {script}"
