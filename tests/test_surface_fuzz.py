@@ -92,7 +92,8 @@ from reflexio_mcp.core.models import (
     UserId,
 )
 from reflexio_mcp.settings import Settings
-from reflexio_mcp.surface.paging import TOO_LARGE, Position, Unshown, make_cursor
+from reflexio_mcp.surface.budget import TOO_LARGE
+from reflexio_mcp.surface.paging import Position, Unshown, make_cursor
 from reflexio_mcp.surface.resources import PAGE_SIZE
 from reflexio_mcp.surface.resources import make_cursor as make_list_cursor
 from tests.reflexio_server import RunningServer

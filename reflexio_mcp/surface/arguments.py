@@ -10,7 +10,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput, ReflexioError
-from reflexio_mcp.core.invalid_input import invalid_input
+from reflexio_mcp.core.invalid_input import invalid_input_text
 from reflexio_mcp.core.models import Timestamp, UserIdOrDefault
 
 OptionalUserId = Annotated[
@@ -41,8 +41,8 @@ def reported_to_model() -> Generator[None]:
     try:
         yield
     except ValidationError as err:
-        raise ToolError(f"invalid input: {invalid_input(err)}") from err
+        raise ToolError(invalid_input_text(err)) from err
     except InvalidInput as err:
-        raise ToolError(f"invalid input: {err}") from err
+        raise ToolError(invalid_input_text(err)) from err
     except ReflexioError as err:
         raise ToolError(str(err)) from err
