@@ -456,7 +456,7 @@ async def test_a_search_page_stays_within_the_budget_whatever_the_query_length(
 async def test_a_lone_turn_larger_than_the_budget_is_cut_to_fit_it(
     tmp_path: Path, turn: Args
 ) -> None:
-    """_cut_to cuts only content, expert_content, user_action_description and tools_used, and
+    """cut_to_fit cuts only content, expert_content, user_action_description and tools_used, and
     stops at MIN_FIELD_CHARS characters each, which JSON escapes up to six times over."""
     budget = MIN_BUDGET
     async with Client(build_server(settings(tmp_path, max_result_chars=budget))) as client:

@@ -6,7 +6,9 @@ documents (resources, measured on the whole document): show the longest run of t
 the start that fits; if not even the first fits alone, show it cut. Cutting shortens only
 CUT_FIELDS and tools_used (as its JSON): the longest of them is halved, again and again,
 never below a floor, until the turn fits; if it still does not, the turn keeps its ids and
-a note only. A shortened text keeps its start and says how many characters were cut.
+a note only. A shortened text keeps its start and says how many characters were cut (and,
+with a `hint`, where to read it whole). A caller may also `bound` every turn first, each
+text and each tool's data at a cap (resources: MAX_FIELD_CHARS).
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ class Fitted:
 def fit(
     turns: Sequence[Interaction], fits: Fits, *, cap: int | None = None, hint: str = ""
 ) -> Fitted:
-    """The longest run of `turns` from the start that `fits`, each turn `bounded` by `cap`;
-    if not even the first fits alone, that one `cut_to_fit`."""
+    """The longest run of `turns` from the start that `fits`, each first `bound` at `cap`
+    characters a text (if given); if not even the first fits alone, that one `cut_to_fit`."""
     bounded = [turn if cap is None else bound(turn, cap, hint=hint) for turn in turns]
     shown = _longest_fitting(bounded, fits)
     if shown or not turns:

@@ -47,7 +47,6 @@ from reflexio_mcp.surface.access_scope import (
     pinned_user,
     sees_every_user,
 )
-from reflexio_mcp.surface.budget import bound
 from reflexio_mcp.surface.cursor import NotOurCursor, decode, encode
 from reflexio_mcp.surface.resource_updates import ResourceUpdates, session_uri
 
@@ -330,7 +329,9 @@ def fit(turns: list[Interaction], max_chars: int, render: Render) -> str:
     """The document (`render`) of as many of `turns` (newest first) as fit in `max_chars`:
     long text cut at MAX_FIELD_CHARS, then the oldest left out, and a lone turn too large on
     its own cut further (the budget's rule)."""
-    whole = render([_dumped(bound(turn, MAX_FIELD_CHARS, hint=CUT_HINT)) for turn in turns], False)
+    whole = render(
+        [_dumped(budget.bound(turn, MAX_FIELD_CHARS, hint=CUT_HINT)) for turn in turns], False
+    )
     if len(whole) <= max_chars:
         return whole
 
