@@ -84,7 +84,8 @@ from reflexio_mcp.core.fields import Identifier, UserId
 from reflexio_mcp.core.limits import MAX_ID_CHARS, MAX_TOOL_DATA_DEPTH, MAX_TOOL_STATUS_CHARS
 from reflexio_mcp.core.models import GetRequest, InteractionData, Keyset, PublishRequest
 from reflexio_mcp.settings import Settings
-from reflexio_mcp.surface.paging import TOO_LARGE, Position, Unshown, make_cursor
+from reflexio_mcp.surface.budget import TOO_LARGE
+from reflexio_mcp.surface.paging import Position, Unshown, make_cursor
 from reflexio_mcp.surface.resources import PAGE_SIZE
 from reflexio_mcp.surface.resources import make_cursor as make_list_cursor
 from tests.reflexio_server import RunningServer
@@ -447,7 +448,7 @@ async def test_a_search_page_stays_within_the_budget_whatever_the_query_length(
 async def test_a_lone_turn_larger_than_the_budget_is_cut_to_fit_it(
     tmp_path: Path, turn: Args
 ) -> None:
-    """_cut_to cuts only content, expert_content, user_action_description and tools_used, and
+    """cut_to_fit cuts only content, expert_content, user_action_description and tools_used, and
     stops at MIN_FIELD_CHARS characters each, which JSON escapes up to six times over."""
     budget = MIN_BUDGET
     async with Client(build_server(settings(tmp_path, max_result_chars=budget))) as client:

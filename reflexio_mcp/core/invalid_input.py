@@ -3,7 +3,9 @@
 Pydantic's text ("1 validation error for delete_interactionArguments ... For further
 information visit https://errors.pydantic.dev/...") names the field, but a model acts faster
 on `top_k: must be between 1 and 1000 (got 0)`. Every argument error, whether the SDK's
-schema check or our own models found it, goes through `invalid_input()`.
+schema check or our own models found it, goes through `invalid_input()`; every refusal of
+input, whichever protocol answer carries it (a tool's error, invalid params, a batch item's
+message), is worded by `invalid_input_text()`.
 """
 
 from __future__ import annotations
@@ -47,6 +49,16 @@ def invalid_input(error: ValidationError, rename: dict[str, str] | None = None) 
     value that is not a field of any model).
     """
     return InvalidInput(problem_lines(error.errors(include_url=False), rename or {}))
+
+
+def invalid_input_text(
+    problem: ValidationError | InvalidInput | str, rename: dict[str, str] | None = None
+) -> str:
+    """The one voice of refused input: the prefix every refusal starts with, then what to
+    change (a validation report reworded as `invalid_input` does, with `rename`)."""
+    if isinstance(problem, ValidationError):
+        problem = invalid_input(problem, rename)
+    return f"invalid input: {problem}"
 
 
 def problem_lines(errors: Iterable[ErrorDetails], rename: dict[str, str]) -> list[str]:

@@ -11,6 +11,10 @@ A middleware around every request that:
   whether the caller may see what every user holds (`sees_every_user`: the status's
   store-wide counts).
 
+Whom a request acts for is resolved here only: `acting_user_id` (the caller's own user, else
+the one named, else the server's default), `pinned_user`, and `names_another_user`, the one
+check that a pinned caller named someone else (each protocol refuses it in its own words).
+
 The caller is known by the access token the HTTP layer verified; on stdio, or HTTP without
 tokens, every caller has the server's own grant.
 """
@@ -30,6 +34,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 
 from reflexio_mcp.core.grants import Grant, Role
+from reflexio_mcp.core.invalid_input import invalid_input_text
 
 TOOL_ROLES: dict[str, Role] = {
     "publish_interaction": "write",
@@ -113,10 +118,10 @@ def _refusal(params: Any, grant: Grant, registered: Collection[str]) -> str | No
     if grant.user_id is None or not isinstance(arguments, dict):
         return None
     named = cast(dict[str, Any], arguments).get("user_id")
-    if named in (None, "", grant.user_id):
+    if not names_another_user(named, grant.user_id):
         return None
-    return (
-        f"invalid input: user_id: this server acts only for user {grant.user_id!r} for you, "
+    return invalid_input_text(
+        f"user_id: this server acts only for user {grant.user_id!r} for you, "
         f"so it cannot act for {str(named)[:100]!r}; leave user_id out"
     )
 
@@ -135,18 +140,37 @@ def _without_own_user(
     return replace(ctx, params=params)
 
 
-def check_own_user(named: str, user_id: str) -> None:
+def pinned_user() -> str | None:
+    """The user the current caller is pinned to (a token's, or --pin-user's), if any."""
+    return acting_user.get()
+
+
+def acting_user_id(default: str, named: str = "") -> str:
+    """Whom the current request acts for: a pinned caller's own user, else the user it
+    `named`, else `default` (the server's). A pinned caller naming another is refused before
+    (`names_another_user`)."""
+    return acting_user.get() or named or default
+
+
+def names_another_user(named: object, pinned: str | None) -> bool:
+    """Whether a caller `pinned` to a user (None: to none) named another one (`named`, as
+    given: "" or None name none)."""
+    return pinned is not None and named not in (None, "", pinned)
+
+
+def check_own_user(named: str) -> None:
     """Refuse a resource or prompt naming another user than the caller's pinned one (each
     checks the id it will use, after the SDK decoded it).
 
     Raises:
         MCPError: invalid params, naming the URI the caller may read.
     """
-    if named != user_id:
+    pinned = pinned_user()
+    if pinned is not None and names_another_user(named, pinned):
         raise MCPError(
             code=INVALID_PARAMS,
-            message=f"this server acts only for user {user_id!r} for you: read "
-            f"reflexio://users/{quote(user_id, safe='')}/interactions instead",
+            message=f"this server acts only for user {pinned!r} for you: read "
+            f"reflexio://users/{quote(pinned, safe='')}/interactions instead",
         )
 
 

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput, ReflexioMcpError
 from reflexio_mcp.core.fields import Timestamp, UserIdOrDefault
-from reflexio_mcp.core.invalid_input import invalid_input
+from reflexio_mcp.core.invalid_input import invalid_input_text
 
 OptionalUserId = Annotated[
     UserIdOrDefault,
@@ -41,8 +41,8 @@ def reported_to_model() -> Generator[None]:
     try:
         yield
     except ValidationError as err:
-        raise ToolError(f"invalid input: {invalid_input(err)}") from err
+        raise ToolError(invalid_input_text(err)) from err
     except InvalidInput as err:
-        raise ToolError(f"invalid input: {err}") from err
+        raise ToolError(invalid_input_text(err)) from err
     except ReflexioMcpError as err:
         raise ToolError(str(err)) from err

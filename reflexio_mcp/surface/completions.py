@@ -34,7 +34,7 @@ from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.fields import UserId
 from reflexio_mcp.core.limits import MAX_ID_CHARS
 from reflexio_mcp.core.status import KnownIds
-from reflexio_mcp.surface.access_scope import acting_user
+from reflexio_mcp.surface.access_scope import acting_user_id, names_another_user, pinned_user
 from reflexio_mcp.surface.resources import SESSION_TEMPLATE, USER_TEMPLATE
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def register_completions(server: MCPServer[Any], backend: Backend, *, default_us
         prefix = argument.value
         if len(prefix) > MAX_ID_CHARS or (key not in USER_IDS and key not in SESSION_IDS):
             return None
-        pinned = acting_user.get()
+        pinned = pinned_user()
         if key in USER_IDS:
             if pinned is not None:
                 return _offered([pinned] if pinned.startswith(prefix) else [])
@@ -76,9 +76,9 @@ def register_completions(server: MCPServer[Any], backend: Backend, *, default_us
         given = (context.arguments or {}).get("user_id", "") if context is not None else ""
         if given and key[1] == "remember_this_conversation":
             given = ""  # the prompt takes no user: its sessions are the caller's own
-        user_id = given or pinned or default_user_id
-        if pinned is not None and user_id != pinned:
+        if names_another_user(given, pinned):
             return _offered([])  # another user's sessions are not the caller's to see
+        user_id = acting_user_id(default_user_id, given)
         try:
             USER_ID.validate_python(user_id)
         except ValidationError:

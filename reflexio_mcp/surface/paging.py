@@ -1,5 +1,6 @@
-"""Results that fit a model's context: a page of interactions within a size budget, and the
-cursor that fetches the next page.
+"""Results that fit a model's context: a page of interactions within a size budget (the
+budget's rule, measured here on a tool's result text), and the cursor that fetches the next
+page.
 
 Sizes are measured on the text the model reads: the SDK writes a tool's result as JSON
 indented by 2, each interaction two levels down. A cursor is the request that produced the
@@ -17,17 +18,14 @@ null only once the listing (as it was at its first page, less what was deleted) 
   pages reorders, and re-ranks in or out, turns that were never shown. The ids cost the cursor
   a few characters a turn (at most MAX_RESULTS of them); they are reserved from the budget.
 
-Cursors are opaque to callers (compressed JSON in base64), and never trusted for more than a
-call's own arguments would be: the request in one is validated like them, the user it names is
-checked like a `user_id` argument, and the turns it leads to are read as that user's.
+Cursors are opaque to callers (the cursor module's compressed JSON), and never trusted for
+more than a call's own arguments would be: the request in one is validated like them, the user
+it names is checked like a `user_id` argument, and the turns it leads to are read as that
+user's.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import zlib
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,12 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput
 from reflexio_mcp.core.limits import MAX_RESULTS
-from reflexio_mcp.core.models import Interaction, Keyset, StoredToolUse
+from reflexio_mcp.core.models import Interaction, Keyset
+from reflexio_mcp.surface.budget import CUT_FIELDS, fit
+from reflexio_mcp.surface.cursor import NotOurCursor, decode, encode
 
-COMPRESSED = "z"
-"""Cursors are zlib-compressed JSON (a long query repeats itself), marked by this prefix."""
-MAX_CURSOR_JSON = 200_000
-"""No cursor this server makes inflates to more: a larger one is not ours."""
 ENVELOPE_CHARS = 1_000
 """Kept free in the budget for the fields around the interactions (user, count, note)."""
 ESCAPE_FACTOR = 6
@@ -49,20 +45,6 @@ PLAIN_TURN_CHARS = 600
 """An upper bound of what a turn without tools takes beside its text: keys, ids, indentation."""
 NESTED_INDENT = 4
 """Spaces each line of an interaction gets inside the result ({"interactions": [ ... ]})."""
-MIN_CUT_CHARS = 16
-CONTENT_KEPT = 100
-"""A cut turn keeps at least the start of what was said, unless even that cannot fit."""
-TOO_LARGE = (
-    "[cut: this turn is too large to show within the result size budget; "
-    "raise REFLEXIO_MCP_MAX_RESULT_CHARS to read it]"
-)
-CUT_FIELDS = (
-    "content",
-    "expert_content",
-    "user_action_description",
-    "interacted_image_url",
-    "role",
-)
 
 
 class Unshown(BaseModel):
@@ -107,20 +89,19 @@ def fit_page(candidates: list[Interaction], budget: int, *, reserved: int = 0) -
     room = max(budget - ENVELOPE_CHARS - reserved, ENVELOPE_CHARS)
     if sum(_upper_bound(i) for i in candidates) <= room:  # the common case: nothing measured
         return Page(candidates, 0, [])
-    kept: list[Interaction] = []
-    cut: list[int] = []
-    used = 0
-    for interaction in candidates:
-        size = measured(interaction)
-        if used + size > room:
-            if kept:
-                break
-            interaction = _cut_to(interaction, room)
-            cut.append(interaction.interaction_id)
-            size = room
-        kept.append(interaction)
-        used += size
-    return Page(kept, len(candidates) - len(kept), cut)
+    listed = {id(i) for i in candidates}
+    sizes: dict[int, int] = {}
+
+    def size(interaction: Interaction) -> int:
+        key = id(interaction)
+        if key not in listed:  # a cut turn: measured once, by cut_to_fit
+            return measured(interaction)
+        if key not in sizes:
+            sizes[key] = measured(interaction)
+        return sizes[key]
+
+    fitted = fit(candidates, lambda turns: sum(size(i) for i in turns) <= room)
+    return Page(fitted.turns, len(candidates) - len(fitted.turns), fitted.cut)
 
 
 def measured(interaction: Interaction) -> int:
@@ -137,51 +118,14 @@ def _upper_bound(interaction: Interaction) -> int:
     return ESCAPE_FACTOR * (text + ids) + PLAIN_TURN_CHARS
 
 
-def _cut_to(interaction: Interaction, room: int) -> Interaction:
-    """The interaction with its longest text shortened, in halves, until it fits `room`;
-    if even short texts do not fit, its ids and a note only."""
-    texts = {name: str(getattr(interaction, name)) for name in CUT_FIELDS}
-    texts["tools_used"] = (
-        json.dumps([t.model_dump() for t in interaction.tools_used])
-        if interaction.tools_used
-        else ""
-    )
-    kept = {name: len(text) for name, text in texts.items()}
-    floor = {name: CONTENT_KEPT if name == "content" else MIN_CUT_CHARS for name in texts}
-    candidate = interaction
-    while measured(candidate) > room:
-        longer = [name for name in kept if kept[name] > floor[name]]
-        if not longer:
-            return interaction.model_copy(
-                update={**dict.fromkeys(CUT_FIELDS[1:], ""), "content": TOO_LARGE, "tools_used": []}
-            )
-        name = max(longer, key=lambda key: len(json.dumps(texts[key][: kept[key]])))
-        kept[name] = max(kept[name] // 2, floor[name])
-        shortened = {key: _shortened(texts[key], kept[key]) for key in texts}
-        tools = shortened.pop("tools_used")
-        changes: dict[str, Any] = dict(shortened)
-        if tools != texts["tools_used"]:
-            changes["tools_used"] = [
-                StoredToolUse(tool_name="(cut to fit)", tool_data={"truncated": tools})
-            ]
-        candidate = interaction.model_copy(update=changes)
-    return candidate
-
-
-def _shortened(text: str, keep: int) -> str:
-    if len(text) <= keep:
-        return text
-    return f"{text[:keep]}… [cut: {len(text) - keep} more characters]"
-
-
 def make_cursor(tool: str, request: BaseModel, position: Position) -> str:
-    payload = {
-        "tool": tool,
-        "request": request.model_dump(mode="json"),
-        "position": position.model_dump(),
-    }
-    raw = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-    return COMPRESSED + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+    return encode(
+        {
+            "tool": tool,
+            "request": request.model_dump(mode="json"),
+            "position": position.model_dump(),
+        }
+    )
 
 
 CURSOR_SLACK = 32
@@ -232,21 +176,10 @@ def read_cursor(cursor: str, tool: str) -> tuple[dict[str, Any], Position]:
         InvalidInput: the cursor is not one this server gave for `tool`.
     """
     problem = cursor_problem(tool)
-    if not cursor.startswith(COMPRESSED):
-        raise InvalidInput([problem])
-    body = cursor.removeprefix(COMPRESSED)
     try:
-        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        inflating = zlib.decompressobj()
-        raw = inflating.decompress(packed, MAX_CURSOR_JSON)
-        if inflating.unconsumed_tail or not raw.startswith(b"{"):
-            raise InvalidInput([problem])
-        payload: Any = json.loads(raw)
-    except (binascii.Error, ValueError, RecursionError, zlib.error):
+        fields = decode(cursor)
+    except NotOurCursor:
         raise InvalidInput([problem]) from None
-    if not isinstance(payload, dict):
-        raise InvalidInput([problem])
-    fields = cast(dict[str, Any], payload)
     request = fields.get("request")
     if fields.get("tool") != tool or not isinstance(request, dict):
         raise InvalidInput([problem])

@@ -12,11 +12,11 @@ from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from pydantic import Field, ValidationError
 
 from reflexio_mcp.core.errors import ReflexioMcpError
-from reflexio_mcp.core.invalid_input import invalid_input
+from reflexio_mcp.core.invalid_input import invalid_input_text
 from reflexio_mcp.core.limits import MAX_QUERY_CHARS
 from reflexio_mcp.core.models import Interaction, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
-from reflexio_mcp.surface.access_scope import acting_user, check_own_user
+from reflexio_mcp.surface.access_scope import check_own_user
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
 
 RECALL_TURNS = 20
@@ -88,9 +88,7 @@ async def recall(
     if len(topic) > MAX_QUERY_CHARS:
         raise _invalid(f"topic: at most {MAX_QUERY_CHARS} characters (got {len(topic)})")
     state = app_state(ctx)
-    pinned = acting_user.get()
-    if user_id and pinned is not None:
-        check_own_user(user_id, pinned)
+    check_own_user(user_id)
     user = state.user(user_id)
     query, _ = bounded_query(topic)
     found: list[Interaction] = []
@@ -100,7 +98,7 @@ async def recall(
                 SearchRequest(user_id=user, query=query, top_k=RECALL_TURNS)
             )
         except ValidationError as err:
-            raise _invalid(str(invalid_input(err))) from None
+            raise _invalid(err) from None
         except ReflexioMcpError as err:
             raise MCPError(code=INTERNAL_ERROR, message=f"cannot recall: {err}") from err
     if not found:
@@ -150,8 +148,8 @@ def _budget(text: str) -> int:
     return budget
 
 
-def _invalid(problem: str) -> MCPError:
-    return MCPError(code=INVALID_PARAMS, message=f"invalid input: {problem}")
+def _invalid(problem: ValidationError | str) -> MCPError:
+    return MCPError(code=INVALID_PARAMS, message=invalid_input_text(problem))
 
 
 def remember_this_conversation(

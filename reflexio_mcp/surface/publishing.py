@@ -16,11 +16,11 @@ from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioMcpError
 from reflexio_mcp.core.fields import IdentifierOrNew, Source, UserIdOrDefault
-from reflexio_mcp.core.invalid_input import invalid_input
+from reflexio_mcp.core.invalid_input import invalid_input, invalid_input_text
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH, SOURCE_RULE
 from reflexio_mcp.core.models import InteractionData, Published, PublishRequest, Strict
 from reflexio_mcp.secrets.scanner import Redaction, prepared, redact_turns
-from reflexio_mcp.surface.access_scope import acting_user, sees_every_user
+from reflexio_mcp.surface.access_scope import names_another_user, pinned_user, sees_every_user
 from reflexio_mcp.surface.arguments import OptionalUserId, reported_to_model
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
 
@@ -237,11 +237,11 @@ async def _publish_item(ctx: ToolContext, state: AppState, index: int, raw: Any)
         published = await _publish(ctx, state, item, wait_for_response=False)
     except ValidationError as err:
         return BatchItemResult(
-            index=index, ok=False, status="failed", message=f"invalid input: {invalid_input(err)}"
+            index=index, ok=False, status="failed", message=invalid_input_text(err)
         )
     except InvalidInput as err:
         return BatchItemResult(
-            index=index, ok=False, status="failed", message=f"invalid input: {err}"
+            index=index, ok=False, status="failed", message=invalid_input_text(err)
         )
     except ReflexioMcpError as err:
         return BatchItemResult(index=index, ok=False, status="failed", message=str(err))
@@ -278,8 +278,8 @@ async def _publish(
     Raises:
         InvalidInput, ReflexioMcpError: as the backend's publish does.
     """
-    pinned = acting_user.get()
-    if pinned is not None and item.user_id not in ("", pinned):
+    pinned = pinned_user()
+    if names_another_user(item.user_id, pinned):
         raise InvalidInput(
             [f"user_id: this caller publishes only as {pinned!r}; leave user_id out"]
         )

@@ -55,7 +55,7 @@ from mcp_types import (
 from pydantic import BaseModel
 
 from reflexio_mcp.core.backend import Backend
-from reflexio_mcp.surface.access_scope import acting_user, sees_every_user, watched_uris
+from reflexio_mcp.surface.access_scope import acting_user_id, sees_every_user, watched_uris
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class ResourceUpdates:
         connection = _connection(ctx)
         subscriber = self._subscribers.get(connection)
         if subscriber is None:
-            own_user = acting_user.get() or self.default_user_id
+            own_user = acting_user_id(self.default_user_id)
             subscriber = _Subscriber(ctx.session, own_user, sees_every_user.get())
             self._subscribers[connection] = subscriber
             connection.exit_stack.callback(self._subscribers.pop, connection, None)
@@ -276,7 +276,7 @@ class ResourceUpdates:
         if ctx.method == "subscriptions/listen":
             params = ctx.params or {}
             watch = _Watch(
-                acting_user.get() or self.default_user_id,
+                acting_user_id(self.default_user_id),
                 sees_every_user.get(),
                 frozenset(watched_uris(ctx.method, params)),
                 _asks_list_changes(params),

@@ -8,13 +8,11 @@ document says `"truncated": true` and, under `more`, the tool call that returns 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import logging
-from collections.abc import Callable
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mcp.server import MCPServer
 from mcp.server.context import ServerRequestContext
@@ -34,10 +32,17 @@ from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.fields import Identifier, UserId
-from reflexio_mcp.core.invalid_input import invalid_input
+from reflexio_mcp.core.invalid_input import invalid_input_text
 from reflexio_mcp.core.models import GetRequest, Interaction, iso_time
 from reflexio_mcp.core.status import SessionSummary
-from reflexio_mcp.surface.access_scope import acting_user, check_own_user, sees_every_user
+from reflexio_mcp.surface import budget
+from reflexio_mcp.surface.access_scope import (
+    acting_user_id,
+    check_own_user,
+    pinned_user,
+    sees_every_user,
+)
+from reflexio_mcp.surface.cursor import NotOurCursor, decode, encode
 from reflexio_mcp.surface.resource_updates import ResourceUpdates, session_uri
 
 logger = logging.getLogger(__name__)
@@ -47,9 +52,8 @@ SESSION_TURNS = 100
 """A session document shows at most its newest 100 turns (oldest first)."""
 MAX_FIELD_CHARS = 2000
 """Longer text is cut in resources (never in storage): a resource is read whole into context."""
-SHRUNK_FIELDS = ((1000, 20), (500, 5), (200, 1), (50, 0))
-"""How far one turn too large for the whole budget on its own is cut, step by step: at most
-this many characters per text and this many tools used."""
+CUT_HINT = "; get_interactions returns the full text"
+"""What a cut text in a resource adds: where to read it whole."""
 PAGE_SIZE = 50
 """Resources per resources/list page."""
 MAX_OFFSET = 10_000_000
@@ -90,7 +94,7 @@ def register_resources(
         mime_type="application/json",
     )
     async def status() -> str:
-        user_id = acting_user.get() or default_user_id
+        user_id = acting_user_id(default_user_id)
         status = await backend.status(user_id, store_wide=sees_every_user.get())
         return status.model_copy(update={"user_id": user_id}).model_dump_json(indent=1)
 
@@ -104,7 +108,7 @@ def register_resources(
         mime_type="application/json",
     )
     async def recent_interactions() -> str:
-        return await recent_json(backend, acting_user.get() or default_user_id, max_chars)
+        return await recent_json(backend, acting_user_id(default_user_id), max_chars)
 
     @server.resource(
         USER_TEMPLATE,
@@ -134,13 +138,13 @@ def register_resources(
         try:
             SESSION_ID.validate_python(session_id)
         except ValidationError as err:
-            raise _invalid(invalid_input(err, {"": "session_id"})) from None
+            raise _invalid(err, "session_id") from None
         return await session_json(backend, user_id, session_id, max_chars)
 
     async def list_page(
         ctx: ServerRequestContext[Any, Any], params: PaginatedRequestParams
     ) -> ListResourcesResult:
-        user_id = acting_user.get() or default_user_id
+        user_id = acting_user_id(default_user_id)
         static: list[Resource] = []
         if params.cursor is None:
             static = await server.list_resources()
@@ -173,14 +177,12 @@ def _check_user(user_id: str) -> None:
     try:
         USER_ID.validate_python(user_id)
     except ValidationError as err:
-        raise _invalid(invalid_input(err, {"": "user_id"})) from None
-    pinned = acting_user.get()
-    if pinned is not None:
-        check_own_user(user_id, pinned)  # on the decoded id: what the backend would get
+        raise _invalid(err, "user_id") from None
+    check_own_user(user_id)  # on the decoded id: what the backend would get
 
 
-def _invalid(problem: object) -> MCPError:
-    return MCPError(code=INVALID_PARAMS, message=f"invalid input: {problem}")
+def _invalid(error: ValidationError, name: str) -> MCPError:
+    return MCPError(code=INVALID_PARAMS, message=invalid_input_text(error, {"": name}))
 
 
 def _session_resource(user_id: str, session: SessionSummary) -> Resource:
@@ -195,9 +197,7 @@ def _session_resource(user_id: str, session: SessionSummary) -> Resource:
 
 
 def make_cursor(user_id: str, offset: int) -> str:
-    payload = {"v": 1, "u": _fingerprint(user_id), "o": offset}
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode({"v": 1, "u": _fingerprint(user_id), "o": offset})
 
 
 def read_cursor(cursor: str, user_id: str) -> int:
@@ -207,10 +207,9 @@ def read_cursor(cursor: str, user_id: str) -> int:
         MCPError: invalid params: the cursor is not one this server gave this user.
     """
     try:
-        payload: Any = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, RecursionError):
-        payload = None
-    fields = cast(dict[str, Any], payload) if isinstance(payload, dict) else {}
+        fields = decode(cursor)
+    except NotOurCursor:
+        fields = {}
     offset = fields.get("o")
     if (
         fields.get("v") != 1
@@ -304,7 +303,7 @@ async def session_json(backend: Backend, user_id: str, session_id: str, max_char
 
 def _arguments(user_id: str, **more: Any) -> dict[str, Any]:
     """A tool's arguments for `user_id`: a pinned caller's tools take no user_id."""
-    named = {} if acting_user.get() is not None else {"user_id": user_id}
+    named = {} if pinned_user() is not None else {"user_id": user_id}
     return {**named, **{key: value for key, value in more.items() if value is not None}}
 
 
@@ -323,54 +322,25 @@ def _more(
 
 def fit(turns: list[Interaction], max_chars: int, render: Render) -> str:
     """The document (`render`) of as many of `turns` (newest first) as fit in `max_chars`:
-    every field cut at MAX_FIELD_CHARS, then the oldest left out, and a lone turn too large
-    on its own cut further."""
-    bounded = [_bounded(turn) for turn in turns]
-    text = render(bounded, False)
-    if len(text) <= max_chars:
-        return text
-    fits, fails = 0, len(bounded)  # the most turns that fit, by halving
-    while fails - fits > 1:
-        middle = (fits + fails) // 2
-        if len(render(bounded[:middle], True)) <= max_chars:
-            fits = middle
-        else:
-            fails = middle
-    if fits:
-        return render(bounded[:fits], True)
-    for field_chars, tools in SHRUNK_FIELDS:
-        text = render([_bounded(turns[0], field_chars, tools)], True)
-        if len(text) <= max_chars:
-            return text
-    return render([], True)
+    long text cut at MAX_FIELD_CHARS, then the oldest left out, and a lone turn too large on
+    its own cut further (the budget's rule)."""
+    whole = render(
+        [_dumped(budget.bound(turn, MAX_FIELD_CHARS, hint=CUT_HINT)) for turn in turns], False
+    )
+    if len(whole) <= max_chars:
+        return whole
+
+    def fits(shown: Sequence[Interaction]) -> bool:
+        return len(render([_dumped(turn) for turn in shown], True)) <= max_chars
+
+    fitted = budget.fit(turns, fits, cap=MAX_FIELD_CHARS, hint=CUT_HINT)
+    text = render([_dumped(turn) for turn in fitted.turns], True)
+    return text if len(text) <= max_chars else render([], True)
+
+
+def _dumped(turn: Interaction) -> dict[str, Any]:
+    return turn.model_dump(mode="json")
 
 
 def _dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, ensure_ascii=False, indent=1)
-
-
-def _bounded(
-    interaction: Interaction, field_chars: int = MAX_FIELD_CHARS, tools: int | None = None
-) -> dict[str, Any]:
-    data = interaction.model_dump(mode="json")
-    for key, value in data.items():
-        if isinstance(value, str) and len(value) > field_chars:
-            data[key] = _cut(value, field_chars)
-    used: list[dict[str, Any]] = data["tools_used"]
-    if tools is not None and len(used) > tools:
-        data["tools_used"] = used = [
-            *used[:tools],
-            {"tool_name": f"({len(used) - tools} more tools cut)", "tool_data": {}, "status": ""},
-        ]
-    for tool in used:
-        text = json.dumps(tool["tool_data"], ensure_ascii=False)
-        if len(text) > field_chars:
-            tool["tool_data"] = {"truncated": _cut(text, field_chars)}
-    return data
-
-
-def _cut(text: str, keep: int) -> str:
-    return (
-        f"{text[:keep]}… [cut: {len(text) - keep} more characters; get_interactions returns the "
-        "full text]"
-    )

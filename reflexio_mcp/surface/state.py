@@ -9,7 +9,7 @@ from mcp.server.mcpserver import Context
 
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import Backend
-from reflexio_mcp.surface.access_scope import acting_user
+from reflexio_mcp.surface.access_scope import acting_user_id
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,10 @@ class AppState:
     """delete_interaction asks the user (or needs confirm=true) before deleting."""
 
     def user(self, named: str = "") -> str:
-        """Whom a call acts for: the user it names, else the caller's own (a token's user,
-        or the pinned one), else the server's default. Naming another user than a pinned
-        caller's own is refused before the call gets here (access_scope)."""
-        return named or acting_user.get() or self.default_user_id
+        """Whom a call acts for (access_scope.acting_user_id): the caller's own user (a
+        token's, or the pinned one), else the user it `named`, else the server's default.
+        Naming another user than a pinned caller's own is refused before the call gets here."""
+        return acting_user_id(self.default_user_id, named)
 
 
 ToolContext = Context[AppState, Any]

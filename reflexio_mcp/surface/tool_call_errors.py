@@ -5,7 +5,7 @@ A middleware around tools/call that:
   misspelt `limit`), naming the nearest known one;
 - answers a call to a tool that is not registered with how to enable it;
 - rewords the SDK's schema-validation failures ("1 validation error for ...Arguments ...
-  https://errors.pydantic.dev/...") as `invalid input: field: reason` lines, by re-checking
+  https://errors.pydantic.dev/...") as the project's `field: reason` lines, by re-checking
   the arguments against the tool's own argument model, only once a call has failed;
 - drops the SDK's "Error executing tool X: " prefix, and replaces its bare crash text with
   one that says what to do.
@@ -23,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 from pydantic import ValidationError
 
-from reflexio_mcp.core.invalid_input import MAX_NAMED, invalid_input
+from reflexio_mcp.core.invalid_input import MAX_NAMED, invalid_input_text
 from reflexio_mcp.core.shown import shown, shown_name
 
 SYNONYMS = {
@@ -52,10 +52,12 @@ def tool_call_errors(
         raw: Any = ctx.params.get("arguments")
         raw = {} if raw is None else raw
         if not isinstance(name, str):
-            return _error(f"invalid input: name: must be a tool name (got {shown(name)})")
+            return _error(invalid_input_text(f"name: must be a tool name (got {shown(name)})"))
         if not isinstance(raw, dict):
             return _error(
-                f"invalid input: arguments: must be an object of named arguments (got {shown(raw)})"
+                invalid_input_text(
+                    f"arguments: must be an object of named arguments (got {shown(raw)})"
+                )
             )
         arguments = cast(dict[str, Any], raw)
         if name not in by_name:
@@ -90,7 +92,7 @@ def _reworded(tool: Tool, arguments: dict[str, Any], text: str) -> CallToolResul
     try:
         tool.fn_metadata.validate_arguments(arguments)
     except ValidationError as err:
-        return _error(f"invalid input: {invalid_input(err)}")
+        return _error(invalid_input_text(err))
     prefix = f"Error executing tool {tool.name}"
     plain = text.removeprefix(f"{prefix}: ")
     if plain.startswith("Resolver "):  # the SDK on an answer that does not fit the question
@@ -137,4 +139,4 @@ def _unknown_arguments(tool: str, unknown: list[str], accepted: list[str]) -> st
         )
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problems.append(f"{shown_name(argument[:100])}: not an argument of {tool}{hint}")
-    return f"invalid input: {'; '.join(problems)}. {tool} takes: {', '.join(accepted)}"
+    return f"{invalid_input_text('; '.join(problems))}. {tool} takes: {', '.join(accepted)}"

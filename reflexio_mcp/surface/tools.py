@@ -21,7 +21,7 @@ from reflexio_mcp.core.fields import Identifier, IdentifierOrNew, ResultCount, S
 from reflexio_mcp.core.limits import MAX_QUERY_CHARS
 from reflexio_mcp.core.models import GetRequest, Interaction, Keyset, PublishStatus, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
-from reflexio_mcp.surface.access_scope import acting_user
+from reflexio_mcp.surface.access_scope import acting_user_id
 from reflexio_mcp.surface.arguments import (
     Cursor,
     EndTime,
@@ -251,7 +251,7 @@ def _continued(
     except ValidationError:
         raise InvalidInput([cursor_problem(tool)]) from None
     listed = getattr(request, "user_id", None)
-    expected = acting_user.get() or user_id
+    expected = acting_user_id("", user_id)
     if listed is not None and expected and expected != listed:
         raise InvalidInput(
             [
