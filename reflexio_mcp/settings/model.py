@@ -81,7 +81,7 @@ class Settings(BaseModel):
         default=defaults.MAX_RETRIES,
         ge=0,
         le=10,
-        description="retries of 429/5xx/connection errors",
+        description="retries of connection failures and 408/429/502/503/504 answers",
     )
     deadline: Annotated[float, Source("REFLEXIO_MCP_DEADLINE")] = Field(
         default=defaults.DEADLINE_SECONDS,
