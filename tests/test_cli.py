@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.cli.unknown_variables import (
+from reflexio_mcp.settings import ENVIRONMENT
+from reflexio_mcp.settings.unknown_variables import (
     OURS,
     REFLEXIO_OWN,
     TEST_ONLY,
     nearest,
     unknown_variables,
 )
-from reflexio_mcp.settings import ENVIRONMENT
 
 COMMAND = [sys.executable, "-m", "reflexio_mcp"]
 

@@ -27,11 +27,17 @@ from reflexio_mcp.backends.embedded import schema as embedded_schema
 from reflexio_mcp.backends.reflexio import outbox
 from reflexio_mcp.backends.reflexio import salvage as outbox_salvage
 from reflexio_mcp.backends.reflexio.http import ReflexioHttpClient
-from reflexio_mcp.cli.unknown_variables import PREFIX, unknown_variables
-from reflexio_mcp.core.errors import AuthError, NotReflexio, RateLimited, ReflexioMcpError
+from reflexio_mcp.core.errors import (
+    AuthError,
+    NotReflexio,
+    RateLimited,
+    ReflexioMcpError,
+    TokenFileError,
+)
 from reflexio_mcp.core.urls import display_url
 from reflexio_mcp.settings import ENVIRONMENT, Settings, SettingsError, load_settings
-from reflexio_mcp.transports.tokens import TokenFileError, read_tokens_file
+from reflexio_mcp.settings.unknown_variables import PREFIX, unknown_variables
+from reflexio_mcp.transports.tokens import read_tokens_file
 
 Status = Literal["ok", "warn", "fail"]
 TESTED_REFLEXIO = "0.2.32"

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from reflexio_mcp import __version__
 from reflexio_mcp.cli.config import CLIENTS
 from reflexio_mcp.cli.serve import configure_logging
-from reflexio_mcp.cli.unknown_variables import unknown_variables
 from reflexio_mcp.core.errors import ConfigurationError, ReflexioMcpError
 from reflexio_mcp.settings import SettingsError, add_arguments, load_settings
+from reflexio_mcp.settings.unknown_variables import unknown_variables
 
 logger = logging.getLogger("reflexio_mcp")
 

@@ -33,6 +33,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from reflexio_mcp.core import loopback
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.surface.state import AppState
 from reflexio_mcp.transports.drain import Drain, DrainingServer
@@ -43,8 +44,6 @@ from reflexio_mcp.transports.tokens import AccessTokens
 
 logger = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
-LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]
 _AUTHORITY = re.compile(r"(\[[^\]]*\]|[^:]*)(:\d{1,5})?")
 """A host, then a port of digits if any."""
 GRACE_SECONDS = 1.0
@@ -55,8 +54,8 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     """DNS-rebinding protection, always on: Host must name this server (loopback, --host, the
     public URL, or --allowed-hosts), and a browser's Origin must be loopback, the public URL's,
     or one of --allowed-origins."""
-    hosts = [*LOOPBACK_HOSTS, *settings.allowed_hosts]
-    origins = [*LOOPBACK_ORIGINS, *settings.allowed_origins]
+    hosts = [*loopback.HOST_PATTERNS, *settings.allowed_hosts]
+    origins = [*loopback.ORIGIN_PATTERNS, *settings.allowed_origins]
     if settings.host not in ("0.0.0.0", "::"):
         host = f"[{settings.host}]" if ":" in settings.host else settings.host
         hosts += [f"{host}:*"]

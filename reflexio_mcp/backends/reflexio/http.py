@@ -34,6 +34,7 @@ from reflexio_mcp.core.errors import (
     RateLimited,
     ServerError,
 )
+from reflexio_mcp.core.loopback import is_loopback
 from reflexio_mcp.core.pacing import full_jitter
 from reflexio_mcp.core.urls import display_url
 
@@ -43,7 +44,6 @@ USER_AGENT = f"reflexio-mcp/{__version__}"
 """Reflexio answers 403 to a missing User-Agent or one naming bot, curl, wget, crawler..."""
 RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 DETAIL_CHARS = 300
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
 class HttpOptions(TypedDict, total=False):
@@ -223,7 +223,7 @@ class ReflexioHttpClient:
         if any(isinstance(cause, ConnectionRefusedError) for cause in causes):
             start = (
                 "start it with `reflexio services start`"
-                if host in LOOPBACK
+                if is_loopback(host)
                 else "check that Reflexio runs there and the port is right"
             )
             return BackendUnreachable(

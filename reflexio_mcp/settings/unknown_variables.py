@@ -8,7 +8,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reflexio_mcp.settings import ENVIRONMENT
+from reflexio_mcp.settings.environment import ENVIRONMENT
 
 PREFIX = "REFLEXIO_"
 SAFETY_SWITCHES = frozenset(
