@@ -4,12 +4,12 @@ environment variable and flag and whose description is its --help text."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from reflexio_mcp.core import defaults
-from reflexio_mcp.core.loopback import authority
+from reflexio_mcp.core.loopback import authority, is_loopback
 from reflexio_mcp.settings import rules
 from reflexio_mcp.settings.declared import (
     DEFAULT_PATHS,
@@ -23,6 +23,7 @@ from reflexio_mcp.settings.declared import (
     LogLevel,
     Source,
     Transport,
+    flag_name,
     source_of,
 )
 from reflexio_mcp.settings.folders import default_data_dir
@@ -249,7 +250,25 @@ class Settings(BaseModel):
     _key_fits_a_header = field_validator("api_key")(rules.key_fits_a_header)
     _state_key_is_long = field_validator("state_key")(rules.state_key_is_long)
     _url_is_http = field_validator("url")(rules.url_is_http)
-    _network_needs_a_token = model_validator(mode="after")(rules.network_needs_a_token)
+
+    @model_validator(mode="after")
+    def _network_needs_a_token(self) -> Self:
+        """HTTP off loopback needs an access token or a tokens file, and not both."""
+        if self.transport == "stdio":
+            return self
+        token = source_of(type(self), "access_token").env
+        tokens_file = flag_name("tokens_file")
+        if self.access_token is not None and self.tokens_file is not None:
+            raise ValueError(
+                f"give {token} or {tokens_file}, not both (put the one token in the file)"
+            )
+        if not self.authenticates and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} without an access token: set {token} "
+                f"(make one with {NEW_TOKEN}) or {tokens_file}, or listen on "
+                f"{flag_name('host')} 127.0.0.1"
+            )
+        return self
 
     @property
     def authenticates(self) -> bool:
@@ -284,7 +303,41 @@ class Settings(BaseModel):
 
     def notices(self) -> list[str]:
         """Settings that are valid but do not do what their owner may think."""
-        return rules.notices(self)
+        env = {name: source_of(type(self), name).env for name in ("access_token", "url")}
+        found: list[str] = []
+        if self.transport == "stdio":
+            http_only = [
+                flag_name(name)
+                for name in ("tokens_file", "stateless", "public_url")
+                if getattr(self, name)
+            ]
+            if http_only:
+                found.append(f"{', '.join(http_only)} only apply to the HTTP transports")
+        elif self.transport == "sse" and self.stateless:
+            found.append("--stateless applies to streamable-http only: SSE always has sessions")
+        if self.transport != "stdio" and not self.authenticates:
+            found.append(
+                "no access token: any process on this machine can call the server; set "
+                f"{env['access_token']} or {flag_name('tokens_file')}"
+            )
+        wildcard = self.transport != "stdio" and self.host in ("0.0.0.0", "::")
+        if wildcard and self.authenticates and not self.public_url:
+            found.append(
+                f"set --public-url to the URL clients use: without it, 401 answers point them "
+                f"at {self.base_url}{self.endpoint_path}, which they cannot reach"
+            )
+        if wildcard and not self.allowed_hosts:
+            found.append(
+                f"listening on {self.host}, but only requests addressed to a loopback name are "
+                "accepted until --allowed-hosts names the host clients use (e.g. "
+                "--allowed-hosts memory.example.com:*)"
+            )
+        if self.backend == "embedded" and self.url is not None:
+            found.append(
+                f"--url / {env['url']} is ignored with --backend embedded: "
+                "interactions stay in the local file and nothing is learned"
+            )
+        return found
 
 
 def source(name: str) -> Source:
