@@ -1,8 +1,8 @@
 """The Reflexio backend: each Backend call as one (or a few) calls to Reflexio's API.
 
-The wire models here are Reflexio 0.2.32's answers (its /openapi.json); only this module
-speaks them. The bridge also fixes what Reflexio gets wrong for a tool: ordering, top_k,
-an honest delete, and the meaning of a request_id published twice.
+Reflexio's request bodies and answers are in wire.py. The bridge also fixes what Reflexio gets
+wrong for a tool: ordering, top_k, an honest delete, and the meaning of a request_id published
+twice.
 """
 
 from __future__ import annotations
@@ -15,9 +15,19 @@ from typing import Self, TypeVar, Unpack
 
 import anyio
 import httpx2
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from reflexio_mcp.backends.reflexio.http import HttpOptions, ReflexioHttpClient
+from reflexio_mcp.backends.reflexio.wire import (
+    DeleteAnswer,
+    DeleteBody,
+    InteractionsAnswer,
+    LearningAnswer,
+    NewestBody,
+    PublishAnswer,
+    RequestsAnswer,
+    RequestsBody,
+)
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import StoredListener, already_stored
 from reflexio_mcp.core.errors import NotReflexio, ReflexioMcpError, Rejected, not_found
@@ -52,69 +62,6 @@ USER_SCAN_SECONDS = 10.0
 minute per client, and a client asks for completions as its user types."""
 
 _Answer = TypeVar("_Answer", bound=BaseModel)
-
-
-class PublishAnswer(BaseModel):
-    success: bool
-    message: str = ""
-    warnings: list[str] = Field(default_factory=list[str])
-    learning_status: str | None = None
-    learning_reason: str | None = None
-
-
-class LearningAnswer(BaseModel):
-    status: str
-    reason: str | None = None
-
-
-class InteractionsAnswer(BaseModel):
-    success: bool
-    interactions: list[Interaction]
-    msg: str | None = None
-
-
-class DeleteAnswer(BaseModel):
-    success: bool
-    message: str = ""
-
-
-class RequestInfo(BaseModel):
-    request_id: str
-    created_at: int | float | None = None
-    session_id: str = ""
-
-
-class RequestData(BaseModel):
-    request: RequestInfo
-    interactions: list[Interaction] = Field(default_factory=list[Interaction])
-
-
-class SessionData(BaseModel):
-    session_id: str
-    requests: list[RequestData] = Field(default_factory=list[RequestData])
-
-    def turns(self, user_id: str) -> list[Interaction]:
-        # Reflexio filters by user already; a turn of another user is never shown anyway.
-        return [i for r in self.requests for i in r.interactions if i.user_id == user_id]
-
-    def published_at(self) -> int:
-        return max((int(r.request.created_at or 0) for r in self.requests), default=0)
-
-
-class RequestsAnswer(BaseModel):
-    success: bool
-    sessions: list[SessionData] = Field(default_factory=list[SessionData])
-    has_more: bool = False
-    msg: str | None = None
-
-
-class RequestsBody(BaseModel):
-    """A page of a user's sessions, latest publish first, each with all its turns."""
-
-    user_id: str
-    session_id: str | None = None
-    top_k: int
-    offset: int = 0
 
 
 def _wanted(request: SearchRequest) -> int:
@@ -153,19 +100,6 @@ async def _newest_exactly(
 def _moment(seconds: int) -> datetime | None:
     """Unix seconds as a time bound Reflexio takes; None (no bound) outside what it stores."""
     return datetime.fromtimestamp(seconds, UTC) if 0 < seconds <= MAX_TIMESTAMP else None
-
-
-class NewestBody(BaseModel):
-    """A search with no query: the user's newest interactions, by a bounded SQL query."""
-
-    user_id: str
-    most_recent_k: int
-    request_id: str | None = None
-
-
-class DeleteBody(BaseModel):
-    user_id: str
-    interaction_id: int
 
 
 class ReflexioApi:
