@@ -37,7 +37,7 @@ from reflexio_mcp.core.models import (
     SearchRequest,
 )
 from reflexio_mcp.core.search_text import bounded_query
-from tests.reflexio_server import reflexio_server
+from tests.support.reflexio_server import reflexio_server
 
 USER = "bench-user"
 BATCH = 1000

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
+from tests.support.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
 
 
 @pytest.fixture(scope="session")
