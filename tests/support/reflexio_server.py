@@ -36,6 +36,9 @@ LIGHT_DEPENDENCIES = [
 STARTUP_SECONDS = 90.0
 SERVER_KEY = "rk-test-4f1c9a7e2b"
 """The key the keyed Reflexio fixture demands."""
+NO_SERVER = "REFLEXIO_TEST_NO_SERVER"
+"""Set to 1 and no Reflexio starts (each test that needs one fails saying so): how a run of
+`pytest -m "not backend"` shows that it needs none."""
 
 
 class BackendSetupError(RuntimeError):
@@ -149,6 +152,8 @@ def reflexio_server(
     workdir: Path, *, extra_env: Mapping[str, str] | None = None
 ) -> Generator[RunningServer]:
     """Start Reflexio on a free loopback port; stop it (by its own pid) however the block ends."""
+    if os.environ.get(NO_SERVER):
+        raise BackendSetupError(f"{NO_SERVER} is set: this run starts no Reflexio")
     venv = ensure_venv()
     port = free_port()
     home = workdir / "home"
