@@ -55,7 +55,7 @@ from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.http import USER_AGENT
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query
-from tests.reflexio_server import RunningServer, cache_dir, reflexio_server, stop_group
+from tests.support.reflexio_server import RunningServer, cache_dir, reflexio_server, stop_group
 
 SEED_TURNS = 20
 WARM_UP_CALLS = 50

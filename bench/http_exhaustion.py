@@ -28,7 +28,7 @@ import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.mcp_http import INITIALIZE, MCP_HEADERS, http_bridge
+from tests.support.mcp_http import INITIALIZE, MCP_HEADERS, http_bridge
 
 ALICE = "alice-" + "a" * 26
 BOB = "bob-" + "b" * 28

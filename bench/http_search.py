@@ -48,8 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.http import USER_AGENT
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
-from tests.mcp_http import HttpBridge, http_bridge
-from tests.reflexio_server import RunningServer, reflexio_server
+from tests.support.mcp_http import HttpBridge, http_bridge
+from tests.support.reflexio_server import RunningServer, reflexio_server
 
 USER = "bench-user"
 TOP_K = 10

@@ -31,7 +31,7 @@ from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
 from reflexio_mcp.core.models import InteractionData, PublishRequest
-from tests.reflexio_server import kill9, reflexio_server, restart
+from tests.support.reflexio_server import kill9, reflexio_server, restart
 
 
 def requests(count: int) -> list[PublishRequest]:

@@ -33,7 +33,7 @@ from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query
-from tests.reflexio_server import reflexio_server
+from tests.support.reflexio_server import reflexio_server
 
 USER = "bench-user"
 BATCH = 1000

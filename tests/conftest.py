@@ -1,11 +1,15 @@
+"""Fixtures every test may use, and the `backend` marker put on each test that needs the real
+Reflexio server (so `pytest -m "not backend"` runs with none)."""
+
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from types import CodeType
 
 import pytest
 
-from tests.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
+from tests.support.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +47,44 @@ def _no_default_data_dir(
 ) -> None:
     """A test that names no data dir must not write to the user's own (XDG_DATA_HOME)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
+
+
+REFLEXIO_FIXTURES = {"reflexio", "lone_reflexio", "keyed_reflexio"}
+"""The fixtures above that start the real Reflexio server."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if needs_reflexio(item):
+            item.add_marker(pytest.mark.backend)
+
+
+def needs_reflexio(item: pytest.Item) -> bool:
+    """Whether a test starts or uses the real Reflexio: through a fixture (directly or through
+    another fixture), as the `reflexio` param of a backend-parametrised test (whose fixture asks
+    for the server by getfixturevalue), or by calling required_reflexio_server itself."""
+    if isinstance(item, pytest.Function) and any(
+        _ours(item, name) for name in REFLEXIO_FIXTURES & set(item.fixturenames)
+    ):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and any(
+        isinstance(value, str) and value == "reflexio" for value in callspec.params.values()
+    ):
+        return True
+    function = getattr(item, "function", None)
+    return function is not None and _calls(function.__code__, required_reflexio_server.__name__)
+
+
+def _ours(item: pytest.Function, name: str) -> bool:
+    """Whether the fixture `name` of this test is the one above, not a module's own of that name
+    (test_publish_progress.py's `reflexio` is a fake)."""
+    definitions = item._fixtureinfo.name2fixturedefs.get(name, ())  # pyright: ignore[reportPrivateUsage]
+    return bool(definitions) and definitions[-1].func.__module__ == __name__
+
+
+def _calls(code: CodeType, name: str) -> bool:
+    """Whether `code`, or code nested in it, refers to the global `name`."""
+    return name in code.co_names or any(
+        _calls(const, name) for const in code.co_consts if isinstance(const, CodeType)
+    )

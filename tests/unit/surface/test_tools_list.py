@@ -1,0 +1,62 @@
+"""What a client sees of the tools: the whole tools/list, pinned, and the manifest kept in step.
+
+After an intended change to a tool's schema or description, refresh the snapshot with
+`REFLEXIO_MCP_UPDATE_SNAPSHOT=1 uv run pytest tests/unit/surface/test_tools_list.py` and review
+its diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from reflexio_mcp.app import build_server
+from reflexio_mcp.backends.reflexio.api import ReflexioApi
+from reflexio_mcp.settings import Settings
+
+ROOT = Path(__file__).parents[3]
+SNAPSHOT = Path(__file__).parents[2] / "snapshots" / "tools_list.json"
+
+
+async def tools_list(settings: Settings, **backend: Any) -> list[dict[str, Any]]:
+    async with Client(build_server(settings, **backend)) as client:
+        tools = (await client.list_tools()).tools
+    return [tool.model_dump(mode="json", by_alias=True, exclude_none=True) for tool in tools]
+
+
+async def test_tools_list_matches_the_snapshot(tmp_path: Path) -> None:
+    listed = await tools_list(Settings(backend="embedded", data_dir=tmp_path, allow_admin=True))
+    if os.environ.get("REFLEXIO_MCP_UPDATE_SNAPSHOT"):
+        SNAPSHOT.write_text(json.dumps(listed, indent=1, ensure_ascii=False) + "\n")
+    assert listed == json.loads(SNAPSHOT.read_text())
+
+
+async def test_on_reflexio_only_the_open_world_hint_differs(tmp_path: Path) -> None:
+    embedded = await tools_list(Settings(backend="embedded", data_dir=tmp_path, allow_admin=True))
+    # Port 9 (discard) on loopback: nothing answers; listing tools needs no backend.
+    remote = await tools_list(
+        Settings(allow_admin=True), backend=ReflexioApi("http://127.0.0.1:9", max_retries=0)
+    )
+    for tool in embedded:
+        assert tool["annotations"].pop("openWorldHint") is False
+    for tool in remote:
+        assert tool["annotations"].pop("openWorldHint") is True
+    assert remote == embedded
+
+
+@pytest.mark.parametrize("allow_admin", [False, True])
+async def test_manifest_lists_what_the_server_registers(tmp_path: Path, allow_admin: bool) -> None:
+    manifest = json.loads((ROOT / "manifest.json").read_text())
+    settings = Settings(backend="embedded", data_dir=tmp_path, allow_admin=allow_admin)
+    listed = await tools_list(settings)
+    registered = {tool["name"]: tool["description"].split("\n")[0] for tool in listed}
+    declared = {tool["name"]: tool["description"] for tool in manifest["tools"]}
+    if allow_admin:
+        assert set(registered) - set(declared) == {"get_all_interactions"}
+        registered.pop("get_all_interactions")
+    assert declared == registered
