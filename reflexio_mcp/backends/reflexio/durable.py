@@ -51,7 +51,6 @@ from reflexio_mcp.core.models import (
     PublishRequest,
     PublishStatus,
     SearchRequest,
-    iso_time,
 )
 from reflexio_mcp.core.pacing import Pacer, full_jitter
 from reflexio_mcp.core.status import BackendStatus, KnownIds, OutboxStatus, SessionPage
@@ -352,7 +351,7 @@ class ReflexioBackend:
         if await self._open_outbox():
             entry = await self._outbox.entry(user_id, request_id)
         if entry is not None:
-            return _status_of(entry)
+            return entry.publish_status()
         try:
             return await self._guarded(lambda: self._client.publish_status(user_id, request_id))
         except BACKEND_FAILURES as err:
@@ -503,40 +502,6 @@ class ReflexioBackend:
                 self._breaker.success()
                 self._deliverer.wake()
                 logger.info("%s answers again; delivering what waits", self.description)
-
-
-def _status_of(entry: Entry) -> PublishStatus:
-    def when(seconds: float | None) -> str | None:
-        return None if seconds is None else iso_time(int(seconds))
-
-    if entry.state == "queued":
-        detail = (
-            f"waiting in the outbox, {entry.ahead} publish(es) ahead of it; it is delivered "
-            "in the background when Reflexio takes it"
-        )
-    elif entry.state == "delivered":
-        detail = "Reflexio confirmed it: its turns are stored"
-    else:
-        detail = (
-            "Reflexio refused it for good, or kept failing on it or leaving it unanswered "
-            "while it took other publishes (last_error says why); it is kept in the outbox. "
-            "Fix the cause and publish it again with the same request_id"
-        )
-    return PublishStatus(
-        request_id=entry.request_id,
-        user_id=entry.user_id,
-        status=entry.state,
-        detail=detail,
-        turns=entry.turns,
-        attempts=entry.attempts,
-        ahead=entry.ahead if entry.state == "queued" else None,
-        queued_at=when(entry.queued_at),
-        delivered_at=when(entry.done_at) if entry.state == "delivered" else None,
-        failed_at=when(entry.done_at) if entry.state == "failed" else None,
-        last_attempt_at=when(entry.last_attempt_at),
-        next_attempt_at=when(entry.next_attempt_at),
-        last_error=entry.last_error,
-    )
 
 
 def _age(seconds: float) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from reflexio_mcp.core import defaults
+from reflexio_mcp.core.models import PublishStatus, iso_time
 
 FILE_NAME = "outbox.sqlite3"
 SCHEMA_VERSION = 1
@@ -95,6 +96,41 @@ class Entry:
     last_error: str | None
     ahead: int
     """Queued publishes before this one, of every session (0 when it is not queued)."""
+
+    def publish_status(self) -> PublishStatus:
+        """This publish as get_publish_status tells it."""
+
+        def when(seconds: float | None) -> str | None:
+            return None if seconds is None else iso_time(int(seconds))
+
+        if self.state == "queued":
+            detail = (
+                f"waiting in the outbox, {self.ahead} publish(es) ahead of it; it is delivered "
+                "in the background when Reflexio takes it"
+            )
+        elif self.state == "delivered":
+            detail = "Reflexio confirmed it: its turns are stored"
+        else:
+            detail = (
+                "Reflexio refused it for good, or kept failing on it or leaving it unanswered "
+                "while it took other publishes (last_error says why); it is kept in the outbox. "
+                "Fix the cause and publish it again with the same request_id"
+            )
+        return PublishStatus(
+            request_id=self.request_id,
+            user_id=self.user_id,
+            status=self.state,
+            detail=detail,
+            turns=self.turns,
+            attempts=self.attempts,
+            ahead=self.ahead if self.state == "queued" else None,
+            queued_at=when(self.queued_at),
+            delivered_at=when(self.done_at) if self.state == "delivered" else None,
+            failed_at=when(self.done_at) if self.state == "failed" else None,
+            last_attempt_at=when(self.last_attempt_at),
+            next_attempt_at=when(self.next_attempt_at),
+            last_error=self.last_error,
+        )
 
 
 @dataclass(frozen=True)
