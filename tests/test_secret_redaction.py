@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reflexio_mcp.core.models import InteractionData, PublishRequest, ToolUsed
-from reflexio_mcp.secrets.scanner import (
+from reflexio_mcp.core.turn_secrets import redact_turns
+from reflexio_mcp.secrets import (
     KINDS,
     SHORT_MARKER,
     Finding,
@@ -34,7 +35,6 @@ from reflexio_mcp.secrets.scanner import (
     marker,
     prepare,
     redact_text,
-    redact_turns,
 )
 
 
@@ -707,7 +707,7 @@ def test_global_state_is_left_alone() -> None:
     fresh = (
         "import warnings\n"
         "shown = warnings.showwarning\n"
-        "from reflexio_mcp.secrets.scanner import prepare\n"
+        "from reflexio_mcp.secrets import prepare\n"
         "prepare()\n"
         "assert warnings.showwarning is shown\n"
     )

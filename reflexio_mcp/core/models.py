@@ -41,6 +41,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from reflexio_mcp.core.errors import InvalidInput
+from reflexio_mcp.secrets import find_secrets
 
 MAX_TIMESTAMP = 253_402_300_799
 """9999-12-31T23:59:59Z: the latest Unix second both backends store and read back as a date."""
@@ -97,8 +98,6 @@ class Between:
 
 def secret_kind(text: str) -> str | None:
     """The kind of secret `text` holds, if any: an error message must not echo one back."""
-    from reflexio_mcp.secrets.scanner import find_secrets  # here: it imports this module
-
     found = find_secrets(text[:10_000])
     return found[0].kind if found else None
 

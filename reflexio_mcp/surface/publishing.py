@@ -28,7 +28,8 @@ from reflexio_mcp.core.models import (
     Strict,
     UserIdOrDefault,
 )
-from reflexio_mcp.secrets.scanner import Redaction, prepared, redact_turns
+from reflexio_mcp.core.turn_secrets import Redaction, redact_turns
+from reflexio_mcp.secrets import prepared
 from reflexio_mcp.surface.access_scope import acting_user, sees_every_user
 from reflexio_mcp.surface.arguments import OptionalUserId, reported_to_model
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
