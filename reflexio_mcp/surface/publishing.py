@@ -348,7 +348,7 @@ def _fits_once_redacted(request: PublishRequest, secrets: int) -> None:
 
 async def _redacted(turns: list[InteractionData]) -> Redaction:
     size = sum(len(turn.content) + len(turn.expert_content) for turn in turns)
-    if size > REDACT_IN_THREAD_CHARS or not prepared():  # the first loads detect-secrets
+    if size > REDACT_IN_THREAD_CHARS or not prepared():  # the rules may still be building
         return await anyio.to_thread.run_sync(redact_turns, turns)
     return redact_turns(turns)
 
