@@ -51,6 +51,9 @@ class Server:
         uv = shutil.which("uv") or "uv"
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
         env.pop("REFLEXIO_URL", None)
+        # The warm-up run writes the bytecode an installed server has (else every start
+        # compiles every module again, which is most of a cold start, and differs by checkout).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         with log.open("ab") as err:
             self.spawned = time.perf_counter()
             self.process = subprocess.Popen(
