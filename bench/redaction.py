@@ -35,7 +35,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from reflexio_mcp.core.models import PublishRequest
-from reflexio_mcp.secrets.scanner import prepare, redact_turns
+from reflexio_mcp.core.turn_secrets import redact_turns
+from reflexio_mcp.secrets import prepare
 
 WORDS = [
     "the",

@@ -26,6 +26,7 @@ from reflexio_mcp.surface.deadline import request_deadline
 from reflexio_mcp.surface.prompts import prompt_arguments, register_prompts
 from reflexio_mcp.surface.resource_updates import ResourceUpdates
 from reflexio_mcp.surface.resources import register_resources
+from reflexio_mcp.surface.secret_rules import start_building, wait_for_secret_rules
 from reflexio_mcp.surface.state import AppState
 from reflexio_mcp.surface.tool_call_errors import tool_call_errors
 from reflexio_mcp.surface.tools import build_tools
@@ -100,8 +101,9 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        # detect-secrets is loaded by the first publish (in a thread), not at start: a session
-        # that only reads never pays its ~5 MiB, and start-up does not share the GIL with it.
+        # The secret scanner's rules (detect-secrets, ~5 MiB) build in a thread from here, so
+        # a first invalid argument finds them ready instead of building them on the loop.
+        start_building()
         async with shared:
             yield AppState(
                 store,
@@ -142,6 +144,7 @@ def build_server(
         middleware=[
             *([counting] if counting else []),
             answer_unreadable,
+            wait_for_secret_rules,
             access_scope(local_grant(settings), [tool.name for tool in tools]),
             tool_call_errors(tools, not_enabled=not_enabled),
             prompt_arguments,

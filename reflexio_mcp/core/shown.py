@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from typing import Any, cast
 
+from reflexio_mcp.secrets import find_secrets
+
 
 def secret_kind(text: str) -> str | None:
     """The kind of secret `text` holds, if any: an error message must not echo one back."""
-    from reflexio_mcp.secrets.scanner import find_secrets  # here: it imports this module
-
     found = find_secrets(text[:10_000])
     return found[0].kind if found else None
 

@@ -19,7 +19,8 @@ from reflexio_mcp.core.fields import IdentifierOrNew, Source, UserIdOrDefault
 from reflexio_mcp.core.invalid_input import invalid_input, invalid_input_text
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH, SOURCE_RULE
 from reflexio_mcp.core.models import InteractionData, Published, PublishRequest, Strict
-from reflexio_mcp.secrets.scanner import Redaction, prepared, redact_turns
+from reflexio_mcp.core.turn_secrets import Redaction, redact_turns
+from reflexio_mcp.secrets import prepared
 from reflexio_mcp.surface.access_scope import names_another_user, pinned_user, sees_every_user
 from reflexio_mcp.surface.arguments import OptionalUserId, reported_to_model
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
@@ -338,7 +339,7 @@ def _fits_once_redacted(request: PublishRequest, secrets: int) -> None:
 
 async def _redacted(turns: list[InteractionData]) -> Redaction:
     size = sum(len(turn.content) + len(turn.expert_content) for turn in turns)
-    if size > REDACT_IN_THREAD_CHARS or not prepared():  # the first loads detect-secrets
+    if size > REDACT_IN_THREAD_CHARS or not prepared():  # the rules may still be building
         return await anyio.to_thread.run_sync(redact_turns, turns)
     return redact_turns(turns)
 

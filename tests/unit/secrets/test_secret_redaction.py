@@ -24,7 +24,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from reflexio_mcp.core.models import InteractionData, PublishRequest, ToolUsed
-from reflexio_mcp.secrets.scanner import (
+from reflexio_mcp.core.turn_secrets import redact_turns
+from reflexio_mcp.secrets import (
     KINDS,
     SHORT_MARKER,
     Finding,
@@ -34,7 +35,6 @@ from reflexio_mcp.secrets.scanner import (
     marker,
     prepare,
     redact_text,
-    redact_turns,
 )
 
 
@@ -707,37 +707,76 @@ def test_global_state_is_left_alone() -> None:
     fresh = (
         "import warnings\n"
         "shown = warnings.showwarning\n"
-        "from reflexio_mcp.secrets.scanner import prepare\n"
+        "from reflexio_mcp.secrets import prepare\n"
         "prepare()\n"
         "assert warnings.showwarning is shown\n"
     )
     subprocess.run([sys.executable, "-c", fresh], check=True, cwd=Path(__file__).parents[3])
 
 
-def test_detect_secrets_is_loaded_by_the_first_publish_not_by_start_up(tmp_path: Path) -> None:
-    """A session that only reads never pays for the detectors (~5 MiB, ~0.4 s of start-up)."""
+def test_the_rules_build_at_start_up_in_a_thread_and_never_on_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """Start-up starts building the rules in a thread of its own, before any request; a call
+    that needs them meanwhile (an invalid argument, whose message is checked for secrets)
+    waits off the loop, which keeps answering; the rules are built once."""
     script = f"""
-import sys, anyio
+import sys, threading, anyio
 from mcp import Client
+import reflexio_mcp.secrets.scanner as scanner
 from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 
+build = scanner._build
+builders = []
+release = threading.Event()
+
+def held_build():
+    builders.append(threading.current_thread())
+    release.wait(30)  # the build lasts until the loop has been seen serving meanwhile
+    return build()
+
+scanner._build = held_build
+
 async def main():
     server = build_server(Settings(backend="embedded", data_dir={str(tmp_path)!r}))
+    assert not builders and "detect_secrets" not in sys.modules
     async with Client(server) as client:
-        await client.list_tools()
-        await client.call_tool("search_interactions", {{"query": "anything"}})
-        assert "detect_secrets" not in sys.modules, "loaded before any publish"
+        with anyio.fail_after(10):
+            while not builders:
+                await anyio.sleep(0.01)
+        assert builders[0] is not threading.main_thread(), "built on the event loop's thread"
+        answers = []
+
+        async def invalid_call():
+            answers.append(
+                await client.call_tool(
+                    "search_interactions", {{"query": "x", "start_time": "yesterday"}}
+                )
+            )
+
+        async with anyio.create_task_group() as calls:
+            calls.start_soon(invalid_call)
+            await anyio.sleep(0.2)
+            with anyio.fail_after(10):
+                await client.list_tools()  # the loop answers while the build goes on
+            assert not answers, "the invalid argument did not wait for the rules"
+            release.set()
+        (answer,) = answers
+        assert answer.is_error and "start_time" in answer.content[0].text, answer
+        assert scanner.prepared() and len(builders) == 1
         result = await client.call_tool(
             "publish_interaction",
             {{"user_message": "my key is {AWS_ID}", "agent_response": "noted"}},
         )
         assert result.structured_content["redacted"] == {{"aws-access-key": 1}}, result
-        assert "detect_secrets" in sys.modules
+        assert len(builders) == 1
 
 anyio.run(main)
 """
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[3])
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[3], timeout=120
+    )
 
 
 # Property tests: secrets spliced into random text, and random text.
