@@ -201,7 +201,9 @@ async def test_90_publishes_under_reflexios_rate_limiter_all_arrive_once(
         assert mcp.answers["queued"] > 0  # Reflexio takes 60 a minute
         assert_exactly_once(reflexio, user_id, mcp.sent)
     latencies = [seconds for seconds, _ in mcp.latencies]
-    assert max(latencies) < 2.0  # promptly: none waits for the rate limit to pass
+    # Promptly: none waits for the rate limit to pass, which takes tens of seconds (the rest of
+    # Reflexio's minute); the bound leaves a loaded machine room (2.5 s was seen at 2.0).
+    assert max(latencies) < 10.0
     print(
         f"\n90 publishes under Reflexio's rate limit: {dict(mcp.answers)}; stored 90, "
         f"duplicated 0, lost 0; p99 {p99(latencies) * 1000:.0f} ms"
