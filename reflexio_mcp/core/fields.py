@@ -243,4 +243,13 @@ def suggest_source(value: str) -> str:
     return cleaned[:128] or "my-agent"
 
 
-Source = Annotated[str, Field(max_length=128), AfterValidator(_check_source)]
+_SOURCE_OR_EMPTY = f"^({SOURCE_PATTERN.pattern.removeprefix('^').removesuffix('$')})?$"
+"""SOURCE_PATTERN, or empty, for JSON Schema."""
+
+
+# The pattern is for clients to read: the check itself suggests a valid source when it fails.
+Source = Annotated[
+    str,
+    Field(max_length=128, json_schema_extra={"pattern": _SOURCE_OR_EMPTY}),
+    AfterValidator(_check_source),
+]

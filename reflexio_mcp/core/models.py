@@ -62,15 +62,13 @@ class Strict(BaseModel):
 class ToolUsed(Strict):
     """A tool the agent called while producing a turn."""
 
-    tool_name: str = Field(min_length=1, max_length=1000, description="Name of the tool called.")
+    tool_name: str = Field(min_length=1, max_length=1000)
     tool_data: Annotated[dict[str, Any], AfterValidator(check_tool_data)] = Field(
         default_factory=dict[str, Any],
-        description="The tool's inputs and/or outputs as a JSON object.",
     )
     status: str = Field(
         default="",
         max_length=MAX_TOOL_STATUS_CHARS,
-        description="Outcome, e.g. 'success' or 'error' (at most 100 characters).",
     )
 
 
@@ -81,41 +79,34 @@ class InteractionData(Strict):
         default="User",
         min_length=1,
         max_length=1000,
-        description="Who spoke: 'User'/'Agent' or 'user'/'assistant' (stored as given).",
     )
-    content: str = Field(default="", max_length=MAX_CONTENT_CHARS, description="What was said.")
+    content: str = Field(default="", max_length=MAX_CONTENT_CHARS)
     expert_content: str = Field(
         default="",
         max_length=MAX_CONTENT_CHARS,
-        description="What an expert would have answered instead; Reflexio learns from the gap.",
+        description="A better answer, to learn from.",
     )
-    user_action: Annotated[UserAction, BeforeValidator(lowercase)] = Field(
-        default="none", description="A UI action the user took with this turn (case-insensitive)."
-    )
+    user_action: Annotated[UserAction, BeforeValidator(lowercase)] = Field(default="none")
     user_action_description: str = Field(
         default="",
         max_length=10_000,
         validate_default=True,
-        description="What the user_action did, e.g. 'clicked Buy'; required with a user_action.",
+        description="Required with a user_action, e.g. 'clicked Buy'.",
     )
     interacted_image_url: Annotated[str, AfterValidator(check_image_url)] = Field(
         default="",
         max_length=2048,
-        description="http(s) or data: URL of an image the user interacted with.",
+        description="http(s) or data: URL.",
     )
     image_encoding: str = Field(
         default="",
         max_length=15_000_000,
-        description="Base64 image attached to the turn, instead of interacted_image_url; the "
-        "whole publish must stay under 10 MiB.",
+        description="Base64 image, not with interacted_image_url; a publish is <= 10 MiB.",
     )
-    tools_used: list[ToolUsed] = Field(
-        default_factory=list[ToolUsed], max_length=1000, description="Tools called for this turn."
-    )
+    tools_used: list[ToolUsed] = Field(default_factory=list[ToolUsed], max_length=1000)
     created_at: UnixSeconds | None = Field(
         default=None,
-        description=f"When the turn happened, Unix seconds (0 to {MAX_TIMESTAMP}, year 9999); "
-        "omit for now.",
+        description="Unix seconds; omit for now.",
     )
 
     @field_validator("created_at", mode="before")

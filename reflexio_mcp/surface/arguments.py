@@ -15,22 +15,21 @@ from reflexio_mcp.core.invalid_input import invalid_input_text
 
 OptionalUserId = Annotated[
     UserIdOrDefault,
-    Field(description='Whose interactions; omit (or "") for the server\'s default user.'),
+    Field(description="Omit for the default user."),
 ]
 StartTime = Annotated[
     Timestamp | None,
-    Field(description="Only interactions at or after this ISO 8601 time (no offset = UTC)."),
+    Field(description="Only turns at or after it."),
 ]
 EndTime = Annotated[
     Timestamp | None,
-    Field(description="Only interactions at or before this ISO 8601 time (no offset = UTC)."),
+    Field(description="Only turns at or before it."),
 ]
 Cursor = Annotated[
     str,
     Field(
         max_length=100_000,
-        description="next_cursor from a truncated result, to get the rest of that listing "
-        "(the other arguments are taken from it).",
+        description="A truncated result's next_cursor, to continue it.",
     ),
 ]
 

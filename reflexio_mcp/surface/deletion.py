@@ -35,10 +35,7 @@ instead of sent to the client in the middle of it."""
 
 Confirm = Annotated[
     bool,
-    Field(
-        description="Only for clients that cannot ask the user themselves: true once the "
-        "user has agreed to this deletion. Clients that can ask always ask the user."
-    ),
+    Field(description="Only if this client cannot ask the user: true once the user agreed."),
 ]
 
 
@@ -83,18 +80,14 @@ async def confirm_deletion(
 
 async def delete_interaction(
     ctx: ToolContext,
-    interaction_id: Annotated[
-        InteractionId, Field(description="Id of the interaction, from get/search_interactions.")
-    ],
+    interaction_id: Annotated[InteractionId, Field(description="From get/search_interactions.")],
     consent: Annotated[ElicitationResult[Confirmation], Resolve(confirm_deletion)],
     user_id: OptionalUserId = "",
     confirm: Confirm = False,
 ) -> DeleteResult:
     """Delete one stored interaction (one turn) of a user, permanently, once the user agrees.
 
-    Use it when the user asks to forget something. The user is shown the interaction and
-    asked to confirm; declining deletes nothing. An unknown id is an error and deletes
-    nothing. Returns the interaction that was deleted.
+    Use it when the user asks to forget something; the user is asked first.
     """
     state = app_state(ctx)
     match consent:

@@ -12,12 +12,12 @@ import uuid
 from typing import Annotated, Any, Literal, cast
 
 import anyio
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioMcpError
-from reflexio_mcp.core.fields import IdentifierOrNew, Source, UserIdOrDefault
+from reflexio_mcp.core.fields import IdentifierOrNew, Source
 from reflexio_mcp.core.invalid_input import invalid_input, invalid_input_text
-from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH, SOURCE_RULE
+from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH
 from reflexio_mcp.core.models import InteractionData, Published, PublishRequest, Strict
 from reflexio_mcp.core.turn_secrets import Redaction, redact_turns
 from reflexio_mcp.secrets import prepared
@@ -37,50 +37,37 @@ Turns = Annotated[
     Field(
         min_length=1,
         max_length=MAX_INTERACTIONS_PER_PUBLISH,
-        description="The turns to store, oldest first (1-1000). Or use user_message "
-        "and agent_response for a single exchange.",
+        description="The turns, oldest first.",
     ),
 ]
 UserMessage = Annotated[
     str,
     Field(
         max_length=MAX_CONTENT_CHARS,
-        description="Shortcut for one exchange: what the user said (with agent_response).",
+        description="What the user said (with agent_response).",
     ),
 ]
 AgentResponse = Annotated[
     str,
     Field(
         max_length=MAX_CONTENT_CHARS,
-        description="Shortcut for one exchange: the agent's answer (with user_message).",
+        description="What the agent answered.",
     ),
 ]
-PublishSource = Annotated[
-    Source, Field(description=f"Where the conversation came from: {SOURCE_RULE}.")
-]
-AgentVersion = Annotated[
-    str, Field(max_length=1000, description="Version of the agent that answered.")
-]
+PublishSource = Annotated[Source, Field(description="Where the conversation came from.")]
+AgentVersion = Annotated[str, Field(max_length=1000, description="The agent's version.")]
 SessionId = Annotated[
     IdentifierOrNew,
-    Field(
-        description="Groups publishes of one conversation; omit to use this server "
-        "process's own session."
-    ),
+    Field(description="Groups a conversation's publishes."),
 ]
 RequestId = Annotated[
     IdentifierOrNew,
-    Field(
-        description="Your idempotency key for this publish: send the same one again (e.g. "
-        "after a lost answer) and nothing is stored twice. Omit for a fresh one."
-    ),
+    Field(description="Idempotency key: sent again, nothing is stored twice."),
 ]
 SkipAggregation = Annotated[
-    bool, Field(description="Learn user profiles/playbooks but skip agent playbooks.")
+    bool, Field(description="Learn user profiles/playbooks, not agent playbooks.")
 ]
-ForceExtraction = Annotated[
-    bool, Field(description="Run learning now, bypassing Reflexio's batching gates.")
-]
+ForceExtraction = Annotated[bool, Field(description="Learn now, bypassing batching.")]
 Redacted = Annotated[
     dict[str, int],
     Field(
@@ -96,9 +83,7 @@ class PublishItem(Strict):
     interactions: Turns = None
     user_message: UserMessage = ""
     agent_response: AgentResponse = ""
-    user_id: UserIdOrDefault = Field(
-        default="", description='Whose conversation; omit (or "") for the default user.'
-    )
+    user_id: OptionalUserId = ""
     source: PublishSource = "mcp"
     agent_version: AgentVersion = ""
     session_id: SessionId = ""
@@ -166,22 +151,15 @@ async def publish_interaction(
     request_id: RequestId = "",
     wait_for_response: Annotated[
         bool,
-        Field(
-            description="Wait until Reflexio has learned from it (can take minutes; progress "
-            "is reported meanwhile, and cancelling stops the wait, not the publish)."
-        ),
+        Field(description="Wait until Reflexio has learned from it (can take minutes)."),
     ] = False,
     skip_aggregation: SkipAggregation = False,
     force_extraction: ForceExtraction = False,
 ) -> PublishResult:
     """Store a conversation (or one exchange) in Reflexio so it is remembered.
 
-    Use it after an exchange worth remembering: Reflexio keeps the turns, makes them
-    searchable, and learns user profiles and playbooks from them. Give either
-    `interactions` (any number of turns, with roles, expert corrections, tools used) or
-    `user_message` + `agent_response`. Secrets (API keys, tokens, passwords) are replaced by
-    markers before anything is stored. Returns how many turns were stored and the
-    request_id of the publish; publishing the same request_id again stores nothing twice.
+    Give `interactions` or `user_message` + `agent_response`; secrets are redacted first.
+    `queued` means delivery is pending: see get_publish_status.
     """
     item = PublishItem.model_construct(
         interactions=interactions,
@@ -202,21 +180,18 @@ async def publish_interaction(
 async def publish_batch(
     ctx: ToolContext,
     publishes: Annotated[
-        list[Any],
+        list[Annotated[Any, WithJsonSchema({"type": "object"})]],
         Field(
             min_length=1,
             max_length=MAX_BATCH,
-            description=f"The conversations to store (1-{MAX_BATCH}), each with its own turns "
-            "and, if needed, user_id, session_id and request_id.",
+            description="The conversations to store.",
         ),
     ],
 ) -> BatchResult:
     """Store several conversations in one call, each on its own (e.g. an import of logs).
 
-    Each item takes the arguments of publish_interaction (interactions or user_message +
-    agent_response, user_id, session_id, request_id, source, ...). A bad item is answered
-    with what to fix and does not stop the others. Returns one result per item, in order,
-    each with its request_id: publishing an item again with it stores nothing twice.
+    Each item takes publish_interaction's arguments but wait_for_response; a bad item fails
+    alone.
     """
     state = app_state(ctx)
     results: list[BatchItemResult] = []
@@ -412,9 +387,3 @@ def _turns(
         InteractionData(role="user", content=user_message),
         InteractionData(role="assistant", content=agent_response),
     ]
-
-
-def item_schema() -> dict[str, Any]:
-    """PublishItem's JSON schema, for publish_batch's `publishes` items (the tool takes
-    plain objects so that one bad item does not fail the whole call)."""
-    return PublishItem.model_json_schema()

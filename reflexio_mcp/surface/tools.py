@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import ToolAnnotations
-from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
+from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput
 from reflexio_mcp.core.fields import Identifier, IdentifierOrNew, ResultCount, SearchMode
@@ -30,6 +30,7 @@ from reflexio_mcp.surface.arguments import (
     reported_to_model,
 )
 from reflexio_mcp.surface.deletion import delete_interaction
+from reflexio_mcp.surface.listed_schemas import listed_arguments, listed_result
 from reflexio_mcp.surface.paging import (
     Position,
     Unshown,
@@ -41,7 +42,7 @@ from reflexio_mcp.surface.paging import (
     make_cursor,
     read_cursor,
 )
-from reflexio_mcp.surface.publishing import item_schema, publish_batch, publish_interaction
+from reflexio_mcp.surface.publishing import publish_batch, publish_interaction
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
 
 
@@ -54,27 +55,6 @@ class AllRequest(BaseModel):
 _Listing = TypeVar("_Listing", GetRequest, SearchRequest, AllRequest)
 
 
-TURNS_SCHEMA: dict[str, Any] = {
-    "type": "array",
-    "description": "The turns, each with interaction_id, user_id, request_id, "
-    "created_at (Unix seconds), time (ISO 8601 UTC), role, content, expert_content, "
-    "user_action, user_action_description, interacted_image_url and tools_used "
-    "(tool_name, tool_data, status).",
-    "items": {
-        "type": "object",
-        "required": ["interaction_id", "role", "content"],
-        "properties": {
-            "interaction_id": {"type": "integer"},
-            "role": {"type": "string"},
-            "content": {"type": "string"},
-        },
-    },
-}
-"""What clients validate every listing against: the identifying fields of each turn, the rest
-described. Clients validate structured results with jsonschema, and the full turn schema (nested
-$refs, 14 properties) cost every SDK client about 0.1 ms a turn: most of a search's latency."""
-
-
 class InteractionList(BaseModel):
     """Interactions, in the order the backend ranked them."""
 
@@ -83,7 +63,7 @@ class InteractionList(BaseModel):
         "(get_all_interactions)."
     )
     count: int = Field(description="Interactions in this answer.")
-    interactions: Annotated[list[Interaction], WithJsonSchema(TURNS_SCHEMA)]
+    interactions: list[Interaction]
     truncated: bool = Field(
         default=False,
         description="More results than fit in one answer: call again with next_cursor.",
@@ -96,16 +76,12 @@ class InteractionList(BaseModel):
 
 async def get_publish_status(
     ctx: ToolContext,
-    request_id: Annotated[
-        Identifier, Field(description="The request_id publish_interaction returned.")
-    ],
+    request_id: Annotated[Identifier, Field(description="The request_id a publish returned.")],
     user_id: OptionalUserId = "",
 ) -> PublishStatus:
     """Tell whether a publish reached Reflexio: queued, delivered or failed.
 
-    Use it after publish_interaction answered `queued` (Reflexio was down, restarting or
-    rate limiting), to learn whether the turns are stored now. Returns the status, the
-    attempts made, the last error and, for a queued publish, how many wait before it.
+    Use it after a publish answered `queued`.
     """
     state = app_state(ctx)
     with reported_to_model():
@@ -118,42 +94,32 @@ async def search_interactions(
         str,
         Field(
             max_length=MAX_QUERY_CHARS,
-            description="Words to look for in what was said (any of them; Chinese, Japanese "
-            "and Korean text is also found inside longer runs). Omit to list the newest.",
+            description="Words to find (any of them); omit to list the newest.",
         ),
     ] = "",
     user_id: OptionalUserId = "",
-    top_k: Annotated[
-        ResultCount | None, Field(description="At most this many results (1-1000).")
-    ] = None,
+    top_k: Annotated[ResultCount | None, Field(description="Max results.")] = None,
     most_recent_k: Annotated[
         ResultCount | None,
-        Field(
-            description="Keep only the newest k matches (1-1000); without a query, "
-            "returns the newest k interactions."
-        ),
+        Field(description="Keep only the newest k matches."),
     ] = None,
     start_time: StartTime = None,
     end_time: EndTime = None,
     search_mode: Annotated[
         SearchMode,
-        Field(description="'fts' full-text, 'vector' semantic, 'hybrid' both (default)."),
+        Field(description="fts: full-text, vector: semantic, hybrid: both."),
     ] = "hybrid",
     threshold: Annotated[
         float | None,
-        Field(ge=0, le=1, description="Minimum similarity for vector matches (0-1)."),
+        Field(ge=0, le=1, description="Min vector similarity."),
     ] = None,
-    request_id: Annotated[
-        IdentifierOrNew, Field(description="Only turns stored by this publish.")
-    ] = "",
+    request_id: Annotated[IdentifierOrNew, Field(description="Only this publish's turns.")] = "",
     cursor: Cursor = "",
 ) -> InteractionList:
     """Find past interactions of a user by what was said in them.
 
-    Use it to recall earlier conversations ("what did we decide about X?"). Returns the
-    matching turns, best match first, with their ids, roles, content and times. With no
-    query, lists the newest turns (most_recent_k or top_k of them, 10 by default). A result
-    too large for one answer says `truncated` and gives `next_cursor` for the rest.
+    Use it to recall earlier conversations. Best match first; with no query, the newest (10
+    by default).
     """
     state = app_state(ctx)
     note: str | None = None
@@ -190,16 +156,14 @@ async def search_interactions(
 async def get_interactions(
     ctx: ToolContext,
     user_id: OptionalUserId = "",
-    top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 30,
+    top_k: Annotated[ResultCount, Field(description="How many of the newest.")] = 30,
     start_time: StartTime = None,
     end_time: EndTime = None,
     cursor: Cursor = "",
 ) -> InteractionList:
     """List a user's most recent interactions, newest first.
 
-    Use it to see what was said lately, or to find the interaction_id to delete. Returns
-    the turns with their ids, roles, content and times. A result too large for one answer
-    says `truncated` and gives `next_cursor` for the rest.
+    Use it to see what was said lately, or to find an interaction_id.
     """
     state = app_state(ctx)
     position: Position | None = None
@@ -216,14 +180,12 @@ async def get_interactions(
 
 async def get_all_interactions(
     ctx: ToolContext,
-    top_k: Annotated[ResultCount, Field(description="How many of the newest (1-1000).")] = 100,
+    top_k: Annotated[ResultCount, Field(description="How many of the newest.")] = 100,
     cursor: Cursor = "",
 ) -> InteractionList:
     """List the most recent interactions of EVERY user, newest first (admin only).
 
-    Use it to audit what the store holds across users. Returns the turns with their
-    user ids, interaction ids, roles, content and times. A result too large for one answer
-    says `truncated` and gives `next_cursor` for the rest.
+    Use it to audit the store.
     """
     state = app_state(ctx)
     position: Position | None = None
@@ -305,9 +267,14 @@ def build_tools(
     `open_world` says whether calls leave this process for another service (Reflexio).
     """
 
-    def hints(*, read_only: bool, destructive: bool = False, idempotent: bool) -> ToolAnnotations:
+    def reads() -> ToolAnnotations:
+        # destructiveHint and idempotentHint mean something only for a tool that writes (the
+        # spec), so a reading tool does not spend context on them.
+        return ToolAnnotations(read_only_hint=True, open_world_hint=open_world)
+
+    def writes(*, destructive: bool, idempotent: bool = False) -> ToolAnnotations:
         return ToolAnnotations(
-            read_only_hint=read_only,
+            read_only_hint=False,
             destructive_hint=destructive,
             idempotent_hint=idempotent,
             open_world_hint=open_world,
@@ -321,33 +288,33 @@ def build_tools(
         return _without_user_id(made) if pinned else made
 
     reading = [
-        tool(get_publish_status, "Get publish status", hints(read_only=True, idempotent=True)),
-        tool(search_interactions, "Search interactions", hints(read_only=True, idempotent=True)),
-        tool(get_interactions, "Get interactions", hints(read_only=True, idempotent=True)),
+        tool(get_publish_status, "Get publish status", reads()),
+        tool(search_interactions, "Search interactions", reads()),
+        tool(get_interactions, "Get interactions", reads()),
     ]
     writing = [
-        tool(publish_interaction, "Publish interaction", hints(read_only=False, idempotent=False)),
-        _with_item_schema(
-            tool(publish_batch, "Publish a batch", hints(read_only=False, idempotent=False)),
-            pinned=pinned,
-        ),
-        tool(
-            delete_interaction,
-            "Delete interaction",
-            hints(read_only=False, destructive=True, idempotent=True),
-        ),
+        tool(publish_interaction, "Publish interaction", writes(destructive=False)),
+        tool(publish_batch, "Publish a batch", writes(destructive=False)),
+        tool(delete_interaction, "Delete interaction", writes(destructive=True, idempotent=True)),
     ]
-    admin = [
-        tool(
-            get_all_interactions,
-            "Get all interactions (admin)",
-            hints(read_only=True, idempotent=True),
-        )
-    ]
+    admin = [tool(get_all_interactions, "Get all interactions (admin)", reads())]
     tools = [*writing[:2], *reading, *admin, *writing[2:]]
     return [
-        t for t in tools if (allow_admin or t not in admin) and (not read_only or t not in writing)
+        _listed(t)
+        for t in tools
+        if (allow_admin or t not in admin) and (not read_only or t not in writing)
     ]
+
+
+def _listed(tool: Tool) -> Tool:
+    """The tool with its schemas as tools/list shows them (listed_schemas)."""
+    output = tool.fn_metadata.output_schema
+    metadata = tool.fn_metadata.model_copy(
+        update={"output_schema": listed_result(output) if output is not None else None}
+    )
+    return tool.model_copy(
+        update={"parameters": listed_arguments(tool.parameters), "fn_metadata": metadata}
+    )
 
 
 def _without_user_id(tool: Tool) -> Tool:
@@ -357,18 +324,4 @@ def _without_user_id(tool: Tool) -> Tool:
         return tool
     del properties["user_id"]
     parameters = {**tool.parameters, "properties": properties}
-    return tool.model_copy(update={"parameters": parameters})
-
-
-def _with_item_schema(tool: Tool, *, pinned: bool) -> Tool:
-    """publish_batch as clients see it: each item described as publish_interaction's
-    arguments (it takes plain objects, checked one by one, so a bad item fails alone)."""
-    schema = item_schema()
-    definitions = schema.pop("$defs", {})
-    if pinned:
-        schema["properties"].pop("user_id", None)
-    parameters = dict(tool.parameters)
-    properties = dict(parameters["properties"])
-    properties["publishes"] = {**properties["publishes"], "items": schema}
-    parameters.update(properties=properties, **({"$defs": definitions} if definitions else {}))
     return tool.model_copy(update={"parameters": parameters})

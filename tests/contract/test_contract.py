@@ -108,7 +108,7 @@ async def test_tools_list_names_schemas_and_annotations(settings: Settings, kind
     assert read_only == {"search_interactions", "get_interactions", "get_publish_status"}
     assert destructive == {"delete_interaction"}
     publish = tools["publish_interaction"].input_schema
-    turn = publish["$defs"]["InteractionData"]["properties"]
+    turn = publish["properties"]["interactions"]["items"]["properties"]
     assert set(turn) >= {
         "role", "content", "expert_content", "image_encoding", "user_action",
         "user_action_description", "interacted_image_url", "tools_used",

@@ -1,4 +1,5 @@
-"""What a client sees of the tools: the whole tools/list, pinned, and the manifest kept in step.
+"""What a client sees of the tools: the whole tools/list, pinned, within its size budget, and
+the manifest kept in step.
 
 After an intended change to a tool's schema or description, refresh the snapshot with
 `REFLEXIO_MCP_UPDATE_SNAPSHOT=1 uv run pytest tests/unit/surface/test_tools_list.py` and review
@@ -21,6 +22,8 @@ from reflexio_mcp.settings import Settings
 
 ROOT = Path(__file__).parents[3]
 SNAPSHOT = Path(__file__).parents[2] / "snapshots" / "tools_list.json"
+MAX_LIST_CHARS = 10_000
+"""Every session pays for the tool list in context: all of it, compact, with every tool."""
 
 
 async def tools_list(settings: Settings, **backend: Any) -> list[dict[str, Any]]:
@@ -34,6 +37,13 @@ async def test_tools_list_matches_the_snapshot(tmp_path: Path) -> None:
     if os.environ.get("REFLEXIO_MCP_UPDATE_SNAPSHOT"):
         SNAPSHOT.write_text(json.dumps(listed, indent=1, ensure_ascii=False) + "\n")
     assert listed == json.loads(SNAPSHOT.read_text())
+
+
+@pytest.mark.parametrize("allow_admin", [False, True])
+async def test_the_tool_list_fits_its_budget(tmp_path: Path, allow_admin: bool) -> None:
+    settings = Settings(backend="embedded", data_dir=tmp_path, allow_admin=allow_admin)
+    listed = await tools_list(settings)
+    assert len(json.dumps(listed, separators=(",", ":"), ensure_ascii=False)) <= MAX_LIST_CHARS
 
 
 async def test_on_reflexio_only_the_open_world_hint_differs(tmp_path: Path) -> None:
