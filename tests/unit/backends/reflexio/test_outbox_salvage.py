@@ -599,6 +599,7 @@ def damage_under(path: Path, damage: list[tuple[int, bytes]]) -> dict[int, dict[
 @example(damage=[(8161, b"\x00"), (51976, b"\xc4")])  # stranded queued rows before the fix
 @example(damage=[(19810, b"\x00")])  # the index lost the new publish's entry, silently
 @example(damage=[(18970, b"\x00")])  # the index named a delivered row queued: a crash
+@example(damage=[(8181, b"\x00"), (34356, b"\x00")])  # a row's target damaged: never sent
 def test_damage_anywhere_under_a_running_outbox_keeps_the_next_publish_or_refuses_in_words(
     damage: list[tuple[int, bytes]],
 ) -> None:
