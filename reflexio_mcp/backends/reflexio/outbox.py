@@ -221,8 +221,11 @@ class Outbox:
                 (self.target, now, now),
             ).fetchone()
             if row is None:
+                self._check_index_holds_queue(db)
                 return None
             seq, request_id, user_id, session_id, body, wait, attempts, server_errors = row
+            if not isinstance(body, bytes):  # the index says queued, the table's row was sent
+                raise damage(f"its index names row {seq} queued, which has no body")
             db.execute(
                 "UPDATE outbox SET owner = ?, lease_until = ?, attempts = attempts + 1, "
                 "last_attempt_at = ? WHERE seq = ?",
@@ -234,6 +237,19 @@ class Outbox:
             )  # fmt: skip
 
         return await self._write(claim)
+
+    def _check_index_holds_queue(self, db: sqlite3.Connection) -> None:
+        """Raise the damage error unless the index claim_next walks names every queued row:
+        a damaged index can lose entries or end the walk early, silently (integrity_check
+        runs only at open), and those rows would wait unclaimed until a restart. Raised, the
+        file is salvaged and the claim made again in the fresh one."""
+        sql = "SELECT count(*) FROM outbox {} WHERE target = ? AND state = 'queued'"
+        walked, held = (
+            db.execute(sql.format(how), (self.target,)).fetchone()[0]
+            for how in ("INDEXED BY outbox_sessions", "NOT INDEXED")
+        )
+        if walked != held:
+            raise damage(f"its index names {walked} queued row(s), its table holds {held}")
 
     def _sending_elsewhere(self, db: sqlite3.Connection, now: float) -> bool:
         self._free_dead_claims(db)

@@ -227,7 +227,11 @@ class OutboxFile:
     def _write_fresh(self, fresh: Path, readable: Readable) -> list[dict[str, Any]]:
         """The new outbox file with the readable rows; the rows it took. Claims are kept: a
         process still sending a row records its fate in the fresh file (only the claim's owner
-        can), and no other sends it meanwhile; a dead owner's claim is freed as ever."""
+        can), and no other sends it meanwhile; a dead owner's claim is freed as ever. A queued
+        row's schedule is not kept: each is due at once. A whole row's time may be what the
+        damage made it, and one in the future would hide the row, and every later row of its
+        session, from the deliverer (a row backing off is merely tried once more, early)."""
+        now = time.time()
         kept: list[dict[str, Any]] = []
         db = sqlite3.connect(fresh, isolation_level=None)
         try:
@@ -239,6 +243,8 @@ class OutboxFile:
                 f"VALUES ({', '.join('?' * len(COLUMNS))})"
             )
             for row in readable.rows:
+                if row["state"] == "queued":
+                    row["next_attempt_at"] = min(row["next_attempt_at"], now)
                 try:
                     db.execute(insert, [row[name] for name in COLUMNS])
                 except sqlite3.IntegrityError:  # damage made two rows of one request_id

@@ -119,6 +119,8 @@ def whole(row: dict[str, Any]) -> bool:
         and all(row[name] is None or isinstance(row[name], str) for name in _OPTIONAL_TEXT)
         and row["state"] in ("queued", "delivered", "failed")
         and row["seq"] >= 1
+        and row["target"].lower().startswith(("http://", "https://"))
+        and row["target"].isprintable()  # else damage made it a target no deliverer sends to
     ):
         return False
     if row["state"] == "delivered":

@@ -9,13 +9,14 @@ import contextlib
 import shutil
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from hypothesis import event, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 
 from reflexio_mcp.backends.reflexio.outbox import FILE_NAME, SCHEMA, Outbox
@@ -120,6 +121,17 @@ async def reopened(folder: Path) -> tuple[Outbox, list[dict[str, Any]]]:
 
 def without_claims(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**row, "owner": None, "lease_until": None} for row in rows]
+
+
+def as_salvaged(rows: list[dict[str, Any]], at: float) -> list[dict[str, Any]]:
+    """`rows` without claims, each queued row due by `at` (a salvage makes them due at once:
+    a time the damage moved into the future would hide them from the deliverer)."""
+    return [
+        {**row, "next_attempt_at": min(row["next_attempt_at"], at)}
+        if row["state"] == "queued" and isinstance(row["next_attempt_at"], int | float)
+        else row
+        for row in without_claims(rows)
+    ]
 
 
 async def test_an_outbox_with_one_index_page_overwritten_keeps_all_its_publishes(
@@ -374,6 +386,7 @@ def built_outbox() -> bytes:
     ),
     truncate=st.one_of(st.none(), st.integers(0, 40 * PAGE)),
 )
+@example(damage=[(8161, b"\x00"), (51976, b"\xc4")], truncate=None)  # a row's time moved ahead
 def test_damage_anywhere_salvages_every_readable_row_once_or_refuses_in_words(
     damage: list[tuple[int, bytes]], truncate: int | None
 ) -> None:
@@ -412,6 +425,7 @@ def test_damage_anywhere_salvages_every_readable_row_once_or_refuses_in_words(
                 await outbox.__aexit__(None, None, None)
             return rows, claimed
 
+        opened_at = time.time()
         outcome = anyio.run(open_and_claim)
         salvaged = bool(list(Path(folder).glob(f"{FILE_NAME}.damaged-*")))
     if isinstance(outcome, str):
@@ -422,11 +436,11 @@ def test_damage_anywhere_salvages_every_readable_row_once_or_refuses_in_words(
     event("salvaged" if salvaged else "opened as it was")
     event(f"rows kept: {'all' if len(rows) == 60 else 'none' if not rows else 'some'}")
     whole = {seq: row for seq, row in readable.items() if _whole_original(row)}
-    kept = {row["seq"]: without_claims([row])[0] for row in rows}
+    kept = {row["seq"]: as_salvaged([row], opened_at)[0] for row in rows}
     for seq, row in whole.items():
         assert seq in kept, f"readable row {seq} ({row['request_id']}) was not kept"
     for seq, row in kept.items():  # nothing made up: each is a row the damaged file holds
-        assert row in without_claims(versions.get(seq, [])), f"row {seq} is not in the file"
+        assert row in as_salvaged(versions.get(seq, []), opened_at), f"row {seq} is not in the file"
     assert len({row["request_id"] for row in rows}) == len(rows)
     assert len(claimed) == len(set(claimed))
     queued = {row["request_id"] for row in rows if row["state"] == "queued"}
@@ -582,6 +596,10 @@ def damage_under(path: Path, damage: list[tuple[int, bytes]]) -> dict[int, dict[
         max_size=4,
     ),
 )
+@example(damage=[(8161, b"\x00"), (51976, b"\xc4")])  # stranded queued rows before the fix
+@example(damage=[(19810, b"\x00")])  # the index lost the new publish's entry, silently
+@example(damage=[(18970, b"\x00")])  # the index named a delivered row queued: a crash
+@example(damage=[(8181, b"\x00"), (34356, b"\x00")])  # a row's target damaged: never sent
 def test_damage_anywhere_under_a_running_outbox_keeps_the_next_publish_or_refuses_in_words(
     damage: list[tuple[int, bytes]],
 ) -> None:
