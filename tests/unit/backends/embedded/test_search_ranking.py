@@ -1,5 +1,5 @@
 """How the embedded store ranks a search: by the question's content words, not its function
-words."""
+words, each turn with its neighbours in its session."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 
 
-def session(user_id: str, session_id: str, *contents: str) -> PublishRequest:
+def session(user_id: str, session_id: str, *contents: str, start: int = 0) -> PublishRequest:
     return PublishRequest(
         request_id=str(uuid.uuid4()),
         user_id=user_id,
         session_id=session_id,
         interaction_data_list=[
-            InteractionData(content=content, created_at=1_700_000_000 + n)
+            InteractionData(content=content, created_at=1_700_000_000 + start + n)
             for n, content in enumerate(contents)
         ],
     )
@@ -47,3 +47,37 @@ async def test_a_question_of_only_function_words_still_finds_them(tmp_path: Path
             session("u", "chat", "Lunch at noon.", "It was what it was."), wait_for_response=False
         )
         assert await search(store, "what was it?") == ["It was what it was."]
+
+
+async def test_the_answer_after_a_question_ranks_above_a_closer_match_alone(
+    tmp_path: Path,
+) -> None:
+    question, answer = "Where did you go on holiday?", "Paris, with my sister, in June."
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(session("u", "trip", question, answer), wait_for_response=False)
+        # Next in time, but of another session: "Paris" is no neighbour of it.
+        await store.publish(
+            session("u", "work", "June, then.", "Lunch at noon?", start=2), wait_for_response=False
+        )
+        found = await search(store, "where did we go on holiday in june?")
+        # Only matches are found: "Lunch at noon?" is no answer, neighbour or not.
+        assert found == [question, answer, "June, then."]
+
+
+async def test_a_turn_whose_neighbours_share_the_question_ranks_above_one_alone(
+    tmp_path: Path,
+) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            session("u", "monday", "Is the login bug back?", "We fixed the login bug.", "Good."),
+            wait_for_response=False,
+        )
+        await store.publish(
+            session("u", "friday", "Tea?", "We fixed the login bug.", start=100),
+            wait_for_response=False,
+        )
+        found = await store.search_interactions(
+            SearchRequest(user_id="u", query="the login bug", top_k=3)
+        )
+        fixed = [turn.created_at for turn in found if turn.content == "We fixed the login bug."]
+        assert fixed == [1_700_000_001, 1_700_000_101]  # the newer, alone, ranks below
