@@ -81,3 +81,30 @@ async def test_a_turn_whose_neighbours_share_the_question_ranks_above_one_alone(
         )
         fixed = [turn.created_at for turn in found if turn.content == "We fixed the login bug."]
         assert fixed == [1_700_000_001, 1_700_000_101]  # the newer, alone, ranks below
+
+
+async def test_another_users_turns_are_no_ones_neighbours(tmp_path: Path) -> None:
+    publishes = [
+        session("u", "chat", "Tea?"),
+        session("v", "chat", "Is the login bug back?", start=1),
+        session("u", "chat", "We fixed the login bug.", start=2),
+        session("u", "later", "We fixed the login bug.", start=100),
+    ]
+    async with EmbeddedStore(tmp_path) as store:
+        for request in publishes:
+            await store.publish(request, wait_for_response=False)
+        found = await store.search_interactions(
+            SearchRequest(user_id="u", query="the login bug", top_k=3)
+        )
+        # v's turn, in a session of the same name between u's, lends u's turn nothing.
+        assert [turn.created_at for turn in found] == [1_700_000_100, 1_700_000_002]
+
+
+async def test_a_cjk_question_with_function_words_still_finds_its_substring(
+    tmp_path: Path,
+) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            session("u", "chat", "東京で寿司を食べた", "What about it?"), wait_for_response=False
+        )
+        assert await search(store, "what about 寿司?") == ["東京で寿司を食べた"]
