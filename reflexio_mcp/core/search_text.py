@@ -1,5 +1,9 @@
 """What a search query means, for every backend: its words, bounded, and CJK substrings.
 
+A store that ranks the words itself (the embedded one) matches a query's content words only:
+"what did we decide about the database?" is about "decide" and "database", and a turn sharing
+only "what", "did" and "we" with it is no answer. Reflexio gets the query as it was asked.
+
 SQLite's unicode61 tokenizer keeps a run of Chinese, Japanese or Korean characters as one
 token ("東京で寿司を食べた"), so a word index alone cannot find "寿司" inside it. The embedded
 store therefore keeps a second index of overlapping character pairs (bigrams) of CJK runs;
@@ -15,6 +19,20 @@ MAX_QUERY_TERMS = 32
 stalled a search for minutes."""
 
 WORD = re.compile(r"\w+")
+_FUNCTION_WORDS = """
+    a about above after again against all am an and any are aren as at be because been before
+    being below between both but by can cannot could couldn d did didn do does doesn doing
+    don down during each few for from further had hadn has hasn have haven having he her
+    here hers herself him himself his how i if in into is isn it its itself let ll m me more
+    most mustn my myself no nor not o of off on once only or other ought our ours ourselves
+    out over own re s same shan she should shouldn so some such t than that the their theirs
+    them themselves then there these they this those through to too under until up ve very
+    was wasn we were weren what when where which while who whom why will with would
+    wouldn you your yours yourself yourselves
+    """
+FUNCTION_WORDS = frozenset(_FUNCTION_WORDS.split())
+"""English function words (stop words), casefolded, contractions as WORD cuts them
+("didn't" is "didn", "t")."""
 CJK_RUN = re.compile(
     "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
     "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ebef]+"
@@ -50,16 +68,20 @@ def has_words(query: str) -> bool:
 
 
 def word_match(query: str) -> str:
-    """FTS5 syntax for 'any of these words': each quoted (so FTS5 operators in user text are
-    inert), the last also matching as a prefix, as Reflexio's own search does."""
-    quoted = [f'"{word}"' for word in distinct_words(query)]
+    """FTS5 syntax for 'any of these content words': each quoted (so FTS5 operators in user
+    text are inert), the last also matching as a prefix, as Reflexio's own search does."""
+    quoted = [f'"{word}"' for word in content_words(query)]
     if quoted:
         quoted[-1] += "*"
     return " OR ".join(quoted)
 
 
-def distinct_words(query: str) -> list[str]:
-    return _distinct(WORD.findall(query))[:MAX_QUERY_TERMS]
+def content_words(query: str) -> list[str]:
+    """The distinct words of the query less its function words; all of them when it has
+    nothing else ("who was it?" still finds the turns that say so)."""
+    words = _distinct(WORD.findall(query))
+    content = [word for word in words if word.casefold() not in FUNCTION_WORDS]
+    return (content or words)[:MAX_QUERY_TERMS]
 
 
 def _distinct(words: list[str]) -> list[str]:

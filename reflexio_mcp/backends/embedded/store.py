@@ -1,4 +1,5 @@
-"""The embedded backend: interactions in a local SQLite file, searched with FTS5/bm25.
+"""The embedded backend: interactions in a local SQLite file, searched with FTS5/bm25 and
+each turn's neighbours (ranking.py).
 
 It keeps Reflexio's rules (request_id stored once, source pattern, sizes, 10 MiB per publish)
 and answers in Reflexio's shapes, so tools cannot tell the two apart, except that nothing is
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from reflexio_mcp.backends.embedded.ranking import ranked_ids
 from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
 from reflexio_mcp.backends.embedded.vocabulary import WORD_COLUMNS, Vocabulary
 from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
@@ -222,13 +224,18 @@ class EmbeddedStore:
             sql = f"SELECT {COLUMNS} FROM interactions WHERE user_id = ? AND interaction_id IN "
             sql += f"({marks})"
             return await self._select(sql, (request.user_id, *among), tenant=request.user_id)
-        where, params = _window(request.user_id, request.start_time, request.end_time, "i.")
-        if request.request_id:
-            where += " AND i.request_id = ?"
-            params.append(request.request_id)
+
+        def conditions(table: str) -> tuple[str, list[Any]]:
+            where, params = _window(request.user_id, request.start_time, request.end_time, table)
+            if request.request_id:
+                where += f" AND {table}request_id = ?"
+                params.append(request.request_id)
+            return where, params
+
         limits = [k for k in (request.top_k, request.most_recent_k) if k]
         limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
         if request.query is None:
+            where, params = conditions("i.")
             sql = (
                 f"SELECT {COLUMNS_OF_I} FROM interactions i WHERE {where} ORDER BY {I_NEWEST_FIRST}"
             )
@@ -256,14 +263,13 @@ class EmbeddedStore:
                 f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?"
                 for table, _ in indexes
             )
-            sql = (
-                f"SELECT {COLUMNS_OF_I} FROM "
-                f"(SELECT id, min(rank) AS rank FROM ({matches}) GROUP BY id) m "
-                f"JOIN interactions i ON i.interaction_id = m.id WHERE {where} "
-                f"ORDER BY m.rank, {I_NEWEST_FIRST} LIMIT ?"
-            )
-            rows = db.execute(sql, (*(match for _, match in indexes), *params, limit))
-            return [_interaction(row) for row in rows]
+            ids = ranked_ids(db, matches, [m for _, m in indexes], conditions, limit)
+            marks = ", ".join("?" * len(ids))
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM interactions WHERE interaction_id IN ({marks})", ids
+            ).fetchall()
+            by_id = {row[0]: _interaction(row) for row in rows}
+            return [by_id[rowid] for rowid in ids if rowid in by_id]
 
         best = await self._file.read(search, tenant=request.user_id)
         # As Reflexio: most_recent_k keeps the k best matches, shown newest first.

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 
-from reflexio_mcp.core.search_text import cjk_grams, cjk_phrases, distinct_words
+from reflexio_mcp.core.search_text import cjk_grams, cjk_phrases, content_words
 
 WORD_COLUMNS = ("content", "expert_content", "user_action_description")
 INDEX_TOKENIZER = "ascii"
@@ -72,7 +72,7 @@ class Vocabulary:
         vocabulary: the same as search_text's word_match and cjk_match ask of a plain index.
         '' for a part that can match nothing."""
         prefix = token_prefix(user_key)
-        words = distinct_words(query)
+        words = content_words(query)
         phrases = cjk_phrases(query)
         with self._lock:
             cut_words = self._cut("word_text", [(word, "", "") for word in words])

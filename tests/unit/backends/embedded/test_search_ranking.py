@@ -1,0 +1,110 @@
+"""How the embedded store ranks a search: by the question's content words, not its function
+words, each turn with its neighbours in its session."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
+
+
+def session(user_id: str, session_id: str, *contents: str, start: int = 0) -> PublishRequest:
+    return PublishRequest(
+        request_id=str(uuid.uuid4()),
+        user_id=user_id,
+        session_id=session_id,
+        interaction_data_list=[
+            InteractionData(content=content, created_at=1_700_000_000 + start + n)
+            for n, content in enumerate(contents)
+        ],
+    )
+
+
+async def search(store: EmbeddedStore, query: str, top_k: int = 10) -> list[str]:
+    found = await store.search_interactions(SearchRequest(user_id="u", query=query, top_k=top_k))
+    return [turn.content for turn in found]
+
+
+async def test_a_question_is_matched_by_its_content_words_not_its_function_words(
+    tmp_path: Path,
+) -> None:
+    database = "In the end we went with Postgres as the database, for its JSON support."
+    chatter = "What did we do about it, and what did we do about the rest? We did what we did."
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            session("u", "chat", chatter, database, "Lunch at noon?"), wait_for_response=False
+        )
+        assert (await search(store, "what did we decide about the database?", top_k=1)) == [
+            database
+        ]
+
+
+async def test_a_question_of_only_function_words_still_finds_them(tmp_path: Path) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            session("u", "chat", "Lunch at noon.", "It was what it was."), wait_for_response=False
+        )
+        assert await search(store, "what was it?") == ["It was what it was."]
+
+
+async def test_the_answer_after_a_question_ranks_above_a_closer_match_alone(
+    tmp_path: Path,
+) -> None:
+    question, answer = "Where did you go on holiday?", "Paris, with my sister, in June."
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(session("u", "trip", question, answer), wait_for_response=False)
+        # Next in time, but of another session: "Paris" is no neighbour of it.
+        await store.publish(
+            session("u", "work", "June, then.", "Lunch at noon?", start=2), wait_for_response=False
+        )
+        found = await search(store, "where did we go on holiday in june?")
+        # Only matches are found: "Lunch at noon?" is no answer, neighbour or not.
+        assert found == [question, answer, "June, then."]
+
+
+async def test_a_turn_whose_neighbours_share_the_question_ranks_above_one_alone(
+    tmp_path: Path,
+) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            session("u", "monday", "Is the login bug back?", "We fixed the login bug.", "Good."),
+            wait_for_response=False,
+        )
+        await store.publish(
+            session("u", "friday", "Tea?", "We fixed the login bug.", start=100),
+            wait_for_response=False,
+        )
+        found = await store.search_interactions(
+            SearchRequest(user_id="u", query="the login bug", top_k=3)
+        )
+        fixed = [turn.created_at for turn in found if turn.content == "We fixed the login bug."]
+        assert fixed == [1_700_000_001, 1_700_000_101]  # the newer, alone, ranks below
+
+
+async def test_another_users_turns_are_no_ones_neighbours(tmp_path: Path) -> None:
+    publishes = [
+        session("u", "chat", "Tea?"),
+        session("v", "chat", "Is the login bug back?", start=1),
+        session("u", "chat", "We fixed the login bug.", start=2),
+        session("u", "later", "We fixed the login bug.", start=100),
+    ]
+    async with EmbeddedStore(tmp_path) as store:
+        for request in publishes:
+            await store.publish(request, wait_for_response=False)
+        found = await store.search_interactions(
+            SearchRequest(user_id="u", query="the login bug", top_k=3)
+        )
+        # v's turn, in a session of the same name between u's, lends u's turn nothing.
+        assert [turn.created_at for turn in found] == [1_700_000_100, 1_700_000_002]
+
+
+async def test_a_cjk_question_with_function_words_still_finds_its_substring(
+    tmp_path: Path,
+) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            session("u", "chat", "東京で寿司を食べた", "What about it?"), wait_for_response=False
+        )
+        assert await search(store, "what about 寿司?") == ["東京で寿司を食べた"]
