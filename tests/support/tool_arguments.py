@@ -1,6 +1,7 @@
 """Hypothesis strategies of every tool's arguments: mostly valid, the rest boundary numbers,
 wrong types, missing and unknown arguments, odd text, odd times and odd turns.
-REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples per property (default 200)."""
+REFLEXIO_MCP_FUZZ_EXAMPLES sets the examples per property (default 200, the same ones every run;
+set, they are drawn at random: a campaign)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from reflexio_mcp.core.limits import (
     MAX_TOOL_DATA_DEPTH,
 )
 
-EXAMPLES = int(os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES", "200"))
+CAMPAIGN = os.environ.get("REFLEXIO_MCP_FUZZ_EXAMPLES")
+EXAMPLES = int(CAMPAIGN or "200")
 
 
 CALL_SECONDS = 30
@@ -56,6 +58,7 @@ FUZZ = hypothesis.settings(
     max_examples=EXAMPLES,
     deadline=None,
     database=None,  # nothing written into the checkout; a failure prints its example
+    derandomize=not CAMPAIGN,  # the same examples every default run; a campaign explores
     suppress_health_check=[
         HealthCheck.too_slow,
         HealthCheck.data_too_large,
