@@ -87,11 +87,14 @@ class SqliteFile:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # A write under way ends first: closing a connection while another thread runs a
+        # statement on it can crash the process (seen: a salvage closing the outbox mid-publish).
+        async with self._one_writer:
+            writer, self._writer = self._writer, None
         connections = [reader.db for reader in self._idle_readers]
-        self._idle_readers = []
-        if self._writer is not None:
-            connections.append(self._writer)
-            self._writer = None
+        self._idle_readers = []  # readers still busy are closed as their read ends
+        if writer is not None:
+            connections.append(writer)
         for db in connections:
             await anyio.to_thread.run_sync(db.close)
 
@@ -103,6 +106,8 @@ class SqliteFile:
             raise self._closed()
 
         def transaction() -> _T:
+            if self._writer is not db:  # closed while this write waited for its turn
+                raise self._closed()
             with self._errors(), _Transaction(db):
                 return work(db)
 
@@ -129,8 +134,14 @@ class SqliteFile:
             try:
                 return await anyio.to_thread.run_sync(run)
             finally:
-                if reader is not None:
+                if reader is not None and self.is_open():
                     self._idle_readers.append(reader)
+                elif reader is not None:  # the file was closed meanwhile
+                    with anyio.CancelScope(shield=True):
+                        await anyio.to_thread.run_sync(reader.db.close)
+
+    def is_open(self) -> bool:
+        return self._writer is not None
 
     def _closed(self) -> StoreError:
         return StoreError(f"{self.label} {self.path} is not open (it is being closed or replaced)")
