@@ -315,6 +315,7 @@ class Interaction(BaseModel):
     interaction_id: int = Field(description="Stable id; pass it to delete_interaction.")
     user_id: str
     request_id: str = Field(description="Id of the publish that stored this turn.")
+    session_id: str = Field(default="", description="Session of the publish; '' if not known.")
     created_at: Annotated[int, BeforeValidator(_whole_seconds)] = Field(description="Unix seconds.")
     role: str = "User"
     content: str = ""
@@ -323,6 +324,9 @@ class Interaction(BaseModel):
     user_action_description: str = ""
     interacted_image_url: str = ""
     tools_used: list[StoredToolUse] = Field(default_factory=list[StoredToolUse])
+    score: float | None = Field(
+        default=None, description="How well it matched a search (0-1, higher is better)."
+    )
 
     @computed_field(description="created_at as ISO 8601, UTC.")
     @property

@@ -53,8 +53,12 @@ COLUMN_NAMES = (
     "interaction_id", "user_id", "request_id", "created_at", "role", "content", "expert_content",
     "user_action", "user_action_description", "interacted_image_url", "tools_used",
 )  # fmt: skip
-COLUMNS = ", ".join(COLUMN_NAMES)
-COLUMNS_OF_I = ", ".join(f"i.{column}" for column in COLUMN_NAMES)
+SESSION_OF = "(SELECT session_id FROM publishes WHERE publishes.request_id = {table}request_id)"
+"""A turn's session, kept on its publish."""
+COLUMNS = ", ".join([*COLUMN_NAMES, SESSION_OF.format(table="interactions.")])
+COLUMNS_OF_I = ", ".join(
+    [*(f"i.{column}" for column in COLUMN_NAMES), SESSION_OF.format(table="i.")]
+)
 NEWEST_FIRST = "created_at DESC, interaction_id DESC"
 I_NEWEST_FIRST = "i.created_at DESC, i.interaction_id DESC"
 
@@ -441,7 +445,8 @@ def _within_keyset(where: str, params: list[Any], after: Keyset | None) -> tuple
 
 
 def _interaction(row: Sequence[Any]) -> Interaction:
-    data = dict(zip(COLUMN_NAMES, row, strict=True))
+    data = dict(zip((*COLUMN_NAMES, "session_id"), row, strict=True))
+    data["session_id"] = data["session_id"] or ""
     try:
         data["tools_used"] = json.loads(data["tools_used"])
     except (TypeError, ValueError):  # written by hand, or by something else: show nothing
