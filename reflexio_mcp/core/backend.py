@@ -11,6 +11,7 @@ from reflexio_mcp.core.models import (
     GetRequest,
     Interaction,
     Keyset,
+    Matches,
     Published,
     PublishRequest,
     PublishStatus,
@@ -65,10 +66,10 @@ class Backend(Protocol):
 
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
-    ) -> list[Interaction]:
-        """Interactions of one user that match a query, best match first. With `among` (the
-        ids this search found before, for a later page): those of them still stored, in any
-        order, however they rank now."""
+    ) -> Matches:
+        """Interactions of one user that match a query, best match first, and the mode that
+        ran. With `among` (the ids this search found before, for a later page): those of them
+        still stored, in any order, however they rank now."""
         ...
 
     async def get_all_interactions(

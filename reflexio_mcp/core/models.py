@@ -339,6 +339,16 @@ def newest_first(interactions: list[Interaction]) -> list[Interaction]:
     return sorted(interactions, key=lambda i: (i.created_at, i.interaction_id), reverse=True)
 
 
+class Matches(BaseModel):
+    """What a search found, best first, and how it searched."""
+
+    interactions: list[Interaction]
+    search_mode: SearchMode | None = None
+    """The mode that ran (a store may run another than asked); None: the store did not say."""
+    notes: list[str] = Field(default_factory=list[str])
+    """What the caller should know about how it searched (a fallback, an index still filling)."""
+
+
 class Keyset(BaseModel):
     """Where the next page of a newest-first listing starts: its turns older than the last one
     shown, by (created_at, interaction_id), down to the oldest it held at its first page, and

@@ -94,9 +94,11 @@ async def recall(
     found: list[Interaction] = []
     if query and has_words(query):
         try:
-            found = await state.backend.search_interactions(
-                SearchRequest(user_id=user, query=query, top_k=RECALL_TURNS)
-            )
+            found = (
+                await state.backend.search_interactions(
+                    SearchRequest(user_id=user, query=query, top_k=RECALL_TURNS)
+                )
+            ).interactions
         except ValidationError as err:
             raise _invalid(err) from None
         except ReflexioMcpError as err:

@@ -150,7 +150,8 @@ async def search_interactions(
             )
         among = position.ids if isinstance(position, Unshown) else None
         found = await state.backend.search_interactions(request, among)
-    return _paged(state, "search_interactions", request, found, position, note)
+    notes = "; ".join([*([note] if note else []), *found.notes]) or None
+    return _paged(state, "search_interactions", request, found.interactions, position, notes)
 
 
 async def get_interactions(

@@ -31,6 +31,7 @@ from reflexio_mcp.core.models import (
     GetRequest,
     Interaction,
     Keyset,
+    Matches,
     Published,
     PublishRequest,
     PublishStatus,
@@ -222,6 +223,11 @@ class EmbeddedStore:
 
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> Matches:
+        return Matches(interactions=await self._found(request, among), search_mode="fts")
+
+    async def _found(
+        self, request: SearchRequest, among: Sequence[int] | None
     ) -> list[Interaction]:
         if among is not None:  # found before, and a stored turn never changes: look them up
             marks = ", ".join("?" * len(among))

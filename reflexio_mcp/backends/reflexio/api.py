@@ -36,6 +36,7 @@ from reflexio_mcp.core.models import (
     GetRequest,
     Interaction,
     Keyset,
+    Matches,
     Published,
     PublishRequest,
     PublishStatus,
@@ -168,8 +169,8 @@ class ReflexioApi:
                 return Published(
                     message="Interaction published successfully (delivered by an earlier attempt)"
                 )
-            mine = await self.search_interactions(
-                SearchRequest(user_id=user_id, request_id=request_id, top_k=1)
+            mine = await self._found(
+                SearchRequest(user_id=user_id, request_id=request_id, top_k=1), None
             )
             return already_stored(request_id, same_user=bool(mine))
         if not answer.success:
@@ -235,6 +236,12 @@ class ReflexioApi:
 
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
+    ) -> Matches:
+        # Reflexio's search_interactions does not say which mode it ran.
+        return Matches(interactions=await self._found(request, among))
+
+    async def _found(
+        self, request: SearchRequest, among: Sequence[int] | None
     ) -> list[Interaction]:
         if among is not None:
             return await self._found_again(request, among)

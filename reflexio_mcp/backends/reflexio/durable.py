@@ -47,6 +47,7 @@ from reflexio_mcp.core.models import (
     GetRequest,
     Interaction,
     Keyset,
+    Matches,
     Published,
     PublishRequest,
     PublishStatus,
@@ -384,7 +385,7 @@ class ReflexioBackend:
 
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
-    ) -> list[Interaction]:
+    ) -> Matches:
         return await self._guarded(lambda: self._client.search_interactions(request, among))
 
     async def get_all_interactions(

@@ -420,7 +420,9 @@ async def test_a_version_1_store_gains_cjk_search_when_opened(tmp_path: Path) ->
     )
     db.close()
     async with EmbeddedStore(tmp_path) as store:
-        found = await store.search_interactions(SearchRequest(user_id="u", query="寿司"))
+        found = (
+            await store.search_interactions(SearchRequest(user_id="u", query="寿司"))
+        ).interactions
     assert [i.content for i in found] == ["東京で寿司を食べた"]
     db = sqlite3.connect(tmp_path / "interactions.sqlite3")
     assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]

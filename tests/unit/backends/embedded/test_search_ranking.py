@@ -23,7 +23,9 @@ def session(user_id: str, session_id: str, *contents: str, start: int = 0) -> Pu
 
 
 async def search(store: EmbeddedStore, query: str, top_k: int = 10) -> list[str]:
-    found = await store.search_interactions(SearchRequest(user_id="u", query=query, top_k=top_k))
+    found = (
+        await store.search_interactions(SearchRequest(user_id="u", query=query, top_k=top_k))
+    ).interactions
     return [turn.content for turn in found]
 
 
@@ -76,9 +78,11 @@ async def test_a_turn_whose_neighbours_share_the_question_ranks_above_one_alone(
             session("u", "friday", "Tea?", "We fixed the login bug.", start=100),
             wait_for_response=False,
         )
-        found = await store.search_interactions(
-            SearchRequest(user_id="u", query="the login bug", top_k=3)
-        )
+        found = (
+            await store.search_interactions(
+                SearchRequest(user_id="u", query="the login bug", top_k=3)
+            )
+        ).interactions
         fixed = [turn.created_at for turn in found if turn.content == "We fixed the login bug."]
         assert fixed == [1_700_000_001, 1_700_000_101]  # the newer, alone, ranks below
 
@@ -93,9 +97,11 @@ async def test_another_users_turns_are_no_ones_neighbours(tmp_path: Path) -> Non
     async with EmbeddedStore(tmp_path) as store:
         for request in publishes:
             await store.publish(request, wait_for_response=False)
-        found = await store.search_interactions(
-            SearchRequest(user_id="u", query="the login bug", top_k=3)
-        )
+        found = (
+            await store.search_interactions(
+                SearchRequest(user_id="u", query="the login bug", top_k=3)
+            )
+        ).interactions
         # v's turn, in a session of the same name between u's, lends u's turn nothing.
         assert [turn.created_at for turn in found] == [1_700_000_100, 1_700_000_002]
 

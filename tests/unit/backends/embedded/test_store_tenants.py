@@ -79,9 +79,9 @@ async def test_a_heavy_users_searches_do_not_hold_up_another_users_get_and_searc
         )
 
         async def heavy_search() -> None:
-            found = await store.search_interactions(
-                SearchRequest(user_id="heavy", query="a", top_k=10)
-            )
+            found = (
+                await store.search_interactions(SearchRequest(user_id="heavy", query="a", top_k=10))
+            ).interactions
             assert len(found) == 10
             finished.append("heavy search")
 
@@ -92,9 +92,11 @@ async def test_a_heavy_users_searches_do_not_hold_up_another_users_get_and_searc
                 await anyio.wait_all_tasks_blocked()  # all six are reading or waiting to
                 got = await store.get_interactions(GetRequest(user_id="light"))
                 finished.append("light get")
-                found = await store.search_interactions(
-                    SearchRequest(user_id="light", query="a", top_k=10)
-                )
+                found = (
+                    await store.search_interactions(
+                        SearchRequest(user_id="light", query="a", top_k=10)
+                    )
+                ).interactions
                 finished.append("light search")
     assert sorted(i.content for i in got) == ["an apple a day", "nothing here"]
     assert [i.content for i in found] == ["an apple a day"]
@@ -218,20 +220,28 @@ async def test_a_version_2_file_keeps_every_row_id_and_search_result(tmp_path: P
     assert sum(map(len, before.values())) > 20  # the queries do find things
     async with EmbeddedStore(tmp_path) as store:
         for (user, query), ids in before.items():
-            found = await store.search_interactions(
-                SearchRequest(user_id=user, query=query, top_k=100)
-            )
+            found = (
+                await store.search_interactions(SearchRequest(user_id=user, query=query, top_k=100))
+            ).interactions
             assert {i.interaction_id for i in found} == ids, (user, query)
         listed = await store.get_interactions(GetRequest(user_id="ann", top_k=100))
         assert sorted(i.interaction_id for i in listed) == [r[0] for r in rows if r[1] == "ann"]
         await store.publish(publish("ann", ["after the upgrade"]), wait_for_response=False)
-        [newest] = await store.search_interactions(SearchRequest(user_id="ann", query="upgrade"))
+        [newest] = (
+            await store.search_interactions(SearchRequest(user_id="ann", query="upgrade"))
+        ).interactions
         assert newest.interaction_id == max(r[0] for r in rows) + 2  # the deleted id stays unused
         for interaction in listed:
             await store.delete_interaction("ann", interaction.interaction_id)
-        assert await store.search_interactions(SearchRequest(user_id="ann", query="寿司")) == []
-        assert await store.search_interactions(SearchRequest(user_id="ann", query="order")) == []
-        found = await store.search_interactions(SearchRequest(user_id="bob", query="order"))
+        assert (
+            await store.search_interactions(SearchRequest(user_id="ann", query="寿司"))
+        ).interactions == []
+        assert (
+            await store.search_interactions(SearchRequest(user_id="ann", query="order"))
+        ).interactions == []
+        found = (
+            await store.search_interactions(SearchRequest(user_id="bob", query="order"))
+        ).interactions
         assert {i.interaction_id for i in found} == before[("bob", "order")]
     after = rows_of(path)
     assert [r for r in after if r[1] != "ann"] == [r for r in rows if r[1] != "ann"]
@@ -292,7 +302,9 @@ def test_a_migration_killed_half_way_leaves_the_version_2_file(tmp_path: Path) -
 
     async def open_it() -> set[int]:
         async with EmbeddedStore(tmp_path) as store:
-            found = await store.search_interactions(SearchRequest(user_id="bob", query="order"))
+            found = (
+                await store.search_interactions(SearchRequest(user_id="bob", query="order"))
+            ).interactions
         return {i.interaction_id for i in found}
 
     assert anyio.run(open_it) == before

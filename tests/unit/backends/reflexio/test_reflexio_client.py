@@ -561,7 +561,9 @@ async def test_delete_sends_json_body_and_returns_what_it_deleted() -> None:
 
 async def test_search_honours_top_k_even_when_the_backend_does_not() -> None:
     async with client(lambda request: interactions_answer(1, 2, 3, 4)) as reflexio:
-        found = await reflexio.search_interactions(SearchRequest(user_id="u", query="x", top_k=2))
+        found = (
+            await reflexio.search_interactions(SearchRequest(user_id="u", query="x", top_k=2))
+        ).interactions
     assert [i.interaction_id for i in found] == [1, 2]
 
 
@@ -580,9 +582,11 @@ async def test_time_windows_are_applied_by_the_bridge_not_sent_to_reflexio_searc
 
     end = datetime.fromtimestamp(1500, UTC)
     async with client(handler) as reflexio:
-        found = await reflexio.search_interactions(
-            SearchRequest(user_id="u", most_recent_k=3, end_time=end)
-        )
+        found = (
+            await reflexio.search_interactions(
+                SearchRequest(user_id="u", most_recent_k=3, end_time=end)
+            )
+        ).interactions
     assert [i.created_at for i in found] == [1500, 1499, 1498]
     assert [b["most_recent_k"] for b in bodies] == [3, 100, 1000]
     assert all("end_time" not in b and "start_time" not in b for b in bodies)
