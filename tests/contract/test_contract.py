@@ -181,7 +181,8 @@ async def test_search_finds_by_word_and_honours_top_k(mcp: Client, user_id: str)
         {"user_id": user_id, "query": "sourdough acetone thanks", "top_k": 1},
     )
     assert one["count"] == 1
-    none = await call(mcp, "search_interactions", {"user_id": user_id, "query": "zeppelin"})
+    words = {"user_id": user_id, "query": "zeppelin", "search_mode": "fts"}
+    none = await call(mcp, "search_interactions", words)
     assert none == {
         "user_id": user_id,
         "count": 0,
@@ -438,7 +439,9 @@ async def test_the_latest_storable_time_reads_back(mcp: Client, user_id: str) ->
         ("far future", "9999-12-31T23:59:59Z"),
         ("epoch", "1970-01-01T00:00:00Z"),
     ]
-    found = await call(mcp, "search_interactions", {"user_id": user_id, "query": "future"})
+    found = await call(
+        mcp, "search_interactions", {"user_id": user_id, "query": "future", "search_mode": "fts"}
+    )
     assert found["count"] == 1
     deleted = await call(
         mcp,
@@ -526,7 +529,8 @@ async def test_a_query_of_thousands_of_words_is_bounded(mcp: Client, user_id: st
     assert repeated["count"] == 1
     assert repeated["note"] is None
     many = " ".join(f"word{n}" for n in range(100)) + " alpha"
-    found = await call(mcp, "search_interactions", {"user_id": user_id, "query": many})
+    by_words = {"user_id": user_id, "query": many, "search_mode": "fts"}
+    found = await call(mcp, "search_interactions", by_words)
     assert found["count"] == 0  # alpha is the 101st distinct word: left out, and said so
     assert found["note"] == (
         "the query has 101 distinct words; searched for the first 32 (word29 word30 word31 was "

@@ -1,13 +1,17 @@
-"""How the embedded store ranks a search's matches: each turn by its own bm25 and a share of
-its neighbours' in its session.
+"""How the embedded store ranks a search: by words (bm25, each turn with a share of its
+session neighbours' scores), by meaning (cosine of e5 vectors), or both fused.
 
 An answer is often split over turns: "Where did you go on holiday?" then "Paris, in June". A
 question's words in the turn before or after a turn count for it too, at NEIGHBOUR_WEIGHT of
 that turn's score, so the answer ranks up though it shares only "June" with the question. A
 turn's neighbours are the user's turns just before and after it in time, when they are of its
-session. Only matches are ranked: a turn matching none of the words stays out, as on
-Reflexio. Computed over the CANDIDATES best bm25 matches, so a search costs little more than
-its full-text match.
+session. Computed over the CANDIDATES best matches of each kind, so a search costs little more
+than its full-text match and its vector scan.
+
+Hybrid fuses the two rankings by reciprocal rank (1/(FUSION_K + rank) from each list a turn is
+in), which needs no common scale between bm25 and cosine; then each turn gains
+FUSED_NEIGHBOUR_WEIGHT of its neighbours' fused scores. Every weight was measured on LoCoMo's
+development half (bench/recall.py; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -20,45 +24,67 @@ from typing import Any
 Conditions = Callable[[str], tuple[str, list[Any]]]
 """The conditions a turn of the result meets, as SQL on the given table alias ("i."), and
 their parameters: the user, the time window, the request."""
+Ranked = list[tuple[int, float]]
+"""(interaction_id, score), best first."""
 
 CANDIDATES = 200
-"""The best full-text matches re-ranked with their neighbours."""
+"""The best matches of each kind that are ranked."""
 NEIGHBOUR_WEIGHT = 0.5
-"""The share of a neighbour's score a turn gains (measured on LoCoMo's development half)."""
+"""The share of a neighbour's bm25 score a turn gains."""
+FUSION_K = 60
+MEANING_WEIGHT = 1.0
+"""The meaning ranking's weight in the fusion, the words' being 1."""
+FUSED_NEIGHBOUR_WEIGHT = 0.25
+"""The share of a neighbour's fused score a turn gains."""
 
 
-def ranked_ids(
-    db: sqlite3.Connection,
-    matches: str,
-    match_params: Sequence[str],
-    conditions: Conditions,
-    limit: int,
-) -> list[int]:
-    """The ids of the `limit` best turns, best first; ties newest first.
+def by_words(
+    db: sqlite3.Connection, matches: str, match_params: Sequence[str], conditions: Conditions
+) -> Ranked:
+    """The best full-text matches, scored by bm25 plus their matching neighbours' share.
 
     `matches`: SQL giving (id, rank) for the full-text matches. Only they are ranked: a
     neighbour that matches nothing is left out, as Reflexio would leave it out.
     """
     where, params = conditions("i.")
     candidates = db.execute(
-        f"SELECT m.id, -m.rank, i.created_at FROM (SELECT id, min(rank) AS rank FROM "
+        f"SELECT m.id, -m.rank FROM (SELECT id, min(rank) AS rank FROM "
         f"({matches}) GROUP BY id) m JOIN interactions i ON i.interaction_id = m.id "
         f"WHERE {where} ORDER BY m.rank, i.created_at DESC, i.interaction_id DESC LIMIT ?",
         (*match_params, *params, CANDIDATES),
     ).fetchall()
-    if not candidates:
-        return []
-    own = {int(rowid): float(score) for rowid, score, _ in candidates}
-    created = {int(rowid): int(at) for rowid, _, at in candidates}
+    own = {int(rowid): float(score) for rowid, score in candidates}
     scores = dict(own)
-    for rowid, neighbour in _neighbours(db, list(own), conditions):
+    for rowid, neighbour in neighbours(db, list(own), conditions):
         if neighbour in own:  # a result matches the query, as on Reflexio
             scores[neighbour] += NEIGHBOUR_WEIGHT * own[rowid]
-    best = sorted(scores, key=lambda rowid: (-scores[rowid], -created[rowid], -rowid))
-    return best[:limit]
+    return _best_first(scores, [rowid for rowid, _ in candidates])
 
 
-def _neighbours(
+def fused(db: sqlite3.Connection, words: Ranked, meaning: Ranked, conditions: Conditions) -> Ranked:
+    """Both rankings as one: reciprocal rank fusion, then each turn's share of its neighbours'
+    fused scores. Scores are scaled to 0-1 (1: first in both lists)."""
+    own: dict[int, float] = {}
+    for ranking, weight in ((words, 1.0), (meaning, MEANING_WEIGHT)):
+        for rank, (rowid, _) in enumerate(ranking):
+            own[rowid] = own.get(rowid, 0.0) + weight / (FUSION_K + rank + 1)
+    scores = dict(own)
+    for rowid, neighbour in neighbours(db, list(own), conditions):
+        if neighbour in own:
+            scores[neighbour] += FUSED_NEIGHBOUR_WEIGHT * own[rowid]
+    top = (1 + MEANING_WEIGHT) / (FUSION_K + 1)
+    order = [rowid for rowid, _ in words] + [rowid for rowid, _ in meaning]
+    return [(rowid, min(score / top, 1.0)) for rowid, score in _best_first(scores, order)]
+
+
+def _best_first(scores: dict[int, float], order: list[int]) -> Ranked:
+    """Highest score first; ties in the order the candidates came (newest first, for bm25)."""
+    position = {rowid: n for n, rowid in reversed(list(enumerate(order)))}
+    best = sorted(scores, key=lambda rowid: (-scores[rowid], position.get(rowid, len(order))))
+    return [(rowid, scores[rowid]) for rowid in best]
+
+
+def neighbours(
     db: sqlite3.Connection, ids: list[int], conditions: Conditions
 ) -> list[tuple[int, int]]:
     """(turn, neighbour) for each turn's previous and next turn in its session: the user's

@@ -16,17 +16,25 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from reflexio_mcp.backends.embedded.ranking import ranked_ids
+import anyio
+import anyio.abc
+
+from reflexio_mcp.backends.embedded import search, vectors
+from reflexio_mcp.backends.embedded.embedder import Embedder, EmbeddingChoice
+from reflexio_mcp.backends.embedded.indexer import Indexer
+from reflexio_mcp.backends.embedded.ranking import Ranked
 from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
 from reflexio_mcp.backends.embedded.vocabulary import WORD_COLUMNS, Vocabulary
 from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
 from reflexio_mcp.core.backend import StoredListener, already_stored
 from reflexio_mcp.core.errors import StoreError, not_found
+from reflexio_mcp.core.fields import SearchMode
 from reflexio_mcp.core.models import (
     GetRequest,
     Interaction,
@@ -39,7 +47,16 @@ from reflexio_mcp.core.models import (
     iso_time,
     newest_first,
 )
-from reflexio_mcp.core.status import BackendStatus, KnownIds, SessionPage, SessionSummary
+from reflexio_mcp.core.status import (
+    BackendStatus,
+    KnownIds,
+    MeaningIndex,
+    SessionPage,
+    SessionSummary,
+)
+
+if TYPE_CHECKING:
+    from reflexio_mcp.backends.embedded.embedder import Vectors
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +93,7 @@ class EmbeddedStore:
         *,
         read_seconds: float = READ_SECONDS,
         busy_seconds: float = BUSY_TIMEOUT_SECONDS,
+        embedding: EmbeddingChoice | None = None,
     ) -> None:
         self.path = data_dir / FILE_NAME
         self.description = f"the embedded store at {self.path}"
@@ -85,17 +103,24 @@ class EmbeddedStore:
         # Two, so a long publish's tokens never hold up a search's few.
         self._index_vocabulary: Vocabulary | None = None
         self._query_vocabulary: Vocabulary | None = None
+        self._embedder = Embedder.shared(embedding or EmbeddingChoice())
+        self._vectors = vectors.VectorIndex()
+        self._indexer = Indexer(self._file, self._embedder)
+        self._stack: AsyncExitStack | None = None
 
     def __repr__(self) -> str:
         return f"EmbeddedStore(path={str(self.path)!r})"
 
     async def __aenter__(self) -> Self:
         self._index_vocabulary, self._query_vocabulary = Vocabulary(), Vocabulary()
-        try:
-            await self._file.__aenter__()
-        except BaseException:
-            self._close_vocabularies()
-            raise
+        async with AsyncExitStack() as stack:
+            stack.callback(self._close_vocabularies)
+            await stack.enter_async_context(self._file)
+            tasks: anyio.abc.TaskGroup = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(tasks.cancel_scope.cancel)
+            if self._embedder.unavailable is None:
+                tasks.start_soon(self._indexer.run)
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -104,10 +129,9 @@ class EmbeddedStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        try:
-            await self._file.__aexit__(exc_type, exc, tb)
-        finally:
-            self._close_vocabularies()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.__aexit__(exc_type, exc, tb)
 
     def _close_vocabularies(self) -> None:
         for vocabulary in (self._index_vocabulary, self._query_vocabulary):
@@ -123,6 +147,7 @@ class EmbeddedStore:
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         prepare(db, self.path, self._vocabulary(query=False))
+        vectors.prepare(db, self._embedder.model)
 
     async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
         request.checked_body()  # Reflexio's 10 MiB limit holds here too
@@ -162,6 +187,7 @@ class EmbeddedStore:
             return None
 
         earlier_user = await self._file.write(insert)
+        self._indexer.wake()
         if earlier_user is not None:
             return already_stored(request.request_id, same_user=earlier_user == request.user_id)
         ignored = [
@@ -224,16 +250,12 @@ class EmbeddedStore:
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
     ) -> Matches:
-        return Matches(interactions=await self._found(request, among), search_mode="fts")
-
-    async def _found(
-        self, request: SearchRequest, among: Sequence[int] | None
-    ) -> list[Interaction]:
         if among is not None:  # found before, and a stored turn never changes: look them up
             marks = ", ".join("?" * len(among))
             sql = f"SELECT {COLUMNS} FROM interactions WHERE user_id = ? AND interaction_id IN "
             sql += f"({marks})"
-            return await self._select(sql, (request.user_id, *among), tenant=request.user_id)
+            found = await self._select(sql, (request.user_id, *among), tenant=request.user_id)
+            return Matches(interactions=found)
 
         def conditions(table: str) -> tuple[str, list[Any]]:
             where, params = _window(request.user_id, request.start_time, request.end_time, table)
@@ -249,41 +271,82 @@ class EmbeddedStore:
             sql = (
                 f"SELECT {COLUMNS_OF_I} FROM interactions i WHERE {where} ORDER BY {I_NEWEST_FIRST}"
             )
-            return await self._select(f"{sql} LIMIT ?", (*params, limit), tenant=request.user_id)
+            found = await self._select(f"{sql} LIMIT ?", (*params, limit), tenant=request.user_id)
+            return Matches(interactions=found)
         query = request.query
         vocabulary = self._vocabulary(query=True)
+        mode: SearchMode = request.search_mode
+        notes: list[str] = []
+        words: Ranked = []
+        query_vector: Vectors | None = None
 
-        def search(db: sqlite3.Connection) -> list[Interaction]:
+        def by_words(db: sqlite3.Connection) -> None:
+            nonlocal words
+            user_key = _user_key(db, request.user_id)
+            if user_key is not None:
+                words = search.word_matches(db, vocabulary, user_key, query, conditions)
+
+        async def read_words() -> None:
+            await self._file.read(by_words, tenant=request.user_id)
+
+        async def embed_query() -> None:
+            nonlocal query_vector
+            query_vector = await anyio.to_thread.run_sync(
+                self._embedder.query, query, abandon_on_cancel=True
+            )
+
+        try:  # the words are read while the query is embedded
+            async with anyio.create_task_group() as both:
+                if mode != "vector":
+                    both.start_soon(read_words)
+                if mode != "fts":
+                    both.start_soon(embed_query)
+        except BaseExceptionGroup as failed:  # a read's own error, as a lone read raises it
+            if len(failed.exceptions) == 1:
+                raise failed.exceptions[0] from None
+            raise
+        if mode != "fts" and query_vector is None:
+            notes.append(f"searched by words only: {self._embedder.unavailable}")
+            if mode == "vector":
+                await read_words()
+            mode = "fts"
+        narrowed = bool(request.start_time or request.end_time or request.request_id)
+
+        def ranked(db: sqlite3.Connection) -> list[Interaction]:
             user_key = _user_key(db, request.user_id)
             if user_key is None:
                 return []
-            indexes = [
-                (table, match)
-                for table, match in zip(
-                    ("interactions_words", "interactions_grams"),
-                    vocabulary.matches(user_key, query),
-                    strict=True,
+            meaning: Ranked = []
+            if query_vector is not None:
+                meaning = search.meaning_matches(
+                    db, self._vectors, user_key, query_vector, conditions, narrowed=narrowed
                 )
-                if match
-            ]
-            if not indexes:  # only punctuation or symbols: nothing can match (as on Reflexio)
-                return []
-            # Vector and hybrid modes fall back to full text, as Reflexio does without embeddings.
-            matches = " UNION ALL ".join(
-                f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?"
-                for table, _ in indexes
-            )
-            ids = ranked_ids(db, matches, [m for _, m in indexes], conditions, limit)
-            marks = ", ".join("?" * len(ids))
+                pending = search.pending_turns(db, request.user_id, user_key)
+                if pending >= search.PENDING_NOTE_TURNS:
+                    notes.append(
+                        f"{pending} of the user's turns are not yet indexed for meaning (done in "
+                        "the background): until then they are found by words only"
+                    )
+            hits = search.rank(db, mode, words, meaning, conditions)
+            if request.threshold is not None:
+                hits = [(rowid, score) for rowid, score in hits if score >= request.threshold]
+            hits = hits[:limit]
+            marks = ", ".join("?" * len(hits))
             rows = db.execute(
-                f"SELECT {COLUMNS} FROM interactions WHERE interaction_id IN ({marks})", ids
+                f"SELECT {COLUMNS} FROM interactions WHERE interaction_id IN ({marks})",
+                [rowid for rowid, _ in hits],
             ).fetchall()
             by_id = {row[0]: _interaction(row) for row in rows}
-            return [by_id[rowid] for rowid in ids if rowid in by_id]
+            return [
+                by_id[rowid].model_copy(update={"score": round(score, 4)})
+                for rowid, score in hits
+                if rowid in by_id
+            ]
 
-        best = await self._file.read(search, tenant=request.user_id)
+        best = await self._file.read(ranked, tenant=request.user_id)
         # As Reflexio: most_recent_k keeps the k best matches, shown newest first.
-        return newest_first(best) if request.most_recent_k else best
+        best = newest_first(best) if request.most_recent_k else best
+        return Matches(interactions=best, search_mode=mode, notes=notes)
 
     async def get_all_interactions(
         self, limit: int, after: Keyset | None = None
@@ -312,6 +375,7 @@ class EmbeddedStore:
             # Read before deleting, in the same transaction: if it cannot be shown, it stays.
             deleted = _interaction(row)
             db.execute("DELETE FROM interactions WHERE interaction_id = ?", (interaction_id,))
+            db.execute("DELETE FROM turn_vectors WHERE interaction_id = ?", (interaction_id,))
             user_key = _user_key(db, user_id)
             if user_key is not None:
                 texts = [row[COLUMN_NAMES.index(column)] for column in WORD_COLUMNS]
@@ -394,7 +458,19 @@ class EmbeddedStore:
             return int(interactions), int(users), int(mine)
 
         interactions, users, mine = await self._file.read(count, tenant=user_id)
+
+        def meaning(db: sqlite3.Connection) -> MeaningIndex:
+            user_key = _user_key(db, user_id)
+            pending = 0 if user_key is None else search.pending_turns(db, user_id, user_key)
+            return MeaningIndex(
+                model=self._embedder.model,
+                unavailable=self._embedder.unavailable,
+                indexed=mine - pending,
+                pending=pending,
+            )
+
         return BackendStatus(
+            meaning_index=await self._file.read(meaning, tenant=user_id),
             backend="embedded",
             location=str(self.path),
             reachable=True,

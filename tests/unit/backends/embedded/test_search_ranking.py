@@ -1,5 +1,6 @@
-"""How the embedded store ranks a search: by the question's content words, not its function
-words, each turn with its neighbours in its session."""
+"""How the embedded store ranks a search by words (search_mode fts): by the question's content
+words, not its function words, each turn with its neighbours in its session. Meaning and the
+fused hybrid ranking: test_meaning_search.py."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ def session(user_id: str, session_id: str, *contents: str, start: int = 0) -> Pu
 
 async def search(store: EmbeddedStore, query: str, top_k: int = 10) -> list[str]:
     found = (
-        await store.search_interactions(SearchRequest(user_id="u", query=query, top_k=top_k))
+        await store.search_interactions(
+            SearchRequest(user_id="u", query=query, top_k=top_k, search_mode="fts")
+        )
     ).interactions
     return [turn.content for turn in found]
 
@@ -80,7 +83,7 @@ async def test_a_turn_whose_neighbours_share_the_question_ranks_above_one_alone(
         )
         found = (
             await store.search_interactions(
-                SearchRequest(user_id="u", query="the login bug", top_k=3)
+                SearchRequest(user_id="u", query="the login bug", top_k=3, search_mode="fts")
             )
         ).interactions
         fixed = [turn.created_at for turn in found if turn.content == "We fixed the login bug."]
@@ -99,7 +102,7 @@ async def test_another_users_turns_are_no_ones_neighbours(tmp_path: Path) -> Non
             await store.publish(request, wait_for_response=False)
         found = (
             await store.search_interactions(
-                SearchRequest(user_id="u", query="the login bug", top_k=3)
+                SearchRequest(user_id="u", query="the login bug", top_k=3, search_mode="fts")
             )
         ).interactions
         # v's turn, in a session of the same name between u's, lends u's turn nothing.

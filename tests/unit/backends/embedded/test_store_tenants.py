@@ -221,7 +221,9 @@ async def test_a_version_2_file_keeps_every_row_id_and_search_result(tmp_path: P
     async with EmbeddedStore(tmp_path) as store:
         for (user, query), ids in before.items():
             found = (
-                await store.search_interactions(SearchRequest(user_id=user, query=query, top_k=100))
+                await store.search_interactions(
+                    SearchRequest(user_id=user, query=query, top_k=100, search_mode="fts")
+                )
             ).interactions
             assert {i.interaction_id for i in found} == ids, (user, query)
         listed = await store.get_interactions(GetRequest(user_id="ann", top_k=100))

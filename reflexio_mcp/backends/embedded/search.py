@@ -1,0 +1,116 @@
+"""One search of the embedded store, in the mode asked: the candidates of each kind, their
+ranking (ranking.py), the scores the hits carry, and what the caller should know.
+
+Scores are 0-1, higher better, and mean what the mode ranks by: fts, bm25 b as b/(1 + b);
+vector, the cosine of the query's and the turn's vectors (e5 puts unrelated English text near
+0.7 and a paraphrase near 0.85); hybrid, the fused score (1: first by words and by meaning).
+`threshold` keeps the hits scoring at least that.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING
+
+from reflexio_mcp.backends.embedded.ranking import (
+    CANDIDATES,
+    Conditions,
+    Ranked,
+    by_words,
+    fused,
+)
+from reflexio_mcp.backends.embedded.vectors import VectorIndex
+from reflexio_mcp.backends.embedded.vocabulary import Vocabulary
+from reflexio_mcp.core.fields import SearchMode
+
+if TYPE_CHECKING:
+    from reflexio_mcp.backends.embedded.embedder import Vectors
+
+MEANING_FLOOR = 0.78
+"""In hybrid mode, a turn counts as matching by meaning from this cosine on, so a query that
+matches nothing stored finds nothing, as by words (measured on LoCoMo dev: see
+docs/performance.md)."""
+PENDING_NOTE_TURNS = 50
+"""A search says that turns are still to be embedded from this many: fewer are a publish's
+own, embedded within seconds."""
+
+
+def word_matches(
+    db: sqlite3.Connection,
+    vocabulary: Vocabulary,
+    user_key: int,
+    query: str,
+    conditions: Conditions,
+) -> Ranked:
+    """The full-text matches of `query` among the user's turns, ranked (bm25 scores)."""
+    indexes = [
+        (table, match)
+        for table, match in zip(
+            ("interactions_words", "interactions_grams"),
+            vocabulary.matches(user_key, query),
+            strict=True,
+        )
+        if match
+    ]
+    if not indexes:  # only punctuation or symbols: nothing can match (as on Reflexio)
+        return []
+    matches = " UNION ALL ".join(
+        f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?" for table, _ in indexes
+    )
+    return by_words(db, matches, [m for _, m in indexes], conditions)
+
+
+def meaning_matches(
+    db: sqlite3.Connection,
+    index: VectorIndex,
+    user_key: int,
+    query: Vectors,
+    conditions: Conditions,
+    *,
+    narrowed: bool,
+) -> Ranked:
+    """The user's turns nearest `query` that meet `conditions` (cosine scores). `narrowed`:
+    the conditions name more than the user (a time window, a request), so every vector is
+    ranked before they are applied, not only the nearest."""
+    everything = 2**31 if narrowed else CANDIDATES
+    nearest = index.nearest(db, user_key, query, everything)
+    if narrowed and nearest:
+        where, params = conditions("i.")
+        kept = {
+            int(rowid)
+            for (rowid,) in db.execute(
+                f"SELECT i.interaction_id FROM interactions i WHERE {where} AND "
+                "i.interaction_id IN (SELECT value FROM json_each(?))",
+                (*params, json.dumps([rowid for rowid, _ in nearest])),
+            )
+        }
+        nearest = [(rowid, score) for rowid, score in nearest if rowid in kept][:CANDIDATES]
+    return nearest
+
+
+def rank(
+    db: sqlite3.Connection,
+    mode: SearchMode,
+    words: Ranked,
+    meaning: Ranked,
+    conditions: Conditions,
+) -> Ranked:
+    """The hits of `mode`, with the scores they carry (see the module's doc)."""
+    if mode == "fts":
+        return [(rowid, score / (1 + score)) for rowid, score in words]
+    if mode == "vector":
+        return [(rowid, min(max(score, 0.0), 1.0)) for rowid, score in meaning]
+    close = [(rowid, score) for rowid, score in meaning if score >= MEANING_FLOOR]
+    return fused(db, words, close, conditions)
+
+
+def pending_turns(db: sqlite3.Connection, user_id: str, user_key: int) -> int:
+    """The user's turns that have no vector yet (the indexer is making them)."""
+    (stored,) = db.execute(
+        "SELECT count(*) FROM interactions WHERE user_id = ?", (user_id,)
+    ).fetchone()
+    (indexed,) = db.execute(
+        "SELECT count(*) FROM turn_vectors WHERE user_key = ?", (user_key,)
+    ).fetchone()
+    return max(int(stored) - int(indexed), 0)

@@ -1,0 +1,127 @@
+"""Search by meaning on the embedded store: what a user meant is found though no word is
+shared, in other languages too; each search_mode does what it says; scores and threshold."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.core.fields import SearchMode
+from reflexio_mcp.core.models import InteractionData, Matches, PublishRequest, SearchRequest
+
+TARGETS = {
+    "datastore": "We chose PostgreSQL over MongoDB for the new service.",
+    "veggie": "I'm vegetarian, so no meat for me please.",
+    "dietary restrictions": "I'm vegetarian, so no meat for me please.",
+    "airline": "Our flight was with TAP, it left two hours late.",
+    "which package manager": "We switched the monorepo from npm to pnpm last month.",
+    "sushi": "寿司が大好きで、毎週食べています。",
+    "German": "Ich spreche fließend Deutsch und ein bisschen Französisch.",
+    "holiday": "Last spring I spent a week in Lisbon with my sister.",
+}
+DISTRACTORS = [
+    "The weather was nice yesterday.",
+    "Can you review my pull request?",
+    "I bought a new bike.",
+    "My cat knocked over the plant again.",
+    "The meeting moved to Thursday.",
+    "I need to renew my passport.",
+    "The concert tickets sold out fast.",
+    "Try restarting the router.",
+    "Happy birthday to your mum!",
+    "The backend uses SQLAlchemy for all its models.",
+]
+
+
+def publish(user_id: str, *contents: str) -> PublishRequest:
+    return PublishRequest(
+        request_id=str(uuid.uuid4()),
+        user_id=user_id,
+        session_id=f"{user_id}-chat",
+        interaction_data_list=[InteractionData(content=content) for content in contents],
+    )
+
+
+async def indexed(store: EmbeddedStore, user_id: str) -> None:
+    """Wait until every turn of the user has its vector (the indexer runs in the background)."""
+    with anyio.fail_after(120):
+        while (meaning := (await store.status(user_id)).meaning_index) and meaning.pending:  # noqa: ASYNC110  another thread's work: nothing to await
+            await anyio.sleep(0.05)
+
+
+async def search(
+    store: EmbeddedStore, query: str, mode: SearchMode = "hybrid", threshold: float | None = None
+) -> Matches:
+    request = SearchRequest(
+        user_id="u", query=query, top_k=3, search_mode=mode, threshold=threshold
+    )
+    return await store.search_interactions(request)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncGenerator[EmbeddedStore]:
+    async with EmbeddedStore(tmp_path) as opened:
+        await opened.publish(
+            publish("u", *dict.fromkeys([*TARGETS.values(), *DISTRACTORS])),
+            wait_for_response=False,
+        )
+        await indexed(opened, "u")
+        yield opened
+
+
+@pytest.mark.parametrize("query", TARGETS)
+async def test_a_paraphrase_or_another_language_finds_what_was_meant(
+    store: EmbeddedStore, query: str
+) -> None:
+    found = await search(store, query)
+    assert found.search_mode == "hybrid"
+    assert TARGETS[query] in [hit.content for hit in found.interactions], found
+
+
+async def test_full_text_finds_only_the_words(store: EmbeddedStore) -> None:
+    assert (await search(store, "datastore", "fts")).interactions == []
+    [hit] = (await search(store, "PostgreSQL", "fts")).interactions
+    assert hit.content == TARGETS["datastore"]
+    assert hit.score is not None
+    assert 0 < hit.score < 1
+
+
+async def test_vector_ranks_every_turn_by_meaning(store: EmbeddedStore) -> None:
+    found = await search(store, "zebra crossing", "vector")
+    assert found.search_mode == "vector"
+    assert len(found.interactions) == 3  # nearest, however far: that is what vector means
+    scores = [hit.score or 0 for hit in found.interactions]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0 < score < 1 for score in scores)
+
+
+async def test_hybrid_finds_nothing_for_what_nothing_stored_means(store: EmbeddedStore) -> None:
+    assert (await search(store, "zebra crossing")).interactions == []
+
+
+async def test_threshold_keeps_the_hits_scoring_at_least_it(store: EmbeddedStore) -> None:
+    every = (await search(store, "vegetarian food", "vector")).interactions
+    cut = every[0].score
+    assert cut is not None
+    kept = (await search(store, "vegetarian food", "vector", threshold=cut)).interactions
+    assert [hit.interaction_id for hit in kept] == [every[0].interaction_id]
+
+
+async def test_without_the_model_a_search_is_by_words_and_says_so(tmp_path: Path) -> None:
+    words_only = EmbeddingChoice(enabled=False)
+    async with EmbeddedStore(tmp_path, embedding=words_only) as store:
+        await store.publish(publish("u", *TARGETS.values()), wait_for_response=False)
+        for mode in ("hybrid", "vector"):
+            found = await search(store, "PostgreSQL", mode)
+            assert found.search_mode == "fts"
+            assert [hit.content for hit in found.interactions] == [TARGETS["datastore"]]
+            assert found.notes == ["searched by words only: turned off by the settings"]
+        meaning = (await store.status("u")).meaning_index
+        assert meaning is not None
+        assert meaning.unavailable == "turned off by the settings"
