@@ -31,7 +31,7 @@ CANDIDATES = 200
 """The best matches of each kind that are ranked."""
 NEIGHBOUR_WEIGHT = 0.5
 """The share of a neighbour's bm25 score a turn gains."""
-FUSION_K = 60
+FUSION_K = 5
 MEANING_WEIGHT = 1.0
 """The meaning ranking's weight in the fusion, the words' being 1."""
 FUSED_NEIGHBOUR_WEIGHT = 0.25

