@@ -17,7 +17,9 @@ Client (embedded: a temporary data folder; Reflexio: `--backend reflexio --url .
   "any" (an evidence turn in the top k) and "all" (every evidence turn in it), per category
   and overall. Evidence lists written as one string ("D8:6; D9:17") are split; evidence ids
   not in the conversation are dropped, and a question left with none is not counted.
-Also: search latency p50/p99 (the call through MCP), the answer-text/content ratio
+Before the questions, it waits until the store has embedded every turn (the status
+resource's meaning_index; the time is printed). Also: search latency p50/p99 (the call
+through MCP), the answer-text/content ratio
 (characters of the result's text blocks over characters of the hits' own `content`) and the
 size of tools/list (compact JSON of the tools' wire form).
 
@@ -145,6 +147,8 @@ class Outcome:
     tools_chars: int = 0
     turns: int = 0
     publish_seconds: float = 0.0
+    index_seconds: float = 0.0
+    """Waiting, after the last publish, for the meaning index to hold every turn."""
     search_seconds: float = 0.0
 
     def score(self, question: Question, ranked: list[str]) -> None:
@@ -192,12 +196,27 @@ async def run_backend(
                     outcome.turns += len(turns)
             outcome.publish_seconds = time.perf_counter() - began
             began = time.perf_counter()
+            await meaning_indexed(client)
+            outcome.index_seconds = time.perf_counter() - began
+            began = time.perf_counter()
             for conversation in conversations:
                 for question in conversation.questions:
                     ranked = await search(client, conversation, question, outcome)
                     outcome.score(question, ranked)
             outcome.search_seconds = time.perf_counter() - began
     return outcome
+
+
+async def meaning_indexed(client: Client) -> None:
+    """Wait until the store has embedded every turn (the embedded store does it in the
+    background after each publish; a store without a meaning index has nothing to wait for)."""
+    while True:
+        read = await client.read_resource("reflexio://status")
+        status: dict[str, Any] = json.loads(getattr(read.contents[0], "text", "{}"))
+        meaning: dict[str, Any] | None = status.get("meaning_index")
+        if not meaning or meaning.get("unavailable") or not meaning.get("pending"):
+            return
+        await anyio.sleep(1)
 
 
 async def search(
@@ -231,7 +250,8 @@ def report(outcome: Outcome) -> None:
     p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     total = sum(outcome.asked.values())
     print(
-        f"\n{outcome.backend}: {outcome.turns} turns published in {outcome.publish_seconds:.1f} s; "
+        f"\n{outcome.backend}: {outcome.turns} turns published in {outcome.publish_seconds:.1f} s, "
+        f"embedded in {outcome.index_seconds:.1f} s more; "
         f"{total} questions searched in {outcome.search_seconds:.1f} s (top_k={TOP_K})"
     )
     header = [f"{kind}@{k}" for kind in ("any", "all") for k in CUTS]

@@ -63,8 +63,8 @@ class MeaningIndex(BaseModel):
     unavailable: str | None = Field(
         default=None, description="Why search is by words only here; null while it can run."
     )
-    indexed: int = Field(description="The user's turns with a vector.")
-    pending: int = Field(description="The user's turns still to embed, in the background.")
+    indexed: int = Field(description="Turns with a vector (the user's, for a caller of one).")
+    pending: int = Field(description="Turns still to embed, in the background (likewise).")
 
 
 class BackendStatus(BaseModel):

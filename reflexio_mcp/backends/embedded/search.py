@@ -105,12 +105,19 @@ def rank(
     return fused(db, words, close, conditions)
 
 
-def pending_turns(db: sqlite3.Connection, user_id: str, user_key: int) -> int:
-    """The user's turns that have no vector yet (the indexer is making them)."""
-    (stored,) = db.execute(
-        "SELECT count(*) FROM interactions WHERE user_id = ?", (user_id,)
-    ).fetchone()
-    (indexed,) = db.execute(
-        "SELECT count(*) FROM turn_vectors WHERE user_key = ?", (user_key,)
-    ).fetchone()
+def pending_turns(
+    db: sqlite3.Connection, user_id: str | None = None, user_key: int | None = None
+) -> int:
+    """The turns (of the user, if given) that have no vector yet (the indexer is making
+    them)."""
+    if user_id is None or user_key is None:
+        (stored,) = db.execute("SELECT count(*) FROM interactions").fetchone()
+        (indexed,) = db.execute("SELECT count(*) FROM turn_vectors").fetchone()
+    else:
+        (stored,) = db.execute(
+            "SELECT count(*) FROM interactions WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        (indexed,) = db.execute(
+            "SELECT count(*) FROM turn_vectors WHERE user_key = ?", (user_key,)
+        ).fetchone()
     return max(int(stored) - int(indexed), 0)

@@ -460,12 +460,17 @@ class EmbeddedStore:
         interactions, users, mine = await self._file.read(count, tenant=user_id)
 
         def meaning(db: sqlite3.Connection) -> MeaningIndex:
-            user_key = _user_key(db, user_id)
-            pending = 0 if user_key is None else search.pending_turns(db, user_id, user_key)
+            if store_wide:
+                pending = search.pending_turns(db)
+                stored = interactions or 0
+            else:
+                user_key = _user_key(db, user_id)
+                pending = 0 if user_key is None else search.pending_turns(db, user_id, user_key)
+                stored = mine
             return MeaningIndex(
                 model=self._embedder.model,
                 unavailable=self._embedder.unavailable,
-                indexed=mine - pending,
+                indexed=stored - pending,
                 pending=pending,
             )
 

@@ -18,6 +18,7 @@ from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
 from reflexio_mcp.backends.embedded.schema import FILE_NAME
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
+from tests.support.meaning import indexed
 
 ROOT = Path(__file__).resolve().parents[4]
 TURNS = 120
@@ -67,12 +68,6 @@ def interaction_ids(folder: Path) -> set[int]:
         return {row[0] for row in db.execute("SELECT interaction_id FROM interactions")}
     finally:
         db.close()
-
-
-async def indexed(store: EmbeddedStore, user_id: str = "u") -> None:
-    with anyio.fail_after(300):
-        while (meaning := (await store.status(user_id)).meaning_index) and meaning.pending:  # noqa: ASYNC110  another thread's work: nothing to await
-            await anyio.sleep(0.05)
 
 
 async def test_a_backfill_killed_mid_way_resumes_without_redoing_or_leaving_out_a_turn(

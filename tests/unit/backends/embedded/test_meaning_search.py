@@ -7,13 +7,13 @@ import uuid
 from collections.abc import AsyncGenerator
 from pathlib import Path
 
-import anyio
 import pytest
 
 from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.fields import SearchMode
 from reflexio_mcp.core.models import InteractionData, Matches, PublishRequest, SearchRequest
+from tests.support.meaning import indexed
 
 TARGETS = {
     "datastore": "We chose PostgreSQL over MongoDB for the new service.",
@@ -46,13 +46,6 @@ def publish(user_id: str, *contents: str) -> PublishRequest:
         session_id=f"{user_id}-chat",
         interaction_data_list=[InteractionData(content=content) for content in contents],
     )
-
-
-async def indexed(store: EmbeddedStore, user_id: str) -> None:
-    """Wait until every turn of the user has its vector (the indexer runs in the background)."""
-    with anyio.fail_after(120):
-        while (meaning := (await store.status(user_id)).meaning_index) and meaning.pending:  # noqa: ASYNC110  another thread's work: nothing to await
-            await anyio.sleep(0.05)
 
 
 async def search(
