@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from reflexio_mcp.backends.embedded.neighbours import session_neighbours
 from reflexio_mcp.backends.embedded.ranking import ranked_ids
 from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
 from reflexio_mcp.backends.embedded.vocabulary import WORD_COLUMNS, Vocabulary
@@ -414,6 +415,17 @@ class EmbeddedStore:
             return [_interaction(row) for row in db.execute(sql, params)]
 
         return await self._file.read(select, tenant=tenant)
+
+    # Added by the answers branch (issue 18, item 4): the queries live in neighbours.py.
+    async def session_neighbours(
+        self, user_id: str, interactions: Sequence[Interaction], turns: int
+    ) -> dict[int, list[Interaction]]:
+        def read(db: sqlite3.Connection) -> dict[int, list[Interaction]]:
+            return session_neighbours(
+                db, user_id, interactions, turns, columns=COLUMNS_OF_I, decode=_interaction
+            )
+
+        return await self._file.read(read, tenant=user_id)
 
 
 def _nothing() -> None:
