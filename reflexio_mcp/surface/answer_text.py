@@ -3,8 +3,9 @@
 The structured result keeps the full schema (listing.py); the text the SDK would make of it
 (the whole model as JSON indented by 2, every empty field and default included) costs about 4
 characters a character of what was said. Here instead: one line of compact JSON for the
-answer itself (its user, count and, when set, truncated, next_cursor, note and how it
-searched), then one line of compact JSON a turn, in the answer's order, with
+answer itself (its user and, when set, truncated, next_cursor and note, and the mode a search
+ran when it is not the one asked for; not the count, which is the number of lines), then one
+line of compact JSON a turn, in the answer's order, with
 
 - interaction_id, session_id (when known; else request_id, the publish it came in), time
   (ISO 8601, UTC; not also created_at), role, score (when the store gave one, 2 decimals)
@@ -26,26 +27,28 @@ from typing import Any
 
 from mcp_types import CallToolResult, TextContent
 
+from reflexio_mcp.core.fields import SearchMode
 from reflexio_mcp.core.models import Interaction
 from reflexio_mcp.surface.listing import ContextTurn, InteractionList, SearchAnswer
 
 _LEADING = ("interaction_id", "user_id", "session_id", "request_id", "time", "role", "score")
 """Shown first, in this order, by their own rules."""
 _NOT_SHOWN = frozenset({*_LEADING, "created_at", "context_of"})
-_OF_THE_LISTING = ("interactions", "context")
+_NOT_IN_HEADER = frozenset({"interactions", "context", "count"})
 
 
-def answered(answer: InteractionList) -> CallToolResult:
+def answered(answer: InteractionList, *, mode_asked: SearchMode | None = None) -> CallToolResult:
     """The tool result: the compact text, and the whole answer as structured content."""
     return CallToolResult(
-        content=[TextContent(type="text", text=answer_text(answer))],
+        content=[TextContent(type="text", text=answer_text(answer, mode_asked=mode_asked))],
         structured_content=answer.model_dump(mode="json"),
     )
 
 
-def answer_text(answer: InteractionList) -> str:
-    """The answer as JSON Lines: the answer's own fields, then its turns (see the module)."""
-    lines = [_header(answer)]
+def answer_text(answer: InteractionList, *, mode_asked: SearchMode | None = None) -> str:
+    """The answer as JSON Lines: the answer's own fields, then its turns (see the module).
+    `mode_asked`: the search_mode a search was asked for."""
+    lines = [_header(answer, mode_asked)]
     context: dict[int, list[ContextTurn]] = {}
     if isinstance(answer, SearchAnswer):
         for turn in answer.context:
@@ -58,13 +61,15 @@ def answer_text(answer: InteractionList) -> str:
     return "\n".join(lines)
 
 
-def _header(answer: InteractionList) -> str:
+def _header(answer: InteractionList, mode_asked: SearchMode | None) -> str:
     fields = {
         name: value
         for name in type(answer).model_fields
-        if name not in _OF_THE_LISTING
+        if name not in _NOT_IN_HEADER
         and not ((value := getattr(answer, name)) is None or value is False)
     }
+    if "search_mode_effective" in fields and fields["search_mode_effective"] == mode_asked:
+        del fields["search_mode_effective"]
     return _json(fields)
 
 

@@ -176,9 +176,8 @@ async def search_interactions(
                     "(REFLEXIO_MCP_MAX_RESULT_CHARS)"
                 )
     listing = _listing("search_interactions", request, candidates, page, position, notes)
-    return answered(
-        SearchAnswer(**dict(listing), search_mode_effective=found.search_mode, context=shown)
-    )
+    answer = SearchAnswer(**dict(listing), search_mode_effective=found.search_mode, context=shown)
+    return answered(answer, mode_asked=request.search_mode)
 
 
 async def get_interactions(

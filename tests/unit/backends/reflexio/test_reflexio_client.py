@@ -572,6 +572,8 @@ async def test_time_windows_are_applied_by_the_bridge_not_sent_to_reflexio_searc
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content)
+        if request.url.path != "/api/search_interactions":  # the hits' sessions, looked up
+            return httpx2.Response(200, json={"success": True, "sessions": []})
         bodies.append(body)
         newest = 2000 - min(int(str(body.get("most_recent_k", 10))), 1000)
         rows = [
