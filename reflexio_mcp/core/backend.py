@@ -114,6 +114,15 @@ class Backend(Protocol):
         """The newest `top_k` interactions of one session of one user, newest first."""
         ...
 
+    async def session_neighbours(
+        self, user_id: str, interactions: Sequence[Interaction], turns: int
+    ) -> dict[int, list[Interaction]]:
+        """For each of `interactions` (one user's, by interaction_id): the `turns` turns just
+        before it and the `turns` just after it in its session, by (created_at,
+        interaction_id), oldest first, itself left out. One whose session is not known
+        (session_id "") has none."""
+        ...
+
     async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
         """A user's sessions that keep turns, latest publish first: at most `limit` of them,
         after the first `offset`."""

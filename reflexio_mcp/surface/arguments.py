@@ -29,7 +29,7 @@ Cursor = Annotated[
     str,
     Field(
         max_length=100_000,
-        description="A truncated result's next_cursor, to continue it.",
+        description="next_cursor, to continue a truncated result.",
     ),
 ]
 

@@ -19,7 +19,7 @@ from typing import Any, cast
 Schema = dict[str, Any]
 
 _NULL: Schema = {"type": "null"}
-_ASSUMED: tuple[object, ...] = ("", False, None, [], {})
+_ASSUMED: tuple[object, ...] = ("", False, None, [], {}, 0)
 """Defaults a model assumes of an argument it leaves out."""
 _NAMED_SUBSCHEMAS = ("properties", "$defs")
 """Keywords whose value maps names to schemas: a property may be called "title"."""
@@ -34,21 +34,26 @@ def listed_arguments(schema: Schema) -> Schema:
 
 def listed_result(schema: Schema) -> Schema:
     """An output schema as listed: the result's fields with their types, and which it always
-    has; an object inside it (a turn, a batch item's result) is just an object."""
+    has; an object inside it (a turn, a batch item's result) is just an object, and a list of
+    them just an array."""
     listed = _walk(_inlined(_undocumented(schema)), result=True)
     fields = cast(dict[str, Schema], listed.get("properties", {}))
     return {**listed, "properties": {name: _opaque(field) for name, field in fields.items()}}
 
 
 def _opaque(schema: Schema) -> Schema:
-    """The schema with any object in it (itself, or the items of an array) as its bare type:
-    validating a whole turn per listed turn cost every SDK client about 0.1 ms a turn, most of
-    a search's latency, and a model reads the turns' fields in the result itself."""
+    """The schema with any object in it (itself, or the items of an array) as its bare type,
+    an array of objects a bare array: validating a whole turn per listed turn cost every SDK
+    client about 0.1 ms a turn, most of a search's latency, and a model reads the turns'
+    fields in the result itself."""
     if "properties" in schema:
         return {"type": schema.get("type", "object")}
     items = schema.get("items")
     if isinstance(items, dict):
-        return {**schema, "items": _opaque(cast(Schema, items))}
+        inner = _opaque(cast(Schema, items))
+        if inner.get("type") == "object" and len(inner) == 1:
+            return {key: value for key, value in schema.items() if key != "items"}
+        return {**schema, "items": inner}
     return schema
 
 
@@ -131,5 +136,8 @@ def _nullable(schema: Schema, *, result: bool) -> Schema:
     if not result:
         return {**other, **rest}
     if isinstance(other.get("type"), str):
-        return {**other, "type": [other["type"], "null"], **rest}
+        nullable = {**other, "type": [other["type"], "null"], **rest}
+        if isinstance(enum := other.get("enum"), list):  # an enum allows only what it lists
+            nullable["enum"] = [*cast(list[object], enum), None]
+        return nullable
     return schema

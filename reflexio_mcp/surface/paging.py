@@ -1,12 +1,15 @@
 """Results that fit a model's context: a page of interactions within a size budget (the
-budget's rule, measured here on a tool's result text), and the cursor that fetches the next
-page.
+budget's rule, measured here on a tool's result), and the cursor that fetches the next page.
 
-Sizes are measured on the text the model reads: the SDK writes a tool's result as JSON
-indented by 2, each interaction two levels down. A cursor is the request that produced the
-listing plus where its last page ended, so that the next page continues exactly there: no turn
-shown twice, none skipped, whatever is published or deleted between pages, and next_cursor
-null only once the listing (as it was at its first page, less what was deleted) is all shown.
+Sizes are measured on the structured result as JSON indented by 2, each interaction two
+levels down: the most any client shows of it (the text a model reads, answer_text's, is
+shorter), so the page fits the budget both as text and as structured content. A search's
+context turns (with_context) count as part of the hit they are next to.
+
+A cursor is the request that produced the listing plus where its last page ended, so that the
+next page continues exactly there: no turn shown twice, none skipped, whatever is published or
+deleted between pages, and next_cursor null only once the listing (as it was at its first
+page, less what was deleted) is all shown.
 
 - Newest-first listings (get_interactions, get_all_interactions) keep a keyset (models.Keyset):
   the last turn shown by (created_at, id), the listing's oldest at its first page, and its
@@ -26,6 +29,7 @@ user's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -36,6 +40,7 @@ from reflexio_mcp.core.limits import MAX_RESULTS
 from reflexio_mcp.core.models import Interaction, Keyset
 from reflexio_mcp.surface.budget import CUT_FIELDS, fit
 from reflexio_mcp.surface.cursor import NotOurCursor, decode, encode
+from reflexio_mcp.surface.listing import ContextTurn
 
 ENVELOPE_CHARS = 1_000
 """Kept free in the budget for the fields around the interactions (user, count, note)."""
@@ -86,7 +91,7 @@ class Page:
 def fit_page(candidates: list[Interaction], budget: int, *, reserved: int = 0) -> Page:
     """The first of `candidates` that fit in `budget` characters of result text, less
     `reserved` (the cursor's). At least one is shown: cut to fit if it is larger alone."""
-    room = max(budget - ENVELOPE_CHARS - reserved, ENVELOPE_CHARS)
+    room = _room(budget, reserved)
     if sum(_upper_bound(i) for i in candidates) <= room:  # the common case: nothing measured
         return Page(candidates, 0, [])
     listed = {id(i) for i in candidates}
@@ -102,6 +107,52 @@ def fit_page(candidates: list[Interaction], budget: int, *, reserved: int = 0) -
 
     fitted = fit(candidates, lambda turns: sum(size(i) for i in turns) <= room)
     return Page(fitted.turns, len(candidates) - len(fitted.turns), fitted.cut)
+
+
+def _room(budget: int, reserved: int) -> int:
+    return max(budget - ENVELOPE_CHARS - reserved, ENVELOPE_CHARS)
+
+
+def with_context(
+    page: Page,
+    candidates: Sequence[Interaction],
+    around: Mapping[int, Sequence[Interaction]],
+    budget: int,
+    *,
+    reserved: int = 0,
+) -> tuple[Page, list[ContextTurn], bool]:
+    """The longest run of `page`'s hits (the first of `candidates`, fitted alone) that fits
+    `budget` less `reserved` together with their context: for each hit, the turns `around` it
+    that are no hit of the listing (`candidates`) and not already shown next to a better hit.
+    If not even the first hit fits with its context, the page as it was and no context. The
+    last value says whether context was left out to fit."""
+    hits = {i.interaction_id for i in candidates}
+    shown: set[int] = set()
+    units: list[tuple[Interaction, list[ContextTurn]]] = []
+    for hit in page.interactions:
+        turns = [
+            ContextTurn.model_validate({**dict(turn), "context_of": hit.interaction_id})
+            for turn in around.get(hit.interaction_id, ())
+            if turn.interaction_id not in hits and turn.interaction_id not in shown
+        ]
+        shown.update(turn.interaction_id for turn in turns)
+        units.append((hit, turns))
+    room = _room(budget, reserved)
+    bounds = [_upper_bound(hit) + sum(_upper_bound(t) for t in turns) for hit, turns in units]
+    if sum(bounds) <= room:  # the common case: nothing measured
+        return page, [turn for _, turns in units for turn in turns], False
+    used = kept = 0
+    for hit, turns in units:
+        used += measured(hit) + sum(measured(turn) for turn in turns)
+        if used > room:
+            break
+        kept += 1
+    if not kept:
+        return page, [], any(turns for _, turns in units)
+    shown_hits = page.interactions[:kept]
+    cut = [i.interaction_id for i in shown_hits if i.interaction_id in page.cut]
+    fitted = Page(shown_hits, page.more + len(page.interactions) - kept, cut)
+    return fitted, [turn for _, turns in units[:kept] for turn in turns], False
 
 
 def measured(interaction: Interaction) -> int:

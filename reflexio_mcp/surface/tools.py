@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 from mcp.server.mcpserver.tools import Tool
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.core.errors import InvalidInput
@@ -22,6 +22,7 @@ from reflexio_mcp.core.limits import MAX_QUERY_CHARS
 from reflexio_mcp.core.models import GetRequest, Interaction, Keyset, PublishStatus, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
 from reflexio_mcp.surface.access_scope import acting_user_id
+from reflexio_mcp.surface.answer_text import answered
 from reflexio_mcp.surface.arguments import (
     Cursor,
     EndTime,
@@ -31,7 +32,9 @@ from reflexio_mcp.surface.arguments import (
 )
 from reflexio_mcp.surface.deletion import delete_interaction
 from reflexio_mcp.surface.listed_schemas import listed_arguments, listed_result
+from reflexio_mcp.surface.listing import ContextTurn, InteractionList, SearchAnswer
 from reflexio_mcp.surface.paging import (
+    Page,
     Position,
     Unshown,
     after,
@@ -41,6 +44,7 @@ from reflexio_mcp.surface.paging import (
     in_order,
     make_cursor,
     read_cursor,
+    with_context,
 )
 from reflexio_mcp.surface.publishing import publish_batch, publish_interaction
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
@@ -52,26 +56,24 @@ class AllRequest(BaseModel):
     top_k: ResultCount = 100
 
 
-_Listing = TypeVar("_Listing", GetRequest, SearchRequest, AllRequest)
+MAX_CONTEXT_TURNS = 3
+ContextTurns = Annotated[int, Field(ge=0, le=MAX_CONTEXT_TURNS)]
 
 
-class InteractionList(BaseModel):
-    """Interactions, in the order the backend ranked them."""
+class SearchCall(SearchRequest):
+    """search_interactions' arguments, as its cursors carry them: the backend's search and
+    how many turns around each hit to show."""
 
-    user_id: str | None = Field(
-        description="The user whose interactions these are; null for every user "
-        "(get_all_interactions)."
-    )
-    count: int = Field(description="Interactions in this answer.")
-    interactions: list[Interaction]
-    truncated: bool = Field(
-        default=False,
-        description="More results than fit in one answer: call again with next_cursor.",
-    )
-    next_cursor: str | None = Field(
-        default=None, description="Pass as `cursor` to get the rest of this listing."
-    )
-    note: str | None = Field(default=None, description="Anything the caller should know.")
+    context: ContextTurns = 0
+
+    def search(self) -> SearchRequest:
+        """The search the backend runs (it takes no `context`)."""
+        return SearchRequest.model_construct(
+            **{name: getattr(self, name) for name in SearchRequest.model_fields}
+        )
+
+
+_Listing = TypeVar("_Listing", GetRequest, SearchCall, AllRequest)
 
 
 async def get_publish_status(
@@ -114,8 +116,11 @@ async def search_interactions(
         Field(ge=0, le=1, description="Min vector similarity."),
     ] = None,
     request_id: Annotated[IdentifierOrNew, Field(description="Only this publish's turns.")] = "",
+    context: Annotated[
+        ContextTurns, Field(description="Turns to show either side of each hit.")
+    ] = 0,
     cursor: Cursor = "",
-) -> InteractionList:
+) -> Annotated[CallToolResult, SearchAnswer]:
     """Find past interactions of a user by what was said in them.
 
     Use it to recall earlier conversations. Best match first; with no query, the newest (10
@@ -126,10 +131,10 @@ async def search_interactions(
     position: Position | None = None
     with reported_to_model():
         if cursor:
-            request, position = _continued(cursor, "search_interactions", SearchRequest, user_id)
+            request, position = _continued(cursor, "search_interactions", SearchCall, user_id)
         else:
             sent_query, note = bounded_query(query)
-            request = SearchRequest(
+            request = SearchCall(
                 user_id=state.user(user_id),
                 query=sent_query,
                 top_k=top_k,
@@ -139,19 +144,40 @@ async def search_interactions(
                 search_mode=search_mode,
                 threshold=threshold,
                 request_id=request_id or None,
+                context=context,
             )
         if request.query is not None and not has_words(request.query):
-            return InteractionList(
-                user_id=request.user_id,
-                count=0,
-                interactions=[],
-                note="the query has no words to search for (only punctuation, symbols or "
-                "emoji), so nothing matches; search with words",
+            return answered(
+                SearchAnswer(
+                    user_id=request.user_id,
+                    count=0,
+                    interactions=[],
+                    note="the query has no words to search for (only punctuation, symbols or "
+                    "emoji), so nothing matches; search with words",
+                )
             )
         among = position.ids if isinstance(position, Unshown) else None
-        found = await state.backend.search_interactions(request, among)
-    notes = "; ".join([*([note] if note else []), *found.notes]) or None
-    return _paged(state, "search_interactions", request, found.interactions, position, notes)
+        found = await state.backend.search_interactions(request.search(), among)
+        candidates = _candidates(found.interactions, position)
+        page = _page(state, "search_interactions", request, candidates)
+        shown: list[ContextTurn] = []
+        notes = [*([note] if note else []), *found.notes]
+        if request.context and page.interactions:
+            around = await state.backend.session_neighbours(
+                request.user_id, page.interactions, request.context
+            )
+            reserved = cursor_chars("search_interactions", request, candidates)
+            page, shown, left_out = with_context(
+                page, candidates, around, state.max_result_chars, reserved=reserved
+            )
+            if left_out:
+                notes.append(
+                    "the turns around the hit were left out to fit the result size budget "
+                    "(REFLEXIO_MCP_MAX_RESULT_CHARS)"
+                )
+    listing = _listing("search_interactions", request, candidates, page, position, notes)
+    answer = SearchAnswer(**dict(listing), search_mode_effective=found.search_mode, context=shown)
+    return answered(answer, mode_asked=request.search_mode)
 
 
 async def get_interactions(
@@ -161,7 +187,7 @@ async def get_interactions(
     start_time: StartTime = None,
     end_time: EndTime = None,
     cursor: Cursor = "",
-) -> InteractionList:
+) -> Annotated[CallToolResult, InteractionList]:
     """List a user's most recent interactions, newest first.
 
     Use it to see what was said lately, or to find an interaction_id.
@@ -176,14 +202,15 @@ async def get_interactions(
                 user_id=state.user(user_id), top_k=top_k, start_time=start_time, end_time=end_time
             )
         found = await state.backend.get_interactions(request, _keyset(position))
-    return _paged(state, "get_interactions", request, found, position)
+    page = _page(state, "get_interactions", request, found)
+    return answered(_listing("get_interactions", request, found, page, position))
 
 
 async def get_all_interactions(
     ctx: ToolContext,
     top_k: Annotated[ResultCount, Field(description="How many of the newest.")] = 100,
     cursor: Cursor = "",
-) -> InteractionList:
+) -> Annotated[CallToolResult, InteractionList]:
     """List the most recent interactions of EVERY user, newest first (admin only).
 
     Use it to audit the store.
@@ -196,7 +223,9 @@ async def get_all_interactions(
         else:
             request = AllRequest(top_k=top_k)
         found = await state.backend.get_all_interactions(request.top_k, _keyset(position))
-    return _paged(state, "get_all_interactions", request, found, position, user_id=None)
+    page = _page(state, "get_all_interactions", request, found)
+    listing = _listing("get_all_interactions", request, found, page, position, user_id=None)
+    return answered(listing)
 
 
 def _continued(
@@ -229,23 +258,30 @@ def _keyset(position: Position | None) -> Keyset | None:
     return position if isinstance(position, Keyset) else None
 
 
-def _paged(
-    state: AppState,
+def _candidates(found: list[Interaction], position: Position | None) -> list[Interaction]:
+    """What is left of the listing after `position`, from what the backend answered for it."""
+    return in_order(found, position) if isinstance(position, Unshown) else found
+
+
+def _page(state: AppState, tool: str, request: BaseModel, candidates: list[Interaction]) -> Page:
+    """The first of `candidates` that fit the budget, the cursor to the rest reserved."""
+    reserved = cursor_chars(tool, request, candidates)
+    return fit_page(candidates, state.max_result_chars, reserved=reserved)
+
+
+def _listing(
     tool: str,
-    request: GetRequest | SearchRequest | AllRequest,
-    found: list[Interaction],
+    request: GetRequest | SearchCall | AllRequest,
+    candidates: list[Interaction],
+    page: Page,
     position: Position | None,
-    note: str | None = None,
+    notes: list[str] | None = None,
     *,
     user_id: str | None = "",
 ) -> InteractionList:
-    """The page of what is left of the listing after `position` (from the start without one)
-    that fits the budget, with the cursor to the rest. `found` is what the backend answered
-    for that position: everything left."""
-    candidates = in_order(found, position) if isinstance(position, Unshown) else found
-    reserved = cursor_chars(tool, request, candidates)
-    page = fit_page(candidates, state.max_result_chars, reserved=reserved)
-    notes = [text for text in (note, page.note()) if text]
+    """The answer showing `page`, the first of `candidates` (what is left of the listing
+    after `position`), with the cursor to the rest."""
+    told = [*(notes or []), *([page_note] if (page_note := page.note()) else [])]
     next_cursor = None
     if page.more:
         next_cursor = make_cursor(tool, request, after(tool, page, candidates, position))
@@ -255,7 +291,7 @@ def _paged(
         interactions=page.interactions,
         truncated=page.more > 0,
         next_cursor=next_cursor,
-        note="; ".join(notes) or None,
+        note="; ".join(told) or None,
     )
 
 

@@ -152,3 +152,41 @@ async def test_the_bundle_packs_small_and_runs_as_claude_desktop_runs_it(tmp_pat
     installed = {path.name.lower() for path in unpacked.glob(".venv/lib/python3*/site-packages/*")}
     assert not {"pytest", "ruff", "pyright", "hypothesis"} & installed  # runtime only
     assert "mcp" in installed
+
+
+async def test_an_installed_wheel_searches_by_meaning_with_no_network(
+    wheel: Path, tmp_path: Path
+) -> None:
+    """Installed once from the registry, then run where no network exists at all (a network
+    namespace of its own, `unshare -rn`): the embedding model is in the wheels, so a paraphrase
+    that shares no word with what was stored finds it."""
+    uvx = [tool("uvx"), "--isolated", "--from", str(wheel), "reflexio-mcp"]
+    env = environment(UV_PYTHON=sys.executable, REFLEXIO_MCP_DATA_DIR=str(tmp_path / "data"))
+    with anyio.fail_after(LAUNCH_SECONDS):  # the install: dependencies into uv's cache
+        await anyio.run_process([*uvx, "--version"], env=env)
+    offline = StdioServerParameters(
+        command=tool("unshare"),
+        args=["--user", "--map-root-user", "--net", uvx[0], "--offline", *uvx[1:]],
+        env=env,
+    )
+    with anyio.fail_after(LAUNCH_SECONDS):
+        async with Client(offline) as client:
+            stored = ["We chose PostgreSQL over MongoDB for the new service.", "Lunch at noon?"]
+            failed, _, text = await call(
+                client,
+                "publish_interaction",
+                {"interactions": [{"content": content} for content in stored]},
+            )
+            assert not failed, text
+            while True:  # the vectors are made in the background
+                status = await client.read_resource("reflexio://status")
+                [block] = status.contents
+                meaning = json.loads(getattr(block, "text", "{}"))["meaning_index"]
+                assert meaning["unavailable"] is None, meaning
+                if not meaning["pending"]:
+                    break
+                await anyio.sleep(0.1)
+            failed, found, text = await call(client, "search_interactions", {"query": "datastore"})
+    assert not failed, text
+    assert found["search_mode_effective"] == "hybrid"
+    assert [hit["content"] for hit in found["interactions"]][:1] == [stored[0]]

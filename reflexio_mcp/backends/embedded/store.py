@@ -28,6 +28,7 @@ import anyio.abc
 from reflexio_mcp.backends.embedded import search, vectors
 from reflexio_mcp.backends.embedded.embedder import Embedder, EmbeddingChoice
 from reflexio_mcp.backends.embedded.indexer import Indexer
+from reflexio_mcp.backends.embedded.neighbours import session_neighbours
 from reflexio_mcp.backends.embedded.ranking import Ranked
 from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
 from reflexio_mcp.backends.embedded.vocabulary import WORD_COLUMNS, Vocabulary
@@ -328,7 +329,10 @@ class EmbeddedStore:
                         f"{pending} of the user's turns are not yet indexed for meaning (done in "
                         "the background): until then they are found by words only"
                     )
-            hits = search.rank(db, mode, words, meaning, conditions)
+            hits = [
+                (rowid, round(score, 2))
+                for rowid, score in search.rank(db, mode, words, meaning, conditions)
+            ]
             if request.threshold is not None:
                 hits = [(rowid, score) for rowid, score in hits if score >= request.threshold]
             hits = hits[:limit]
@@ -339,7 +343,7 @@ class EmbeddedStore:
             ).fetchall()
             by_id = {row[0]: _interaction(row) for row in rows}
             return [
-                by_id[rowid].model_copy(update={"score": round(score, 4)})
+                by_id[rowid].model_copy(update={"score": score})
                 for rowid, score in hits
                 if rowid in by_id
             ]
@@ -496,6 +500,17 @@ class EmbeddedStore:
             return [_interaction(row) for row in db.execute(sql, params)]
 
         return await self._file.read(select, tenant=tenant)
+
+    # Added by the answers branch (issue 18, item 4): the queries live in neighbours.py.
+    async def session_neighbours(
+        self, user_id: str, interactions: Sequence[Interaction], turns: int
+    ) -> dict[int, list[Interaction]]:
+        def read(db: sqlite3.Connection) -> dict[int, list[Interaction]]:
+            return session_neighbours(
+                db, user_id, interactions, turns, columns=COLUMNS_OF_I, decode=_interaction
+            )
+
+        return await self._file.read(read, tenant=user_id)
 
 
 def _nothing() -> None:

@@ -7,8 +7,10 @@ twice.
 
 from __future__ import annotations
 
+import bisect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self, TypeVar, Unpack
@@ -62,7 +64,13 @@ USER_SCAN_SECONDS = 10.0
 """One user scan serves completions this long: Reflexio takes 30 get_all_interactions a
 minute per client, and a client asks for completions as its user types."""
 
+KNOWN_SESSIONS = 10_000
+"""Publishes whose session is remembered (a publish's session never changes)."""
+CONCURRENT_LOOKUPS = 8
+"""Calls to Reflexio at once when one answer needs several sessions looked up."""
+
 _Answer = TypeVar("_Answer", bound=BaseModel)
+_Item = TypeVar("_Item")
 
 
 def _wanted(request: SearchRequest) -> int:
@@ -117,6 +125,8 @@ class ReflexioApi:
         self.url = self._http.url
         self.description = f"Reflexio at {self.url}"
         self._users_seen: tuple[float, list[str], bool] | None = None
+        self._session_of: OrderedDict[tuple[str, str], str] = OrderedDict()
+        """(user_id, request_id) -> the publish's session_id, newest looked up last."""
 
     def __repr__(self) -> str:
         return f"ReflexioApi({self._http!r})"
@@ -237,8 +247,44 @@ class ReflexioApi:
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
     ) -> Matches:
-        # Reflexio's search_interactions does not say which mode it ran.
-        return Matches(interactions=await self._found(request, among))
+        # Reflexio's search_interactions does not say which mode it ran, nor give a score.
+        found = await self._found(request, among)
+        return Matches(interactions=await self._with_sessions(request.user_id, found))
+
+    async def _with_sessions(
+        self, user_id: str, interactions: list[Interaction]
+    ) -> list[Interaction]:
+        """The interactions with their session_id, which Reflexio's turns do not carry: each
+        publish's is asked of /api/get_requests once (its request_id alone: that publish's
+        turns, not the session's) and remembered, since it never changes. A publish deleted
+        meanwhile keeps session_id ""."""
+        missing = {
+            i.request_id
+            for i in interactions
+            if not i.session_id and (user_id, i.request_id) not in self._session_of
+        }
+
+        async def look_up(request_id: str) -> None:
+            body = RequestsBody(user_id=user_id, request_id=request_id, top_k=1)
+            answer = await self._sessions(body)
+            for session in answer.sessions:
+                if any(r.request.request_id == request_id for r in session.requests):
+                    self._remember_session(user_id, request_id, session.session_id)
+
+        await _each(sorted(missing), look_up)
+        known = self._session_of
+        return [
+            i.model_copy(update={"session_id": known[(user_id, i.request_id)]})
+            if not i.session_id and (user_id, i.request_id) in known
+            else i
+            for i in interactions
+        ]
+
+    def _remember_session(self, user_id: str, request_id: str, session_id: str) -> None:
+        self._session_of[(user_id, request_id)] = session_id
+        self._session_of.move_to_end((user_id, request_id))
+        while len(self._session_of) > KNOWN_SESSIONS:
+            self._session_of.popitem(last=False)
 
     async def _found(
         self, request: SearchRequest, among: Sequence[int] | None
@@ -357,10 +403,36 @@ class ReflexioApi:
     async def session_interactions(
         self, user_id: str, session_id: str, top_k: int
     ) -> list[Interaction]:
+        return newest_first(await self._session_turns(user_id, session_id))[:top_k]
+
+    async def _session_turns(self, user_id: str, session_id: str) -> list[Interaction]:
         # /api/get_requests answers one session whole: every publish with every turn.
         answer = await self._sessions(RequestsBody(user_id=user_id, session_id=session_id, top_k=1))
-        turns = [t for s in answer.sessions if s.session_id == session_id for t in s.turns(user_id)]
-        return newest_first(turns)[:top_k]
+        return [t for s in answer.sessions if s.session_id == session_id for t in s.turns(user_id)]
+
+    async def session_neighbours(
+        self, user_id: str, interactions: Sequence[Interaction], turns: int
+    ) -> dict[int, list[Interaction]]:
+        """Each session read whole once (Reflexio has no narrower read of a session)."""
+        wanted = {i.session_id for i in interactions if i.session_id} if turns > 0 else set[str]()
+        ordered: dict[str, list[Interaction]] = {}
+
+        async def read(session_id: str) -> None:
+            found = await self._session_turns(user_id, session_id)
+            ordered[session_id] = sorted(found, key=_session_order)
+
+        await _each(sorted(wanted), read)
+        found: dict[int, list[Interaction]] = {}
+        for hit in interactions:
+            session = ordered.get(hit.session_id, [])
+            keys = [_session_order(i) for i in session]
+            start = bisect.bisect_left(keys, _session_order(hit))
+            end = bisect.bisect_right(keys, _session_order(hit))
+            found[hit.interaction_id] = [
+                *session[max(0, start - turns) : start],
+                *session[end : end + turns],
+            ]
+        return found
 
     async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
         answer = await self._sessions(RequestsBody(user_id=user_id, top_k=limit, offset=offset))
@@ -479,3 +551,24 @@ class ReflexioApi:
 
 def _nothing() -> None:
     pass
+
+
+def _session_order(interaction: Interaction) -> tuple[int, int]:
+    return interaction.created_at, interaction.interaction_id
+
+
+async def _each(items: Iterable[_Item], work: Callable[[_Item], Awaitable[None]]) -> None:
+    """`work` on every item, CONCURRENT_LOOKUPS at a time; the first failure is raised as
+    itself (not in an exception group), the rest of the work cancelled."""
+    limiter = anyio.CapacityLimiter(CONCURRENT_LOOKUPS)
+
+    async def one(item: _Item) -> None:
+        async with limiter:
+            await work(item)
+
+    try:
+        async with anyio.create_task_group() as group:
+            for item in items:
+                group.start_soon(one, item)
+    except* ReflexioMcpError as failures:
+        raise failures.exceptions[0] from None

@@ -406,6 +406,13 @@ class ReflexioBackend:
             lambda: self._client.session_interactions(user_id, session_id, top_k)
         )
 
+    async def session_neighbours(
+        self, user_id: str, interactions: Sequence[Interaction], turns: int
+    ) -> dict[int, list[Interaction]]:
+        return await self._guarded(
+            lambda: self._client.session_neighbours(user_id, interactions, turns)
+        )
+
     async def sessions(self, user_id: str, *, offset: int, limit: int) -> SessionPage:
         return await self._guarded(
             lambda: self._client.sessions(user_id, offset=offset, limit=limit)

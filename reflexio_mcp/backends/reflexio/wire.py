@@ -48,8 +48,15 @@ class SessionData(BaseModel):
     requests: list[RequestData] = Field(default_factory=list[RequestData])
 
     def turns(self, user_id: str) -> list[Interaction]:
+        """The session's turns of `user_id`, each with this session_id (Reflexio's own turns
+        carry none)."""
         # Reflexio filters by user already; a turn of another user is never shown anyway.
-        return [i for r in self.requests for i in r.interactions if i.user_id == user_id]
+        return [
+            i.model_copy(update={"session_id": self.session_id})
+            for r in self.requests
+            for i in r.interactions
+            if i.user_id == user_id
+        ]
 
     def published_at(self) -> int:
         return max((int(r.request.created_at or 0) for r in self.requests), default=0)
@@ -63,10 +70,12 @@ class RequestsAnswer(BaseModel):
 
 
 class RequestsBody(BaseModel):
-    """A page of a user's sessions, latest publish first, each with all its turns."""
+    """A page of a user's sessions, latest publish first, each with all its turns (with a
+    request_id: the session of that publish, with that publish's turns only)."""
 
     user_id: str
     session_id: str | None = None
+    request_id: str | None = None
     top_k: int
     offset: int = 0
 

@@ -25,6 +25,7 @@ from reflexio_mcp.core.errors import (
     NotReflexio,
     RateLimited,
     ReflexioMcpError,
+    Rejected,
     ServerError,
 )
 from reflexio_mcp.core.models import GetRequest, InteractionData, PublishRequest, SearchRequest
@@ -572,6 +573,8 @@ async def test_time_windows_are_applied_by_the_bridge_not_sent_to_reflexio_searc
 
     def handler(request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content)
+        if request.url.path != "/api/search_interactions":  # the hits' sessions, looked up
+            return httpx2.Response(200, json={"success": True, "sessions": []})
         bodies.append(body)
         newest = 2000 - min(int(str(body.get("most_recent_k", 10))), 1000)
         rows = [
@@ -590,3 +593,19 @@ async def test_time_windows_are_applied_by_the_bridge_not_sent_to_reflexio_searc
     assert [i.created_at for i in found] == [1500, 1499, 1498]
     assert [b["most_recent_k"] for b in bodies] == [3, 100, 1000]
     assert all("end_time" not in b and "start_time" not in b for b in bodies)
+
+
+async def test_a_failed_session_lookup_is_the_backends_error_not_an_exception_group() -> None:
+    # Reflexio cannot produce this: its get_requests fails only when its store does.
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/get_requests":
+            return httpx2.Response(200, json={"success": False, "msg": "storage down"})
+        rows = [
+            {"interaction_id": n, "user_id": "u", "request_id": f"r{n}", "created_at": n}
+            for n in range(1, 4)
+        ]
+        return httpx2.Response(200, json={"success": True, "interactions": rows})
+
+    async with client(handler) as reflexio:
+        with pytest.raises(Rejected, match="storage down"):
+            await reflexio.search_interactions(SearchRequest(user_id="u", query="x"))
