@@ -9,7 +9,12 @@ from types import CodeType
 
 import pytest
 
-from tests.support.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
+from tests.support.reflexio_server import (
+    SERVER_KEY,
+    RunningServer,
+    required_reflexio_server,
+    restart,
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +40,22 @@ def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         yield server
 
 
+@pytest.fixture(scope="module")
+def _crashable_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with required_reflexio_server(tmp_path_factory.mktemp("crashable-reflexio")) as server:
+        yield server
+
+
+@pytest.fixture
+def crashable_reflexio(_crashable_reflexio: RunningServer) -> RunningServer:
+    """A Reflexio server the tests of one module may kill -9 and restart (kill9, restart),
+    so that each need not start its own (seconds each); each test gets it running, restarted
+    if the test before left it down. Tests keep apart by their user ids."""
+    if _crashable_reflexio.process.poll() is not None:
+        restart(_crashable_reflexio)
+    return _crashable_reflexio
+
+
 @pytest.fixture
 def user_id() -> str:
     """A user no other test writes to, so tests share one backend without seeing each other."""
@@ -49,7 +70,7 @@ def _no_default_data_dir(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
 
 
-REFLEXIO_FIXTURES = {"reflexio", "lone_reflexio", "keyed_reflexio"}
+REFLEXIO_FIXTURES = {"reflexio", "lone_reflexio", "keyed_reflexio", "crashable_reflexio"}
 """The fixtures above that start the real Reflexio server."""
 
 
