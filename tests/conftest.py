@@ -92,10 +92,21 @@ REFLEXIO_FIXTURES = {"reflexio", "lone_reflexio", "keyed_reflexio", "crashable_r
 """The fixtures above that start the real Reflexio server."""
 
 
+LONG_RUNNING = (
+    "tests/e2e/test_outbox_delivery.py",
+    "tests/e2e/test_publish_lane.py",
+    "tests/e2e/test_reflexio_rate_limit.py",
+)
+"""Modules of tests that take up to a minute or more, mostly waiting (out Reflexio's rate limit,
+its restarts, a stuck publish): run first, so that the other worker's short tests fill the time
+around them instead of one worker running them alone at the end."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_reflexio(item):
             item.add_marker(pytest.mark.backend)
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_RUNNING))  # stable
 
 
 def needs_reflexio(item: pytest.Item) -> bool:
