@@ -3,13 +3,36 @@ Reflexio server (so `pytest -m "not backend"` runs with none)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from types import CodeType
 
 import pytest
 
-from tests.support.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server
+from tests.support.reflexio_server import (
+    SERVER_KEY,
+    RunningServer,
+    required_reflexio_server,
+    restart,
+)
+
+MEMORY_TMP = "/dev/shm"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary files (tmp_path, tempfile, and so every SQLite store, outbox and Reflexio's
+    HOME the tests make) go to memory where the machine has a tmpfs at /dev/shm, unless TMPDIR
+    says where: the stores sync each commit to disk, and on a shared disk those syncs were
+    most of the wall time of the store and outbox tests (the salvage fuzz test took 12 s on
+    disk, 5 s in memory). Set before xdist starts its workers, which inherit it."""
+    if os.environ.get("TMPDIR") or not (
+        os.path.isdir(MEMORY_TMP) and os.access(MEMORY_TMP, os.W_OK | os.X_OK)
+    ):
+        return
+    os.environ["TMPDIR"] = MEMORY_TMP
+    tempfile.tempdir = None  # recomputed from TMPDIR at the next use
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +58,22 @@ def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         yield server
 
 
+@pytest.fixture(scope="module")
+def _crashable_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with required_reflexio_server(tmp_path_factory.mktemp("crashable-reflexio")) as server:
+        yield server
+
+
+@pytest.fixture
+def crashable_reflexio(_crashable_reflexio: RunningServer) -> RunningServer:
+    """A Reflexio server the tests of one module may kill -9 and restart (kill9, restart),
+    so that each need not start its own (seconds each); each test gets it running, restarted
+    if the test before left it down. Tests keep apart by their user ids."""
+    if _crashable_reflexio.process.poll() is not None:
+        restart(_crashable_reflexio)
+    return _crashable_reflexio
+
+
 @pytest.fixture
 def user_id() -> str:
     """A user no other test writes to, so tests share one backend without seeing each other."""
@@ -49,14 +88,25 @@ def _no_default_data_dir(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg")))
 
 
-REFLEXIO_FIXTURES = {"reflexio", "lone_reflexio", "keyed_reflexio"}
+REFLEXIO_FIXTURES = {"reflexio", "lone_reflexio", "keyed_reflexio", "crashable_reflexio"}
 """The fixtures above that start the real Reflexio server."""
+
+
+LONG_RUNNING = (
+    "tests/e2e/test_outbox_delivery.py",
+    "tests/e2e/test_publish_lane.py",
+    "tests/e2e/test_reflexio_rate_limit.py",
+)
+"""Modules of tests that take up to a minute or more, mostly waiting (out Reflexio's rate limit,
+its restarts, a stuck publish): run first, so that the other worker's short tests fill the time
+around them instead of one worker running them alone at the end."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if needs_reflexio(item):
             item.add_marker(pytest.mark.backend)
+    items.sort(key=lambda item: not item.nodeid.startswith(LONG_RUNNING))  # stable
 
 
 def needs_reflexio(item: pytest.Item) -> bool:

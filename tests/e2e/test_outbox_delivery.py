@@ -139,40 +139,40 @@ def environment(reflexio: RunningServer, data_dir: Path, **extra: str) -> dict[s
 
 
 async def test_300_publishes_survive_five_kill9_restarts_of_reflexio(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        env = environment(reflexio, tmp_path / "data")
-        async with bridge(env, tmp_path / "bridge.log") as mcp:
-            down = False
-            published = 0
+    reflexio = crashable_reflexio
+    env = environment(reflexio, tmp_path / "data")
+    async with bridge(env, tmp_path / "bridge.log") as mcp:
+        down = False
+        published = 0
 
-            async def crash_five_times() -> None:
-                nonlocal down
-                for _ in range(5):
-                    # Up for a few seconds and 20 publishes (or the end of them), then a crash.
-                    await anyio.sleep(3)
-                    target = published + 20
-                    while published < target and published < 300:  # noqa: ASYNC110
-                        await anyio.sleep(0.05)
-                    down = True
-                    kill9(reflexio)
-                    await anyio.sleep(0.5)
-                    await anyio.to_thread.run_sync(restart, reflexio)
-                    down = False
+        async def crash_five_times() -> None:
+            nonlocal down
+            for _ in range(5):
+                # Up for a few seconds and 20 publishes (or the end of them), then a crash.
+                await anyio.sleep(3)
+                target = published + 20
+                while published < target and published < 300:  # noqa: ASYNC110
+                    await anyio.sleep(0.05)
+                down = True
+                kill9(reflexio)
+                await anyio.sleep(0.5)
+                await anyio.to_thread.run_sync(restart, reflexio)
+                down = False
 
-            async with anyio.create_task_group() as crashes:
-                crashes.start_soon(crash_five_times)
-                for n in range(300):
-                    was_down = down
-                    await mcp.publish(user_id, f"question {n} of {user_id}")
-                    mcp.latencies[-1] = (mcp.latencies[-1][0], was_down or down)
-                    published += 1
-                    await anyio.sleep(0.08)
-            outbox = await mcp.drained()
-        assert outbox["failed"] == 0
-        assert len(mcp.sent) == 300
-        assert_exactly_once(reflexio, user_id, mcp.sent)
+        async with anyio.create_task_group() as crashes:
+            crashes.start_soon(crash_five_times)
+            for n in range(300):
+                was_down = down
+                await mcp.publish(user_id, f"question {n} of {user_id}")
+                mcp.latencies[-1] = (mcp.latencies[-1][0], was_down or down)
+                published += 1
+                await anyio.sleep(0.08)
+        outbox = await mcp.drained()
+    assert outbox["failed"] == 0
+    assert len(mcp.sent) == 300
+    assert_exactly_once(reflexio, user_id, mcp.sent)
     while_down = [seconds for seconds, was_down in mcp.latencies if was_down]
     assert while_down, "no publish was made while Reflexio was down"
     assert max(seconds for seconds, _ in mcp.latencies) < DEADLINE
@@ -211,82 +211,84 @@ async def test_90_publishes_under_reflexios_rate_limiter_all_arrive_once(
 
 
 async def test_a_restarted_bridge_drains_what_a_killed_one_left(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        # 20 a minute: the first 20 go at once, the rest wait in the outbox.
-        env = environment(reflexio, tmp_path / "data", REFLEXIO_MCP_PUBLISH_RATE="20")
-        log = tmp_path / "bridge.log"
-        killed = Bridge.__new__(Bridge)
-        with contextlib.suppress(Exception):  # the client notices its server vanish
-            async with bridge(env, log) as mcp:
-                killed = mcp
-                for n in range(60):
-                    await mcp.publish(user_id, f"before the crash {n} of {user_id}")
-                assert (await mcp.outbox())["waiting"] > 0
-                os.kill(mcp.pid, signal.SIGKILL)
-        assert killed.answers["queued"] > 0
-        env["REFLEXIO_MCP_PUBLISH_RATE"] = "0"
+    reflexio = crashable_reflexio
+    # 20 a minute: the first 20 go at once, the rest wait in the outbox.
+    env = environment(reflexio, tmp_path / "data", REFLEXIO_MCP_PUBLISH_RATE="20")
+    log = tmp_path / "bridge.log"
+    killed = Bridge.__new__(Bridge)
+    with contextlib.suppress(Exception):  # the client notices its server vanish
         async with bridge(env, log) as mcp:
-            outbox = await mcp.drained()
-        assert outbox["failed"] == 0
-        started = [line for line in log.read_text().splitlines() if "outbox" in line]
-        assert re.search(r"outbox .*: \d+ publish\(es\) wait for Reflexio", started[-1])
-        assert_exactly_once(reflexio, user_id, killed.sent)
-        print(f"\nbridge killed with {killed.answers['queued']} queued; all 60 stored once")
+            killed = mcp
+            for n in range(60):
+                await mcp.publish(user_id, f"before the crash {n} of {user_id}")
+            assert (await mcp.outbox())["waiting"] > 0
+            os.kill(mcp.pid, signal.SIGKILL)
+    assert killed.answers["queued"] > 0
+    env["REFLEXIO_MCP_PUBLISH_RATE"] = "0"
+    async with bridge(env, log) as mcp:
+        outbox = await mcp.drained()
+    assert outbox["failed"] == 0
+    started = [line for line in log.read_text().splitlines() if "outbox" in line]
+    assert re.search(r"outbox .*: \d+ publish\(es\) wait for Reflexio", started[-1])
+    assert_exactly_once(reflexio, user_id, killed.sent)
+    print(f"\nbridge killed with {killed.answers['queued']} queued; all 60 stored once")
 
 
 async def test_two_bridges_sharing_one_outbox_never_send_a_row_twice(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        env = environment(reflexio, tmp_path / "data", REFLEXIO_MCP_LOG_LEVEL="DEBUG")
-        logs = [tmp_path / "first.log", tmp_path / "second.log"]
-        async with bridge(env, logs[0]) as first, bridge(env, logs[1]) as second:
-            kill9(reflexio)
-            for n in range(30):
-                await first.publish(user_id, f"first {n} of {user_id}")
-                await second.publish(user_id, f"second {n} of {user_id}")
-            assert first.answers["queued"] == second.answers["queued"] == 30
-            await anyio.to_thread.run_sync(restart, reflexio)
-            await first.drained()
-        delivered = [
-            line.rsplit("delivered ", 1)[1].split()[0]
-            for log in logs
-            for line in log.read_text().splitlines()
-            if "reflexio_mcp.backends.reflexio.delivery: delivered " in line
-        ]
-        assert sorted(delivered) == sorted({**first.sent, **second.sent})  # each sent once
-        assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
+    reflexio = crashable_reflexio
+    env = environment(reflexio, tmp_path / "data", REFLEXIO_MCP_LOG_LEVEL="DEBUG")
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    async with bridge(env, logs[0]) as first, bridge(env, logs[1]) as second:
+        kill9(reflexio)
+        for n in range(30):
+            await first.publish(user_id, f"first {n} of {user_id}")
+            await second.publish(user_id, f"second {n} of {user_id}")
+        assert first.answers["queued"] == second.answers["queued"] == 30
+        await anyio.to_thread.run_sync(restart, reflexio)
+        await first.drained()
+    delivered = [
+        line.rsplit("delivered ", 1)[1].split()[0]
+        for log in logs
+        for line in log.read_text().splitlines()
+        if "reflexio_mcp.backends.reflexio.delivery: delivered " in line
+    ]
+    assert sorted(delivered) == sorted({**first.sent, **second.sent})  # each sent once
+    assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
 
 
 async def test_a_publish_queued_while_reflexio_is_down_keeps_its_publish_time(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
     """The turn is stored with the time the bridge acknowledged it, not the time it was
     delivered: a time window around the publish finds it."""
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        env = environment(reflexio, tmp_path / "data")
-        async with bridge(env, tmp_path / "bridge.log") as mcp:
-            kill9(reflexio)
-            before = int(time.time())
-            await mcp.publish(user_id, f"said while Reflexio was down, {user_id}")
-            after = int(time.time())
-            assert mcp.answers["queued"] == 1
-            await anyio.sleep(3)
-            await anyio.to_thread.run_sync(restart, reflexio)
-            await mcp.drained()
-            with anyio.fail_after(DEADLINE + 5):
-                found = await mcp.client.call_tool(
-                    "get_interactions",
-                    {
-                        "user_id": user_id,
-                        "start_time": datetime.fromtimestamp(before, UTC).isoformat(),
-                        # one second past: a window must not be empty (start < end)
-                        "end_time": datetime.fromtimestamp(after + 1, UTC).isoformat(),
-                    },
-                )
-        turns = stored(reflexio, user_id)
+    reflexio = crashable_reflexio
+    env = environment(reflexio, tmp_path / "data")
+    async with bridge(env, tmp_path / "bridge.log") as mcp:
+        kill9(reflexio)
+        before = int(time.time())
+        await mcp.publish(user_id, f"said while Reflexio was down, {user_id}")
+        after = int(time.time())
+        assert mcp.answers["queued"] == 1
+        # Reflexio is back 2 s past `after` at the soonest: a turn stamped when it was
+        # delivered would fall outside the window.
+        await anyio.sleep(after + 2 - time.time())
+        await anyio.to_thread.run_sync(restart, reflexio)
+        await mcp.drained()
+        with anyio.fail_after(DEADLINE + 5):
+            found = await mcp.client.call_tool(
+                "get_interactions",
+                {
+                    "user_id": user_id,
+                    "start_time": datetime.fromtimestamp(before, UTC).isoformat(),
+                    # one second past: a window must not be empty (start < end)
+                    "end_time": datetime.fromtimestamp(after + 1, UTC).isoformat(),
+                },
+            )
+    turns = stored(reflexio, user_id)
     assert [t["created_at"] for t in turns] == [turns[0]["created_at"]] * 2
     assert before <= turns[0]["created_at"] <= after, (before, turns[0]["created_at"], after)
     assert not found.is_error
@@ -295,37 +297,37 @@ async def test_a_publish_queued_while_reflexio_is_down_keeps_its_publish_time(
 
 
 async def test_an_outbox_with_an_index_page_overwritten_delivers_all_20_once_after_a_restart(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
     """Issue 16.2: 20 publishes acknowledged `queued` while Reflexio was down, then one index
     page of the outbox overwritten (the rows intact, its integrity check fails). The restarted
     server salvages them into a fresh outbox, says so, and delivers each exactly once."""
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        env = environment(reflexio, tmp_path / "data")
-        log = tmp_path / "bridge.log"
-        async with bridge(env, log) as mcp:
-            kill9(reflexio)
-            for n in range(20):
-                await mcp.publish(user_id, f"kept through damage {n} of {user_id}")
-            assert mcp.answers["queued"] == 20
-        path = tmp_path / "data" / "outbox.sqlite3"
-        with sqlite3.connect(path) as db:
-            (page,) = db.execute(
-                "SELECT rootpage FROM sqlite_schema WHERE name = 'outbox_sessions'"
-            ).fetchone()
-            (size,) = db.execute("PRAGMA page_size").fetchone()
-        db.close()
-        with path.open("r+b") as file:
-            file.seek(size * (page - 1))
-            file.write(b"\xff" * size)
-        await anyio.to_thread.run_sync(restart, reflexio)
-        async with bridge(env, log) as again:
-            outbox = await again.drained()
-            with anyio.fail_after(DEADLINE + 5):
-                status = await again.client.call_tool(
-                    "get_publish_status", {"user_id": user_id, "request_id": next(iter(mcp.sent))}
-                )
-        assert_exactly_once(reflexio, user_id, mcp.sent)
+    reflexio = crashable_reflexio
+    env = environment(reflexio, tmp_path / "data")
+    log = tmp_path / "bridge.log"
+    async with bridge(env, log) as mcp:
+        kill9(reflexio)
+        for n in range(20):
+            await mcp.publish(user_id, f"kept through damage {n} of {user_id}")
+        assert mcp.answers["queued"] == 20
+    path = tmp_path / "data" / "outbox.sqlite3"
+    with sqlite3.connect(path) as db:
+        (page,) = db.execute(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'outbox_sessions'"
+        ).fetchone()
+        (size,) = db.execute("PRAGMA page_size").fetchone()
+    db.close()
+    with path.open("r+b") as file:
+        file.seek(size * (page - 1))
+        file.write(b"\xff" * size)
+    await anyio.to_thread.run_sync(restart, reflexio)
+    async with bridge(env, log) as again:
+        outbox = await again.drained()
+        with anyio.fail_after(DEADLINE + 5):
+            status = await again.client.call_tool(
+                "get_publish_status", {"user_id": user_id, "request_id": next(iter(mcp.sent))}
+            )
+    assert_exactly_once(reflexio, user_id, mcp.sent)
     salvage = outbox["salvage"]
     assert (salvage["salvaged"], salvage["waiting"], salvage["unreadable"]) == (20, 20, 0)
     assert salvage["damage"]
@@ -339,7 +341,7 @@ async def test_an_outbox_with_an_index_page_overwritten_delivers_all_20_once_aft
 
 
 async def test_an_outbox_damaged_under_a_running_bridge_keeps_every_publish_once(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
     """Issue 16.2, damage while running: 10 publishes queued while Reflexio is down, one
     index page of the outbox overwritten under the running server, 10 more publishes. Before
@@ -347,19 +349,19 @@ async def test_an_outbox_damaged_under_a_running_bridge_keeps_every_publish_once
     each is answered queued, and once Reflexio is back it holds all 20 exactly once."""
     from tests.support.outbox_damage import damaged_while_open
 
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        env = environment(reflexio, tmp_path / "data")
-        async with bridge(env, tmp_path / "bridge.log") as mcp:
-            kill9(reflexio)
-            for n in range(10):
-                await mcp.publish(user_id, f"before the damage {n} of {user_id}")
-            damaged_while_open(tmp_path / "data" / "outbox.sqlite3")
-            for n in range(10):
-                await mcp.publish(user_id, f"after the damage {n} of {user_id}")
-            assert mcp.answers["queued"] == 20
-            await anyio.to_thread.run_sync(restart, reflexio)
-            outbox = await mcp.drained()
-        assert_exactly_once(reflexio, user_id, mcp.sent)
+    reflexio = crashable_reflexio
+    env = environment(reflexio, tmp_path / "data")
+    async with bridge(env, tmp_path / "bridge.log") as mcp:
+        kill9(reflexio)
+        for n in range(10):
+            await mcp.publish(user_id, f"before the damage {n} of {user_id}")
+        damaged_while_open(tmp_path / "data" / "outbox.sqlite3")
+        for n in range(10):
+            await mcp.publish(user_id, f"after the damage {n} of {user_id}")
+        assert mcp.answers["queued"] == 20
+        await anyio.to_thread.run_sync(restart, reflexio)
+        outbox = await mcp.drained()
+    assert_exactly_once(reflexio, user_id, mcp.sent)
     assert outbox["salvage"] is not None
     assert (outbox["salvage"]["salvaged"], outbox["salvage"]["unreadable"]) == (10, 0)
     assert outbox["damaged_files_moved_aside"] == 1
@@ -367,7 +369,7 @@ async def test_an_outbox_damaged_under_a_running_bridge_keeps_every_publish_once
 
 
 async def test_a_bridge_whose_shared_outbox_another_salvaged_writes_to_the_fresh_file(
-    tmp_path: Path, user_id: str
+    crashable_reflexio: RunningServer, tmp_path: Path, user_id: str
 ) -> None:
     """Two bridges share one outbox; it is damaged under them and the first salvages it at
     its next publish (before the fix that publish was refused). The second then writes to
@@ -376,26 +378,26 @@ async def test_a_bridge_whose_shared_outbox_another_salvaged_writes_to_the_fresh
     test_outbox_salvage's two-process test puts it where they do not.)"""
     from tests.support.outbox_damage import damaged_while_open
 
-    with required_reflexio_server(tmp_path / "reflexio") as reflexio:
-        env = environment(reflexio, tmp_path / "data")
-        path = tmp_path / "data" / "outbox.sqlite3"
-        async with (
-            bridge(env, tmp_path / "first.log") as first,
-            bridge(env, tmp_path / "second.log") as second,
-        ):
-            kill9(reflexio)
-            for n in range(5):
-                await first.publish(user_id, f"first {n} of {user_id}")
-                await second.publish(user_id, f"second {n} of {user_id}")
-            damaged_while_open(path)
-            await first.publish(user_id, f"first salvages, of {user_id}")
-            for n in range(5, 10):
-                await second.publish(user_id, f"second {n} of {user_id}")
-            assert first.answers["queued"] + second.answers["queued"] == 16
-            await anyio.to_thread.run_sync(restart, reflexio)
-            await first.drained()
-            outbox = await second.drained()
-        assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
+    reflexio = crashable_reflexio
+    env = environment(reflexio, tmp_path / "data")
+    path = tmp_path / "data" / "outbox.sqlite3"
+    async with (
+        bridge(env, tmp_path / "first.log") as first,
+        bridge(env, tmp_path / "second.log") as second,
+    ):
+        kill9(reflexio)
+        for n in range(5):
+            await first.publish(user_id, f"first {n} of {user_id}")
+            await second.publish(user_id, f"second {n} of {user_id}")
+        damaged_while_open(path)
+        await first.publish(user_id, f"first salvages, of {user_id}")
+        for n in range(5, 10):
+            await second.publish(user_id, f"second {n} of {user_id}")
+        assert first.answers["queued"] + second.answers["queued"] == 16
+        await anyio.to_thread.run_sync(restart, reflexio)
+        await first.drained()
+        outbox = await second.drained()
+    assert_exactly_once(reflexio, user_id, {**first.sent, **second.sent})
     (kept,) = path.parent.glob("outbox.sqlite3.damaged-*[0-9Z]")
     with sqlite3.connect(f"file:{kept}?mode=ro", uri=True) as db:
         (rows,) = db.execute("SELECT count(*) FROM outbox NOT INDEXED").fetchone()

@@ -167,6 +167,7 @@ def reflexio_server(
         "MOCK_LLM_RESPONSE": "true",
         "REFLEXIO_EMBEDDING_PROVIDER": "openai",
         "RATELIMIT_ENABLED": "false",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # else litellm fetches its price list online
         **(extra_env or {}),
     }
     log = workdir / "reflexio.log"
