@@ -19,6 +19,8 @@ from tests.support.reflexio_server import (
 )
 
 MEMORY_TMP = "/dev/shm"
+MEMORY_TMP_NEEDED = 2 * 2**30
+"""Free bytes the tmpfs must have: the suite's files take a few hundred MiB at once."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,6 +32,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("TMPDIR") or not (
         os.path.isdir(MEMORY_TMP) and os.access(MEMORY_TMP, os.W_OK | os.X_OK)
     ):
+        return
+    free = os.statvfs(MEMORY_TMP)
+    if free.f_bavail * free.f_frsize < MEMORY_TMP_NEEDED:  # a container's 64 MiB one: disk
         return
     os.environ["TMPDIR"] = MEMORY_TMP
     tempfile.tempdir = None  # recomputed from TMPDIR at the next use
