@@ -21,6 +21,7 @@ from mcp_types import (
     PromptReference,
     ResourceTemplateReference,
     TextResourceContents,
+    ToolAnnotations,
 )
 
 from reflexio_mcp.app import build_server
@@ -90,23 +91,30 @@ async def test_tools_list_names_schemas_and_annotations(settings: Settings, kind
     without_admin = settings.model_copy(update={"allow_admin": False})
     async with Client(build_server(without_admin)) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == TOOLS  # get_all_interactions needs --allow-admin
+    # get_all_interactions needs --allow-admin; only Reflexio learns profiles and playbooks.
+    learnings = {"search_learnings", "delete_learning"} if kind == "reflexio" else set[str]()
+    assert set(tools) == TOOLS | learnings
     for tool in tools.values():
         assert tool.description
         assert len(tool.description) > 80
         assert tool.output_schema is not None
         for name, schema in tool.input_schema["properties"].items():
             assert schema.get("description"), f"{tool.name}.{name} has no description"
-    annotations = {name: tool.annotations for name, tool in tools.items()}
-    # Reflexio is another service; the embedded store is this process's own file.
-    expect_open_world = kind == "reflexio"
-    assert all(
-        a is not None and a.open_world_hint is expect_open_world for a in annotations.values()
+    annotations = {name: tool.annotations or ToolAnnotations() for name, tool in tools.items()}
+    # Reflexio is another service; the embedded store is this process's own file. A hint at
+    # the spec's default (openWorldHint and destructiveHint true) is left out.
+    expect_open_world = None if kind == "reflexio" else False
+    assert all(a.open_world_hint is expect_open_world for a in annotations.values())
+    read_only = {n for n, a in annotations.items() if a.read_only_hint}
+    destructive = {
+        n
+        for n, a in annotations.items()
+        if not a.read_only_hint and a.destructive_hint is not False
+    }
+    assert read_only == {"search_interactions", "get_interactions", "get_publish_status"} | (
+        learnings - {"delete_learning"}
     )
-    read_only = {n for n, a in annotations.items() if a and a.read_only_hint}
-    destructive = {n for n, a in annotations.items() if a and a.destructive_hint}
-    assert read_only == {"search_interactions", "get_interactions", "get_publish_status"}
-    assert destructive == {"delete_interaction"}
+    assert destructive == {"delete_interaction"} | (learnings - {"search_learnings"})
     publish = tools["publish_interaction"].input_schema
     turn = publish["properties"]["interactions"]["items"]["properties"]
     assert set(turn) >= {
