@@ -12,8 +12,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-from reflexio_mcp.core.errors import NotFound
+from reflexio_mcp.core.errors import InvalidInput, NotFound
 from reflexio_mcp.core.fields import SearchMode
+from reflexio_mcp.core.shown import shown
 
 LearningKind = Literal["profile", "user_playbook", "agent_playbook"]
 KINDS: tuple[LearningKind, ...] = ("profile", "user_playbook", "agent_playbook")
@@ -30,7 +31,7 @@ class Learning(BaseModel):
     """One thing Reflexio learned, as a tool shows it."""
 
     kind: LearningKind
-    id: str = Field(description="Its id, for delete_learning.")
+    id: str = Field(description="Its kind and Reflexio's id (profile:<id>), for delete_learning.")
     content: str
     learned_at: str = Field(description="When it was learned or last changed (ISO 8601 UTC).")
     user_id: str | None = Field(default=None, description="Whose it is; none for agent playbooks.")
@@ -78,15 +79,16 @@ class Learnings(Protocol):
         """The current learnings of `kinds`, newest first, at most `top_k` a kind."""
         ...
 
-    async def find(self, user_id: str, kind: LearningKind, learning_id: str) -> Learning:
-        """One learning by id.
+    async def find(self, user_id: str, learning_id: str) -> Learning:
+        """One learning by its id (`learning_key`).
 
         Raises:
-            NotFound: none of that kind with that id (of that user, for its own kinds).
+            InvalidInput: it is no learning id.
+            NotFound: none with that id (of that user, for its own kinds).
         """
         ...
 
-    async def delete(self, user_id: str, kind: LearningKind, learning_id: str) -> Learning:
+    async def delete(self, user_id: str, learning_id: str) -> Learning:
         """Delete one learning; answer what was deleted.
 
         Raises:
@@ -94,9 +96,7 @@ class Learnings(Protocol):
         """
         ...
 
-    async def correct(
-        self, user_id: str, kind: LearningKind, learning_id: str, content: str
-    ) -> Learning:
+    async def correct(self, user_id: str, learning_id: str, content: str) -> Learning:
         """Replace one learning's content; answer it as it now reads.
 
         Raises:
@@ -120,7 +120,32 @@ def learnings_of(backend: object) -> Learnings | None:
     return found if isinstance(found, Learnings) else None
 
 
-def learning_not_found(user_id: str, kind: LearningKind, learning_id: str) -> NotFound:
+def learning_key(kind: LearningKind, raw_id: str | int) -> str:
+    """A learning's id as the tools show it: its kind and Reflexio's own id, which alone does
+    not tell a user playbook from an agent playbook."""
+    return f"{kind}:{raw_id}"
+
+
+def split_learning_id(learning_id: str) -> tuple[LearningKind, str]:
+    """The kind and Reflexio's own id that a learning id (`learning_key`) holds.
+
+    Raises:
+        InvalidInput: it is not one.
+    """
+    kind, colon, raw = learning_id.partition(":")
+    for known in KINDS:
+        if colon and raw and kind == known:
+            return known, raw
+    raise InvalidInput(
+        [
+            f"learning_id: {shown(learning_id)} is not an id search_learnings gave; they read "
+            "kind:id, e.g. profile:3f2a9c1e-... or user_playbook:12"
+        ]
+    )
+
+
+def learning_not_found(user_id: str, learning_id: str) -> NotFound:
+    kind, _ = split_learning_id(learning_id)
     whose = "" if kind == "agent_playbook" else f" of user {user_id!r}"
     return NotFound(
         f"no {kind} {learning_id!r}{whose}: nothing was changed; find ids with search_learnings"

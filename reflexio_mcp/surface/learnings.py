@@ -33,8 +33,9 @@ from reflexio_mcp.core.learnings import (
     Learnings,
     learned_text,
     learnings_of,
+    split_learning_id,
 )
-from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_ID_CHARS, MAX_QUERY_CHARS
+from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_QUERY_CHARS
 from reflexio_mcp.core.models import PublishStatus
 from reflexio_mcp.core.search_text import bounded_query, has_words
 from reflexio_mcp.surface.access_scope import caller_role
@@ -44,6 +45,8 @@ from reflexio_mcp.surface.state import AppState, ToolContext, app_state
 
 PREVIEW_CHARS = 300
 MAX_PER_KIND = 100
+MAX_LEARNING_ID_CHARS = 300
+"""A kind, a colon and Reflexio's id (a UUID or a number)."""
 TOOLS = ("search_learnings", "delete_learning")
 
 Kinds = Annotated[
@@ -51,7 +54,7 @@ Kinds = Annotated[
     Field(description="Only these kinds."),
 ]
 LearningId = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_CHARS, description="From search_learnings.")
+    str, Field(min_length=1, max_length=MAX_LEARNING_ID_CHARS, description="From search_learnings.")
 ]
 
 
@@ -190,7 +193,6 @@ def _fitted(
 
 async def confirm_learning_change(
     ctx: ToolContext,
-    kind: LearningKind,
     learning_id: str,
     correction: str = "",
     user_id: str = "",
@@ -200,13 +202,14 @@ async def confirm_learning_change(
     confirm deletes. An agent playbook (every user's) needs role admin."""
     state = app_state(ctx)
     learnings = _learnings(state)
-    if kind == "agent_playbook" and caller_role.get() != "admin":
-        raise ToolError(
-            "not changed: agent playbooks are shared by every user, so changing one needs role "
-            "admin (an admin access token, or --allow-admin)"
-        )
     with reported_to_model():
-        target = await learnings.find(state.user(user_id), kind, learning_id)
+        kind, _ = split_learning_id(learning_id)
+        if kind == "agent_playbook" and caller_role.get() != "admin":
+            raise ToolError(
+                "not changed: agent playbooks are shared by every user, so changing one needs "
+                "role admin (an admin access token, or --allow-admin)"
+            )
+        target = await learnings.find(state.user(user_id), learning_id)
     if not state.confirm_deletes:
         return Consent(agree=True)
     question = _question(target, correction)
@@ -223,7 +226,6 @@ async def confirm_learning_change(
 
 async def delete_learning(
     ctx: ToolContext,
-    kind: LearningKind,
     learning_id: LearningId,
     consent: Annotated[ElicitationResult[Consent], Resolve(confirm_learning_change)],
     correction: Annotated[
@@ -241,19 +243,15 @@ async def delete_learning(
             owner = state.user(user_id)
             with reported_to_model():
                 if correction.strip():
-                    changed = await learnings.correct(owner, kind, learning_id, correction)
+                    changed = await learnings.correct(owner, learning_id, correction)
                     return compact(
                         LearningChange(
-                            status="corrected",
-                            learning=changed,
-                            message=f"corrected {kind} {learning_id}",
+                            status="corrected", learning=changed, message=f"corrected {learning_id}"
                         )
                     )
-                deleted = await learnings.delete(owner, kind, learning_id)
+                deleted = await learnings.delete(owner, learning_id)
             return compact(
-                LearningChange(
-                    status="deleted", learning=deleted, message=f"deleted {kind} {learning_id}"
-                )
+                LearningChange(status="deleted", learning=deleted, message=f"deleted {learning_id}")
             )
         case AcceptedElicitation():
             status, why = "kept", "the user answered not to change it"
@@ -262,9 +260,7 @@ async def delete_learning(
         case CancelledElicitation():
             status, why = "cancelled", "the user dismissed the question"
     return compact(
-        LearningChange(
-            status=status, message=f"nothing changed: {why}; {kind} {learning_id} is kept"
-        )
+        LearningChange(status=status, message=f"nothing changed: {why}; {learning_id} is kept")
     )
 
 
@@ -273,7 +269,7 @@ def _question(target: Learning, correction: str) -> str:
     if len(text) > PREVIEW_CHARS:
         text = text[:PREVIEW_CHARS] + "…"
     whose = f" of user {target.user_id!r}" if target.user_id else " (shared by every user)"
-    what = f"{target.kind} {target.id}{whose}, learned {target.learned_at}: {text!r}"
+    what = f"{target.id}{whose}, learned {target.learned_at}: {text!r}"
     if correction.strip():
         new = correction if len(correction) <= PREVIEW_CHARS else correction[:PREVIEW_CHARS] + "…"
         return f"Correct this {target.kind}?\n\n{what}\n\nto: {new!r}"

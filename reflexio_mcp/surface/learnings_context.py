@@ -175,7 +175,7 @@ def _line(learning: Learning) -> str:
     if len(text) > MAX_LINE_CHARS:
         text = text[:MAX_LINE_CHARS] + " [cut]"
     when = f" (when {learning.trigger})" if learning.trigger and learning.kind != "profile" else ""
-    return f"- [{learning.kind} {learning.id}, {learning.learned_at[:10]}]{when} {text}"
+    return f"- [{learning.id}, {learning.learned_at[:10]}]{when} {text}"
 
 
 def _within(lines: Sequence[str], budget: int) -> tuple[list[str], int]:

@@ -171,7 +171,7 @@ async def test_the_current_learnings_as_a_tool_resources_and_a_prompt(
     message = prompt.messages[0].content
     assert isinstance(message, TextContent)
     assert f"User mentioned: My cat is called {marker}" in message.text
-    assert "[user_playbook " in message.text
+    assert "[user_playbook:" in message.text
     assert len(message.text) < 600 + 600  # the budget bounds the learnings, not the framing
     completed = await mcp.complete(
         PromptReference(type="ref/prompt", name="what_you_know_about_me"),
@@ -192,16 +192,14 @@ async def test_delete_learning_asks_then_deletes_and_it_is_gone(
     kept = await call(
         mcp,
         "delete_learning",
-        {"user_id": user_id, "kind": "profile", "learning_id": ids["profile"]},
+        {"user_id": user_id, "learning_id": ids["profile"]},
     )
     assert kept["status"] == "declined"
     assert f"User mentioned: I hate {marker}" in user.questions[-1]
 
     user.action = "accept"
     for kind in ("profile", "user_playbook"):
-        deleted = await call(
-            mcp, "delete_learning", {"user_id": user_id, "kind": kind, "learning_id": ids[kind]}
-        )
+        deleted = await call(mcp, "delete_learning", {"user_id": user_id, "learning_id": ids[kind]})
         assert deleted["status"] == "deleted"
         assert deleted["learning"]["id"] == ids[kind]
     gone = await call(mcp, "search_learnings", {"user_id": user_id, "query": marker})
@@ -211,7 +209,7 @@ async def test_delete_learning_asks_then_deletes_and_it_is_gone(
     again = await error(
         mcp,
         "delete_learning",
-        {"user_id": user_id, "kind": "profile", "learning_id": ids["profile"]},
+        {"user_id": user_id, "learning_id": ids["profile"]},
     )
     assert f"no profile {ids['profile']!r} of user {user_id!r}: nothing was changed" in again
 
@@ -229,7 +227,6 @@ async def test_delete_learning_corrects_a_wrong_one(mcp: Client, user_id: str) -
         "delete_learning",
         {
             "user_id": user_id,
-            "kind": "profile",
             "learning_id": profile["id"],
             "correction": f"Lives in {fixed}",
         },
@@ -253,7 +250,7 @@ async def test_another_users_learnings_are_neither_found_nor_changed(
         message = await error(
             mcp,
             "delete_learning",
-            {"user_id": other, "kind": hit["kind"], "learning_id": hit["id"], "confirm": True},
+            {"user_id": other, "learning_id": hit["id"], "confirm": True},
         )
         assert "nothing was changed" in message
     still = await call(mcp, "search_learnings", {"user_id": user_id, "query": marker})
@@ -280,23 +277,25 @@ async def test_agent_playbooks_are_shared_and_need_admin_to_change(
         assert playbook["user_id"] is None  # shared by every user
         shared = await read(client, "reflexio://playbooks/agent")
         assert any(marker in hit["content"] for hit in shared["learnings"])
-        refused = await error(
-            client, "delete_learning", {"kind": "agent_playbook", "learning_id": playbook["id"]}
-        )
+        refused = await error(client, "delete_learning", {"learning_id": playbook["id"]})
         assert "needs role admin" in refused
     admin = settings.model_copy(update={"allow_admin": True})
     async with Client(build_server(admin), elicitation_callback=User()) as client:
-        deleted = await call(
-            client, "delete_learning", {"kind": "agent_playbook", "learning_id": playbook["id"]}
-        )
+        deleted = await call(client, "delete_learning", {"learning_id": playbook["id"]})
         assert deleted["status"] == "deleted"
         gone = await call(client, "search_learnings", {"query": marker})
         assert gone["count"] == 0
 
 
 async def test_a_bad_learning_id_is_named(mcp: Client) -> None:
-    message = await error(mcp, "delete_learning", {"kind": "user_playbook", "learning_id": "abc"})
+    for bad in ("abc", "user_playbook:abc", "playbook:1", "profile:"):
+        message = await error(mcp, "delete_learning", {"learning_id": bad})
+        assert message.startswith("Invalid input") or "learning_id:" in message, message
+    message = await error(mcp, "delete_learning", {"learning_id": "user_playbook:abc"})
     assert "learning_id: a user_playbook's id is a whole number" in message
+    for bad in ("abc", "playbook:1", "profile:"):
+        message = await error(mcp, "delete_learning", {"learning_id": bad})
+        assert "is not an id search_learnings gave; they read kind:id" in message
 
 
 async def test_on_the_embedded_store_the_learnings_need_reflexio(tmp_path: Path) -> None:

@@ -25,7 +25,9 @@ from reflexio_mcp.core.learnings import (
     Learning,
     LearningKind,
     Learnings,
+    learning_key,
     learning_not_found,
+    split_learning_id,
 )
 from reflexio_mcp.core.limits import MAX_TIMESTAMP
 
@@ -44,7 +46,7 @@ class ProfileView(BaseModel):
     def learning(self) -> Learning:
         return Learning(
             kind="profile",
-            id=self.profile_id,
+            id=learning_key("profile", self.profile_id),
             content=self.content,
             learned_at=_iso(self.last_modified_timestamp),
             user_id=self.user_id,
@@ -65,7 +67,7 @@ class UserPlaybookView(BaseModel):
     def learning(self) -> Learning:
         return Learning(
             kind="user_playbook",
-            id=str(self.user_playbook_id),
+            id=learning_key("user_playbook", self.user_playbook_id),
             content=self.content,
             learned_at=_iso(self.created_at or 0),
             user_id=self.user_id,
@@ -84,7 +86,7 @@ class AgentPlaybookView(BaseModel):
     def learning(self) -> Learning:
         return Learning(
             kind="agent_playbook",
-            id=str(self.agent_playbook_id),
+            id=learning_key("agent_playbook", self.agent_playbook_id),
             content=self.content,
             learned_at=_iso(self.created_at or 0),
             trigger=self.trigger or None,
@@ -148,6 +150,15 @@ def _playbook_id(kind: LearningKind, learning_id: str) -> int:
     )
 
 
+def _selector(user_id: str, learning_id: str) -> tuple[LearningKind, dict[str, Any]]:
+    """The kind of a learning and the fields that name it to Reflexio's deletes and updates (a
+    profile also by its user: Reflexio looks profiles up per user)."""
+    kind, raw = split_learning_id(learning_id)
+    if kind == "profile":
+        return kind, {"user_id": user_id, "profile_id": raw}
+    return kind, {f"{kind}_id": _playbook_id(kind, raw)}
+
+
 def _newest(learnings: list[Learning]) -> list[Learning]:
     return sorted(learnings, key=lambda learning: learning.learned_at, reverse=True)
 
@@ -205,38 +216,29 @@ class ReflexioLearnings:
         )
         return [p.learning() for p in shared.agent_playbooks]
 
-    async def find(self, user_id: str, kind: LearningKind, learning_id: str) -> Learning:
-        if kind == "profile":
-            only: dict[str, Any] = {"profile_id": learning_id}
-        else:
-            only = {f"{kind}_id": _playbook_id(kind, learning_id)}
+    async def find(self, user_id: str, learning_id: str) -> Learning:
+        kind, selector = _selector(user_id, learning_id)
+        only = {key: value for key, value in selector.items() if key != "user_id"}
         found = [i for i in await self._listed(kind, user_id, 1, **only) if i.id == learning_id]
         if not found:
-            raise learning_not_found(user_id, kind, learning_id)
+            raise learning_not_found(user_id, learning_id)
         return found[0]
 
-    async def delete(self, user_id: str, kind: LearningKind, learning_id: str) -> Learning:
+    async def delete(self, user_id: str, learning_id: str) -> Learning:
         # Reflexio answers "Deleted successfully" for ids it does not hold (or another user's),
         # so look first: only then can the answer say what was deleted.
-        target = await self.find(user_id, kind, learning_id)
-        if kind == "profile":
-            path, body = "/api/delete_profile", {"user_id": user_id, "profile_id": learning_id}
-        else:
-            path, body = f"/api/delete_{kind}", {f"{kind}_id": int(learning_id)}
-        await self._changed("DELETE", path, body)
+        target = await self.find(user_id, learning_id)
+        kind, selector = _selector(user_id, learning_id)
+        path = "/api/delete_profile" if kind == "profile" else f"/api/delete_{kind}"
+        await self._changed("DELETE", path, selector)
         return target
 
-    async def correct(
-        self, user_id: str, kind: LearningKind, learning_id: str, content: str
-    ) -> Learning:
-        await self.find(user_id, kind, learning_id)
-        if kind == "profile":
-            path = "/api/update_user_profile"
-            body: dict[str, Any] = {"user_id": user_id, "profile_id": learning_id}
-        else:
-            path, body = f"/api/update_{kind}", {f"{kind}_id": int(learning_id)}
-        await self._changed("PUT", path, {**body, "content": content})
-        return await self.find(user_id, kind, learning_id)
+    async def correct(self, user_id: str, learning_id: str, content: str) -> Learning:
+        await self.find(user_id, learning_id)
+        kind, selector = _selector(user_id, learning_id)
+        path = "/api/update_user_profile" if kind == "profile" else f"/api/update_{kind}"
+        await self._changed("PUT", path, {**selector, "content": content})
+        return await self.find(user_id, learning_id)
 
     async def from_publish(self, user_id: str, request_id: str) -> list[Learning]:
         body = {"user_id": user_id, "generated_from_request_id": request_id, "top_k": 100}
@@ -329,18 +331,14 @@ class GuardedLearnings:
     async def current(self, user_id: str, kinds: Sequence[LearningKind], top_k: int) -> Found:
         return await self._guarded(lambda: self._learnings.current(user_id, kinds, top_k))
 
-    async def find(self, user_id: str, kind: LearningKind, learning_id: str) -> Learning:
-        return await self._guarded(lambda: self._learnings.find(user_id, kind, learning_id))
+    async def find(self, user_id: str, learning_id: str) -> Learning:
+        return await self._guarded(lambda: self._learnings.find(user_id, learning_id))
 
-    async def delete(self, user_id: str, kind: LearningKind, learning_id: str) -> Learning:
-        return await self._guarded(lambda: self._learnings.delete(user_id, kind, learning_id))
+    async def delete(self, user_id: str, learning_id: str) -> Learning:
+        return await self._guarded(lambda: self._learnings.delete(user_id, learning_id))
 
-    async def correct(
-        self, user_id: str, kind: LearningKind, learning_id: str, content: str
-    ) -> Learning:
-        return await self._guarded(
-            lambda: self._learnings.correct(user_id, kind, learning_id, content)
-        )
+    async def correct(self, user_id: str, learning_id: str, content: str) -> Learning:
+        return await self._guarded(lambda: self._learnings.correct(user_id, learning_id, content))
 
     async def from_publish(self, user_id: str, request_id: str) -> list[Learning]:
         return await self._guarded(lambda: self._learnings.from_publish(user_id, request_id))
