@@ -24,6 +24,7 @@ from mcp_types import PromptReference, ResourceTemplateReference, TextContent, T
 from reflexio_mcp.app import build_server
 from reflexio_mcp.settings import Settings
 from tests.support.reflexio_server import RunningServer
+from tests.support.resource_updates import heard
 from tests.support.tool_calls import call, error, text
 
 
@@ -313,3 +314,28 @@ async def test_on_the_embedded_store_the_learnings_need_reflexio(tmp_path: Path)
         assert "reflexio://users/{user_id}/profile" not in templates
         with pytest.raises(MCPError, match="REFLEXIO_URL"):
             await client.get_prompt("what_you_know_about_me", {})
+
+
+async def test_watchers_hear_a_publish_that_learned_and_a_deleted_learning(
+    mcp: Client, user_id: str
+) -> None:
+    profile_uri = f"reflexio://users/{user_id}/profile"
+    playbooks_uri = f"reflexio://users/{user_id}/playbooks"
+    others = f"reflexio://users/{user_id}-other/profile"
+    watched = [profile_uri, playbooks_uri, others, "reflexio://playbooks/agent"]
+    async with mcp.listen(resource_subscriptions=watched) as sub:
+        await call(
+            mcp,
+            "publish_interaction",
+            {"user_id": user_id, "user_message": "hi", "agent_response": "ok"},
+        )
+        assert await heard(sub) == set()  # stored, nothing learned (yet)
+        marker = word()
+        await learn(mcp, user_id, f"I paint {marker}")
+        assert await heard(sub) == {profile_uri, playbooks_uri}
+        found = await call(mcp, "search_learnings", {"user_id": user_id, "query": marker})
+        assert await heard(sub) == set()  # reads tell nothing
+        await call(
+            mcp, "delete_learning", {"user_id": user_id, "learning_id": found["learnings"][0]["id"]}
+        )
+        assert await heard(sub) == {profile_uri, playbooks_uri}
