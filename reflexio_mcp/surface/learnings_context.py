@@ -174,7 +174,8 @@ def _line(learning: Learning) -> str:
     text = learning.content
     if len(text) > MAX_LINE_CHARS:
         text = text[:MAX_LINE_CHARS] + " [cut]"
-    when = f" (when {learning.trigger})" if learning.trigger and learning.kind != "profile" else ""
+    trigger = learning.trigger
+    when = f" (when {trigger})" if trigger and trigger not in text else ""
     return f"- [{learning.id}, {learning.learned_at[:10]}]{when} {text}"
 
 
