@@ -53,8 +53,10 @@ from tests.support.resource_updates import Updates, heard, legacy_http_client, s
 
 API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
 """The bridge's own key for Reflexio (which, without auth configured, ignores it)."""
-READ_TOOLS = {"get_publish_status", "search_interactions", "get_interactions", "search_learnings"}
-WRITE_TOOLS = {"publish_interaction", "publish_batch", "delete_interaction", "delete_learning"}
+READ_TOOLS = {"get_publish_status", "search_interactions", "get_interactions"}
+WRITE_TOOLS = {"publish_interaction", "publish_batch", "delete_interaction"}
+LEARNINGS_READ, LEARNINGS_WRITE = {"search_learnings"}, {"delete_learning"}
+"""Listed only on Reflexio."""
 ADMIN_TOOLS = {"get_all_interactions"}
 
 Role = Literal["read", "write", "admin"]
@@ -459,11 +461,10 @@ async def test_no_tool_takes_a_user_id_with_a_tokens_file(scoped: Scoped) -> Non
 
 async def test_each_role_lists_and_calls_only_its_tools(scoped: Scoped) -> None:
     endpoint, proxy = scoped.bridge.endpoint, scoped.proxy
-    assert set(await tool_names(endpoint, scoped.reader.token)) == READ_TOOLS
-    assert set(await tool_names(endpoint, scoped.alice.token)) == READ_TOOLS | WRITE_TOOLS
-    assert set(await tool_names(endpoint, scoped.admin.token)) == (
-        READ_TOOLS | WRITE_TOOLS | ADMIN_TOOLS
-    )
+    reads, writes = READ_TOOLS | LEARNINGS_READ, WRITE_TOOLS | LEARNINGS_WRITE
+    assert set(await tool_names(endpoint, scoped.reader.token)) == reads
+    assert set(await tool_names(endpoint, scoped.alice.token)) == reads | writes
+    assert set(await tool_names(endpoint, scoped.admin.token)) == reads | writes | ADMIN_TOOLS
 
     async with http_client(endpoint, token=scoped.reader.token) as as_reader:
         with nothing_sent_about(proxy, scoped.reader.user_id) as sent:
