@@ -19,11 +19,17 @@ from reflexio_mcp import __version__
 from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.backend import Backend
+from reflexio_mcp.core.learnings import NEEDS_REFLEXIO, learnings_of
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.surface.access_scope import TOOL_ROLES, access_scope
 from reflexio_mcp.surface.client_logging import forward_logs
 from reflexio_mcp.surface.completions import register_completions
 from reflexio_mcp.surface.deadline import request_deadline
+from reflexio_mcp.surface.learnings import TOOLS as LEARNINGS_TOOLS
+from reflexio_mcp.surface.learnings_context import (
+    register_learnings_prompt,
+    register_learnings_resources,
+)
 from reflexio_mcp.surface.prompts import prompt_arguments, register_prompts
 from reflexio_mcp.surface.resource_updates import ResourceUpdates
 from reflexio_mcp.surface.resources import register_resources
@@ -122,10 +128,17 @@ def build_server(
     http = settings.transport != "stdio"
     pinned = settings.pin_user or (http and settings.tokens_file is not None)
     admin = settings.allow_admin or (http and settings.tokens_file is not None)
+    learnings = learnings_of(store)
     tools = build_tools(
-        open_world=store.remote, allow_admin=admin, read_only=settings.read_only, pinned=pinned
+        open_world=store.remote,
+        allow_admin=admin,
+        read_only=settings.read_only,
+        pinned=pinned,
+        learns=learnings is not None,
     )
     not_enabled = {} if admin else {"get_all_interactions": ENABLE_ADMIN}
+    if learnings is None:
+        not_enabled.update(dict.fromkeys(LEARNINGS_TOOLS, NEEDS_REFLEXIO))
     if settings.read_only:
         writing = [name for name, role in TOOL_ROLES.items() if role == "write"]
         not_enabled.update(dict.fromkeys(writing, READ_ONLY))
@@ -165,6 +178,11 @@ def build_server(
     )
     register_completions(server, store, default_user_id=settings.user_id)
     register_prompts(server)
+    if learnings is not None:
+        register_learnings_resources(
+            server, learnings, default_user_id=settings.user_id, max_chars=settings.max_result_chars
+        )
+        register_learnings_prompt(server)
     return server
 
 

@@ -219,6 +219,9 @@ class Published(BaseModel):
     warnings: list[str] = Field(default_factory=list[str])
     learning_status: str | None = None
     learning_reason: str | None = None
+    profiles_learned: int = 0
+    """Profiles added or updated by learning from it, once that is known."""
+    playbooks_learned: int = 0
     queued: bool = Field(
         default=False,
         description="Kept in the outbox, to be delivered in the background: not stored yet.",
@@ -247,6 +250,9 @@ class PublishStatus(BaseModel):
     last_attempt_at: str | None = None
     next_attempt_at: str | None = None
     last_error: str | None = Field(default=None, description="Why the last attempt failed.")
+    learning: str | None = Field(
+        default=None, description="Delivered: how Reflexio's learning from it stands."
+    )
 
 
 class TimeWindow(Strict):

@@ -41,11 +41,15 @@ TOOL_ROLES: dict[str, Role] = {
     "publish_batch": "write",
     "delete_interaction": "write",
     "get_all_interactions": "admin",
+    "delete_learning": "write",
 }
 """Tools a read role may not call; every other tool only reads."""
 
 acting_user: ContextVar[str | None] = ContextVar("acting_user", default=None)
 """The user the current request is pinned to, if any."""
+caller_role: ContextVar[Role] = ContextVar("caller_role", default="write")
+"""The current caller's role, for a tool whose arguments decide the role it needs (deleting
+an agent playbook, shared by every user, needs admin)."""
 sees_every_user: ContextVar[bool] = ContextVar("sees_every_user", default=True)
 """Whether the current caller may see what every user holds: it acts for any user, or its role
 may read every user's interactions (get_all_interactions). Any other caller's status counts
@@ -74,6 +78,7 @@ def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[
             for uri in watched_uris(ctx.method, ctx.params):
                 check_own_watch(uri, grant.user_id)
         token = acting_user.set(grant.user_id)
+        role = caller_role.set(grant.role)
         seeing = sees_every_user.set(
             grant.user_id is None or grant.allows(TOOL_ROLES["get_all_interactions"])
         )
@@ -81,6 +86,7 @@ def access_scope(local: Grant, registered: Collection[str]) -> ServerMiddleware[
             return await call_next(ctx)
         finally:
             sees_every_user.reset(seeing)
+            caller_role.reset(role)
             acting_user.reset(token)
 
     return middleware

@@ -35,6 +35,7 @@ from reflexio_mcp.core.fields import UserId
 from reflexio_mcp.core.limits import MAX_ID_CHARS
 from reflexio_mcp.core.status import KnownIds
 from reflexio_mcp.surface.access_scope import acting_user_id, names_another_user, pinned_user
+from reflexio_mcp.surface.learnings_context import PLAYBOOKS_TEMPLATE, PROFILE_TEMPLATE
 from reflexio_mcp.surface.resources import SESSION_TEMPLATE, USER_TEMPLATE
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ USER_IDS = {
     ("ref/resource", USER_TEMPLATE, "user_id"),
     ("ref/resource", SESSION_TEMPLATE, "user_id"),
     ("ref/prompt", "recall", "user_id"),
+    ("ref/resource", PROFILE_TEMPLATE, "user_id"),
+    ("ref/resource", PLAYBOOKS_TEMPLATE, "user_id"),
+    ("ref/prompt", "what_you_know_about_me", "user_id"),
 }
 SESSION_IDS = {
     ("ref/resource", SESSION_TEMPLATE, "session_id"),

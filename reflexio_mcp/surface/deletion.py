@@ -67,7 +67,7 @@ async def confirm_deletion(
         return Confirmation(delete=True)
     with reported_to_model():
         target = await state.backend.find_interaction(state.user(user_id), interaction_id)
-    if _can_ask(ctx):
+    if can_ask(ctx):
         return Elicit(f"Delete this interaction permanently?\n\n{_preview(target)}", Confirmation)
     if confirm:
         return Confirmation(delete=True)
@@ -113,7 +113,7 @@ async def delete_interaction(
     )
 
 
-def _can_ask(ctx: ToolContext) -> bool:
+def can_ask(ctx: ToolContext) -> bool:
     """Whether the client takes form elicitation here (the SDK's own rule), over a channel
     that can carry the question."""
     capabilities = ctx.client_capabilities

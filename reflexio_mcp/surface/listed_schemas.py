@@ -33,12 +33,17 @@ def listed_arguments(schema: Schema) -> Schema:
 
 
 def listed_result(schema: Schema) -> Schema:
-    """An output schema as listed: the result's fields with their types, and which it always
-    has; an object inside it (a turn, a batch item's result) is just an object, and a list of
-    them just an array."""
+    """An output schema as listed: the fields a result always has, with their types; an
+    object inside it (a turn, a batch item's result) is just an object, and a list of them just
+    an array. A field it may leave at its default (a note, a cursor, a count of retries) is not
+    listed: any value validates there, and the model reads it in the result itself."""
     listed = _walk(_inlined(_undocumented(schema)), result=True)
     fields = cast(dict[str, Schema], listed.get("properties", {}))
-    return {**listed, "properties": {name: _opaque(field) for name, field in fields.items()}}
+    required = set(cast(list[str], listed.get("required", [])))
+    return {
+        **listed,
+        "properties": {name: _opaque(field) for name, field in fields.items() if name in required},
+    }
 
 
 def _opaque(schema: Schema) -> Schema:

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError
 
 from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.core.invalid_input import invalid_input_text
+from reflexio_mcp.core.learnings import NEEDS_REFLEXIO, learnings_of
 from reflexio_mcp.core.limits import MAX_QUERY_CHARS
 from reflexio_mcp.core.models import Interaction, SearchRequest
 from reflexio_mcp.core.search_text import bounded_query, has_words
@@ -28,7 +29,9 @@ MAX_TURN_CHARS = 1500
 RECALL_NEEDS_TOPIC = "topic: required; say what to recall, e.g. the project's deadline"
 
 
-PROMPTS = ("recall", "remember_this_conversation")
+PROMPTS = ("recall", "remember_this_conversation", "what_you_know_about_me")
+LEARNING_PROMPTS = ("what_you_know_about_me",)
+"""Registered only on a backend that learns (Reflexio)."""
 
 
 async def prompt_arguments(
@@ -40,11 +43,18 @@ async def prompt_arguments(
     if ctx.method == "prompts/get" and ctx.params:
         name: Any = ctx.params.get("name")
         arguments: Any = ctx.params.get("arguments") or {}
+        learns = learnings_of(getattr(ctx.lifespan_context, "backend", None)) is not None
+        offered = [p for p in PROMPTS if learns or p not in LEARNING_PROMPTS]
         if isinstance(name, str) and name not in PROMPTS:
             raise MCPError(
                 code=INVALID_PARAMS,
                 message=f"unknown prompt {name[:100]!r}: this server's prompts are "
-                f"{', '.join(PROMPTS)}",
+                f"{', '.join(offered)}",
+            )
+        if name in LEARNING_PROMPTS and not learns:
+            raise MCPError(
+                code=INVALID_PARAMS,
+                message=f"{name} is not enabled on this server: {NEEDS_REFLEXIO}",
             )
         if name in PROMPTS and isinstance(arguments, dict):
             accepted = ARGUMENTS[name]
@@ -82,7 +92,7 @@ async def recall(
     within a size budget)."""
     # Prompt arguments arrive as strings, and the SDK would answer a bad one with a bare
     # "Internal server error": they are checked here, in words.
-    budget = _budget(budget_chars)
+    budget = budget_from(budget_chars)
     if not topic.strip():
         raise _invalid(RECALL_NEEDS_TOPIC)
     if len(topic) > MAX_QUERY_CHARS:
@@ -135,7 +145,8 @@ async def recall(
     )
 
 
-def _budget(text: str) -> int:
+def budget_from(text: str) -> int:
+    """A prompt's budget_chars argument, checked."""
     if not text.strip():
         return DEFAULT_BUDGET_CHARS
     try:
@@ -179,4 +190,5 @@ def remember_this_conversation(
 ARGUMENTS: dict[str, tuple[str, ...]] = {
     "recall": ("topic", "user_id", "budget_chars"),
     "remember_this_conversation": ("session_id",),
+    "what_you_know_about_me": ("topic", "user_id", "budget_chars"),
 }

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioMcpError
 from reflexio_mcp.core.fields import IdentifierOrNew, Source
 from reflexio_mcp.core.invalid_input import invalid_input, invalid_input_text
+from reflexio_mcp.core.learnings import learned_text
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH
 from reflexio_mcp.core.models import InteractionData, Published, PublishRequest, Strict
 from reflexio_mcp.core.turn_secrets import Redaction, redact_turns
@@ -277,7 +278,8 @@ async def _publish(
     if redacted:
         _fits_once_redacted(request, sum(redacted.values()))
     answer = await _published(ctx, state, request, wait_for_response=wait_for_response)
-    learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason) if s)
+    learned = learned_text(answer.profiles_learned, answer.playbooks_learned)
+    learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason, learned) if s)
     status = "queued" if answer.queued else "already_stored" if answer.already_stored else "stored"
     return PublishResult(
         status=status,

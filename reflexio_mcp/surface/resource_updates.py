@@ -66,11 +66,19 @@ MAX_SUBSCRIPTIONS = 1000
 SEND_SECONDS = 5.0
 """A connection that takes no notification this long is skipped (all are told at once)."""
 _USER_URI = re.compile(r"reflexio://users/([^/?#]+)/interactions")
+AGENT_PLAYBOOKS_URI = "reflexio://playbooks/agent"
+_LEARNED_URI = re.compile(r"reflexio://users/([^/?#]+)/(?:profile|playbooks)")
 _SESSION_URI = re.compile(r"reflexio://users/([^/?#]+)/sessions/([^/?#]+)")
 
 
 def user_uri(user_id: str) -> str:
     return f"reflexio://users/{quote(user_id, safe='')}/interactions"
+
+
+def learned_uris(user_id: str) -> list[str]:
+    """A user's profile and playbooks resources."""
+    user = quote(user_id, safe="")
+    return [f"reflexio://users/{user}/profile", f"reflexio://users/{user}/playbooks"]
 
 
 def session_uri(user_id: str, session_id: str) -> str:
@@ -86,6 +94,10 @@ class Change:
     """The sessions whose turns changed; None: any of the user's (a delete)."""
     turns: bool = True
     """False when only the status changed (a publish queued in the outbox)."""
+    learned: bool = False
+    """The user's profiles or playbooks changed (a publish learned, a learning deleted)."""
+    agent_playbooks: bool = False
+    """The agent's playbooks (every user's) changed."""
 
 
 def affects(uri: str, change: Change, own_user: str, store_wide: bool) -> bool:
@@ -94,6 +106,10 @@ def affects(uri: str, change: Change, own_user: str, store_wide: bool) -> bool:
     store (`store_wide`) or that user's only."""
     if uri == STATUS_URI:
         return store_wide or own_user == change.user_id
+    if uri == AGENT_PLAYBOOKS_URI:
+        return change.agent_playbooks
+    if match := _LEARNED_URI.fullmatch(uri):
+        return change.learned and unquote(match.group(1)) == change.user_id
     if not change.turns:
         return False
     if uri == RECENT_URI:
@@ -188,6 +204,10 @@ def _canonical(change: Change, default_user_id: str) -> list[str]:
         uris += [session_uri(change.user_id, s) for s in sorted(change.sessions or ())]
         if change.user_id == default_user_id:
             uris.append(RECENT_URI)
+    if change.learned:
+        uris += learned_uris(change.user_id)
+    if change.agent_playbooks:
+        uris.append(AGENT_PLAYBOOKS_URI)
     return uris
 
 
@@ -335,7 +355,9 @@ def _asks_list_changes(params: Mapping[str, Any]) -> bool:
     )
 
 
-WRITING_TOOLS = frozenset({"publish_interaction", "publish_batch", "delete_interaction"})
+WRITING_TOOLS = frozenset(
+    {"publish_interaction", "publish_batch", "delete_interaction", "delete_learning"}
+)
 
 
 def changes(tool: object, result: HandlerResult) -> list[Change]:
@@ -356,6 +378,8 @@ def changes(tool: object, result: HandlerResult) -> list[Change]:
         return [Change(owner, None)] if isinstance(owner, str) else []
     if tool == "publish_interaction":
         return _publishes([structured])
+    if tool == "delete_learning":
+        return _learning_changed(structured)
     results = structured.get("results")
     if not isinstance(results, list):
         return []
@@ -368,6 +392,7 @@ def _publishes(results: Iterable[dict[str, Any]]) -> list[Change]:
     publish of that user was queued."""
     stored: dict[str, set[str]] = {}
     queued: set[str] = set()
+    learned: set[str] = set()
     for result in results:
         user, session, status = (
             result.get("user_id"),
@@ -378,8 +403,23 @@ def _publishes(results: Iterable[dict[str, Any]]) -> list[Change]:
             continue
         if status == "stored":
             stored.setdefault(user, set()).add(session)
+            if "learned " in str(result.get("learning") or ""):
+                learned.add(user)
         elif status == "queued":
             queued.add(user)
-    return [Change(user, frozenset(sessions)) for user, sessions in stored.items()] + [
-        Change(user, None, turns=False) for user in sorted(queued - set(stored))
-    ]
+    return [
+        Change(user, frozenset(sessions), learned=user in learned)
+        for user, sessions in stored.items()
+    ] + [Change(user, None, turns=False) for user in sorted(queued - set(stored))]
+
+
+def _learning_changed(structured: dict[str, Any]) -> list[Change]:
+    """delete_learning's result: the owner's profile or playbooks, or the agent's playbooks."""
+    learning = structured.get("learning")
+    if structured.get("status") not in ("deleted", "corrected") or not isinstance(learning, dict):
+        return []
+    fields = cast(dict[str, Any], learning)
+    owner = fields.get("user_id")
+    if fields.get("kind") == "agent_playbook":
+        return [Change("", None, turns=False, agent_playbooks=True)]
+    return [Change(owner, None, turns=False, learned=True)] if isinstance(owner, str) else []

@@ -120,7 +120,7 @@ def register_resources(
         security=USER_ID_RULES,
     )
     async def user_interactions(user_id: str) -> str:
-        _check_user(user_id)
+        check_user(user_id)
         return await recent_json(backend, user_id, max_chars)
 
     @server.resource(
@@ -134,7 +134,7 @@ def register_resources(
         security=SESSION_RULES,
     )
     async def session_interactions(user_id: str, session_id: str) -> str:
-        _check_user(user_id)
+        check_user(user_id)
         try:
             SESSION_ID.validate_python(session_id)
         except ValidationError as err:
@@ -173,7 +173,7 @@ def register_resources(
     updates.install(server, backend)
 
 
-def _check_user(user_id: str) -> None:
+def check_user(user_id: str) -> None:
     try:
         USER_ID.validate_python(user_id)
     except ValidationError as err:

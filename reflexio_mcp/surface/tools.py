@@ -31,6 +31,7 @@ from reflexio_mcp.surface.arguments import (
     reported_to_model,
 )
 from reflexio_mcp.surface.deletion import delete_interaction
+from reflexio_mcp.surface.learnings import delete_learning, search_learnings, with_learning
 from reflexio_mcp.surface.listed_schemas import listed_arguments, listed_result
 from reflexio_mcp.surface.listing import ContextTurn, InteractionList, SearchAnswer
 from reflexio_mcp.surface.paging import (
@@ -87,7 +88,8 @@ async def get_publish_status(
     """
     state = app_state(ctx)
     with reported_to_model():
-        return await state.backend.publish_status(state.user(user_id), request_id)
+        status = await state.backend.publish_status(state.user(user_id), request_id)
+    return await with_learning(state, status)
 
 
 async def search_interactions(
@@ -296,32 +298,42 @@ def _listing(
 
 
 def build_tools(
-    *, open_world: bool, allow_admin: bool, read_only: bool = False, pinned: bool = False
+    *,
+    open_world: bool,
+    allow_admin: bool,
+    read_only: bool = False,
+    pinned: bool = False,
+    learns: bool = False,
 ) -> list[Tool]:
     """The tools to register: get_all_interactions only when `allow_admin`, none that writes
-    when `read_only`, and no `user_id` argument when every caller is `pinned` to one user.
+    when `read_only`, no `user_id` argument when every caller is `pinned` to one user, and the
+    learnings tools only when the backend `learns`.
 
     `open_world` says whether calls leave this process for another service (Reflexio).
     """
 
+    # A hint the spec gives a default for is left out when it is that default (readOnlyHint
+    # false, destructiveHint true, idempotentHint false, openWorldHint true): every session
+    # pays for each one in context. destructiveHint and idempotentHint mean something only
+    # for a tool that writes, so a reading tool has neither.
+    world = None if open_world else False
+
     def reads() -> ToolAnnotations:
-        # destructiveHint and idempotentHint mean something only for a tool that writes (the
-        # spec), so a reading tool does not spend context on them.
-        return ToolAnnotations(read_only_hint=True, open_world_hint=open_world)
+        return ToolAnnotations(read_only_hint=True, open_world_hint=world)
 
     def writes(*, destructive: bool, idempotent: bool = False) -> ToolAnnotations:
         return ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=destructive,
-            idempotent_hint=idempotent,
-            open_world_hint=open_world,
+            destructive_hint=None if destructive else False,
+            idempotent_hint=True if idempotent else None,
+            open_world_hint=world,
         )
 
     def tool(
         fn: Callable[..., Awaitable[BaseModel]], title: str, annotations: ToolAnnotations
     ) -> Tool:
         description = inspect.cleandoc(fn.__doc__ or "")
-        made = Tool.from_function(fn, title=title, description=description, annotations=annotations)
+        hints = annotations if annotations.model_dump(exclude_none=True) else None
+        made = Tool.from_function(fn, title=title, description=description, annotations=hints)
         return _without_user_id(made) if pinned else made
 
     reading = [
@@ -335,6 +347,9 @@ def build_tools(
         tool(delete_interaction, "Delete interaction", writes(destructive=True, idempotent=True)),
     ]
     admin = [tool(get_all_interactions, "Get all interactions (admin)", reads())]
+    if learns:
+        reading.append(tool(search_learnings, "Search learnings", reads()))
+        writing.append(tool(delete_learning, "Delete learning", writes(destructive=True)))
     tools = [*writing[:2], *reading, *admin, *writing[2:]]
     return [
         _listed(t)

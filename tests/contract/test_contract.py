@@ -21,6 +21,7 @@ from mcp_types import (
     PromptReference,
     ResourceTemplateReference,
     TextResourceContents,
+    ToolAnnotations,
 )
 
 from reflexio_mcp.app import build_server
@@ -37,6 +38,8 @@ TOOLS = {
     "get_interactions",
     "delete_interaction",
 }
+LEARNINGS_TOOLS = {"search_learnings", "delete_learning"}
+"""Listed only on Reflexio: the embedded store learns nothing."""
 
 
 @pytest.fixture(params=["embedded", "reflexio"])
@@ -90,23 +93,30 @@ async def test_tools_list_names_schemas_and_annotations(settings: Settings, kind
     without_admin = settings.model_copy(update={"allow_admin": False})
     async with Client(build_server(without_admin)) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == TOOLS  # get_all_interactions needs --allow-admin
+    # get_all_interactions needs --allow-admin; only Reflexio learns profiles and playbooks.
+    learnings = LEARNINGS_TOOLS if kind == "reflexio" else set[str]()
+    assert set(tools) == TOOLS | learnings
     for tool in tools.values():
         assert tool.description
         assert len(tool.description) > 80
         assert tool.output_schema is not None
         for name, schema in tool.input_schema["properties"].items():
             assert schema.get("description"), f"{tool.name}.{name} has no description"
-    annotations = {name: tool.annotations for name, tool in tools.items()}
-    # Reflexio is another service; the embedded store is this process's own file.
-    expect_open_world = kind == "reflexio"
-    assert all(
-        a is not None and a.open_world_hint is expect_open_world for a in annotations.values()
+    annotations = {name: tool.annotations or ToolAnnotations() for name, tool in tools.items()}
+    # Reflexio is another service; the embedded store is this process's own file. A hint at
+    # the spec's default (openWorldHint and destructiveHint true) is left out.
+    expect_open_world = None if kind == "reflexio" else False
+    assert all(a.open_world_hint is expect_open_world for a in annotations.values())
+    read_only = {n for n, a in annotations.items() if a.read_only_hint}
+    destructive = {
+        n
+        for n, a in annotations.items()
+        if not a.read_only_hint and a.destructive_hint is not False
+    }
+    assert read_only == {"search_interactions", "get_interactions", "get_publish_status"} | (
+        learnings - {"delete_learning"}
     )
-    read_only = {n for n, a in annotations.items() if a and a.read_only_hint}
-    destructive = {n for n, a in annotations.items() if a and a.destructive_hint}
-    assert read_only == {"search_interactions", "get_interactions", "get_publish_status"}
-    assert destructive == {"delete_interaction"}
+    assert destructive == {"delete_interaction"} | (learnings - {"search_learnings"})
     publish = tools["publish_interaction"].input_schema
     turn = publish["properties"]["interactions"]["items"]["properties"]
     assert set(turn) >= {
@@ -116,9 +126,10 @@ async def test_tools_list_names_schemas_and_annotations(settings: Settings, kind
     assert tools["get_interactions"].input_schema["properties"]["top_k"]["maximum"] == 1000
 
 
-async def test_admin_flag_adds_get_all_interactions(mcp: Client) -> None:
+async def test_admin_flag_adds_get_all_interactions(mcp: Client, kind: str) -> None:
     names = {tool.name for tool in (await mcp.list_tools()).tools}
-    assert names == TOOLS | {"get_all_interactions"}
+    learnings = LEARNINGS_TOOLS if kind == "reflexio" else set[str]()
+    assert names == TOOLS | learnings | {"get_all_interactions"}
 
 
 async def test_publish_then_get_returns_every_field_newest_first(mcp: Client, user_id: str) -> None:
@@ -582,7 +593,9 @@ async def test_get_all_interactions_spans_users(mcp: Client, user_id: str) -> No
     assert (await call(mcp, "get_all_interactions", {"top_k": 1}))["count"] == 1
 
 
-async def test_an_admin_tool_that_is_off_says_how_to_turn_it_on(settings: Settings) -> None:
+async def test_an_admin_tool_that_is_off_says_how_to_turn_it_on(
+    settings: Settings, kind: str
+) -> None:
     without_admin = settings.model_copy(update={"allow_admin": False})
     async with Client(build_server(without_admin)) as client:
         message = await error(client, "get_all_interactions", {"top_k": 5})
@@ -592,10 +605,11 @@ async def test_an_admin_tool_that_is_off_says_how_to_turn_it_on(settings: Settin
         "interactions, so it is off unless reflexio-mcp starts with --allow-admin (or "
         "REFLEXIO_MCP_ALLOW_ADMIN=1)"
     )
+    learning = ("search_learnings, ", ", delete_learning") if kind == "reflexio" else ("", "")
     assert unknown == (
         "unknown tool 'get_interaction' (did you mean 'get_interactions'?); this server's tools: "
         "publish_interaction, publish_batch, get_publish_status, search_interactions, "
-        "get_interactions, delete_interaction"
+        f"get_interactions, {learning[0]}delete_interaction{learning[1]}"
     )
 
 
@@ -947,7 +961,7 @@ async def test_the_session_template_reads_one_sessions_turns_oldest_first(
 
 
 async def test_resources_list_shows_the_callers_sessions_latest_first(
-    settings: Settings, user_id: str
+    settings: Settings, user_id: str, kind: str
 ) -> None:
     own = settings.model_copy(update={"user_id": user_id, "pin_user": True})
     async with Client(build_server(own)) as client:
@@ -956,13 +970,16 @@ async def test_resources_list_shows_the_callers_sessions_latest_first(
             await call(client, "publish_interaction", arguments)
         listed = await client.list_resources()
     uris = [str(r.uri) for r in listed.resources]
+    static = ["reflexio://status", "reflexio://interactions/recent"]
+    if kind == "reflexio":  # the agent's playbooks: what Reflexio learned across users
+        static.append("reflexio://playbooks/agent")
     assert uris == [
-        "reflexio://status",
-        "reflexio://interactions/recent",
+        *static,
         *(f"reflexio://users/{user_id}/sessions/{name}" for name in ("s-c", "s-b", "s-a")),
     ]
     assert listed.next_cursor is None
-    assert all((r.description or "").startswith("2 turn(s) of user") for r in listed.resources[2:])
+    sessions = listed.resources[len(static) :]
+    assert all((r.description or "").startswith("2 turn(s) of user") for r in sessions)
 
 
 async def test_completions_offer_the_known_user_and_session_ids(mcp: Client, user_id: str) -> None:

@@ -55,6 +55,8 @@ API_KEY = "reflexio-api-key-" + secrets.token_hex(8)
 """The bridge's own key for Reflexio (which, without auth configured, ignores it)."""
 READ_TOOLS = {"get_publish_status", "search_interactions", "get_interactions"}
 WRITE_TOOLS = {"publish_interaction", "publish_batch", "delete_interaction"}
+LEARNINGS_READ, LEARNINGS_WRITE = {"search_learnings"}, {"delete_learning"}
+"""Listed only on Reflexio."""
 ADMIN_TOOLS = {"get_all_interactions"}
 
 Role = Literal["read", "write", "admin"]
@@ -271,6 +273,87 @@ async def test_a_token_cannot_act_for_another_user_through_any_tool_or_resource(
     assert [i["interaction_id"] for i in still["interactions"]] == bob_turns
 
 
+async def test_a_token_reads_and_changes_only_its_own_learnings(scoped: Scoped) -> None:
+    alice, bob, reader, proxy = scoped.alice, scoped.bob, scoped.reader, scoped.proxy
+    secret = word()
+    async with http_client(scoped.bridge.endpoint, token=bob.token) as as_bob:
+        await publish(as_bob, f"bob grows {secret}", wait_for_response=True, force_extraction=True)
+        is_error, found, message = await call(as_bob, "search_learnings", {"query": secret})
+        assert not is_error, message
+    learned = {hit["kind"]: hit for hit in found["learnings"]}
+    assert set(learned) == {"profile", "user_playbook"}
+    assert {hit["user_id"] for hit in learned.values()} == {bob.user_id}
+    profile, playbook = learned["profile"]["id"], learned["user_playbook"]["id"]
+
+    async with http_client(scoped.bridge.endpoint, token=alice.token) as as_alice:
+        with nothing_sent_about(proxy, bob.user_id) as sent:
+            for tool, arguments in [
+                ("search_learnings", {"query": secret}),
+                ("search_learnings", {}),
+                ("delete_learning", {"learning_id": profile, "confirm": True}),
+            ]:
+                is_error, result, message = await call(
+                    as_alice, tool, {**arguments, "user_id": bob.user_id}
+                )
+                assert is_error, (tool, result)
+                assert message == refusal_for(alice.user_id, bob.user_id), tool
+            for uri in (
+                f"reflexio://users/{bob.user_id}/profile",
+                f"reflexio://users/{bob.user_id}/playbooks",
+            ):
+                with pytest.raises(MCPError) as refused:
+                    await as_alice.read_resource(uri)
+                assert refused.value.error.code == INVALID_PARAMS
+            with pytest.raises(MCPError) as refused:
+                await as_alice.get_prompt("what_you_know_about_me", {"user_id": bob.user_id})
+            assert refused.value.error.code == INVALID_PARAMS
+        assert sent == [], "a refused call still reached Reflexio"
+
+        # Without naming bob, his learnings' ids reach only alice's own.
+        with nothing_sent_about(proxy, bob.user_id) as sent:
+            is_error, found, message = await call(as_alice, "search_learnings", {"query": secret})
+            assert not is_error, message
+            assert (found["user_id"], found["count"]) == (alice.user_id, 0)
+            for learning_id in (profile, playbook):
+                is_error, _, message = await call(
+                    as_alice, "delete_learning", {"learning_id": learning_id, "confirm": True}
+                )
+                assert is_error
+                assert f"of user {alice.user_id!r}: nothing was changed" in message
+                is_error, _, message = await call(
+                    as_alice,
+                    "delete_learning",
+                    {"learning_id": learning_id, "correction": "hijacked", "confirm": True},
+                )
+                assert is_error
+                assert "nothing was changed" in message
+            own = await as_alice.read_resource(f"reflexio://users/{alice.user_id}/profile")
+            own_text = own.contents[0]
+            assert isinstance(own_text, TextResourceContents)
+            assert json.loads(own_text.text)["count"] == 0
+        assert [r for r in sent if r.method in ("DELETE", "PUT")] == []
+        assert sent, "alice's own calls went to Reflexio"
+        # Agent playbooks are every user's: changing one needs role admin.
+        is_error, _, message = await call(
+            as_alice, "delete_learning", {"learning_id": "agent_playbook:1", "confirm": True}
+        )
+        assert is_error
+        assert "needs role admin" in message
+
+    async with http_client(scoped.bridge.endpoint, token=reader.token) as as_reader:
+        is_error, _, message = await call(
+            as_reader, "delete_learning", {"learning_id": profile, "confirm": True}
+        )
+        assert is_error
+        assert message.startswith("delete_learning needs an access token with role write")
+
+    async with http_client(scoped.bridge.endpoint, token=bob.token) as as_bob:
+        is_error, still, message = await call(as_bob, "search_learnings", {"query": secret})
+    assert not is_error, message
+    assert {hit["id"] for hit in still["learnings"]} == {profile, playbook}
+    assert all("hijacked" not in hit["content"] for hit in still["learnings"])
+
+
 async def test_a_request_id_of_another_user_is_not_taken_over(scoped: Scoped) -> None:
     alice, bob = scoped.alice, scoped.bob
     request_id = f"rq-{word()}"
@@ -378,11 +461,10 @@ async def test_no_tool_takes_a_user_id_with_a_tokens_file(scoped: Scoped) -> Non
 
 async def test_each_role_lists_and_calls_only_its_tools(scoped: Scoped) -> None:
     endpoint, proxy = scoped.bridge.endpoint, scoped.proxy
-    assert set(await tool_names(endpoint, scoped.reader.token)) == READ_TOOLS
-    assert set(await tool_names(endpoint, scoped.alice.token)) == READ_TOOLS | WRITE_TOOLS
-    assert set(await tool_names(endpoint, scoped.admin.token)) == (
-        READ_TOOLS | WRITE_TOOLS | ADMIN_TOOLS
-    )
+    reads, writes = READ_TOOLS | LEARNINGS_READ, WRITE_TOOLS | LEARNINGS_WRITE
+    assert set(await tool_names(endpoint, scoped.reader.token)) == reads
+    assert set(await tool_names(endpoint, scoped.alice.token)) == reads | writes
+    assert set(await tool_names(endpoint, scoped.admin.token)) == reads | writes | ADMIN_TOOLS
 
     async with http_client(endpoint, token=scoped.reader.token) as as_reader:
         with nothing_sent_about(proxy, scoped.reader.user_id) as sent:

@@ -115,6 +115,8 @@ async def test_tools_and_resources_are_listed_and_read(bridge: HttpBridge, user_
             "search_interactions",
             "get_interactions",
             "delete_interaction",
+            "search_learnings",  # the bridge forwards to Reflexio, which learns
+            "delete_learning",
         }
         failed, _, text = await call(
             mcp,

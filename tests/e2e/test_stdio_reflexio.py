@@ -294,7 +294,7 @@ async def test_a_backend_that_is_down_at_start_is_a_warning_not_a_delay(tmp_path
     with log.open("w") as errlog, anyio.fail_after(CALL_SECONDS):
         async with Client(stdio_client(parameters, errlog=errlog)) as client:
             tools = await client.list_tools()
-            assert len(tools.tools) == 6
+            assert len(tools.tools) == 8  # with search_learnings and delete_learning
             await text_appears(log, "WARNING")
     warning = next(line for line in log.read_text().splitlines() if "WARNING" in line)
     assert warning.endswith(

@@ -20,6 +20,7 @@ import httpx2
 from pydantic import BaseModel, ValidationError
 
 from reflexio_mcp.backends.reflexio.http import HttpOptions, ReflexioHttpClient
+from reflexio_mcp.backends.reflexio.learnings import ReflexioLearnings
 from reflexio_mcp.backends.reflexio.wire import (
     DeleteAnswer,
     DeleteBody,
@@ -124,6 +125,7 @@ class ReflexioApi:
         self._http = ReflexioHttpClient(url, **options)
         self.url = self._http.url
         self.description = f"Reflexio at {self.url}"
+        self.learnings = ReflexioLearnings(self._http)
         self._users_seen: tuple[float, list[str], bool] | None = None
         self._session_of: OrderedDict[tuple[str, str], str] = OrderedDict()
         """(user_id, request_id) -> the publish's session_id, newest looked up last."""
@@ -194,6 +196,8 @@ class ReflexioApi:
             warnings=answer.warnings,
             learning_status=answer.learning_status,
             learning_reason=answer.learning_reason,
+            profiles_learned=(answer.profiles_added or 0) + (answer.profiles_updated or 0),
+            playbooks_learned=(answer.playbooks_added or 0) + (answer.playbooks_updated or 0),
         )
 
     async def learning_status(self, request_id: str) -> tuple[str, str | None]:

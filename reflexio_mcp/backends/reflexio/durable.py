@@ -31,6 +31,7 @@ import anyio.abc
 from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.breaker import CircuitBreaker
 from reflexio_mcp.backends.reflexio.delivery import Deliverer
+from reflexio_mcp.backends.reflexio.learnings import GuardedLearnings
 from reflexio_mcp.backends.reflexio.outbox import Enqueued, Entry, Outbox, Row
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import StoredListener, already_stored
@@ -91,6 +92,8 @@ class ReflexioBackend:
         self._client = client
         self._outbox = outbox
         self._breaker = CircuitBreaker(client.description)
+        self.learnings = GuardedLearnings(client.learnings, self._guarded)
+        """What Reflexio learned: reads (and corrections) through the breaker, no outbox."""
         self._pacer = Pacer(publish_rate)
         # A publish's own attempt ends well inside the tool's deadline: the caller must get
         # its answer (and request_id), not the deadline's error.
@@ -240,7 +243,8 @@ class ReflexioBackend:
             raise
         if sent.state == "delivered" and sent.published is not None:
             if wait_for_response:
-                return await self._learned(request.request_id, sent.published)
+                learned = await self._learned(request.request_id, sent.published)
+                return await self._counted(request.user_id, request.request_id, learned)
             return sent.published
         if sent.state == "failed" and sent.error is not None:
             try:  # the caller is told now: nothing to keep for later
@@ -275,6 +279,21 @@ class ReflexioBackend:
                 await anyio.sleep(pause)
                 pause = min(pause * 2, MAX_LEARNING_POLL_SECONDS)
         return published.model_copy(update={"learning_status": status, "learning_reason": reason})
+
+    async def _counted(self, user_id: str, request_id: str, published: Published) -> Published:
+        """`published` with how many profiles and playbooks were learned from it, once its
+        learning is done (the outbox's publish does not wait, so Reflexio does not count)."""
+        if published.learning_status != "done":
+            return published
+        try:
+            learned = await self.learnings.from_publish(user_id, request_id)
+        except ReflexioMcpError as err:
+            logger.warning("could not tell what was learned from %r: %s", request_id, err)
+            return published
+        profiles = sum(1 for learning in learned if learning.kind == "profile")
+        return published.model_copy(
+            update={"profiles_learned": profiles, "playbooks_learned": len(learned) - profiles}
+        )
 
     def _give_back(self, taken: bool) -> None:
         if taken:

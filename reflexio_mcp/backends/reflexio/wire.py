@@ -14,6 +14,10 @@ class PublishAnswer(BaseModel):
     warnings: list[str] = Field(default_factory=list[str])
     learning_status: str | None = None
     learning_reason: str | None = None
+    profiles_added: int | None = None
+    profiles_updated: int | None = None
+    playbooks_added: int | None = None
+    playbooks_updated: int | None = None
 
 
 class LearningAnswer(BaseModel):

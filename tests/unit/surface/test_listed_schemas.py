@@ -72,22 +72,41 @@ class Listing(BaseModel):
     note: str | None = None
 
 
+class Answer(BaseModel):
+    """What a tool returns, every field always there."""
+
+    label: str
+    leaves: list[Leaf]
+    first: Leaf | None
+
+
 def test_a_result_keeps_its_types_nullability_and_required_fields() -> None:
-    listed = listed_result(Listing.model_json_schema())
+    listed = listed_result(Answer.model_json_schema())
     assert listed == {
         "type": "object",
         "properties": {
             "label": {"type": "string"},
             "leaves": {"type": "array"},
             "first": {"type": ["object", "null"]},
-            "note": {"type": ["string", "null"]},
         },
+        "required": ["label", "leaves", "first"],
+    }
+    result = Answer(label="a", leaves=[Leaf(title="b")], first=Leaf()).model_dump(mode="json")
+    assert valid(listed, result)
+    assert valid(listed, {**result, "first": None})
+    assert not valid(listed, {**result, "label": 1})
+
+
+def test_a_result_lists_only_the_fields_it_always_has() -> None:
+    listed = listed_result(Listing.model_json_schema())
+    assert listed == {
+        "type": "object",
+        "properties": {"label": {"type": "string"}},
         "required": ["label"],
     }
     result = Listing(label="a", leaves=[Leaf(title="b")], first=Leaf()).model_dump(mode="json")
     assert valid(listed, result)
-    assert valid(listed, {**result, "first": None})
-    assert not valid(listed, {**result, "note": 1})
+    assert valid(listed, {**result, "note": None})
 
 
 def test_a_recursive_definition_stays_a_reference() -> None:

@@ -39,23 +39,39 @@ async def test_tools_list_matches_the_snapshot(tmp_path: Path) -> None:
     assert listed == json.loads(SNAPSHOT.read_text())
 
 
+def compact_chars(listed: list[dict[str, Any]]) -> int:
+    return len(json.dumps(listed, separators=(",", ":"), ensure_ascii=False))
+
+
 @pytest.mark.parametrize("allow_admin", [False, True])
 async def test_the_tool_list_fits_its_budget(tmp_path: Path, allow_admin: bool) -> None:
     settings = Settings(backend="embedded", data_dir=tmp_path, allow_admin=allow_admin)
-    listed = await tools_list(settings)
-    assert len(json.dumps(listed, separators=(",", ":"), ensure_ascii=False)) <= MAX_LIST_CHARS
+    assert compact_chars(await tools_list(settings)) <= MAX_LIST_CHARS
 
 
-async def test_on_reflexio_only_the_open_world_hint_differs(tmp_path: Path) -> None:
-    embedded = await tools_list(Settings(backend="embedded", data_dir=tmp_path, allow_admin=True))
+async def test_on_reflexio_the_default_tools_with_the_learnings_tools_fit_the_budget() -> None:
     # Port 9 (discard) on loopback: nothing answers; listing tools needs no backend.
+    listed = await tools_list(Settings(), backend=ReflexioApi("http://127.0.0.1:9", max_retries=0))
+    assert {"search_learnings", "delete_learning"} <= {tool["name"] for tool in listed}
+    assert compact_chars(listed) <= MAX_LIST_CHARS
+
+
+async def test_on_reflexio_only_the_open_world_hint_and_the_learnings_tools_differ(
+    tmp_path: Path,
+) -> None:
+    embedded = await tools_list(Settings(backend="embedded", data_dir=tmp_path, allow_admin=True))
     remote = await tools_list(
         Settings(allow_admin=True), backend=ReflexioApi("http://127.0.0.1:9", max_retries=0)
     )
-    for tool in embedded:
+    learnings = [tool for tool in remote if tool["name"] in ("search_learnings", "delete_learning")]
+    assert [tool["name"] for tool in learnings] == ["search_learnings", "delete_learning"]
+    remote = [tool for tool in remote if tool not in learnings]
+    for tool in embedded:  # the spec's default for openWorldHint is true: left out on Reflexio
         assert tool["annotations"].pop("openWorldHint") is False
+        if not tool["annotations"]:
+            del tool["annotations"]
     for tool in remote:
-        assert tool["annotations"].pop("openWorldHint") is True
+        assert "openWorldHint" not in tool.get("annotations", {})
     assert remote == embedded
 
 
