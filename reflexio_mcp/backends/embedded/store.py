@@ -251,12 +251,29 @@ class EmbeddedStore:
     async def search_interactions(
         self, request: SearchRequest, among: Sequence[int] | None = None
     ) -> Matches:
-        if among is not None:  # found before, and a stored turn never changes: look them up
-            marks = ", ".join("?" * len(among))
-            sql = f"SELECT {COLUMNS} FROM interactions WHERE user_id = ? AND interaction_id IN "
-            sql += f"({marks})"
-            found = await self._select(sql, (request.user_id, *among), tenant=request.user_id)
+        limits = [k for k in (request.top_k, request.most_recent_k) if k]
+        limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
+        if among is None:
+            return await self._search(request, limit)
+        # Found before, and a stored turn never changes: look them up, with the scores they
+        # have now (a later page shows them as the first did, unless turns were stored since).
+        marks = ", ".join("?" * len(among))
+        sql = f"SELECT {COLUMNS} FROM interactions WHERE user_id = ? AND interaction_id IN "
+        sql += f"({marks})"
+        found = await self._select(sql, (request.user_id, *among), tenant=request.user_id)
+        if request.query is None or not found:
             return Matches(interactions=found)
+        again = await self._search(request, limit=len(among) + 2 * search.CANDIDATES)
+        scores = {turn.interaction_id: turn.score for turn in again.interactions}
+        return Matches(
+            interactions=[
+                turn.model_copy(update={"score": scores.get(turn.interaction_id)}) for turn in found
+            ],
+            search_mode=again.search_mode,
+        )
+
+    async def _search(self, request: SearchRequest, limit: int) -> Matches:
+        """The `limit` best matches of `request`, best first."""
 
         def conditions(table: str) -> tuple[str, list[Any]]:
             where, params = _window(request.user_id, request.start_time, request.end_time, table)
@@ -265,8 +282,6 @@ class EmbeddedStore:
                 params.append(request.request_id)
             return where, params
 
-        limits = [k for k in (request.top_k, request.most_recent_k) if k]
-        limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
         if request.query is None:
             where, params = conditions("i.")
             sql = (

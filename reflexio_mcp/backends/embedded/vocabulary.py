@@ -14,6 +14,7 @@ index of the plain text would. The store's tables then split the prefixed text a
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -22,6 +23,12 @@ from reflexio_mcp.core.search_text import cjk_grams, cjk_phrases, content_words
 
 WORD_COLUMNS = ("content", "expert_content", "user_action_description")
 INDEX_TOKENIZER = "ascii"
+
+
+LONGEST_RUN = 8_000
+"""Characters of a token at most, where they may be 4 bytes each: 32,000 bytes, within FTS5's
+32 KiB."""
+_LONG_RUN = re.compile(rf"\S{{{LONGEST_RUN},}}")
 
 
 def token_prefix(user_key: int) -> str:
@@ -100,7 +107,7 @@ class Vocabulary:
             db.executemany(
                 f"INSERT INTO {table} (rowid, {', '.join(columns)}) VALUES "
                 f"(?, {', '.join('?' * width)})",
-                [(n, *row) for n, row in enumerate(rows)],
+                [(n, *map(_runs_cut, row)) for n, row in enumerate(rows)],
             )
             found: list[tuple[int, str, int, str]] = db.execute(
                 f"SELECT doc, col, offset, term FROM {table}_cut"
@@ -112,6 +119,23 @@ class Vocabulary:
         for doc, column, _, term in found:
             cut[doc][columns.index(column)].append(term)
         return cut
+
+
+def _runs_cut(text: str) -> str:
+    """The text with any run of LONGEST_RUN or more characters without a space, not all ASCII,
+    cut into pieces of LONGEST_RUN. SQLite's FTS5 keeps 32 KiB of a token: an ASCII one stays
+    readable (and is left as it is, as files indexed before hold it), but one of 20,000 CJK
+    characters is cut inside a character and cannot be read back (found by the paging fuzz
+    test), so such a publish failed. Queries are cut the same way: a long run is found as a
+    phrase of its pieces."""
+
+    def cut(run: re.Match[str]) -> str:
+        word = run.group(0)
+        if word.isascii():
+            return word
+        return " ".join(word[n : n + LONGEST_RUN] for n in range(0, len(word), LONGEST_RUN))
+
+    return _LONG_RUN.sub(cut, text)
 
 
 def _prefixed(prefix: str, tokens: list[str]) -> str:

@@ -117,3 +117,13 @@ async def test_a_cjk_question_with_function_words_still_finds_its_substring(
             session("u", "chat", "東京で寿司を食べた", "What about it?"), wait_for_response=False
         )
         assert await search(store, "what about 寿司?") == ["東京で寿司を食べた"]
+
+
+async def test_a_run_of_thousands_of_cjk_characters_is_stored_and_found(tmp_path: Path) -> None:
+    long_run = "寿司" * 12_500  # one token of 75,000 bytes: FTS5 used to cut it unreadably
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(session("u", "chat", long_run, "plain words"), wait_for_response=False)
+        await store.publish(session("u", "chat", "after it", start=5), wait_for_response=False)
+        assert await search(store, "寿司") == [long_run]
+        assert await search(store, "plain") == ["plain words"]
+        assert await search(store, long_run[:9_000]) == [long_run]
