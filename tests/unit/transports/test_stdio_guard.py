@@ -205,6 +205,7 @@ class StdioServer:
             stderr=self._stderr,
         )
         self._selector = selectors.DefaultSelector()
+        self._unread = b""
         assert self.process.stdout is not None
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
 
@@ -214,10 +215,21 @@ class StdioServer:
         self.process.stdin.flush()
 
     def reply(self, seconds: float = REPLY_SECONDS) -> dict[str, Any] | None:
+        """The next line the server wrote, read through a buffer of our own: two answers that
+        arrive in one read must not leave the second in a file object's buffer, where select
+        cannot see it (a batch's two answers were missed that way on a loaded machine)."""
         assert self.process.stdout is not None
-        if not self._selector.select(timeout=seconds):
-            return None
-        return json.loads(self.process.stdout.readline())
+        deadline = time.monotonic() + seconds
+        while b"\n" not in self._unread:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._selector.select(timeout=left):
+                return None
+            chunk = os.read(self.process.stdout.fileno(), 65_536)
+            if not chunk:
+                return None
+            self._unread += chunk
+        line, self._unread = self._unread.split(b"\n", 1)
+        return json.loads(line)
 
     def close(self) -> None:
         assert self.process.stdin is not None
