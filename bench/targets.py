@@ -2,7 +2,7 @@
 memory (bench/bridge_overhead.py), then the embedded store grown to 1M interactions
 (bench/store_scale.py). Both print their table; docs/performance.md keeps the latest.
 
-    uv run python bench/targets.py [--calls 1000] [--sizes 10000,100000,1000000]
+    uv run python bench/targets.py [--calls 1000] [--sizes 10000,100000,210000,1000000]
 
 About 10 minutes on a 2-core machine, most of it seeding the million interactions.
 """
@@ -27,7 +27,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--sizes",
         type=store_scale.size_list,
-        default=store_scale.size_list("10000,100000,1000000"),
+        default=store_scale.size_list("10000,100000,210000,1000000"),
         help="store sizes to measure",
     )
     parser.add_argument("--queries", type=int, default=200, help="searches of each kind")
