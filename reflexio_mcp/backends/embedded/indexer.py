@@ -54,6 +54,8 @@ class Indexer:
         self._wake.set()  # the backfill
         self.busy = False
         """Embedding (turns may be waiting); False once it has found none left."""
+        self._done_through = 0
+        """Every turn up to this id has its vector (or is gone)."""
 
     def wake(self) -> None:
         """New turns were stored."""
@@ -75,9 +77,15 @@ class Indexer:
                 self._wake.set()
 
     async def _index_all(self) -> bool:
-        """Embed every turn that has no vector, newest first; False if the model cannot."""
+        """Embed every turn that has no vector, newest first; False if the model cannot.
+
+        Turns get ever higher ids, so once a pass has found none missing below the newest it
+        began with, later passes look only above that (a publish's own turns, not the whole
+        table again)."""
         below = 2**63 - 1
-        while turns := await self._file.read(functools.partial(_pending, below=below)):
+        newest = await self._file.read(_newest)
+        look = functools.partial(_pending, above=self._done_through)
+        while turns := await self._file.read(functools.partial(look, below=below)):
             vectors = await anyio.to_thread.run_sync(
                 self._embedder.passages, [text for _, _, text in turns]
             )
@@ -89,16 +97,23 @@ class Indexer:
             ]
             await self._file.write(functools.partial(_store, rows=rows))
             below = min(rowid for rowid, _, _ in turns)
+        self._done_through = max(self._done_through, newest)
         return True
 
 
-def _pending(db: sqlite3.Connection, *, below: int) -> list[Turn]:
+def _newest(db: sqlite3.Connection) -> int:
+    (newest,) = db.execute("SELECT coalesce(max(interaction_id), 0) FROM interactions").fetchone()
+    return int(newest)
+
+
+def _pending(db: sqlite3.Connection, *, above: int, below: int) -> list[Turn]:
     rows = db.execute(
         "SELECT i.interaction_id, k.user_key, i.role, i.content FROM interactions i "
-        "JOIN user_keys k ON k.user_id = i.user_id WHERE i.interaction_id < ? AND NOT EXISTS "
+        "JOIN user_keys k ON k.user_id = i.user_id WHERE i.interaction_id > ? AND "
+        "i.interaction_id < ? AND NOT EXISTS "
         "(SELECT 1 FROM turn_vectors v WHERE v.interaction_id = i.interaction_id) "
         "ORDER BY i.interaction_id DESC LIMIT ?",
-        (below, BATCH),
+        (above, below, BATCH),
     ).fetchall()
     return [
         (int(rowid), int(key), embedded_text(role, content)) for rowid, key, role, content in rows

@@ -405,6 +405,7 @@ class EmbeddedStore:
         deleted = await self._file.write(delete)
         if deleted is None:
             raise not_found(user_id, interaction_id)
+        self._vectors.forget()
         return deleted
 
     async def session_interactions(
