@@ -66,7 +66,8 @@ class FakeReflexio:
     """Reflexio's API as the bridge uses it, on 127.0.0.1:`port`, with a switchable `mode`.
 
     healthy           answers like Reflexio 0.2: a request_id stored before is answered
-                      200 {"success": false, "message": "request_id 'X' already exists"}
+                      200 {"success": false, "message": "request_id 'X' already exists"};
+                      nothing is learned (learning_status: not_tracked)
     hang              reads the request, never answers (until released: then drops it)
     trickle           answers 200 and its headers at once, then a byte of the body every
                       half second (each read is quick; the answer never completes)
@@ -162,6 +163,8 @@ class FakeReflexio:
             return json_reply({"status": "healthy"})
         if method == "POST" and path == PUBLISH:
             return json_reply(self._publish(document))
+        if method == "GET" and path == "/api/learning_status":  # this Reflexio learns nothing
+            return json_reply({"status": "not_tracked", "reason": None})
         if method == "POST" and path in ("/api/search_interactions", "/api/get_interactions"):
             return json_reply({"success": True, "interactions": self._search(document)})
         if method == "DELETE" and path == "/api/delete_interaction":
