@@ -48,7 +48,7 @@ def publish(user_id: str, contents: list[str]) -> PublishRequest:
     return PublishRequest(
         request_id=str(uuid.uuid4()),
         user_id=user_id,
-        session_id="s",
+        session_id=str(uuid.uuid4()),
         interaction_data_list=[InteractionData(content=content) for content in contents],
     )
 
@@ -131,10 +131,8 @@ async def test_a_deleted_turn_takes_its_vector_and_is_never_found_by_meaning(
     tmp_path: Path,
 ) -> None:
     async with EmbeddedStore(tmp_path) as store:
-        await store.publish(
-            publish("u", ["I'm vegetarian, so no meat for me please.", "The meeting moved."]),
-            wait_for_response=False,
-        )
+        for content in ("I'm vegetarian, so no meat for me please.", "The meeting moved."):
+            await store.publish(publish("u", [content]), wait_for_response=False)
         await indexed(store)
         request = SearchRequest(user_id="u", query="veggie", top_k=5, search_mode="vector")
         [first, *_] = (await store.search_interactions(request)).interactions

@@ -59,11 +59,11 @@ async def search(
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncGenerator[EmbeddedStore]:
+    """Each statement said in a conversation of its own, as a user's facts come up."""
     async with EmbeddedStore(tmp_path) as opened:
-        await opened.publish(
-            publish("u", *dict.fromkeys([*TARGETS.values(), *DISTRACTORS])),
-            wait_for_response=False,
-        )
+        for n, content in enumerate(dict.fromkeys([*TARGETS.values(), *DISTRACTORS])):
+            request = publish("u", content).model_copy(update={"session_id": f"chat-{n}"})
+            await opened.publish(request, wait_for_response=False)
         await indexed(opened, "u")
         yield opened
 
