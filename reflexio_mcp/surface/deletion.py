@@ -9,7 +9,7 @@ pass `confirm=true`, after showing the user what the refusal showed it. `--no-co
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import (
     AcceptedElicitation,
@@ -57,6 +57,21 @@ class DeleteResult(BaseModel):
     message: str
 
 
+Refusal = tuple[Literal["kept", "declined", "cancelled"], str]
+
+
+def not_agreed(answer: ElicitationResult[Any], change: str) -> Refusal:
+    """The status, and why, of a question about a change that the user did not agree to
+    (`change`: "delete it")."""
+    match answer:
+        case DeclinedElicitation():
+            return "declined", "the user declined"
+        case CancelledElicitation():
+            return "cancelled", "the user dismissed the question"
+        case _:
+            return "kept", f"the user answered not to {change}"
+
+
 async def confirm_deletion(
     ctx: ToolContext, interaction_id: int, user_id: str = "", confirm: bool = False
 ) -> Confirmation | Elicit[Confirmation]:
@@ -100,12 +115,8 @@ async def delete_interaction(
                 deleted=deleted,
                 message=f"deleted interaction {interaction_id} of user {deleted.user_id!r}",
             )
-        case AcceptedElicitation():
-            status, why = "kept", "the user answered not to delete it"
-        case DeclinedElicitation():
-            status, why = "declined", "the user declined"
-        case CancelledElicitation():
-            status, why = "cancelled", "the user dismissed the question"
+        case _:
+            status, why = not_agreed(consent, "delete it")
     return DeleteResult(
         status=status,
         deleted=None,

@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import (
     AcceptedElicitation,
-    CancelledElicitation,
-    DeclinedElicitation,
     Elicit,
     ElicitationResult,
     Resolve,
@@ -40,7 +38,7 @@ from reflexio_mcp.core.models import PublishStatus
 from reflexio_mcp.core.search_text import bounded_query, has_words
 from reflexio_mcp.surface.access_scope import caller_role
 from reflexio_mcp.surface.arguments import OptionalUserId, reported_to_model
-from reflexio_mcp.surface.deletion import Confirm, can_ask
+from reflexio_mcp.surface.deletion import Confirm, can_ask, not_agreed
 from reflexio_mcp.surface.state import AppState, ToolContext, app_state
 
 PREVIEW_CHARS = 300
@@ -253,12 +251,8 @@ async def delete_learning(
             return compact(
                 LearningChange(status="deleted", learning=deleted, message=f"deleted {learning_id}")
             )
-        case AcceptedElicitation():
-            status, why = "kept", "the user answered not to change it"
-        case DeclinedElicitation():
-            status, why = "declined", "the user declined"
-        case CancelledElicitation():
-            status, why = "cancelled", "the user dismissed the question"
+        case _:
+            status, why = not_agreed(consent, "change it")
     return compact(
         LearningChange(status=status, message=f"nothing changed: {why}; {learning_id} is kept")
     )
