@@ -16,8 +16,7 @@ from mcp.server.mcpserver import RequestStateSecurity
 from pydantic import AnyHttpUrl
 
 from reflexio_mcp import __version__
-from reflexio_mcp.backends.embedded.embedder import EmbeddingChoice
-from reflexio_mcp.backends.embedded.store import EmbeddedStore
+from reflexio_mcp.backends.from_settings import build_backend
 from reflexio_mcp.core.backend import Backend
 from reflexio_mcp.core.learnings import NEEDS_REFLEXIO, learnings_of
 from reflexio_mcp.settings import Settings
@@ -47,41 +46,6 @@ ENABLE_ADMIN = (
     "--allow-admin (or REFLEXIO_MCP_ALLOW_ADMIN=1)"
 )
 READ_ONLY = "the server runs with --read-only (REFLEXIO_MCP_READ_ONLY), so nothing is written"
-
-
-def build_backend(settings: Settings) -> Backend:
-    """Reflexio (behind the outbox) when the settings name it (or a URL), else the embedded
-    store."""
-    if not settings.uses_reflexio:
-        embedding = EmbeddingChoice(
-            enabled=not settings.words_only, model_file=settings.embedding_model
-        )
-        return EmbeddedStore(settings.data_folder, embedding=embedding)
-    # Imported here: the embedded store's start-up need not load the Reflexio stack (~20 ms).
-    from reflexio_mcp.backends.reflexio.api import ReflexioApi
-    from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
-    from reflexio_mcp.backends.reflexio.outbox import Outbox
-
-    client = ReflexioApi(
-        settings.reflexio_url,
-        api_key=settings.api_key,
-        timeout=settings.timeout,
-        connect_timeout=settings.connect_timeout,
-        max_retries=settings.max_retries,
-    )
-    outbox = Outbox(
-        settings.data_folder,
-        client.url,
-        max_rows=settings.outbox_max_rows,
-        max_bytes=int(settings.outbox_max_mb * 2**20),
-    )
-    return ReflexioBackend(
-        client,
-        outbox,
-        publish_rate=settings.publish_rate,
-        timeout=settings.timeout,
-        deadline=settings.deadline,
-    )
 
 
 def build_server(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import PurePath
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from reflexio_mcp.core.models import InteractionData
 
+SKIPPED_KEPT = 20
+REASONS_KEPT = 50
 TOOL_INPUT_CHARS = 300
 """A tool call's input is kept as a summary of at most this many characters, not a dump."""
 
@@ -25,6 +28,8 @@ class Exchange:
     agent_version: str = ""
     user_id: str | None = None
     """The user the file names (a Reflexio CLI payload); None: the settings' user."""
+    resume_at: int = 0
+    """Byte offset in its file from which reading finds only later exchanges."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,21 @@ class Tally:
     already_stored: int = 0
     """Turns an earlier run had stored: nothing stored twice."""
     skipped: list[Skipped] = field(default_factory=list[Skipped])
+    """The first SKIPPED_KEPT skipped; the rest are counted (memory stays bounded)."""
+    skipped_total: int = 0
+    skip_reasons: Counter[str] = field(default_factory=Counter[str])
     redacted: int = 0
+
+    def skip(self, item: Skipped) -> None:
+        self.skipped_total += 1
+        if len(self.skipped) < SKIPPED_KEPT:
+            self.skipped.append(item)
+        reason = (
+            item.reason
+            if item.reason in self.skip_reasons or len(self.skip_reasons) < REASONS_KEPT
+            else "other reasons"
+        )
+        self.skip_reasons[reason] += 1
 
 
 def project_key(cwd: str) -> str:

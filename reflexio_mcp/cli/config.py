@@ -140,10 +140,43 @@ def _installed_from() -> str | None:
     return url2pathname(unquote(parts.path))
 
 
-def _stdio_entry(client: Client, settings: Settings) -> dict[str, Any]:
-    entry: dict[str, Any] = {"command": uvx_path() or "uvx", "args": launch_args()}
-    if client in ("claude-code", "vscode"):
-        entry = {"type": "stdio", **entry}
+HOOK_TIMEOUTS = {"SessionStart": 30, "Stop": 30, "PreCompact": 30, "SessionEnd": 30}
+"""Seconds Claude Code gives each hook (the hook itself stops its work after 10). Without one
+it cancels a SessionEnd hook after about 2 s; Stop runs after every answer, so a session
+whose SessionEnd never runs (killed, -p) is captured all the same."""
+
+
+def hooks_block(settings: Settings) -> dict[str, Any]:
+    """The `hooks` of Claude Code's settings.json that capture every session and recall at
+    its start, the command named by absolute path, the settings passed on before it."""
+    env = " ".join(f"{name}={shlex.quote(value)}" for name, value in _stdio_env(settings).items())
+    command = shlex.join([uvx_path() or "uvx", *launch_args(), "hook", "claude-code"])
+    line = f"{env} {command}" if env else command
+    return {
+        "hooks": {
+            event: [{"hooks": [{"type": "command", "command": line, "timeout": seconds}]}]
+            for event, seconds in HOOK_TIMEOUTS.items()
+        }
+    }
+
+
+def print_hooks(settings: Settings) -> None:
+    print(json.dumps(hooks_block(settings), indent=2))
+    print(
+        "# Claude Code: merge this into ~/.claude/settings.json (every project) or "
+        ".claude/settings.json (this one); add the server with `reflexio-mcp config "
+        "claude-code`",
+        file=sys.stderr,
+    )
+    if settings.api_key is not None:
+        print(
+            f"# set {ENVIRONMENT['api_key']} where you start `claude`: the hooks read it from "
+            "there (it is not written into settings.json)",
+            file=sys.stderr,
+        )
+
+
+def _stdio_env(settings: Settings) -> dict[str, str]:
     env = {
         ENVIRONMENT[name]: _env_value(
             settings.data_folder if name == "data_dir" else getattr(settings, name)
@@ -153,6 +186,14 @@ def _stdio_entry(client: Client, settings: Settings) -> dict[str, Any]:
     }
     if ENVIRONMENT["url"] in env:
         env[ENVIRONMENT["url"]] = _without_password(env[ENVIRONMENT["url"]])
+    return env
+
+
+def _stdio_entry(client: Client, settings: Settings) -> dict[str, Any]:
+    entry: dict[str, Any] = {"command": uvx_path() or "uvx", "args": launch_args()}
+    if client in ("claude-code", "vscode"):
+        entry = {"type": "stdio", **entry}
+    env = _stdio_env(settings)
     if settings.api_key is not None:
         env[ENVIRONMENT["api_key"]] = API_KEY_PLACEHOLDER
     if env:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from reflexio_mcp import __version__
 from reflexio_mcp.cli.config import CLIENTS
@@ -56,6 +57,29 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(1)
 
 
+def _check_targets(parser: Parser, flags: argparse.Namespace) -> None:
+    """The positional arguments each command takes, and what to do when they are wrong."""
+    command, targets = flags.command, flags.targets
+    if flags.hooks and not (command == "config" and targets == ["claude-code"]):
+        parser.exit(2, "reflexio-mcp: --hooks goes with `config claude-code`\n")
+    if command == "config":
+        if not targets:
+            parser.exit(2, f"reflexio-mcp: config needs a client: one of {', '.join(CLIENTS)}\n")
+        if len(targets) > 1 or targets[0] not in CLIENTS:
+            choices = ", ".join(repr(c) for c in CLIENTS)
+            parser.exit(
+                2, f"reflexio-mcp: invalid choice: {targets[-1]!r} (choose from {choices})\n"
+            )
+    elif command == "import":
+        if not targets:
+            parser.exit(2, "reflexio-mcp: import needs the files or folders to import\n")
+    elif command == "hook":
+        if targets != ["claude-code"]:
+            parser.exit(2, "reflexio-mcp: hook takes the agent whose hook it is: claude-code\n")
+    elif targets:
+        parser.exit(2, f"reflexio-mcp: {targets[0]!r} goes with `config`\n")
+
+
 def _main(argv: Sequence[str]) -> None:
     parser = Parser(
         prog="reflexio-mcp",
@@ -64,19 +88,28 @@ def _main(argv: Sequence[str]) -> None:
     parser.add_argument(
         "command",
         nargs="?",
-        choices=["serve", "demo", "outbox", "doctor", "config"],
+        choices=["serve", "demo", "outbox", "doctor", "config", "import", "hook"],
         default="serve",
         help="serve: MCP over stdio (default) or HTTP (--transport); demo: start a server "
         "on a throwaway embedded store and show each tool working through a real MCP "
         "client; outbox: show the publishes waiting for Reflexio and those it refused; "
         "doctor: check the settings, the backend, the files and the transport; config "
-        "CLIENT: print the JSON a client needs to run this server",
+        "CLIENT: print the JSON a client needs to run this server (with --hooks: the Claude "
+        "Code hooks that capture and recall sessions); import PATH...: publish Claude Code "
+        "or Codex transcripts and Reflexio CLI payload files; hook claude-code: run as a "
+        "Claude Code hook (reads the event on stdin)",
     )
     parser.add_argument(
-        "client",
-        nargs="?",
-        choices=CLIENTS,
-        help="with config: the client to configure",
+        "targets",
+        nargs="*",
+        metavar="CLIENT|PATH",
+        help=f"with config: the client to configure ({', '.join(CLIENTS)}); with import: the "
+        "files or folders to import; with hook: the agent (claude-code)",
+    )
+    parser.add_argument(
+        "--hooks",
+        action="store_true",
+        help="with config claude-code: print the settings.json hooks block instead",
     )
     parser.add_argument("--json", action="store_true", help="with doctor: print the checks as JSON")
     parser.add_argument(
@@ -101,8 +134,7 @@ def _main(argv: Sequence[str]) -> None:
     if unknown := parser.unknown_flag(argv):
         parser.exit(2, f"reflexio-mcp: {unknown}\n")
     flags = parser.parse_args(argv)
-    if flags.client is not None and flags.command != "config":
-        parser.exit(2, f"reflexio-mcp: {flags.client!r} goes with `config`\n")
+    _check_targets(parser, flags)
     if flags.command == "doctor":
         from reflexio_mcp.cli.doctor import run_doctor
 
@@ -112,18 +144,31 @@ def _main(argv: Sequence[str]) -> None:
     try:
         settings = load_settings(flags, os.environ)
     except SettingsError as err:
+        if flags.command == "hook":  # exit 2 is Claude Code's "block": a Stop hook's keeps it going
+            print(f"reflexio-mcp hook: {err}", file=sys.stderr)
+            return
         parser.exit(2, f"reflexio-mcp: {err}\n")
+    if flags.command == "hook":
+        from reflexio_mcp.cli.capture import hook_command
+
+        hook_command(settings)  # logs to the data folder: never to Claude Code's stdout
+        return
     configure_logging(settings.log_level)
     for unknown in unknown_variables(os.environ):
         logger.warning("%s (%s)", unknown.describe(), unknown.fix())
 
     if flags.command == "config":
-        if flags.client is None:
-            parser.exit(2, f"reflexio-mcp: config needs a client: one of {', '.join(CLIENTS)}\n")
-        from reflexio_mcp.cli.config import print_config
+        from reflexio_mcp.cli.config import print_config, print_hooks
 
-        print_config(flags.client, settings, http=flags.http)
+        if flags.hooks:
+            print_hooks(settings)
+        else:
+            print_config(flags.targets[0], settings, http=flags.http)
         return
+    if flags.command == "import":
+        from reflexio_mcp.cli.capture import import_command
+
+        sys.exit(import_command(settings, [Path(target) for target in flags.targets]))
     if flags.http:
         parser.exit(2, "reflexio-mcp: --http goes with `config`\n")
     if flags.command == "outbox":

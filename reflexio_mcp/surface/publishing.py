@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 
 from reflexio_mcp.core.errors import InvalidInput, OutboxFull, ReflexioMcpError
 from reflexio_mcp.core.fields import IdentifierOrNew, Source
-from reflexio_mcp.core.invalid_input import invalid_input, invalid_input_text
+from reflexio_mcp.core.invalid_input import invalid_input_text
 from reflexio_mcp.core.learnings import learned_text
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_INTERACTIONS_PER_PUBLISH
 from reflexio_mcp.core.models import InteractionData, Published, PublishRequest, Strict
+from reflexio_mcp.core.redacted_publish import fits_once_redacted
 from reflexio_mcp.core.turn_secrets import Redaction, redact_turns
 from reflexio_mcp.secrets import prepared
 from reflexio_mcp.surface.access_scope import names_another_user, pinned_user, sees_every_user
@@ -276,7 +277,7 @@ async def _publish(
         force_extraction=item.force_extraction,
     )
     if redacted:
-        _fits_once_redacted(request, sum(redacted.values()))
+        fits_once_redacted(request, sum(redacted.values()))
     answer = await _published(ctx, state, request, wait_for_response=wait_for_response)
     learned = learned_text(answer.profiles_learned, answer.playbooks_learned)
     learning = " / ".join(s for s in (answer.learning_status, answer.learning_reason, learned) if s)
@@ -293,25 +294,6 @@ async def _publish(
         redacted=redacted,
         warnings=answer.warnings,
     )
-
-
-def _fits_once_redacted(request: PublishRequest, secrets: int) -> None:
-    """Markers can be longer than the secrets they replace, and can break a rule (a URL's
-    password as [REDACTED:url-password] is no URL to Reflexio): say so if that is what made
-    the publish one the backend would refuse.
-
-    Raises:
-        InvalidInput: the redacted publish breaks a rule, or is too large.
-    """
-    once = f"(once its {secrets} secret(s) were replaced by [REDACTED:...] markers)"
-    try:
-        PublishRequest.model_validate(request.model_dump())
-        request.checked_body()
-    except ValidationError as err:
-        problems = invalid_input(err, {"interaction_data_list": "interactions"}).problems
-        raise InvalidInput([f"{problem} {once}" for problem in problems]) from None
-    except InvalidInput as err:
-        raise InvalidInput([f"{err} {once}"]) from None
 
 
 async def _redacted(turns: list[InteractionData]) -> Redaction:

@@ -1,0 +1,139 @@
+"""The files Reflexio's own CLI publishes (`reflexio interactions publish --file`): one JSON
+object, a JSON array of them, or JSON Lines, each object
+`{"user_id", "session_id", "source", "agent_version", "interactions": [turn, ...]}`.
+
+Each object is one exchange. Its request_id is derived from its user, session and turns, so
+the same object in two files, or one file read twice, is stored once. An object without
+`session_id` (which Reflexio's CLI refuses) takes `import:<file name>`; one without `user_id`
+is the settings' user's. Fields Reflexio's CLI reads beyond these (skip_aggregation and the
+like) are not carried: every import is published as a plain publish.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import TypeAdapter, ValidationError
+
+from reflexio_mcp.capture.conversation import Exchange, Skipped, derived_id
+from reflexio_mcp.core.fields import Identifier, Source, UserId
+from reflexio_mcp.core.invalid_input import invalid_input
+from reflexio_mcp.core.limits import MAX_INTERACTIONS_PER_PUBLISH
+from reflexio_mcp.core.models import InteractionData
+
+MAX_DOCUMENT_BYTES = 64 * 2**20
+"""A file that is one JSON document (not JSON Lines) is parsed whole up to this size."""
+MAX_LINE_BYTES = 64 * 2**20
+
+_TURNS = TypeAdapter(list[InteractionData])
+_USER = TypeAdapter(UserId)
+_SESSION = TypeAdapter(Identifier)
+_SOURCE = TypeAdapter(Source)
+
+
+def looks_like_payload(entry: dict[str, Any]) -> bool:
+    return isinstance(entry.get("interactions"), list)
+
+
+def read_payloads(path: Path) -> Iterator[Exchange | Skipped]:
+    """Every object of one file, in order; what cannot be read is skipped and said why."""
+    with path.open("rb") as lines:
+        first = _first_line(lines)
+        if first is None:
+            return
+        try:
+            json.loads(first)
+            as_lines = True
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            as_lines = False  # a document spread over several lines (indented JSON)
+        lines.seek(0)
+        if as_lines:
+            yield from _lines(path, lines)
+            return
+        if path.stat().st_size > MAX_DOCUMENT_BYTES:
+            yield Skipped(
+                str(path),
+                f"one JSON document larger than {MAX_DOCUMENT_BYTES // 2**20} MiB: write it as "
+                "JSON Lines (one object per line) to import it",
+            )
+            return
+        try:
+            document = json.loads(lines.read())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            yield Skipped(str(path), f"neither JSON nor JSON Lines ({err})")
+            return
+        yield from _objects(path, document, str(path))
+
+
+def _first_line(lines: Any) -> bytes | None:
+    while raw := lines.readline(MAX_LINE_BYTES):
+        if raw.strip():
+            return raw
+    return None
+
+
+def _lines(path: Path, lines: Any) -> Iterator[Exchange | Skipped]:
+    number = 0
+    while raw := lines.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        where = f"{path}:{number}"
+        if len(raw) > MAX_LINE_BYTES:
+            while (chunk := lines.readline(2**20)) and not chunk.endswith(b"\n"):
+                pass
+            yield Skipped(where, f"a line longer than {MAX_LINE_BYTES // 2**20} MiB")
+            continue
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            yield Skipped(where, f"not JSON ({err.__class__.__name__})")
+            continue
+        yield from _objects(path, entry, where)
+
+
+def _objects(path: Path, value: object, where: str) -> Iterator[Exchange | Skipped]:
+    if isinstance(value, list):
+        for index, item in enumerate(cast(list[Any], value)):
+            yield _exchange(path, item, f"{where}[{index}]")
+    else:
+        yield _exchange(path, value, where)
+
+
+def _exchange(path: Path, value: object, where: str) -> Exchange | Skipped:
+    if not isinstance(value, dict) or not looks_like_payload(cast(dict[str, Any], value)):
+        return Skipped(where, 'not a payload: an object with an "interactions" list is expected')
+    payload = cast(dict[str, Any], value)
+    raw_turns = cast(list[Any], payload["interactions"])
+    if not raw_turns:
+        return Skipped(where, "interactions: empty; a payload needs at least one turn")
+    if len(raw_turns) > MAX_INTERACTIONS_PER_PUBLISH:
+        return Skipped(
+            where,
+            f"interactions: {len(raw_turns)} turns; at most {MAX_INTERACTIONS_PER_PUBLISH} per "
+            "payload, split it into several objects",
+        )
+    try:
+        turns = _TURNS.validate_python(raw_turns)
+        user = (
+            None
+            if payload.get("user_id") in (None, "")
+            else _USER.validate_python(payload["user_id"])
+        )
+        session = _SESSION.validate_python(payload.get("session_id") or f"import:{path.name}"[:256])
+        source = _SOURCE.validate_python(payload.get("source") or "")
+    except ValidationError as err:
+        return Skipped(where, str(invalid_input(err)))
+    version = payload.get("agent_version")
+    canonical = json.dumps(raw_turns, sort_keys=True, ensure_ascii=False, default=str)
+    return Exchange(
+        request_id=derived_id("reflexio-cli", user or "", session, canonical),
+        session_id=session,
+        turns=turns,
+        source=source,
+        agent_version=version[:1000] if isinstance(version, str) else "",
+        user_id=user,
+    )
