@@ -5,24 +5,31 @@ It is installed once from the npm registry into the test cache (beside the Refle
 tests/support/reflexio_server.py), under a file lock so two xdist workers never install at
 once. Each run gets its own HOME (so its ~/.claude.json starts empty), no telemetry, and an
 ANTHROPIC_BASE_URL on a free loopback port nothing listens on: nothing leaves the machine.
+`ClaudeCode.prompt` runs `claude -p` against a Messages API stand-in
+(tests/support/messages_api.py) instead, and `transcript` reads the session it wrote.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from tests.support.messages_api import MessagesApi
 from tests.support.reflexio_server import cache_dir, free_port
 
 VERSION = "2.1.197"
 INSTALL_SECONDS = 300
 RUN_SECONDS = 120
+MAX_SLUG = 200
 
 
 def app_environment(**extra: str) -> dict[str, str]:
@@ -85,6 +92,48 @@ class ClaudeCode:
             stdin=subprocess.DEVNULL,
         )
 
+    def prompt(
+        self, text: str, *flags: str, api: MessagesApi, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """`claude -p TEXT FLAGS...` answered by `api`. Tools need `--allowedTools NAME`
+        (as root, --dangerously-skip-permissions is refused). MCP servers are waited for
+        (MCP_CONNECTION_NONBLOCKING=false): in -p mode they connect in the background and
+        the first request would otherwise list none of their tools."""
+        return subprocess.run(
+            [str(self.executable), "-p", text, *flags],
+            cwd=self.project,
+            env={
+                **self.environment(),
+                "ANTHROPIC_BASE_URL": api.url,
+                "MCP_CONNECTION_NONBLOCKING": "false",
+                **env,
+            },
+            capture_output=True,
+            text=True,
+            timeout=RUN_SECONDS,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def sessions_folder(self) -> Path:
+        """Where Claude Code keeps the transcripts of sessions run in `project`."""
+        return self.home / ".claude" / "projects" / project_slug(self.project)
+
+    def transcripts(self) -> list[Path]:
+        """Every session's transcript (<sessionId>.jsonl) under HOME, any project, oldest
+        first; subagents' files (<sessionId>/subagents/) are not among them."""
+        found = (self.home / ".claude" / "projects").glob("*/*.jsonl")
+        return sorted(found, key=lambda path: path.stat().st_mtime)
+
+    def transcript(self, session_id: str) -> list[dict[str, Any]]:
+        """The lines of session `session_id`'s transcript, parsed."""
+        path = self.sessions_folder / f"{session_id}.jsonl"
+        if not path.exists():
+            written = [str(found) for found in self.transcripts()]
+            raise FileNotFoundError(f"no transcript {path}; transcripts under HOME: {written}")
+        return transcript_lines(path)
+
     def list_servers(self, **env: str) -> str:
         """`claude mcp list`: it starts (stdio) or connects to (HTTP) each server and prints
         "Connected" or "Failed to connect" for each."""
@@ -103,6 +152,24 @@ class ClaudeCode:
             "ANTHROPIC_API_KEY": "sk-ant-test-offline",
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         }
+
+
+def project_slug(cwd: Path) -> str:
+    """The folder under ~/.claude/projects for sessions run in `cwd`: each character other
+    than a-z, A-Z, 0-9 becomes "-" (Claude Code 2.1.197)."""
+    slug = re.sub(r"[^a-zA-Z0-9]", "-", str(cwd.resolve()))
+    if len(slug) > MAX_SLUG:
+        raise ValueError(
+            f"project_slug: {cwd} makes a slug over {MAX_SLUG} characters, which Claude Code "
+            "shortens with a hash this helper does not know; use a shorter project path"
+        )
+    return slug
+
+
+def transcript_lines(path: Path) -> list[dict[str, Any]]:
+    """A transcript's JSON lines, parsed (blank lines skipped)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [cast("dict[str, Any]", json.loads(line)) for line in lines if line.strip()]
 
 
 def claude_code(workdir: Path) -> ClaudeCode:
