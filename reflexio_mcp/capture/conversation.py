@@ -101,5 +101,5 @@ def _compact_json(value: object) -> str:
 
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, RecursionError):
+        return "(input not shown: not JSON, or nested too deeply)"

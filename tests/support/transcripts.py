@@ -23,7 +23,7 @@ class Transcript:
 
     def _common(self, kind: str) -> dict[str, Any]:
         self._second += 1
-        line = {
+        line: dict[str, Any] = {
             "parentUuid": self._last,
             "isSidechain": False,
             "type": kind,
@@ -41,9 +41,14 @@ class Transcript:
 
     def queue(self, prompt: str) -> Transcript:
         self.lines.append(
-            {"type": "queue-operation", "operation": "enqueue", "timestamp": "2026-11-30T10:00:00.000Z",
-             "sessionId": self.session, "content": prompt}
-        )  # fmt: skip
+            {
+                "type": "queue-operation",
+                "operation": "enqueue",
+                "timestamp": "2026-11-30T10:00:00.000Z",
+                "sessionId": self.session,
+                "content": prompt,
+            }
+        )
         return self
 
     def prompt(self, text: str | list[dict[str, Any]], **extra: Any) -> Transcript:

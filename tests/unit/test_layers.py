@@ -21,14 +21,36 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "backends": frozenset({"core"}),
     "backends.embedded": frozenset({"core", "backends"}),
     "backends.reflexio": frozenset({"core", "backends"}),
+    "backends.from_settings": frozenset({"core", "backends", *BACKENDS, "settings"}),
+    "capture": frozenset({"core", "secrets", "backends", "backends.from_settings", "settings"}),
     "surface": frozenset({"core", "secrets"}),
     "settings": frozenset({"core"}),
     "transports": frozenset({"core", "surface", "settings"}),
     "app": frozenset(
-        {"core", "secrets", "backends", *BACKENDS, "surface", "settings", "transports"}
+        {
+            "core",
+            "secrets",
+            "backends",
+            *BACKENDS,
+            "backends.from_settings",
+            "surface",
+            "settings",
+            "transports",
+        }
     ),
     "cli": frozenset(
-        {"core", "secrets", "backends", *BACKENDS, "surface", "settings", "transports", "app"}
+        {
+            "core",
+            "secrets",
+            "backends",
+            *BACKENDS,
+            "backends.from_settings",
+            "capture",
+            "surface",
+            "settings",
+            "transports",
+            "app",
+        }
     ),
     "version": frozenset(),
     "__main__": frozenset({"cli"}),
@@ -36,9 +58,20 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 """Each layer (the longest matching prefix of a module's path) and the layers it may import
 besides itself. `backends` alone is what both backends share (the SQLite file); neither
 backend may import the other. `version` is the package's own __init__: every layer may read
-the version."""
+the version. `backends.from_settings` chooses one of them; `capture` (import and the hooks)
+publishes through whichever it chose, without the MCP SDK."""
 
-NO_MCP = frozenset({"secrets", "core", "backends", "backends.embedded", "backends.reflexio"})
+NO_MCP = frozenset(
+    {
+        "secrets",
+        "core",
+        "backends",
+        "backends.embedded",
+        "backends.reflexio",
+        "backends.from_settings",
+        "capture",
+    }
+)
 """Layers that must not import the MCP SDK: the data model and the stores work without it."""
 MCP_PACKAGES = ("mcp", "mcp_types")
 

@@ -54,7 +54,8 @@ def test_tool_calls_become_tools_used_with_a_bounded_input_and_their_status(tmp_
         ("Read", "error"),
     ]
     summary = answer.tools_used[0].tool_data["input"]
-    assert summary.startswith('{"command":"pytest -q xxx') and len(summary) <= 300
+    assert summary.startswith('{"command":"pytest -q xxx')
+    assert len(summary) <= 300
     assert "3 passed" not in json.dumps(answer.model_dump())  # results are not dumped
 
 
@@ -146,13 +147,13 @@ def test_an_overlong_line_is_skipped_without_reading_it_whole(
 ) -> None:
     import reflexio_mcp.capture.claude_code as reader
 
-    setattr(reader, "MAX_LINE_BYTES", 1000)  # restored below
+    reader.MAX_LINE_BYTES = 1000  # restored below
     try:
         transcript = exchange(Transcript(), "a", "1")
         transcript.prompt("b" * 5000).text("2")
         items = list(read_transcript(transcript.write(tmp_path), finished=True))
     finally:
-        setattr(reader, "MAX_LINE_BYTES", 64 * 2**20)
+        reader.MAX_LINE_BYTES = 64 * 2**20
     assert [i.reason for i in items if isinstance(i, Skipped)] == ["a line longer than 0 MiB"]
 
 
@@ -172,4 +173,5 @@ def test_no_line_makes_reading_fail(tmp_path: Path, lines: list[object]) -> None
     path.write_text("".join(json.dumps(line) + "\n" for line in [*prefix, *lines]))
     for item in read_transcript(path, finished=True):
         if isinstance(item, Exchange):
-            assert item.turns and item.turns[0].role == "user"
+            assert item.turns
+            assert item.turns[0].role == "user"
