@@ -1,11 +1,11 @@
 """`reflexio-mcp hook claude-code`: one run of a Claude Code hook.
 
 Claude Code passes the hook's event as JSON on stdin (session_id, transcript_path, cwd,
-hook_event_name, and for UserPromptSubmit the prompt). Stop, SubagentStop, PreCompact and
-SessionEnd publish the transcript's exchanges not yet published (Stop and SessionEnd run
-when the session is idle, so its last exchange is complete; PreCompact leaves the last one for
-the next). SessionStart and UserPromptSubmit print what is known for Claude Code to put
-before the model (its `additionalContext`).
+hook_event_name, and for UserPromptSubmit the prompt). Stop, PreCompact and SessionEnd
+publish the transcript's exchanges not yet published (Stop and SessionEnd run when the session
+is idle, so its last exchange is complete once written; PreCompact publishes only exchanges
+known complete). SessionStart and UserPromptSubmit print what is known for Claude Code to
+put before the model (its `additionalContext`).
 
 A hook must never fail or hold up the session: the work has HOOK_SECONDS, every failure goes
 to `hook.log` in the data folder and to the capture log `reflexio-mcp doctor` reads, and
@@ -40,8 +40,13 @@ a longer timeout, so the hook ends itself first."""
 MAX_INPUT_BYTES = 2**20
 LOG_FILE = "hook.log"
 LOG_BYTES = 2**20
-CAPTURE = {"Stop": True, "SubagentStop": True, "SessionEnd": True, "PreCompact": False}
+CAPTURE = {"Stop": True, "SessionEnd": True, "PreCompact": False}
 """Events that publish, and whether the session is idle then (its last exchange complete)."""
+STOP_WAIT_SECONDS = 3.0
+"""Claude Code writes the transcript asynchronously: a Stop hook can run before the answer's
+last line is in the file (seen in 5 of 10 runs). The hook waits this long for the answer its
+input names (`last_assistant_message`) to be there."""
+TAIL_BYTES = 256 * 1024
 RECALL = ("SessionStart", "UserPromptSubmit")
 
 
@@ -98,6 +103,9 @@ async def _capture(settings: Settings, payload: dict[str, Any], *, idle: bool) -
     transcript = Path(path)
     if not await anyio.Path(transcript).is_file():
         return f"no transcript at {transcript} yet"
+    if payload.get("hook_event_name") == "Stop":
+        answer = payload.get("last_assistant_message")
+        idle = await _answer_written(transcript, answer if isinstance(answer, str) else "")
     tally = Tally()
     async with (
         build_backend(settings, meaning=False) as backend,
@@ -127,6 +135,43 @@ async def _recall(settings: Settings, payload: dict[str, Any], event: str) -> tu
         return "", "nothing known to recall"
     output = {"hookSpecificOutput": {"hookEventName": event, "additionalContext": text}}
     return json.dumps(output, ensure_ascii=False), f"recalled {len(text)} characters"
+
+
+async def _answer_written(transcript: Path, answer: str) -> bool:
+    """Whether the transcript's last answer line is (the end of) `answer`, once it is written;
+    False if it is not within STOP_WAIT_SECONDS (then only exchanges known complete publish)."""
+    waited = 0.0
+    while True:
+        if answer.strip() and await anyio.to_thread.run_sync(_ends_with, transcript, answer):
+            return True
+        if waited >= STOP_WAIT_SECONDS or not answer.strip():
+            return False
+        await anyio.sleep(0.05)
+        waited += 0.05
+
+
+def _ends_with(transcript: Path, answer: str) -> bool:
+    with transcript.open("rb") as file:
+        file.seek(max(0, file.seek(0, 2) - TAIL_BYTES))
+        tail = file.read().splitlines()
+    for raw in reversed(tail):
+        try:
+            line = _object(json.loads(raw))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        message = _object(line.get("message"))
+        content = message.get("content")
+        if line.get("type") != "assistant" or not isinstance(content, list):
+            continue
+        blocks = [_object(block) for block in cast(list[Any], content)]
+        texts = [str(b.get("text", "")).strip() for b in blocks if b.get("type") == "text"]
+        if texts:
+            return bool(texts[-1]) and answer.strip().endswith(texts[-1])
+    return False
+
+
+def _object(value: object) -> dict[str, Any]:
+    return cast(dict[str, Any], value) if isinstance(value, dict) else {}
 
 
 def _described(err: BaseException) -> str:

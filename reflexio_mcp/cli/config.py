@@ -14,6 +14,7 @@ import json
 import shlex
 import shutil
 import sys
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -150,7 +151,7 @@ def hooks_block(settings: Settings) -> dict[str, Any]:
     """The `hooks` of Claude Code's settings.json that capture every session and recall at
     its start, the command named by absolute path, the settings passed on before it."""
     env = " ".join(f"{name}={shlex.quote(value)}" for name, value in _stdio_env(settings).items())
-    command = shlex.join([uvx_path() or "uvx", *launch_args(), "hook", "claude-code"])
+    command = shlex.join([*hook_launcher(), "hook", "claude-code"])
     line = f"{env} {command}" if env else command
     return {
         "hooks": {
@@ -158,6 +159,17 @@ def hooks_block(settings: Settings) -> dict[str, Any]:
             for event, seconds in HOOK_TIMEOUTS.items()
         }
     }
+
+
+def hook_launcher() -> list[str]:
+    """This install's own `reflexio-mcp` by absolute path when it is one that stays (a venv, `uv
+    tool install`, pipx): a hook runs after every answer, and uvx would resolve the package
+    again each time (0.5-2 s, and the network). Run from uvx's throwaway cache, uvx itself."""
+    script = Path(sys.executable).parent / "reflexio-mcp"
+    throwaway = any(part.startswith("archive-v") for part in Path(sys.prefix).parts)
+    if script.is_file() and not throwaway:
+        return [str(script)]
+    return [uvx_path() or "uvx", *launch_args()]
 
 
 def print_hooks(settings: Settings) -> None:
