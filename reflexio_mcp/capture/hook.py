@@ -79,7 +79,10 @@ def run_hook(settings: Settings, stdin: bytes) -> str:
 def _payload(stdin: bytes) -> dict[str, Any]:
     if len(stdin) > MAX_INPUT_BYTES:
         raise ValueError(f"the hook input is larger than {MAX_INPUT_BYTES} bytes")
-    value = json.loads(stdin or b"{}")
+    try:
+        value = json.loads(stdin or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"the hook input is not JSON ({err}): is this run as a hook?") from None
     if not isinstance(value, dict):
         raise TypeError("the hook input is not a JSON object")
     return cast(dict[str, Any], value)

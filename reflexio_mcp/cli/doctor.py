@@ -27,6 +27,7 @@ from reflexio_mcp.backends.embedded import schema as embedded_schema
 from reflexio_mcp.backends.reflexio import outbox
 from reflexio_mcp.backends.reflexio import salvage as outbox_salvage
 from reflexio_mcp.backends.reflexio.http import ReflexioHttpClient
+from reflexio_mcp.capture.progress import last_hook_runs
 from reflexio_mcp.core.errors import (
     AuthError,
     NotReflexio,
@@ -34,6 +35,7 @@ from reflexio_mcp.core.errors import (
     ReflexioMcpError,
     TokenFileError,
 )
+from reflexio_mcp.core.models import iso_time
 from reflexio_mcp.core.urls import display_url
 from reflexio_mcp.settings import ENVIRONMENT, Settings, SettingsError, load_settings
 from reflexio_mcp.settings.unknown_variables import PREFIX, unknown_variables
@@ -109,7 +111,31 @@ async def collect(flags: argparse.Namespace, environ: Mapping[str, str]) -> list
             settings.data_folder / embedded_schema.FILE_NAME, "embedded store", _store_version
         )
     checks += _transport(settings)
+    checks += _capture_hooks(settings)
     return checks
+
+
+def _capture_hooks(settings: Settings) -> list[Check]:
+    """What the Claude Code hooks last did here (they print nothing: this is where they tell)."""
+    runs = last_hook_runs(settings.data_folder)
+    if not runs:
+        return []
+    latest = runs[0]
+    last = f"last run {iso_time(latest.at)}, {latest.event}: {latest.outcome}, {latest.detail}"
+    failed = [run for run in runs if run.outcome == "failed"]
+    if not failed:
+        return [Check("capture hooks", "ok", last)]
+    worst = failed[0]
+    return [
+        Check(
+            "capture hooks",
+            "warn",
+            f"{len(failed)} of the last {len(runs)} hook runs failed; latest failure "
+            f"{iso_time(worst.at)}, {worst.event}: {worst.detail}; {last}",
+            f"see {settings.data_folder / 'hook.log'}; turns a failed run did not publish are "
+            "published by the next run (or `reflexio-mcp import ~/.claude/projects`)",
+        )
+    ]
 
 
 def _summary(settings: Settings) -> str:

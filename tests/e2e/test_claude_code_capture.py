@@ -13,6 +13,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import anyio
 import pytest
 
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
@@ -124,3 +125,28 @@ async def test_a_new_session_starts_knowing_an_earlier_one_and_searches_it(
     [result] = tool_results(requests[1])
     assert "deploys go out on Thursdays" in json.dumps(result["content"])
     assert result.get("is_error") is not True
+
+
+def test_the_checkout_installs_as_a_plugin_that_captures_and_serves(tmp_path: Path) -> None:
+    claude = claude_code(tmp_path)
+    checkout = Path(__file__).resolve().parents[2]
+    for step in (f"claude plugin marketplace add {shlex.quote(str(checkout))}",
+                 "claude plugin install reflexio-mcp@reflexio-mcp"):  # fmt: skip
+        done = claude.shell(step)
+        assert done.returncode == 0, done.stdout + done.stderr
+    cache = subprocess.run(
+        ["uv", "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()  # the CLI's throwaway HOME would give uvx an empty cache
+    env = {"UV_PYTHON": sys.executable, "UV_CACHE_DIR": cache, "REFLEXIO_USER_ID": USER,
+           "REFLEXIO_MCP_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    assert "plugin:reflexio-mcp:reflexio: " in (listed := claude.list_servers(**env))
+    assert "✔ Connected" in listed, listed
+    with MessagesApi() as api:
+        api.reply_text("The staging database is on port 5433.")
+        run = claude.prompt("which port is staging on?", api=api, **env)
+    assert run.returncode == 0, run.stderr
+    turns = anyio.run(stored, tmp_path / "data")
+    assert [(t.role, t.content) for t in turns] == [
+        ("user", "which port is staging on?"),
+        ("assistant", "The staging database is on port 5433."),
+    ]
