@@ -23,17 +23,23 @@ _CODEX_TYPES = frozenset(
 
 
 def files_under(paths: list[Path]) -> Iterator[Path]:
-    """Each path that is a file, and the .jsonl/.json files under each folder, in name order
-    (symbolic links to folders are not followed: no loops)."""
+    """Each path that is a file, and the .jsonl/.json files under each folder, in name order,
+    each once however often it is named (symbolic links to folders are not followed)."""
+    seen: set[Path] = set()
     for path in paths:
-        if not path.is_dir():
-            yield path
-            continue
-        for folder, subfolders, names in os.walk(path):
-            subfolders.sort()
-            for name in sorted(names):
-                if name.endswith(SUFFIXES):
-                    yield Path(folder) / name
+        found = [path] if not path.is_dir() else _under(path)
+        for file in found:
+            if (real := file.resolve()) not in seen:
+                seen.add(real)
+                yield file
+
+
+def _under(folder: Path) -> Iterator[Path]:
+    for parent, subfolders, names in os.walk(folder):
+        subfolders.sort()
+        for name in sorted(names):
+            if name.endswith(SUFFIXES):
+                yield Path(parent) / name
 
 
 def kind_of(path: Path) -> Kind | None:

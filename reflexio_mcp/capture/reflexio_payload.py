@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from reflexio_mcp.capture.conversation import Exchange, Skipped, derived_id
-from reflexio_mcp.core.fields import Identifier, Source, UserId
+from reflexio_mcp.core.fields import Identifier, Source, UserIdOrDefault
 from reflexio_mcp.core.invalid_input import invalid_input
 from reflexio_mcp.core.limits import MAX_INTERACTIONS_PER_PUBLISH
 from reflexio_mcp.core.models import InteractionData
@@ -28,10 +28,20 @@ MAX_DOCUMENT_BYTES = 64 * 2**20
 """A file that is one JSON document (not JSON Lines) is parsed whole up to this size."""
 MAX_LINE_BYTES = 64 * 2**20
 
-_TURNS = TypeAdapter(list[InteractionData])
-_USER = TypeAdapter(UserId)
-_SESSION = TypeAdapter(Identifier)
-_SOURCE = TypeAdapter(Source)
+
+def _or_empty(value: object) -> object:
+    return "" if value is None else value
+
+
+class _Payload(BaseModel):
+    """The fields of a payload this reads; others Reflexio's CLI knows are let be."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    user_id: Annotated[UserIdOrDefault, BeforeValidator(_or_empty)] = ""
+    session_id: Identifier
+    source: Annotated[Source, BeforeValidator(_or_empty)] = ""
+    interactions: list[InteractionData]
 
 
 def looks_like_payload(entry: dict[str, Any]) -> bool:
@@ -117,16 +127,17 @@ def _exchange(path: Path, value: object, where: str) -> Exchange | Skipped:
             "payload, split it into several objects",
         )
     try:
-        turns = _TURNS.validate_python(raw_turns)
-        user = (
-            None
-            if payload.get("user_id") in (None, "")
-            else _USER.validate_python(payload["user_id"])
+        read = _Payload.model_validate(
+            {**payload, "session_id": payload.get("session_id") or f"import:{path.name}"[:256]}
         )
-        session = _SESSION.validate_python(payload.get("session_id") or f"import:{path.name}"[:256])
-        source = _SOURCE.validate_python(payload.get("source") or "")
     except ValidationError as err:
         return Skipped(where, str(invalid_input(err)))
+    turns, user, session, source = (
+        read.interactions,
+        read.user_id or None,
+        read.session_id,
+        read.source,
+    )
     version = payload.get("agent_version")
     canonical = json.dumps(raw_turns, sort_keys=True, ensure_ascii=False, default=str)
     return Exchange(
