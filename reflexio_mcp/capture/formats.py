@@ -77,6 +77,8 @@ def _line_kind(entry: object) -> Kind | None:
         return "reflexio"
     if line.get("type") in _CODEX_TYPES and "payload" in line:
         return "codex"
+    if {"id", "timestamp", "instructions"} <= line.keys() and "type" not in line:
+        return "codex"  # a file Codex wrote before its lines had types (mid 2025)
     if line.get("type") in _CLAUDE_TYPES and "sessionId" in line:
         return "claude-code"
     return None

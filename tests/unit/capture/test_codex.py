@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from reflexio_mcp.capture import codex
 from reflexio_mcp.capture.codex import read_codex_session
 from reflexio_mcp.capture.conversation import Exchange, Skipped, session_id_of
+from reflexio_mcp.capture.formats import kind_of
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS
 
 SESSION = "5973b6c0-94b8-487b-a530-2aeb6098ae0e"
@@ -182,6 +183,7 @@ def test_a_text_session_is_one_exchange_per_prompt(tmp_path: Path) -> None:
 
     items = read(path, finished=False)
 
+    assert kind_of(path) == "codex"  # what `import` reads it as
     assert skipped(items) == []
     first, second = exchanges(items)
     assert [t.role for t in first.turns] == ["user", "assistant"]
@@ -544,6 +546,7 @@ def test_legacy_files_read_their_bare_items(tmp_path: Path) -> None:
     held = exchanges(read(path, finished=False))
     items = read(path, finished=True)
 
+    assert kind_of(path) == "codex"  # what `import` reads it as
     assert skipped(items) == []
     first, second = exchanges(items)
     assert [e.request_id for e in held] == [first.request_id]
