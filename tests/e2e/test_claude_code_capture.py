@@ -38,17 +38,30 @@ def reflexio_mcp(
 
 @pytest.fixture
 def claude(tmp_path: Path) -> ClaudeCode:
-    """Claude Code with the hooks and the server installed as the README says."""
+    """Claude Code with the hooks installed as the README says."""
     claude = claude_code(tmp_path)
     printed = reflexio_mcp("config", "claude-code", "--hooks", data=tmp_path / "data")
     assert printed.returncode == 0, printed.stderr
     settings = claude.home / ".claude" / "settings.json"
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text(printed.stdout)
-    server = reflexio_mcp("config", "claude-code", data=tmp_path / "data")
+    return claude
+
+
+def add_server(claude: ClaudeCode, data: Path) -> dict[str, str]:
+    """The server, added with the command `reflexio-mcp config claude-code` prints; the
+    environment uvx needs (the CLI's throwaway HOME would give it an empty cache)."""
+    server = reflexio_mcp("config", "claude-code", data=data)
     added = claude.shell(f"claude mcp add-json reflexio {shlex.quote(server.stdout)}")
     assert added.returncode == 0, added.stdout + added.stderr
-    return claude
+    return uv_environment()
+
+
+def uv_environment() -> dict[str, str]:
+    cache = subprocess.run(
+        ["uv", "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+    return {"UV_PYTHON": sys.executable, "UV_CACHE_DIR": cache}
 
 
 async def stored(data: Path) -> list[Interaction]:
@@ -99,6 +112,13 @@ async def test_a_session_is_captured_once_and_again_nothing_twice(
     assert "0 turn(s) stored, 4 already stored" in imported.stdout
     assert len(await stored(tmp_path / "data")) == 4
 
+    fresh = tmp_path / "imported"  # the real transcript, imported into a store of its own
+    into_fresh = reflexio_mcp("import", str(claude.home / ".claude" / "projects"), data=fresh)
+    assert "1 session(s): 4 turn(s) stored, 0 already stored, 0 skipped" in into_fresh.stdout
+    assert [(t.role, t.content, t.session_id, t.request_id) for t in await stored(fresh)] == [
+        (t.role, t.content, t.session_id, t.request_id) for t in turns
+    ]
+
 
 async def test_a_new_session_starts_knowing_an_earlier_one_and_searches_it(
     claude: ClaudeCode, tmp_path: Path
@@ -108,12 +128,13 @@ async def test_a_new_session_starts_knowing_an_earlier_one_and_searches_it(
         earlier = claude.prompt("remember: we deploy on Thursdays", api=api)
     assert earlier.returncode == 0, earlier.stderr
 
+    uv = add_server(claude, tmp_path / "data")
     with MessagesApi() as api:
         api.reply_tool_use("mcp__reflexio__search_interactions", {"query": "deploy Thursdays"})
         api.reply_text("You deploy on Thursdays.")
         later = claude.prompt(
             "when do we deploy?", "--allowedTools", "mcp__reflexio__search_interactions",
-            api=api,
+            api=api, **uv,
         )  # fmt: skip
         requests = api.requests
     assert later.returncode == 0, later.stderr
@@ -134,11 +155,11 @@ def test_the_checkout_installs_as_a_plugin_that_captures_and_serves(tmp_path: Pa
                  "claude plugin install reflexio-mcp@reflexio-mcp"):  # fmt: skip
         done = claude.shell(step)
         assert done.returncode == 0, done.stdout + done.stderr
-    cache = subprocess.run(
-        ["uv", "cache", "dir"], capture_output=True, text=True, check=True, timeout=30
-    ).stdout.strip()  # the CLI's throwaway HOME would give uvx an empty cache
-    env = {"UV_PYTHON": sys.executable, "UV_CACHE_DIR": cache, "REFLEXIO_USER_ID": USER,
-           "REFLEXIO_MCP_DATA_DIR": str(tmp_path / "data")}  # fmt: skip
+    env = {
+        **uv_environment(),
+        "REFLEXIO_USER_ID": USER,
+        "REFLEXIO_MCP_DATA_DIR": str(tmp_path / "data"),
+    }
     assert "plugin:reflexio-mcp:reflexio: " in (listed := claude.list_servers(**env))
     assert "✔ Connected" in listed, listed
     with MessagesApi() as api:

@@ -97,8 +97,9 @@ class ClaudeCode:
     ) -> subprocess.CompletedProcess[str]:
         """`claude -p TEXT FLAGS...` answered by `api`. Tools need `--allowedTools NAME`
         (as root, --dangerously-skip-permissions is refused). MCP servers are waited for
-        (MCP_CONNECTION_NONBLOCKING=false): in -p mode they connect in the background and
-        the first request would otherwise list none of their tools."""
+        (MCP_CONNECTION_NONBLOCKING=false, up to MCP_CONNECT_TIMEOUT_MS): in -p mode they
+        connect in the background and the first request would otherwise list none of their
+        tools."""
         return subprocess.run(
             [str(self.executable), "-p", text, *flags],
             cwd=self.project,
@@ -106,6 +107,7 @@ class ClaudeCode:
                 **self.environment(),
                 "ANTHROPIC_BASE_URL": api.url,
                 "MCP_CONNECTION_NONBLOCKING": "false",
+                "MCP_CONNECT_TIMEOUT_MS": "60000",  # it waits 5 s by default; uvx takes 3+
                 **env,
             },
             capture_output=True,
