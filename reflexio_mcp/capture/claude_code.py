@@ -16,7 +16,6 @@ file or a copy of it (a resumed session), publish nothing twice.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -31,12 +30,11 @@ from reflexio_mcp.capture.conversation import (
     session_id_of,
     tool_summary,
 )
+from reflexio_mcp.capture.json_lines import json_lines
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_TIMESTAMP
 from reflexio_mcp.core.models import InteractionData, ToolUsed
 
 AGENT = "claude-code"
-MAX_LINE_BYTES = 64 * 2**20
-"""A longer line is skipped unread (a pasted image, a huge tool result): memory stays bounded."""
 MAX_TOOLS = 1000
 ENDED = ("end_turn", "stop_sequence", "max_tokens", "refusal")
 """stop_reason values after which the assistant says nothing more until the next prompt."""
@@ -110,49 +108,29 @@ def read_transcript(path: Path, *, start: int = 0, finished: bool) -> Iterator[E
     """The exchanges of one transcript from byte `start` (a line's first byte), in order, and
     the lines that could not be read. Streams: memory is bounded by the longest exchange."""
     current: _Open | None = None
-    with path.open("rb") as lines:
-        lines.seek(start)
-        offset = start
-        number = 0
-        while raw := lines.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            where = f"{path}:{number}" if start == 0 else f"{path}@{offset}"
-            line_start, offset = offset, offset + len(raw)
-            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
-                _skip_rest_of_line(lines)
-                offset = lines.tell()
-                yield Skipped(where, f"a line longer than {MAX_LINE_BYTES // 2**20} MiB")
-                continue
-            if not raw.strip():
-                continue
-            try:
-                entry = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                if not raw.endswith(b"\n") and not finished:
-                    break  # the line being written right now: read it next time
-                yield Skipped(where, f"not JSON ({err.__class__.__name__})")
-                continue
-            if not isinstance(entry, dict):
-                yield Skipped(where, "not a JSON object")
-                continue
-            line = cast(dict[str, Any], entry)
-            prompt = _prompt(line)
-            if prompt is not None:
-                if current is not None and (done := current.exchange()) is not None:
-                    yield replace(done, resume_at=line_start)
-                current = _opened(line, prompt)
-                if current is None:
-                    yield Skipped(where, "a prompt without uuid or sessionId")
-            elif current is not None:
-                _follow(current, line)
+    offset = start
+    for line in json_lines(path, start=start, finished=finished):
+        offset = line.end
+        if line.problem is not None:
+            yield Skipped(line.where, line.problem)
+            continue
+        value = line.value
+        if not isinstance(value, dict):
+            yield Skipped(line.where, "not a JSON object")
+            continue
+        entry = cast(dict[str, Any], value)
+        prompt = _prompt(entry)
+        if prompt is not None:
+            if current is not None and (done := current.exchange()) is not None:
+                yield replace(done, resume_at=line.start)
+            current = _opened(entry, prompt)
+            if current is None:
+                yield Skipped(line.where, "a prompt without uuid or sessionId")
+        elif current is not None:
+            _follow(current, entry)
     complete = finished or (current is not None and current.ended)
     if current is not None and complete and (done := current.exchange()) is not None:
         yield replace(done, resume_at=offset)
-
-
-def _skip_rest_of_line(lines: Any) -> None:
-    while (chunk := lines.readline(2**20)) and not chunk.endswith(b"\n"):
-        pass
 
 
 def _opened(line: dict[str, Any], prompt: tuple[str, bool]) -> _Open | None:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -35,13 +35,12 @@ from reflexio_mcp.capture.conversation import (
     session_id_of,
     tool_summary,
 )
+from reflexio_mcp.capture.json_lines import json_lines
 from reflexio_mcp.core.limits import MAX_CONTENT_CHARS, MAX_TIMESTAMP
 from reflexio_mcp.core.models import InteractionData, ToolUsed
 
 SOURCE = "codex"
 
-MAX_LINE_CHARS = 32 * 2**20
-"""A longer line is skipped unread, so one huge line cannot take the memory."""
 
 MAX_TOOLS = 1000
 """InteractionData.tools_used holds at most this many."""
@@ -95,36 +94,12 @@ def read_codex_session(path: Path, *, finished: bool) -> Iterator[Exchange | Ski
     line is a line still being written unless `finished`, and is then left for the next read.
     """
     session = _Session(path)
-    with path.open(encoding="utf-8", errors="replace", newline="\n") as lines:
-        lineno = 0
-        while True:
-            line = lines.readline(MAX_LINE_CHARS)
-            if not line:
-                break
-            lineno += 1
-            where = f"{path}:{lineno}"
-            if len(line) == MAX_LINE_CHARS and not line.endswith("\n"):
-                _skip_rest_of_line(lines)
-                yield Skipped(where, f"line longer than {MAX_LINE_CHARS} characters; not read")
-                continue
-            if not line.strip():
-                continue
-            try:
-                value: object = json.loads(line)
-            except (ValueError, RecursionError) as error:
-                if not line.endswith("\n") and not finished:
-                    break
-                yield Skipped(where, f"not JSON: {error}")
-                continue
-            yield from session.read(value, where)
+    for line in json_lines(path, finished=finished):
+        if line.problem is not None:
+            yield Skipped(line.where, line.problem)
+        else:
+            yield from session.read(line.value, line.where)
     yield from session.end(finished=finished)
-
-
-def _skip_rest_of_line(lines: TextIO) -> None:
-    while True:
-        chunk = lines.readline(MAX_LINE_CHARS)
-        if not chunk or chunk.endswith("\n"):
-            return
 
 
 class _Shape(Exception):

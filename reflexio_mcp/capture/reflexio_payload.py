@@ -19,14 +19,15 @@ from typing import Annotated, Any, cast
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from reflexio_mcp.capture.conversation import Exchange, Skipped, derived_id
+from reflexio_mcp.capture.json_lines import json_lines
 from reflexio_mcp.core.fields import Identifier, Source, UserIdOrDefault
 from reflexio_mcp.core.invalid_input import invalid_input
 from reflexio_mcp.core.limits import MAX_INTERACTIONS_PER_PUBLISH
 from reflexio_mcp.core.models import InteractionData
 
 MAX_DOCUMENT_BYTES = 64 * 2**20
-"""A file that is one JSON document (not JSON Lines) is parsed whole up to this size."""
-MAX_LINE_BYTES = 64 * 2**20
+"""A file that is one JSON document (not JSON Lines) is parsed whole up to this size; a larger
+one is read as JSON Lines."""
 
 
 def _or_empty(value: object) -> object:
@@ -49,60 +50,31 @@ def looks_like_payload(entry: dict[str, Any]) -> bool:
 
 
 def read_payloads(path: Path) -> Iterator[Exchange | Skipped]:
-    """Every object of one file, in order; what cannot be read is skipped and said why."""
-    with path.open("rb") as lines:
-        first = _first_line(lines)
-        if first is None:
-            return
+    """Every object of one file, in order; what cannot be read is skipped and said why.
+
+    As Reflexio's CLI reads them: one JSON document if the file is one, else JSON Lines. A
+    file whose first line is JSON is JSON Lines (a one-line document reads the same either
+    way); a document is parsed whole only up to MAX_DOCUMENT_BYTES."""
+    first = next(json_lines(path), None)
+    if first is None:
+        return
+    if first.problem is not None and path.stat().st_size <= MAX_DOCUMENT_BYTES:
         try:
-            json.loads(first)
-            as_lines = True
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            as_lines = False  # a document spread over several lines (indented JSON)
-        lines.seek(0)
-        if as_lines:
-            yield from _lines(path, lines)
+            document = json.loads(path.read_bytes())
+        except (ValueError, RecursionError):
+            pass  # not one document: JSON Lines with a damaged first line
+        else:
+            yield from _objects(path, document, str(path))
             return
-        if path.stat().st_size > MAX_DOCUMENT_BYTES:
-            yield Skipped(
-                str(path),
-                f"one JSON document larger than {MAX_DOCUMENT_BYTES // 2**20} MiB: write it as "
-                "JSON Lines (one object per line) to import it",
-            )
-            return
-        try:
-            document = json.loads(lines.read())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            yield Skipped(str(path), f"neither JSON nor JSON Lines ({err})")
-            return
-        yield from _objects(path, document, str(path))
+    yield from _lines(path)
 
 
-def _first_line(lines: Any) -> bytes | None:
-    while raw := lines.readline(MAX_LINE_BYTES):
-        if raw.strip():
-            return raw
-    return None
-
-
-def _lines(path: Path, lines: Any) -> Iterator[Exchange | Skipped]:
-    number = 0
-    while raw := lines.readline(MAX_LINE_BYTES + 1):
-        number += 1
-        where = f"{path}:{number}"
-        if len(raw) > MAX_LINE_BYTES:
-            while (chunk := lines.readline(2**20)) and not chunk.endswith(b"\n"):
-                pass
-            yield Skipped(where, f"a line longer than {MAX_LINE_BYTES // 2**20} MiB")
-            continue
-        if not raw.strip():
-            continue
-        try:
-            entry = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            yield Skipped(where, f"not JSON ({err.__class__.__name__})")
-            continue
-        yield from _objects(path, entry, where)
+def _lines(path: Path) -> Iterator[Exchange | Skipped]:
+    for line in json_lines(path):
+        if line.problem is not None:
+            yield Skipped(line.where, line.problem)
+        else:
+            yield from _objects(path, line.value, line.where)
 
 
 def _objects(path: Path, value: object, where: str) -> Iterator[Exchange | Skipped]:

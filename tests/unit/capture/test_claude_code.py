@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reflexio_mcp.capture import json_lines
 from reflexio_mcp.capture.claude_code import read_transcript
 from reflexio_mcp.capture.conversation import Exchange, Skipped, project_key
 from reflexio_mcp.capture.formats import kind_of
@@ -143,18 +145,21 @@ def test_a_line_still_being_written_is_read_next_time(tmp_path: Path) -> None:
 
 
 def test_an_overlong_line_is_skipped_without_reading_it_whole(
-    tmp_path: Path, monkeypatch: object
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reflexio_mcp.capture.claude_code as reader
-
-    reader.MAX_LINE_BYTES = 1000  # restored below
-    try:
-        transcript = exchange(Transcript(), "a", "1")
-        transcript.prompt("b" * 5000).text("2")
-        items = list(read_transcript(transcript.write(tmp_path), finished=True))
-    finally:
-        reader.MAX_LINE_BYTES = 64 * 2**20
+    monkeypatch.setattr(json_lines, "MAX_LINE_BYTES", 1000)
+    transcript = exchange(Transcript(), "a", "1")
+    transcript.prompt("b" * 5000).text("2")
+    items = list(read_transcript(transcript.write(tmp_path), finished=True))
     assert [i.reason for i in items if isinstance(i, Skipped)] == ["a line longer than 0 MiB"]
+    assert [e.turns[0].content for e in items if isinstance(e, Exchange)] == ["a"]
+
+
+def test_a_line_nested_too_deeply_is_skipped(tmp_path: Path) -> None:
+    path = exchange(Transcript(), "a", "1").write(tmp_path)
+    path.write_text(path.read_text() + "[" * 100_000 + "]" * 100_000 + "\n")
+    items = list(read_transcript(path, finished=True))
+    assert [i.reason for i in items if isinstance(i, Skipped)] == ["not JSON (RecursionError)"]
 
 
 @settings(

@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reflexio_mcp.capture import codex
+from reflexio_mcp.capture import json_lines
 from reflexio_mcp.capture.codex import read_codex_session
 from reflexio_mcp.capture.conversation import Exchange, Skipped, session_id_of
 from reflexio_mcp.capture.formats import kind_of
@@ -594,7 +594,7 @@ def test_an_image_only_prompt_says_so(tmp_path: Path) -> None:
 
 
 def test_a_line_too_long_is_skipped_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codex, "MAX_LINE_CHARS", 1000)
+    monkeypatch.setattr(json_lines, "MAX_LINE_BYTES", 1000)
     path = write(
         tmp_path, [meta(), *prompt("Hi", 1), *assistant("x" * 5000, 2), *assistant("ok", 3)]
     )
@@ -603,7 +603,7 @@ def test_a_line_too_long_is_skipped_unread(tmp_path: Path, monkeypatch: pytest.M
 
     # the long answer and the agent_message event repeating it
     assert [s.where for s in skipped(items)] == [f"{path}:4", f"{path}:5"]
-    assert skipped(items)[0].reason == "line longer than 1000 characters; not read"
+    assert skipped(items)[0].reason == "a line longer than 0 MiB"
     assert exchanges(items)[0].turns[1].content == "ok"
 
 
