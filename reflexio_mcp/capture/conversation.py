@@ -49,6 +49,8 @@ class Tally:
     sessions: set[str] = field(default_factory=set[str])
     stored: int = 0
     """Turns stored (or queued for Reflexio) by this run."""
+    queued: int = 0
+    """Of them, turns left in the outbox for Reflexio (delivered in the background)."""
     already_stored: int = 0
     """Turns an earlier run had stored: nothing stored twice."""
     skipped: list[Skipped] = field(default_factory=list[Skipped])
@@ -73,7 +75,7 @@ def project_key(cwd: str) -> str:
     """The project a session ran in, as part of its session_id: the folder's name (letters,
     digits, `._-`) and a hash of its whole path, so two checkouts named alike stay apart."""
     name = "".join(c if c.isalnum() or c in "._-" else "-" for c in PurePath(cwd).name)[:40]
-    digest = hashlib.sha256(cwd.encode(errors="surrogateescape")).hexdigest()[:8]
+    digest = hashlib.sha256(cwd.encode(errors="surrogatepass")).hexdigest()[:8]
     return f"{name or 'root'}-{digest}"
 
 

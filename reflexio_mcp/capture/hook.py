@@ -67,10 +67,11 @@ def run_hook(settings: Settings, stdin: bytes) -> str:
     except BaseException as err:
         if isinstance(err, KeyboardInterrupt):
             raise
-        logger.error("%s hook failed: %s", event, _described(err))  # noqa: TRY400  no traceback in the log
-        _record(settings, event, "failed", _described(err))
+        event, failure = _one_line(event), _one_line(_described(err))
+        logger.error("%s hook failed: %s", event, failure)  # noqa: TRY400  no traceback in the log
+        _record(settings, event, "failed", failure)
         return ""
-    detail = f"{detail} in {time.monotonic() - started:.2f} s"
+    event, detail = _one_line(event), _one_line(f"{detail} in {time.monotonic() - started:.2f} s")
     logger.info("%s: %s", event, detail)
     _record(settings, event, "ok", detail)
     return output
@@ -118,8 +119,9 @@ async def _capture(settings: Settings, payload: dict[str, Any], *, idle: bool) -
             backend, settings.user_id, redact=not settings.keep_secrets, tally=tally
         )
         await import_transcript(transcript, publisher, progress, settings.user_id, finished=idle)
+    queued = f" ({tally.queued} of them queued in the outbox)" if tally.queued else ""
     skipped = f", {tally.skipped_total} line(s) skipped" if tally.skipped_total else ""
-    return f"{tally.stored} turn(s) stored, {tally.already_stored} already stored{skipped}"
+    return f"{tally.stored} turn(s) stored{queued}, {tally.already_stored} already stored{skipped}"
 
 
 async def _recall(settings: Settings, payload: dict[str, Any], event: str) -> tuple[str, str]:
@@ -175,6 +177,19 @@ def _ends_with(transcript: Path, answer: str) -> bool:
 
 def _object(value: object) -> dict[str, Any]:
     return cast(dict[str, Any], value) if isinstance(value, dict) else {}
+
+
+def _one_line(text: str) -> str:
+    """`text` (it may hold values from stdin) as one line any file takes: control characters
+    and lone surrogates escaped as repr() writes them, so no input forges a line of the log."""
+    if text.isprintable():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            pass
+        else:
+            return text
+    return repr(text)[1:-1]
 
 
 def _described(err: BaseException) -> str:

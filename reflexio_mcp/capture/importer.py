@@ -54,20 +54,23 @@ async def import_transcript(
 ) -> None:
     """Publish a Claude Code transcript's exchanges not published before."""
     resume = await progress.resume(user_id, path)
-    publisher.tally.already_stored += resume.turns
-    turns, offset, unsaved = resume.turns, resume.offset, 0
+    tally = publisher.tally
+    tally.already_stored += resume.turns
+    if resume.turns:
+        tally.sessions.add(f"{user_id}\x1f{resume.session_id}")
+    done, unsaved = resume, 0
     for item in read_transcript(path, start=resume.offset, finished=finished):
         if isinstance(item, Skipped):
-            publisher.tally.skip(item)
+            tally.skip(item)
             continue
-        if await publisher.publish(item, f"{path} (session {item.session_id})"):
-            turns += len(item.turns)
-        offset, unsaved = item.resume_at, unsaved + 1
+        published = await publisher.publish(item, f"{path} (session {item.session_id})")
+        turns = done.turns + (len(item.turns) if published else 0)
+        done, unsaved = Resume(item.resume_at, turns, item.session_id), unsaved + 1
         if unsaved >= RECORD_EVERY:
-            await progress.record(user_id, path, Resume(offset, turns))
+            await progress.record(user_id, path, done)
             unsaved = 0
-    if offset != resume.offset:
-        await progress.record(user_id, path, Resume(offset, turns))
+    if unsaved:
+        await progress.record(user_id, path, done)
 
 
 async def _import_file(path: Path, kind: Kind, publisher: Publisher, progress: Progress) -> None:

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS transcript_progress (
     resume_at INTEGER NOT NULL,
     tail_hash TEXT NOT NULL,
     turns INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (store, user_id, path)
 )""",
@@ -56,6 +57,8 @@ class Resume:
 
     offset: int
     turns: int
+    session_id: str = ""
+    """The session its turns were published under."""
 
 
 @dataclass(frozen=True)
@@ -108,22 +111,22 @@ class Progress:
         """Where reading `path` may start; the start when nothing holds."""
         row = await self._file.read(
             lambda db: db.execute(
-                "SELECT resume_at, tail_hash, turns FROM transcript_progress "
+                "SELECT resume_at, tail_hash, turns, session_id FROM transcript_progress "
                 "WHERE store = ? AND user_id = ? AND path = ?",
                 (self._store, user_id, str(path)),
             ).fetchone()
         )
         if row is None:
             return Resume(0, 0)
-        offset, recorded, turns = row
+        offset, recorded, turns, session = row
         holds = await anyio.to_thread.run_sync(_still_ends_with, path, offset, recorded)
-        return Resume(offset, turns) if holds else Resume(0, 0)
+        return Resume(offset, turns, session) if holds else Resume(0, 0)
 
     async def record(self, user_id: str, path: Path, resume: Resume) -> None:
         digest = tail_hash(path, resume.offset)
         await self._file.write(
             lambda db: db.execute(
-                "INSERT OR REPLACE INTO transcript_progress VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO transcript_progress VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self._store,
                     user_id,
@@ -131,6 +134,7 @@ class Progress:
                     resume.offset,
                     digest,
                     resume.turns,
+                    resume.session_id,
                     int(time.time()),
                 ),
             )

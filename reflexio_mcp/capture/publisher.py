@@ -65,6 +65,7 @@ class Publisher:
             self.tally.already_stored += turns
         else:
             self.tally.stored += turns
+            self.tally.queued += turns if published.queued else 0
         return True
 
     async def _sent(self, request: PublishRequest) -> Published:

@@ -47,6 +47,8 @@ async def recall(
     lines += [_turn_line(turn) for turn in turns]
     if not lines:
         return ""
+    # Before the cut to fit: a secret cut in two is no longer recognised, and its first half shows.
+    lines = [redact_text(line)[0] for line in lines]
     text = _fitted([HEADER, *lines], budget)
     return redact_text(text, limit=budget)[0]
 

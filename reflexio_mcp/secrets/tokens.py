@@ -233,6 +233,13 @@ def token_rules() -> list[PatternRule]:
             word=ALNUM + "_",
             tail="extend",
         ),
+        PatternRule(
+            "github-token",
+            re.compile(r"gh[pousr]_[A-Za-z0-9]{20,35}"),
+            needles=("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+            word=ALNUM + "_",
+            tail="extend",
+        ),  # cut short (a learning quoting it, a line cut to fit): most of a token is a secret
         *_plugin(
             "github-token",
             GitHubFineGrainedTokenDetector,

@@ -99,6 +99,8 @@ class OutboxFile:
         self._inode = _inode(self.path)  # before the open: a swap in between reopens again
         self._file = self._new_file()
         await self._file.__aenter__()
+        if self._inode == 0:  # nothing was there: this open made it
+            self._inode = _inode(self.path)
 
     async def write(self, work: Work[_T]) -> _T:
         return await self._run(work, write=True)
