@@ -14,12 +14,15 @@ File times are set an hour back: no session is still running.
 
 Then runs the real CLI twice, `python -m reflexio_mcp import FOLDER` in a subprocess on the
 embedded store in a fresh data folder (REFLEXIO_URL unset): the first import, and the re-run,
-which finds everything stored. Prints one table: per run, the sessions and MB read, the turns
+which finds everything stored. Prints one table: per run, the sessions and MB read, the
+sessions its summary counts (those it published to: none on a re-run that resumes), the turns
 stored and already stored (and the turns the store holds after it, counted in its file), wall
-time, turns per second (stored and already stored), and the import's peak RSS (measured by
-/usr/bin/time). --profile FILE runs the first import under cProfile instead (its output
-in FILE; the times then include the profiler's cost). The folder is a temporary one, deleted
-at the end, unless --out names one (kept).
+time and CPU time (user + system: on a busy machine the wall time grows, the CPU time much
+less), turns per second of wall time (stored and already stored), and the import's peak RSS
+(CPU and RSS measured by /usr/bin/time). --profile FILE runs the first import under cProfile
+instead (its output in FILE; the times then include the profiler's cost; it sees only the main
+thread, and the store's writes and the redaction run in worker threads). The folder is a
+temporary one, deleted at the end, unless --out names one (kept).
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ class Run:
     summary: dict[str, int]
     held: int
     wall: float
+    cpu: float
     rss_mib: float
 
 
@@ -161,22 +165,23 @@ def import_once(name: str, folder: Path, data: Path, profile: Path | None) -> Ru
         rss = Path(work) / "rss"
         started = time.perf_counter()
         done = subprocess.run(
-            [TIME, "-f", "%M", "-o", str(rss), *command], env=env, capture_output=True, text=True
-        )
+            [TIME, "-f", "%M %U %S", "-o", str(rss), *command],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
         wall = time.perf_counter() - started
-        kib = int(rss.read_text().split()[-1])
+        kib, user, system = rss.read_text().split()[-3:]
     found = SUMMARY.search(done.stdout)
     if done.returncode != 0 or found is None:
         sys.exit(f"{name}: exit {done.returncode}\n{done.stdout}\n{done.stderr}")
     summary = {key: int(value.replace(",", "")) for key, value in found.groupdict().items()}
     with closing(sqlite3.connect(f"file:{data / FILE_NAME}?mode=ro", uri=True)) as db:
         (held,) = db.execute("SELECT count(*) FROM interactions").fetchone()
-    return Run(name, summary, held, wall, kib / 1024)
+    return Run(name, summary, held, wall, float(user) + float(system), int(kib) / 1024)
 
 
 def table(folder: Folder, runs: list[Run]) -> str:
-    header = ["run", "sessions", "published to", "files MB", "turns stored", "already stored",
-              "skipped", "store holds", "wall s", "turns/s", "peak RSS MiB"]  # fmt: skip
+    header = ["run", "sessions", "summary sessions", "files MB", "turns stored", "already stored",
+              "skipped", "store holds", "wall s", "CPU s", "turns/s", "peak RSS MiB"]  # fmt: skip
     rows = [header]
     for run in runs:
         handled = run.summary["stored"] + run.summary["already"]
@@ -191,6 +196,7 @@ def table(folder: Folder, runs: list[Run]) -> str:
                 f"{run.summary['skipped']:,}",
                 f"{run.held:,}",
                 f"{run.wall:.1f}",
+                f"{run.cpu:.1f}",
                 f"{handled / run.wall:,.0f}",
                 f"{run.rss_mib:.0f}",
             ]
