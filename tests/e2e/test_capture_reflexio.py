@@ -531,7 +531,10 @@ def _metacharacter_cwd(folder: Path) -> bytes:
 
 HOSTILE: dict[str, tuple[Callable[[Path], bytes], str]] = {
     "larger than 1 MiB": (_huge, "hook failed: ValueError: the hook input is larger than"),
-    "not JSON": (lambda _: b"Stop {session_id: s, oops", "hook failed: JSONDecodeError"),
+    "not JSON": (
+        lambda _: b"Stop {session_id: s, oops",
+        "failed: ValueError: the hook input is not JSON",
+    ),
     "binary": (lambda _: bytes(range(256)) * 64, "unknown hook failed: "),
     "a JSON array": (lambda _: b'[{"hook_event_name": "Stop"}]', "not a JSON object"),
     "nested 200,000 deep": (lambda _: b"[" * 200_000, "hook failed: RecursionError"),

@@ -120,6 +120,11 @@ class Transcript:
         path.write_text("".join(json.dumps(line) + "\n" for line in self.lines))
         return path
 
+    def append_to(self, path: Path, lines: list[dict[str, Any]]) -> None:
+        """Lines written at the end of the file, as Claude Code adds them."""
+        with path.open("a") as file:
+            file.write("".join(json.dumps(line) + "\n" for line in lines))
+
 
 def exchange(transcript: Transcript, prompt: str, answer: str) -> Transcript:
     """A prompt and its answer, with the lines Claude Code writes around them."""
