@@ -15,7 +15,7 @@ File times are set an hour back: no session is still running.
 Then runs the real CLI twice, `python -m reflexio_mcp import FOLDER` in a subprocess on the
 embedded store in a fresh data folder (REFLEXIO_URL unset): the first import, and the re-run,
 which finds everything stored. Prints one table: per run, the sessions and MB read, the
-sessions its summary counts (those it published to: none on a re-run that resumes), the turns
+sessions its summary counts, the turns
 stored and already stored (and the turns the store holds after it, counted in its file), wall
 time and CPU time (user + system: on a busy machine the wall time grows, the CPU time much
 less), turns per second of wall time (stored and already stored), and the import's peak RSS
