@@ -107,7 +107,6 @@ class ClaudeCode:
                 **self.environment(),
                 "ANTHROPIC_BASE_URL": api.url,
                 "MCP_CONNECTION_NONBLOCKING": "false",
-                "MCP_CONNECT_TIMEOUT_MS": "60000",  # it waits 5 s by default; uvx takes 3+
                 **env,
             },
             capture_output=True,
@@ -151,6 +150,9 @@ class ClaudeCode:
             "DISABLE_TELEMETRY": "1",
             "DISABLE_AUTOUPDATER": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            # It gives a server 5 s to connect by default; uvx alone takes 3 s and more on a
+            # busy machine (`claude mcp list` says "Failed to connect", -p starts without it).
+            "MCP_CONNECT_TIMEOUT_MS": "60000",
             "ANTHROPIC_API_KEY": "sk-ant-test-offline",
             "ANTHROPIC_BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         }

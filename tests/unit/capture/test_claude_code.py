@@ -163,7 +163,7 @@ def test_a_line_nested_too_deeply_is_skipped(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),

@@ -750,7 +750,7 @@ LINES: st.SearchStrategy[list[Any]] = st.lists(
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(lines=LINES, finished=st.booleans())
 def test_arbitrary_lines_never_raise(tmp_path: Path, lines: list[Any], finished: bool) -> None:

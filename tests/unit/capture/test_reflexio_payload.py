@@ -104,7 +104,7 @@ def test_bad_objects_are_skipped_naming_the_field_and_the_rest_are_kept(tmp_path
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.lists(st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
