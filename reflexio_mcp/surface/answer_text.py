@@ -20,9 +20,11 @@ breaks inside it: the text is JSON Lines.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterator
+from json.encoder import encode_basestring  # pyright: ignore[reportUnknownVariableType]
 from typing import Any
 
 from mcp_types import CallToolResult, TextContent
@@ -75,9 +77,7 @@ def _header(answer: InteractionList, mode_asked: SearchMode | None) -> str:
 
 def _line(turn: Interaction, user_id: str | None, *, next_to: Interaction | None = None) -> str:
     return (
-        "{"
-        + ",".join(f"{_json(name)}:{value}" for name, value in _fields(turn, user_id, next_to))
-        + "}"
+        "{" + ",".join(f'"{name}":{value}' for name, value in _fields(turn, user_id, next_to)) + "}"
     )
 
 
@@ -89,26 +89,43 @@ def _fields(
         yield "context_of", str(next_to.interaction_id)
     yield "interaction_id", str(turn.interaction_id)
     if turn.user_id != user_id:
-        yield "user_id", _json(turn.user_id)
+        yield "user_id", _string(turn.user_id)
     if turn.session_id:
         if next_to is None or turn.session_id != next_to.session_id:
-            yield "session_id", _json(turn.session_id)
+            yield "session_id", _string(turn.session_id)
     else:
-        yield "request_id", _json(turn.request_id)
-    yield "time", _json(turn.time)
-    yield "role", _json(turn.role)
+        yield "request_id", _string(turn.request_id)
+    yield "time", _string(turn.time)
+    yield "role", _string(turn.role)
     if turn.score is not None and math.isfinite(turn.score):
         yield "score", f"{turn.score:.2f}"
-    for name, field in type(turn).model_fields.items():
-        if name in _NOT_SHOWN:
-            continue
+    for name, default in _shown_defaults(type(turn)):
         value = getattr(turn, name)
-        if value != field.get_default(call_default_factory=True):
-            # Nested defaults go too (a tool's empty status or data).
+        if value == default:
+            continue
+        if isinstance(value, str):
+            yield name, _string(value)
+        else:  # nested models: their own defaults go too (a tool's empty status or data)
             yield (
                 name,
                 _json(turn.model_dump(mode="json", include={name}, exclude_defaults=True)[name]),
             )
+
+
+@functools.cache
+def _shown_defaults(model: type[Interaction]) -> tuple[tuple[str, Any], ...]:
+    """(name, default) of the fields a turn's line shows when not their default, once per
+    model: pydantic's get_default inspects the default factory's signature at every call."""
+    return tuple(
+        (name, field.get_default(call_default_factory=True))
+        for name, field in model.model_fields.items()
+        if name not in _NOT_SHOWN
+    )
+
+
+_string = encode_basestring
+"""A string as JSON (what json.dumps with ensure_ascii=False makes of it, without building an
+encoder for each one). Field names are plain identifiers: written as they are."""
 
 
 def _json(value: Any) -> str:
