@@ -123,7 +123,7 @@ class Progress:
         return Resume(offset, turns, session) if holds else Resume(0, 0)
 
     async def record(self, user_id: str, path: Path, resume: Resume) -> None:
-        digest = tail_hash(path, resume.offset)
+        digest = await anyio.to_thread.run_sync(tail_hash, path, resume.offset)
         await self._file.write(
             lambda db: db.execute(
                 "INSERT OR REPLACE INTO transcript_progress VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
