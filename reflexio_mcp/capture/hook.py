@@ -30,6 +30,7 @@ from reflexio_mcp.capture.importer import import_transcript
 from reflexio_mcp.capture.progress import Progress
 from reflexio_mcp.capture.publisher import Publisher
 from reflexio_mcp.capture.recall import recall
+from reflexio_mcp.core.errors import ReflexioMcpError
 from reflexio_mcp.settings import Settings
 
 logger = logging.getLogger("reflexio_mcp.hook")
@@ -224,5 +225,5 @@ def _record(settings: Settings, event: str, outcome: str, detail: str) -> None:
 
     try:
         anyio.run(record)
-    except Exception as err:  # noqa: BLE001  the log file already says what happened
+    except (ReflexioMcpError, OSError) as err:  # the log file already says what happened
         logger.warning("could not record the hook run: %s", err)

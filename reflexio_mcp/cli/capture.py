@@ -1,7 +1,8 @@
 """`reflexio-mcp import PATH...` and `reflexio-mcp hook claude-code`: their output and exit codes.
 
 import prints its progress on stderr and a summary on stdout; exits 1 if the store failed
-midway (what was published stays published: run it again to go on), 2 on bad arguments.
+midway or it was interrupted (what was published stays published: run it again to go on), 2
+on bad arguments.
 hook prints only the context Claude Code injects, and always exits 0.
 """
 
@@ -51,6 +52,8 @@ def import_command(settings: Settings, paths: list[Path]) -> int:
     except* ReflexioMcpError as failures:
         failure = str(failures.exceptions[0])
         waiting = 0
+    except* KeyboardInterrupt:
+        failure, waiting = "interrupted (Ctrl-C)", 0
     print(summary(tally, waiting))
     if failure is not None:
         print(f"reflexio-mcp: import stopped: {failure}; run it again to go on", file=sys.stderr)
