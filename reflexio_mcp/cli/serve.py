@@ -19,7 +19,8 @@ TERMINAL_NOTICE = (
 
 
 def serve(settings: Settings) -> None:
-    from reflexio_mcp.app import SharedBackend, build_backend, build_server
+    from reflexio_mcp.app import SharedBackend, build_server
+    from reflexio_mcp.backends.from_settings import build_backend
     from reflexio_mcp.transports.tokens import read_tokens_file
 
     if settings.transport != "stdio" and settings.tokens_file is not None:
