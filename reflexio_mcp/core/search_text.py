@@ -37,6 +37,10 @@ CJK_RUN = re.compile(
     "[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
     "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ebef]+"
 )
+MAX_CJK_QUERY_RUN = 64
+"""Characters of one CJK run of a query matched as a phrase. Matching a phrase costs its
+length times the positions of its pairs: a 9,000-character run of a repeated pair took
+seconds. The first 64 characters pick out the turns holding the run as well."""
 
 
 def bounded_query(query: str) -> tuple[str | None, str | None]:
@@ -111,7 +115,7 @@ def cjk_phrases(query: str) -> list[tuple[str, bool]]:
     """Each CJK run of the query as the phrase of its pairs, and whether it is matched as a
     prefix (a run of one character: it may start a pair)."""
     phrases: list[tuple[str, bool]] = []
-    for run in dict.fromkeys(CJK_RUN.findall(query)):
+    for run in dict.fromkeys(run[:MAX_CJK_QUERY_RUN] for run in CJK_RUN.findall(query)):
         if len(run) == 1:
             phrases.append((run, True))
         else:
