@@ -16,10 +16,10 @@ from types import TracebackType
 from typing import Self, TypeVar, Unpack
 
 import anyio
-import httpx2
 from pydantic import BaseModel, ValidationError
 
 from reflexio_mcp.backends.reflexio.http import HttpOptions, ReflexioHttpClient
+from reflexio_mcp.backends.reflexio.http11 import Answer
 from reflexio_mcp.backends.reflexio.learnings import ReflexioLearnings
 from reflexio_mcp.backends.reflexio.wire import (
     DeleteAnswer,
@@ -533,21 +533,21 @@ class ReflexioApi:
         response, _ = await self._http.send("POST", path, body=body)
         return await self._checked_interactions(response)
 
-    async def _checked_interactions(self, response: httpx2.Response) -> list[Interaction]:
+    async def _checked_interactions(self, response: Answer) -> list[Interaction]:
         answer = await self._parse(response, InteractionsAnswer)
         if not answer.success:
             reason = self._http.scrubbed(answer.msg or "no reason given")
             raise Rejected(f"Reflexio refused: {reason}", 200)
         return answer.interactions
 
-    async def _parse(self, response: httpx2.Response, model: type[_Answer]) -> _Answer:
+    async def _parse(self, response: Answer, model: type[_Answer]) -> _Answer:
         try:
             if len(response.content) > PARSE_IN_THREAD_BYTES:
                 return await anyio.to_thread.run_sync(model.model_validate_json, response.content)
             return model.model_validate_json(response.content)
         except ValidationError:
             raise NotReflexio(
-                f"Reflexio at {self.url} answered {response.url.path} with something that is not "
+                f"Reflexio at {self.url} answered {response.path} with something that is not "
                 "its API (is REFLEXIO_URL a Reflexio 0.2 server?)",
                 response.status_code,
             ) from None

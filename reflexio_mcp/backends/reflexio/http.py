@@ -16,13 +16,23 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypedDict, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
+from urllib.request import getproxies
 
 import anyio
 import httpx2
 from pydantic import SecretStr
 
 from reflexio_mcp import __version__
+from reflexio_mcp.backends.reflexio.http11 import (
+    Answer,
+    ConnectFailed,
+    ConnectTimedOut,
+    Dropped,
+    ExchangeError,
+    Http11Pool,
+    NotHttp,
+)
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.errors import (
     AuthError,
@@ -90,6 +100,8 @@ class ReflexioHttpClient:
         self._max_retry_delay = max_retry_delay
         self._transport = transport
         self._client: httpx2.AsyncClient | None = None
+        self._lean: Http11Pool | None = None
+        self._base_path = ""
 
     def __repr__(self) -> str:
         return (
@@ -100,14 +112,26 @@ class ReflexioHttpClient:
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if self._api_key is not None:
             headers["Authorization"] = f"Bearer {self._api_key.get_secret_value()}"
-        self._client = httpx2.AsyncClient(
-            base_url=self.url,
-            auth=self._basic_auth,
-            headers=headers,
-            timeout=self._timeout,
-            transport=self._transport,
-            follow_redirects=False,
-        )
+        elif self._basic_auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                ":".join(self._basic_auth).encode()
+            ).decode("ascii")
+        parts = urlsplit(self.url)
+        if self._transport is None and parts.scheme == "http" and not _proxied():
+            host = parts.hostname or ""
+            port = parts.port or 80
+            netloc = f"[{host}]" if ":" in host else host
+            head = {"Host": netloc if parts.port is None else f"{netloc}:{port}", **headers}
+            self._base_path = parts.path
+            self._lean = Http11Pool(host, port, _header_lines(head))
+        else:
+            self._client = httpx2.AsyncClient(
+                base_url=self.url,
+                headers=headers,
+                timeout=self._timeout,
+                transport=self._transport,
+                follow_redirects=False,
+            )
         return self
 
     async def __aexit__(
@@ -119,6 +143,9 @@ class ReflexioHttpClient:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+        if self._lean is not None:
+            await self._lean.aclose()
+            self._lean = None
 
     async def send(
         self,
@@ -129,7 +156,7 @@ class ReflexioHttpClient:
         params: Mapping[str, str | int] | None = None,
         read_timeout: float | None = None,
         retries: int | None = None,
-    ) -> tuple[httpx2.Response, bool]:
+    ) -> tuple[Answer, bool]:
         """Send with retries of transient failures; return the 2xx answer and whether it was
         retried. Every retry resends the same body, so a publish keeps its request_id:
         Reflexio stores a request_id once, which makes the retry safe. `retries` overrides
@@ -140,59 +167,88 @@ class ReflexioHttpClient:
             BackendTimeout: connected, but no answer in time (not retried).
             BackendStatusError: any answer that is not a 2xx JSON answer.
         """
-        if self._client is None:
+        if self._client is None and self._lean is None:
             raise RuntimeError("ReflexioHttpClient used outside `async with`")
-        headers = {"Content-Type": "application/json"} if body is not None else None
-        timeout = (
-            httpx2.Timeout(read_timeout, connect=self._timeout.connect)
-            if read_timeout
-            else self._timeout
-        )
+        connect = self._timeout.connect or 0
+        read = read_timeout or self._timeout.read or 0
+        target = path + ("?" + urlencode(params) if params else "")
         max_retries = self._max_retries if retries is None else retries
         attempt = 0
         while True:
             started = time.perf_counter()
             failure: BackendUnreachable | None = None
-            response: httpx2.Response | None = None
+            answer: Answer | None = None
             try:
-                # httpx's read timeout bounds each read, not the answer: a backend trickling
-                # bytes would never time out. The whole attempt gets one limit too.
-                with anyio.fail_after((timeout.connect or 0) + (timeout.read or 0)):
-                    response = await self._client.request(
-                        method, path, content=body, params=params, headers=headers, timeout=timeout
-                    )
-            except httpx2.ConnectTimeout:
+                # A read timeout bounds each read, not the answer: a backend trickling bytes
+                # would never time out. The whole attempt gets one limit.
+                with anyio.fail_after(connect + read):
+                    answer = await self._exchange(method, target, body, connect, read)
+            except ConnectTimedOut:
                 failure = BackendUnreachable(
-                    f"no connection to Reflexio at {self.url} within {timeout.connect:g} s: is "
+                    f"no connection to Reflexio at {self.url} within {connect:g} s: is "
                     "it running and reachable from here? (REFLEXIO_CONNECT_TIMEOUT sets the wait)"
                 )
-            except (httpx2.TimeoutException, TimeoutError):
+            except TimeoutError:
                 # The request may have been processed: not retried, so a slow backend costs
                 # one timeout, not several.
                 raise BackendTimeout(
-                    f"Reflexio at {self.url} did not answer {path} within {timeout.read:g} s; it "
+                    f"Reflexio at {self.url} did not answer {path} within {read:g} s; it "
                     "may be busy: try again, or raise REFLEXIO_TIMEOUT"
                 ) from None
-            except httpx2.TransportError as err:
+            except ExchangeError as err:
                 failure = self._transport_failure(err)
             logger.debug(
                 "%s %s -> %s in %.1f ms",
                 method,
                 path,
-                response.status_code if response is not None else "no answer",
+                answer.status_code if answer is not None else "no answer",
                 (time.perf_counter() - started) * 1000,
             )
-            if response is not None and response.status_code not in RETRY_STATUSES:
-                self._raise_for_status(response, path)
-                return response, attempt > 0
-            wait = self._backoff(attempt + 1, response)
+            if answer is not None and answer.status_code not in RETRY_STATUSES:
+                self._raise_for_status(answer, path)
+                return answer, attempt > 0
+            wait = self._backoff(attempt + 1, answer)
             if attempt >= max_retries or wait is None:
-                if response is not None:
-                    self._raise_for_status(response, path)
+                if answer is not None:
+                    self._raise_for_status(answer, path)
                 assert failure is not None
                 raise failure
             attempt += 1
             await anyio.sleep(wait)
+
+    async def _exchange(
+        self, method: str, target: str, body: bytes | None, connect: float, read: float
+    ) -> Answer:
+        """One request and its answer, by the lean client or by httpx2, whose failures are
+        raised as the lean client's kinds (TimeoutError for an answer too slow)."""
+        if self._lean is not None:
+            return await self._lean.request(
+                method, self._base_path + target, body, connect_timeout=connect
+            )
+        assert self._client is not None
+        try:
+            response = await self._client.request(
+                method,
+                target,
+                content=body,
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=httpx2.Timeout(read, connect=connect),
+            )
+        except httpx2.ConnectTimeout as err:
+            raise ConnectTimedOut(str(err)) from err
+        except httpx2.TimeoutException as err:
+            raise TimeoutError from err
+        except httpx2.ConnectError as err:
+            raise ConnectFailed(str(err)) from err
+        except httpx2.TransportError as err:
+            raise Dropped(type(err).__name__) from err
+        return Answer(
+            response.status_code,
+            response.reason_phrase,
+            {name.lower(): value for name, value in response.headers.items()},
+            response.content,
+            response.url.path,
+        )
 
     def scrubbed(self, text: str) -> str:
         """`text` without the API key or URL password, in any form the server could echo them;
@@ -201,13 +257,13 @@ class ReflexioHttpClient:
             text = text.replace(secret, "***")
         return text
 
-    def _backoff(self, attempt: int, response: httpx2.Response | None) -> float | None:
+    def _backoff(self, attempt: int, response: Answer | None) -> float | None:
         """Seconds to wait before `attempt`, or None when the server asks for too long."""
         if response is not None and (retry_after := _retry_after(response)) is not None:
             return retry_after if retry_after <= defaults.MAX_RETRY_AFTER_SECONDS else None
         return full_jitter(attempt, self._retry_delay, self._max_retry_delay)
 
-    def _transport_failure(self, err: httpx2.TransportError) -> BackendUnreachable:
+    def _transport_failure(self, err: ExchangeError) -> BackendUnreachable:
         causes = _causes(err)
         host = urlsplit(self.url).hostname or self.url
         if any(isinstance(cause, socket.gaierror) for cause in causes):
@@ -230,17 +286,22 @@ class ReflexioHttpClient:
                 f"Reflexio backend unreachable at {self.url} (connection refused): {start}, "
                 "or set REFLEXIO_URL"
             )
-        if isinstance(err, httpx2.ConnectError):
+        if isinstance(err, NotHttp):
+            return BackendUnreachable(
+                f"Reflexio at {self.url} answered with something that is not HTTP ({err}): check "
+                "the scheme and port of REFLEXIO_URL"
+            )
+        if isinstance(err, ConnectFailed):
             return BackendUnreachable(
                 f"Reflexio backend unreachable at {self.url} ({self.scrubbed(str(err))[:200]}): "
                 "check REFLEXIO_URL and the network"
             )
         return BackendUnreachable(
             f"the connection to Reflexio at {self.url} dropped before an answer "
-            f"({type(err).__name__}): it may have restarted; try again"
+            f"({err}): it may have restarted; try again"
         )
 
-    def _raise_for_status(self, response: httpx2.Response, path: str) -> None:
+    def _raise_for_status(self, response: Answer, path: str) -> None:
         status = response.status_code
         if 200 <= status < 300 and _is_json(response):
             return
@@ -249,7 +310,7 @@ class ReflexioHttpClient:
         detail = self._detail(response)
         where = f"Reflexio at {self.url}"
         if 300 <= status < 400:
-            target = display_url(response.headers.get("Location", "elsewhere"))
+            target = display_url(response.header("Location") or "elsewhere")
             raise NotReflexio(
                 f"{self.url}{path} redirects ({status}) to {target}: set REFLEXIO_URL to the "
                 "address Reflexio answers on",
@@ -307,7 +368,7 @@ class ReflexioHttpClient:
             )
         raise BackendStatusError(f"{where} answered {status} on {path}: {detail}", status)
 
-    def _detail(self, response: httpx2.Response) -> str:
+    def _detail(self, response: Answer) -> str:
         """The error text Reflexio put in its answer, redacted, then kept short."""
         if not _is_json(response):
             return response.reason_phrase
@@ -328,7 +389,7 @@ class ReflexioHttpClient:
             )
         return _cut(self.scrubbed(text))
 
-    def _invalid_input(self, response: httpx2.Response) -> InvalidInput:
+    def _invalid_input(self, response: Answer) -> InvalidInput:
         """FastAPI's 422 {"detail": [{"loc": [...], "msg": ...}]} as 'field: reason' lines."""
         try:
             details: Any = response.json().get("detail")
@@ -353,6 +414,20 @@ class ReflexioHttpClient:
         return InvalidInput(problems or ["request: Reflexio refused it as invalid"])
 
 
+def _proxied() -> bool:
+    """Whether the environment names a proxy for plain http: then httpx2 sends (and applies
+    NO_PROXY), as it always did."""
+    proxies = getproxies()
+    return bool(proxies.get("http") or proxies.get("all"))
+
+
+def _header_lines(headers: Mapping[str, str]) -> bytes:
+    for name, value in headers.items():
+        if any(ord(char) < 32 or ord(char) == 127 for char in value):
+            raise ValueError(f"the {name} header holds a control character")  # never its value
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1")
+
+
 def _secrets(api_key: SecretStr | None, user: str | None, password: str | None) -> list[str]:
     """Every form of a credential a server might echo back, longest first."""
     found: list[str] = []
@@ -373,12 +448,12 @@ def _causes(err: BaseException) -> list[BaseException]:
     return found
 
 
-def _is_json(response: httpx2.Response) -> bool:
-    return "json" in response.headers.get("Content-Type", "").lower()
+def _is_json(response: Answer) -> bool:
+    return "json" in response.header("Content-Type").lower()
 
 
-def _content_kind(response: httpx2.Response) -> str:
-    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+def _content_kind(response: Answer) -> str:
+    kind = response.header("Content-Type").split(";")[0].strip()
     return f"a {kind} body" if kind else "no content type"
 
 
@@ -386,8 +461,8 @@ def _cut(text: str) -> str:
     return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS] + "…"
 
 
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
+def _retry_after(response: Answer) -> float | None:
+    value = response.header("Retry-After").strip()
     if value.isdigit():
         return float(value)
     try:
