@@ -29,7 +29,7 @@ user's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -88,12 +88,15 @@ class Page:
         return "; ".join(parts) or None
 
 
-def fit_page(candidates: list[Interaction], budget: int, *, reserved: int = 0) -> Page:
-    """The first of `candidates` that fit in `budget` characters of result text, less
-    `reserved` (the cursor's). At least one is shown: cut to fit if it is larger alone."""
-    room = _room(budget, reserved)
-    if sum(_upper_bound(i) for i in candidates) <= room:  # the common case: nothing measured
-        return Page(candidates, 0, [])
+def fit_page(
+    candidates: list[Interaction], budget: int, *, reserved: Callable[[], int] = lambda: 0
+) -> Page:
+    """The first of `candidates` that fit in `budget` characters of result text, less what
+    `reserved` says the cursor to the rest needs. At least one is shown: cut to fit if it is
+    larger alone."""
+    if sum(_upper_bound(i) for i in candidates) <= _room(budget, 0):
+        return Page(candidates, 0, [])  # the common case: all fit, no cursor, nothing measured
+    room = _room(budget, reserved())
     listed = {id(i) for i in candidates}
     sizes: dict[int, int] = {}
 
@@ -119,11 +122,12 @@ def with_context(
     around: Mapping[int, Sequence[Interaction]],
     budget: int,
     *,
-    reserved: int = 0,
+    reserved: Callable[[], int] = lambda: 0,
 ) -> tuple[Page, list[ContextTurn], bool]:
     """The longest run of `page`'s hits (the first of `candidates`, fitted alone) that fits
-    `budget` less `reserved` together with their context: for each hit, the turns `around` it
-    that are no hit of the listing (`candidates`) and not already shown next to a better hit.
+    `budget` less `reserved()` (the cursor's) together with their context: for each hit, the
+    turns `around` it that are no hit of the listing (`candidates`) and not already shown next
+    to a better hit.
     If not even the first hit fits with its context, the page as it was and no context. The
     last value says whether context was left out to fit."""
     hits = {i.interaction_id for i in candidates}
@@ -137,10 +141,12 @@ def with_context(
         ]
         shown.update(turn.interaction_id for turn in turns)
         units.append((hit, turns))
-    room = _room(budget, reserved)
     bounds = [_upper_bound(hit) + sum(_upper_bound(t) for t in turns) for hit, turns in units]
+    room = _room(budget, 0 if not page.more else reserved())
     if sum(bounds) <= room:  # the common case: nothing measured
         return page, [turn for _, turns in units for turn in turns], False
+    if not page.more:
+        room = _room(budget, reserved())  # fewer hits shown: a cursor to the rest
     used = kept = 0
     for hit, turns in units:
         used += measured(hit) + sum(measured(turn) for turn in turns)

@@ -168,9 +168,12 @@ async def search_interactions(
             around = await state.backend.session_neighbours(
                 request.user_id, page.interactions, request.context
             )
-            reserved = cursor_chars("search_interactions", request, candidates)
             page, shown, left_out = with_context(
-                page, candidates, around, state.max_result_chars, reserved=reserved
+                page,
+                candidates,
+                around,
+                state.max_result_chars,
+                reserved=lambda: cursor_chars("search_interactions", request, candidates),
             )
             if left_out:
                 notes.append(
@@ -267,8 +270,11 @@ def _candidates(found: list[Interaction], position: Position | None) -> list[Int
 
 def _page(state: AppState, tool: str, request: BaseModel, candidates: list[Interaction]) -> Page:
     """The first of `candidates` that fit the budget, the cursor to the rest reserved."""
-    reserved = cursor_chars(tool, request, candidates)
-    return fit_page(candidates, state.max_result_chars, reserved=reserved)
+    return fit_page(
+        candidates,
+        state.max_result_chars,
+        reserved=lambda: cursor_chars(tool, request, candidates),
+    )
 
 
 def _listing(

@@ -275,7 +275,8 @@ class ReflexioApi:
                 if any(r.request.request_id == request_id for r in session.requests):
                     self._remember_session(user_id, request_id, session.session_id)
 
-        await _each(sorted(missing), look_up)
+        if missing:
+            await _each(sorted(missing), look_up)
         known = self._session_of
         return [
             i.model_copy(update={"session_id": known[(user_id, i.request_id)]})

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import select
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +85,7 @@ class Http11Pool:
         self._host = host
         self._port = port
         self._head = head
-        self._idle: list[anyio.abc.SocketStream] = []
+        self._idle: list[tuple[anyio.abc.SocketStream, socket.socket]] = []
         self._open = 0
         self._freed: anyio.Event | None = None
 
@@ -106,17 +107,18 @@ class Http11Pool:
         await self._take_slot()
         try:
             while self._idle:
-                stream = self._idle.pop()
-                if _closed_by_peer(stream):
+                stream, sock = self._idle.pop()
+                if _closed_by_peer(sock):
                     await _close(stream)
                     continue
                 try:
-                    return await self._exchange(stream, message, target, reused=True)
+                    return await self._exchange(stream, sock, message, target, reused=True)
                 except _Stale:
                     continue
             stream = await self._connect(connect_timeout)
+            sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
             try:
-                return await self._exchange(stream, message, target, reused=False)
+                return await self._exchange(stream, sock, message, target, reused=False)
             except _Stale as stale:  # only a reused connection is stale; this one is new
                 raise Dropped("the connection closed before an answer") from stale.__cause__
         finally:
@@ -124,11 +126,17 @@ class Http11Pool:
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
-        for stream in idle:
+        for stream, _ in idle:
             await _close(stream)
 
     async def _exchange(
-        self, stream: anyio.abc.SocketStream, message: bytes, target: str, *, reused: bool
+        self,
+        stream: anyio.abc.SocketStream,
+        sock: socket.socket,
+        message: bytes,
+        target: str,
+        *,
+        reused: bool,
     ) -> Answer:
         reader = _Reader(stream)
         try:
@@ -148,7 +156,7 @@ class Http11Pool:
                 raise Dropped("the connection dropped before a whole answer") from err
             raise
         if keep and not reader.pending and len(self._idle) < MAX_IDLE:
-            self._idle.append(stream)
+            self._idle.append((stream, sock))
         else:
             await _close(stream)
         return answer
@@ -290,10 +298,9 @@ async def _chunked(reader: _Reader) -> bytes:
             raise NotHttp("a chunk did not end with CRLF")
 
 
-def _closed_by_peer(stream: anyio.abc.SocketStream) -> bool:
+def _closed_by_peer(sock: socket.socket) -> bool:
     """Whether an idle connection has something to read: the server closed it (or sent what
     no request asked for). Either way it cannot carry a request."""
-    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
     try:
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
