@@ -17,9 +17,9 @@ regex. Regexes start with a literal where they can (several times faster in `re`
 when their literal is absent, and try a run of token characters once, not at every offset: no
 input makes the scan quadratic. Where detectors overlap the most specific wins (a known token
 shape, then a structural rule, then a keyword assignment). The rule set is built once (importing
-detect-secrets takes ~0.4 s): the server starts that in a thread of its own at start-up
-(`prepare_in_background`); whatever needs the rules first otherwise builds them, or waits for
-the build under way. After that they are only read: scanning is thread-safe. Existing markers
+detect-secrets takes ~0.4 s): the server starts that in a thread of its own once start-up is
+over (`prepare_in_background`); whatever needs the rules first otherwise builds them, or waits
+for the build under way. After that they are only read: scanning is thread-safe. Existing markers
 are never secrets, so redacting twice changes nothing more. Nothing here logs, and nothing
 raises of its own; no secret value appears in anything returned (but the text it was not
 recognised in).
@@ -101,15 +101,25 @@ def prepared() -> bool:
     return _built is not None
 
 
-def prepare_in_background() -> None:
-    """Start `prepare` in a thread of its own, unless the rules are built or being built."""
+def prepare_in_background(after: threading.Event | None = None, at_most: float = 0) -> None:
+    """Start `prepare` in a thread of its own, unless the rules are built or being built; with
+    `after`, the thread waits for it to be set (`at_most` seconds) before it begins."""
     global _building
     with _START_LOCK:
         if _built is None and _building is None:
             _building = threading.Thread(
-                target=prepare, name="reflexio-mcp-secret-rules", daemon=True
+                target=_prepare_after,
+                args=(after, at_most),
+                name="reflexio-mcp-secret-rules",
+                daemon=True,
             )
             _building.start()
+
+
+def _prepare_after(after: threading.Event | None, at_most: float) -> None:
+    if after is not None:
+        after.wait(at_most)
+    prepare()
 
 
 def _rule_set() -> _RuleSet:

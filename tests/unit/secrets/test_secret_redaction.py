@@ -714,12 +714,13 @@ def test_global_state_is_left_alone() -> None:
     subprocess.run([sys.executable, "-c", fresh], check=True, cwd=Path(__file__).parents[3])
 
 
-def test_the_rules_build_at_start_up_in_a_thread_and_never_on_the_event_loop(
+def test_the_rules_build_after_the_first_tool_list_in_a_thread_never_on_the_event_loop(
     tmp_path: Path,
 ) -> None:
-    """Start-up starts building the rules in a thread of its own, before any request; a call
-    that needs them meanwhile (an invalid argument, whose message is checked for secrets)
-    waits off the loop, which keeps answering; the rules are built once."""
+    """The rules start building in a thread of their own once the first tools/list is answered
+    (not during the handshake); a call that needs them meanwhile (an invalid argument, whose
+    message is checked for secrets) waits off the loop, which keeps answering; the rules are
+    built once."""
     script = f"""
 import sys, threading, anyio
 from mcp import Client
@@ -742,6 +743,9 @@ async def main():
     server = build_server(Settings(backend="embedded", data_dir={str(tmp_path)!r}))
     assert not builders and "detect_secrets" not in sys.modules
     async with Client(server) as client:
+        await anyio.sleep(0.3)
+        assert not builders, "the build began before the first tools/list"
+        await client.list_tools()
         with anyio.fail_after(10):
             while not builders:
                 await anyio.sleep(0.01)
