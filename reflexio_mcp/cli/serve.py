@@ -46,12 +46,11 @@ def serve(settings: Settings) -> None:
     if "--api-key" in sys.argv:
         logger.warning("--api-key shows the key in the process list; set REFLEXIO_API_KEY instead")
     if settings.transport == "stdio":
-        from reflexio_mcp.transports.stdio_guard import guard_stdin
+        from reflexio_mcp.transports.stdio_pipes import serve_stdio
 
         if sys.stdin.isatty():
             logger.warning("%s", TERMINAL_NOTICE)
-        guard_stdin()
-        build_server(settings, backend).run("stdio")
+        serve_stdio(build_server(settings, backend))
         return
     from reflexio_mcp.transports.http_server import serve_http
 
