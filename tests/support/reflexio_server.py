@@ -174,6 +174,7 @@ def reflexio_server(
     command = [
         str(venv / "bin/python"), "-m", "reflexio.server", "--host", "127.0.0.1",
         "--port", str(port), "--graceful-shutdown-sec", "1",
+        "--max-requests", "0",  # else it exits after 10,000-11,000 requests (a bench's run)
     ]  # fmt: skip
     server = RunningServer(
         f"http://127.0.0.1:{port}", _launch(command, env, log), home, log, command, env
