@@ -3,9 +3,11 @@
 The SDK's stdio transport (mcp 2.3) reads each line with `jsonrpc_message_adapter`; a line
 that fails (a lone surrogate escape, a 5000-digit number, 5000-deep nesting, plain garbage)
 is dropped without a reply, so the client waits forever; invalid UTF-8 is silently replaced
-by U+FFFD and stored. Until the SDK answers these itself, `guard_stdin()` puts a checker in
-front of stdin: a line that would fail becomes a request for a reserved method carrying the
-client's own id, which `answer_unreadable` answers with a JSON-RPC error naming the problem.
+by U+FFFD and stored. Until the SDK answers these itself, each line goes through
+`checked_line` first (in stdio_pipes.py's reader, or through `guard_stdin()` in front of stdin
+where the SDK's own transport serves): a line that would fail becomes a request for a reserved
+method carrying the client's own id, which `answer_unreadable` answers with a JSON-RPC error
+naming the problem.
 A broken line whose id cannot be recovered (or a broken notification) is logged at WARNING.
 
 The SDK also reads a request whose id is neither a string nor an integer (1.5, 2.0, true,
