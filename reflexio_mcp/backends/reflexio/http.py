@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypedDict, cast
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 from urllib.request import getproxies
 
 import anyio
@@ -122,7 +122,8 @@ class ReflexioHttpClient:
             port = parts.port or 80
             netloc = f"[{host}]" if ":" in host else host
             head = {"Host": netloc if parts.port is None else f"{netloc}:{port}", **headers}
-            self._base_path = parts.path
+            # As httpx2 sends it: escapes kept, a space or a control character escaped.
+            self._base_path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
             self._lean = Http11Pool(host, port, _header_lines(head))
         else:
             self._client = httpx2.AsyncClient(

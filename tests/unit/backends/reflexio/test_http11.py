@@ -128,6 +128,12 @@ async def test_requests_share_one_kept_alive_connection_and_carry_the_fixed_head
     assert "Content-Type: application/json" in head
 
 
+async def test_a_url_path_is_sent_escaped_as_httpx2_sends_it() -> None:
+    async with serving(echo) as peer, client_of(peer, path="/re flexio%2Fv1\r\nX: y") as http:
+        answer, _ = await http.send("GET", "/health")
+    assert answer.json()["target"] == "/re%20flexio%2Fv1X:%20y/health"  # urlsplit drops CR, LF
+
+
 async def test_a_url_password_is_sent_as_basic_auth() -> None:
     async with serving(echo) as peer:
         url = f"http://ann:pa%20ss@127.0.0.1:{peer.port}"
