@@ -9,17 +9,8 @@ import textwrap
 from pathlib import Path
 
 from tests.support.launch import server_command
+from tests.support.mcp_http import INITIALIZE
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "1"},
-    },
-}
 INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
@@ -47,7 +38,7 @@ def test_the_loop_path_is_taken_only_for_pipes_of_their_own(tmp_path: Path) -> N
 def test_answers_a_client_does_not_read_for_a_while_all_arrive_in_order(tmp_path: Path) -> None:
     # 300 tool lists (about 8 MB) fill the pipe long before the client reads: writing waits.
     command, args = server_command()
-    requests = [{"jsonrpc": "2.0", "id": n, "method": "tools/list"} for n in range(1, 301)]
+    requests = [{"jsonrpc": "2.0", "id": n, "method": "tools/list"} for n in range(2, 302)]
     server = subprocess.Popen(
         [command, *args, "--backend", "embedded", "--data-dir", str(tmp_path / "data")],
         stdin=subprocess.PIPE,
@@ -64,7 +55,7 @@ def test_answers_a_client_does_not_read_for_a_while_all_arrive_in_order(tmp_path
         server.stdin.close()
         server.wait(timeout=30)
         server.stdout.close()
-    assert [answer["id"] for answer in answers] == list(range(301))
+    assert [answer["id"] for answer in answers] == list(range(1, 302))
     assert all(len(answer["result"]["tools"]) == 6 for answer in answers[1:])
 
 
@@ -92,7 +83,7 @@ def test_stray_output_of_a_handler_and_an_overlong_line_never_touch_the_wire(
     )
     call: dict[str, object] = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
             "params": {"name": "noisy", "arguments": {}}}  # fmt: skip
-    overlong = {"jsonrpc": "2.0", "id": 1, "method": "ping", "params": {"x": "y" * 5000}}
+    overlong = {"jsonrpc": "2.0", "id": 3, "method": "ping", "params": {"x": "y" * 5000}}
     stderr = tmp_path / "stderr"
     with stderr.open("wb") as errors:
         server = subprocess.Popen(
@@ -112,7 +103,7 @@ def test_stray_output_of_a_handler_and_an_overlong_line_never_touch_the_wire(
         server.wait(timeout=30)
         rest = server.stdout.read()
         server.stdout.close()
-    assert [answer["id"] for answer in answers] == [0, 2]
+    assert [answer["id"] for answer in answers] == [1, 2]
     assert answers[1]["result"]["content"][0]["text"] == "ok"
     assert not rest
     log = stderr.read_bytes()
