@@ -105,7 +105,7 @@ LONG_RUNNING = (
     "tests/e2e/test_reflexio_rate_limit.py",
 )
 """Modules of tests that take up to a minute or more, mostly waiting (out Reflexio's rate limit,
-its restarts, a stuck publish): run first, so that the other worker's short tests fill the time
+its restarts, a stuck publish): run first, so that the other workers' short tests fill the time
 around them instead of one worker running them alone at the end."""
 
 
