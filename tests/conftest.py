@@ -63,7 +63,7 @@ def keyed_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
         yield server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def _crashable_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     with required_reflexio_server(tmp_path_factory.mktemp("crashable-reflexio")) as server:
         yield server
@@ -71,9 +71,11 @@ def _crashable_reflexio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
 
 @pytest.fixture
 def crashable_reflexio(_crashable_reflexio: RunningServer) -> RunningServer:
-    """A Reflexio server the tests of one module may kill -9 and restart (kill9, restart),
-    so that each need not start its own (seconds each); each test gets it running, restarted
-    if the test before left it down. Tests keep apart by their user ids."""
+    """A Reflexio server tests may stop, or kill -9 and restart (kill9, restart), so that
+    each need not start its own (seconds each); each test gets it running, restarted if the
+    test before left it down. Shared by the session (the modules that crash it used to start
+    one each), apart from `reflexio` so that no crash or stop is seen by a test that did not
+    ask for one. Tests keep apart by their user ids."""
     if _crashable_reflexio.process.poll() is not None:
         restart(_crashable_reflexio)
     return _crashable_reflexio
@@ -103,7 +105,7 @@ LONG_RUNNING = (
     "tests/e2e/test_reflexio_rate_limit.py",
 )
 """Modules of tests that take up to a minute or more, mostly waiting (out Reflexio's rate limit,
-its restarts, a stuck publish): run first, so that the other worker's short tests fill the time
+its restarts, a stuck publish): run first, so that the other workers' short tests fill the time
 around them instead of one worker running them alone at the end."""
 
 

@@ -58,6 +58,10 @@ class HoldingProxy(RecordingProxy):
         if recorded.path.startswith("/api/publish_interaction") and recorded.mentions(self._hold):
             self.held += 1
             self._released.wait(timeout=FAILED_WITHIN * 2)
+            # Dropped, never forwarded: forwarded once the proxy closes, it opened a connection
+            # on the closed upstream client, whose socket a later test's GC reported as an
+            # unclosed-socket ResourceWarning (failing that test).
+            raise ConnectionAbortedError("held publish dropped: the proxy is closing")
 
     def __enter__(self) -> Self:
         super().__enter__()

@@ -18,7 +18,7 @@ from mcp_types import TextResourceContents
 from tests.support.launch import server_command
 from tests.support.loopback_http import serving
 from tests.support.mcp_http import call
-from tests.support.reflexio_server import SERVER_KEY, RunningServer, required_reflexio_server, stop
+from tests.support.reflexio_server import SERVER_KEY, RunningServer, stop
 
 CALL_SECONDS = 60
 
@@ -106,31 +106,33 @@ async def test_conversation_round_trip_over_stdio(reflexio: RunningServer, user_
         assert "source: must be lowercase letters" in message
 
 
-async def test_backend_stopped_gives_the_unreachable_error(tmp_path: Path, user_id: str) -> None:
-    with required_reflexio_server(tmp_path) as server:
-        async with stdio_session(server.url) as client:
-            failed, _, _ = await call(client, "get_interactions", {"user_id": user_id})
-            assert not failed
-            stop(server)
-            failed, _, message = await call(client, "get_interactions", {"user_id": user_id})
-            assert failed
-            assert message == (
-                f"Reflexio backend unreachable at {server.url} (connection refused): start it "
-                "with `reflexio services start`, or set REFLEXIO_URL"
-            )
-            with anyio.fail_after(CALL_SECONDS):
-                status = await client.read_resource("reflexio://status")
-            content = status.contents[0]
-            assert isinstance(content, TextResourceContents)
-            assert json.loads(content.text)["reachable"] is False
-            assert "unreachable" in json.loads(content.text)["detail"]
-            # The server survives the failure; a publish waits in the outbox.
-            failed, published, message = await call(
-                client, "publish_interaction", {"user_message": "a", "agent_response": "b"}
-            )
-            assert not failed
-            assert published["status"] == "queued"
-            assert "unreachable" in message
+async def test_backend_stopped_gives_the_unreachable_error(
+    crashable_reflexio: RunningServer, user_id: str
+) -> None:
+    server = crashable_reflexio  # the next test that asks for it gets it restarted
+    async with stdio_session(server.url) as client:
+        failed, _, _ = await call(client, "get_interactions", {"user_id": user_id})
+        assert not failed
+        stop(server)
+        failed, _, message = await call(client, "get_interactions", {"user_id": user_id})
+        assert failed
+        assert message == (
+            f"Reflexio backend unreachable at {server.url} (connection refused): start it "
+            "with `reflexio services start`, or set REFLEXIO_URL"
+        )
+        with anyio.fail_after(CALL_SECONDS):
+            status = await client.read_resource("reflexio://status")
+        content = status.contents[0]
+        assert isinstance(content, TextResourceContents)
+        assert json.loads(content.text)["reachable"] is False
+        assert "unreachable" in json.loads(content.text)["detail"]
+        # The server survives the failure; a publish waits in the outbox.
+        failed, published, message = await call(
+            client, "publish_interaction", {"user_message": "a", "agent_response": "b"}
+        )
+        assert not failed
+        assert published["status"] == "queued"
+        assert "unreachable" in message
 
 
 async def test_right_api_key_passes(keyed_reflexio: RunningServer, user_id: str) -> None:

@@ -132,6 +132,9 @@ async def test_cancelling_stops_the_wait_and_keeps_the_publish(
     with anyio.fail_after(5):
         while reflexio.cancelled == 0:  # noqa: ASYNC110 - the server stops waiting on Reflexio
             await anyio.sleep(0.01)
+    # The wait was cancelled: let learning end, or get_publish_status's own question about
+    # learning would hang on the fake until REFLEXIO_TIMEOUT (35 s of this test's 35.1 s).
+    reflexio.learned.set()
     status = await client.call_tool(
         "get_publish_status", {"request_id": "cancelled-while-learning"}
     )
