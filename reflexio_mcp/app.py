@@ -75,7 +75,7 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncGenerator[AppState]:
-        # The secret scanner's rules (detect-secrets, ~5 MiB) build in a thread from the first
+        # The secret scanner's rules (detect-secrets, ~10 ms) build in a thread from the first
         # tools/list on, so a first invalid argument finds them ready instead of building them
         # on the loop, and the handshake does not share the CPU with them.
         start_building()

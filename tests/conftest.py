@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from types import CodeType
 
+import numpy  # noqa: F401  # pyright: ignore[reportUnusedImport]  imported whole first: see below
 import pytest
 
 from tests.support.reflexio_server import (
@@ -17,6 +18,10 @@ from tests.support.reflexio_server import (
     required_reflexio_server,
     restart,
 )
+
+# The embedded store imports numpy lazily, in a worker thread, at its first vector work;
+# hypothesis's sampled_from peeks at sys.modules["numpy"] and failed on the half-imported module
+# when a fuzz test's server did that work first in a process (the completions fuzz test alone).
 
 MEMORY_TMP = "/dev/shm"
 MEMORY_TMP_NEEDED = 2 * 2**30

@@ -17,12 +17,12 @@ regex. Regexes start with a literal where they can (several times faster in `re`
 when their literal is absent, and try a run of token characters once, not at every offset: no
 input makes the scan quadratic. Where detectors overlap the most specific wins (a known token
 shape, then a structural rule, then a keyword assignment). The rule set is built once (importing
-detect-secrets takes ~0.4 s): the server starts that in a thread of its own once start-up is
-over (`prepare_in_background`); whatever needs the rules first otherwise builds them, or waits
-for the build under way. After that they are only read: scanning is thread-safe. Existing markers
-are never secrets, so redacting twice changes nothing more. Nothing here logs, and nothing
-raises of its own; no secret value appears in anything returned (but the text it was not
-recognised in).
+detect-secrets, with `requests` left out, takes ~10 ms and 0.8 MiB): the server starts that in a
+thread of its own once start-up is over (`prepare_in_background`); whatever needs the rules
+first otherwise builds them, or waits for the build under way. After that they are only read:
+scanning is thread-safe. Existing markers are never secrets, so redacting twice changes nothing
+more. Nothing here logs, and nothing raises of its own; no secret value appears in anything
+returned (but the text it was not recognised in).
 
 The rule families, one module each: `tokens` (known token shapes, and secrets inside a URL or
 config line, from detect-secrets plugins), `pem` (private key blocks), `headers`
@@ -35,12 +35,15 @@ from __future__ import annotations
 import bisect
 import logging
 import re
+import sys
 import threading
+import types
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from reflexio_mcp.secrets.assignments import KeywordRule
 from reflexio_mcp.secrets.headers import AuthorizationRule
@@ -91,7 +94,7 @@ _building: threading.Thread | None = None
 
 
 def prepare() -> None:
-    """Import detect-secrets and build the rules (~0.1-0.4 s, ~5 MiB), if not done yet; if a
+    """Import detect-secrets and build the rules (~10 ms, 0.8 MiB), if not done yet; if a
     build is under way, wait for it."""
     _rule_set()
 
@@ -136,7 +139,8 @@ def _rule_set() -> _RuleSet:
 def _build() -> _RuleSet:
     """One builder per rule family. Imported here: these two import detect-secrets."""
     shown = warnings.showwarning
-    from reflexio_mcp.secrets import pem, tokens
+    with _requests_left_out():
+        from reflexio_mcp.secrets import pem, tokens
 
     if warnings.showwarning is not shown:
         # detect_secrets.core.log calls logging.captureWarnings(True) on import: the process's
@@ -146,6 +150,31 @@ def _build() -> _RuleSet:
         patterns=(*tokens.token_rules(), *tokens.syntax_rules()),
         rules=(*pem.pem_rules(), AuthorizationRule(), KeywordRule()),
     )
+
+
+class _NoRequests(types.ModuleType):
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"requests.{name}: detect-secrets' verify() is never used here")
+
+
+@contextmanager
+def _requests_left_out() -> Generator[None]:
+    """While detect-secrets is imported, `requests` is a module that refuses any use.
+
+    Its plugins import requests (with urllib3, charset_normalizer, certifi: 5.7 MiB and most
+    of the import's time) for `verify()` alone, which makes network calls and is never called
+    here; the stand-in makes sure of that. Left in place only while detect-secrets imports: any
+    later `import requests` in the process gets the real one."""
+    if "requests" in sys.modules:
+        yield
+        return
+    stand_in = _NoRequests("requests")
+    sys.modules["requests"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("requests") is stand_in:
+            del sys.modules["requests"]
 
 
 def find_secrets(text: str) -> list[Finding]:

@@ -1,13 +1,13 @@
 """The secret scanner's rules are built off the event loop, never by an error message.
 
 Error messages check the caller's values for secrets before quoting them (`core.models.shown`),
-and that check needs the scanner's rules: building them imports detect-secrets (~0.1-0.4 s of
-CPU). The server starts that build in a thread of its own (`start_building`, from the
-lifespan), which begins once the first tools/list is answered (or START_AT_MOST seconds after
-start-up): the build no longer competes with the handshake a client waits for at start. A
-request that may quote a caller's value and arrives before the build ends waits for it in a
-worker thread (`wait_for_secret_rules`), so the loop serves everything else meanwhile and the
-check itself then finds the rules built.
+and that check needs the scanner's rules: building them imports detect-secrets (~10 ms of CPU).
+The server starts that build in a thread of its own (`start_building`, from the lifespan), which
+begins once the first tools/list is answered (or START_AT_MOST seconds after start-up): the
+build no longer competes with the handshake a client waits for at start. A request that may
+quote a caller's value and arrives before the build ends waits for it in a worker thread
+(`wait_for_secret_rules`), so the loop serves everything else meanwhile and the check itself
+then finds the rules built.
 """
 
 from __future__ import annotations

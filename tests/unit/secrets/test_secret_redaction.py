@@ -783,6 +783,31 @@ anyio.run(main)
     )
 
 
+def test_building_the_rules_never_loads_requests_and_leaves_the_real_one_importable() -> None:
+    """detect-secrets imports requests (5.7 MiB with urllib3 and the rest) for verify() alone,
+    which makes network calls: while it is imported, requests is a stand-in that refuses any
+    use; afterwards `import requests` gets the real module."""
+    script = f"""
+import sys
+from reflexio_mcp.secrets import find_secrets, prepare
+prepare()
+assert "requests" not in sys.modules and "urllib3" not in sys.modules, sorted(sys.modules)
+assert [f.kind for f in find_secrets("key {AWS_ID} here")] == ["aws-access-key"]
+import detect_secrets.plugins.base as base
+try:
+    base.requests.post
+except RuntimeError as err:
+    assert "verify() is never used" in str(err)
+else:
+    raise AssertionError("the stand-in let requests be used")
+import requests
+assert requests.Session is not None and requests is not base.requests
+"""
+    subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[3], timeout=120
+    )
+
+
 # Property tests: secrets spliced into random text, and random text.
 
 SAFE_WORDS = [
