@@ -67,8 +67,13 @@ async def _serve_pipes(server: MCPServer[Any]) -> None:
         # The SDK only iterates the one and writes and flushes the other.
         stdin = cast("anyio.AsyncFile[str]", lines)
         stdout = cast("anyio.AsyncFile[str]", answers)
-        async with stdio_server(stdin, stdout) as (read_stream, write_stream):
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        try:
+            async with stdio_server(stdin, stdout) as (read_stream, write_stream):
+                await lowlevel.run(
+                    read_stream, write_stream, lowlevel.create_initialization_options()
+                )
+        except* (ConnectionResetError, BrokenPipeError):
+            logger.info("the client stopped reading stdout: the server stops")
 
 
 @asynccontextmanager

@@ -109,3 +109,30 @@ def test_stray_output_of_a_handler_and_an_overlong_line_never_touch_the_wire(
     log = stderr.read_bytes()
     assert b"stray print\nstray write\n" in log
     assert b"longer than 1000 bytes" in log
+
+
+def test_a_client_that_stops_reading_ends_the_server_without_a_traceback(tmp_path: Path) -> None:
+    command, args = server_command()
+    stderr = tmp_path / "stderr"
+    with stderr.open("wb") as errors:
+        server = subprocess.Popen(
+            [command, *args, "--backend", "embedded", "--data-dir", str(tmp_path / "data")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+        )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    server.stdout.close()  # before the answer: writing it finds the pipe closed
+    try:
+        server.stdin.write(lines(INITIALIZE))
+        server.stdin.flush()
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+        server.stdin.close()
+    log = stderr.read_text()
+    assert "the client stopped reading stdout" in log
+    assert "Traceback" not in log
