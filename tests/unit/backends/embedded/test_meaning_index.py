@@ -127,6 +127,37 @@ async def test_vectors_of_another_model_are_made_again(tmp_path: Path) -> None:
     assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in bundled)  # all new
 
 
+async def test_vectors_of_an_earlier_version_are_made_again_with_the_turn_before(
+    tmp_path: Path,
+) -> None:
+    """Before a reply was embedded with the turn it answers, the tag was the model's name."""
+    async with EmbeddedStore(tmp_path) as store:
+        chat = PublishRequest(
+            request_id="chat",
+            user_id="u",
+            session_id="chat",
+            interaction_data_list=[
+                InteractionData(role="Ann", content="Where did you go on holiday?"),
+                InteractionData(role="Ben", content="Lisbon, for a week."),
+            ],
+        )
+        await store.publish(chat, wait_for_response=False)
+        await indexed(store)
+        model = (await store.status("u")).meaning_index
+    assert model is not None
+    written = vectors(tmp_path)
+    db = sqlite3.connect(tmp_path / FILE_NAME)
+    with db:
+        db.execute("UPDATE vector_model SET model = ?", (model.model,))
+    db.close()
+    async with EmbeddedStore(tmp_path) as store:
+        await indexed(store)
+    remade = vectors(tmp_path)
+    assert [rowid for _, rowid, _ in remade] == [rowid for _, rowid, _ in written]
+    assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in written)
+    assert [blob for _, _, blob in remade] == [blob for _, _, blob in written]
+
+
 async def test_a_deleted_turn_takes_its_vector_and_is_never_found_by_meaning(
     tmp_path: Path,
 ) -> None:

@@ -77,6 +77,49 @@ async def test_a_paraphrase_or_another_language_finds_what_was_meant(
     assert TARGETS[query] in [hit.content for hit in found.interactions], found
 
 
+CONVERSATION = [
+    ("Ann", "What did you end up naming the new puppy?"),
+    ("Ben", "Biscuit! He already chewed my slippers."),
+    ("Ann", "Where did you go on holiday in the spring?"),
+    ("Ben", "Lisbon, for a week with my sister."),
+    ("Ann", "Which database did the team pick in the end?"),
+    ("Ben", "Postgres, after a long argument."),
+]
+
+
+@pytest.mark.parametrize(
+    ("query", "answer"),
+    [
+        ("Where did Ben travel?", "Lisbon, for a week with my sister."),
+        ("Which datastore does Ben's team use?", "Postgres, after a long argument."),
+    ],
+)
+async def test_a_reply_is_found_by_what_it_answers(tmp_path: Path, query: str, answer: str) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        turns = [InteractionData(role=role, content=content) for role, content in CONVERSATION]
+        chat = PublishRequest(
+            request_id="chat", user_id="u", session_id="chat", interaction_data_list=turns
+        )
+        await store.publish(chat, wait_for_response=False)
+        for n, content in enumerate(DISTRACTORS):
+            request = publish("u", content).model_copy(update={"session_id": f"chat-{n}"})
+            await store.publish(request, wait_for_response=False)
+        await indexed(store, "u")
+        found = await search(store, query, "vector")
+    assert [hit.content for hit in found.interactions][:1] == [answer], found
+
+
+async def test_a_speakers_next_turn_does_not_take_the_meaning_of_the_one_before(
+    tmp_path: Path,
+) -> None:
+    async with EmbeddedStore(tmp_path) as store:
+        said = [TARGETS["datastore"], "Lunch at noon?"]
+        await store.publish(publish("u", *said), wait_for_response=False)
+        await indexed(store, "u")
+        found = await search(store, "datastore", "vector")
+    assert [hit.content for hit in found.interactions] == said
+
+
 async def test_full_text_finds_only_the_words(store: EmbeddedStore) -> None:
     assert (await search(store, "datastore", "fts")).interactions == []
     [hit] = (await search(store, "PostgreSQL", "fts")).interactions
