@@ -10,7 +10,8 @@ than its full-text match and its vector scan.
 
 Hybrid fuses the two rankings by reciprocal rank (1/(FUSION_K + rank) from each list a turn is
 in), which needs no common scale between bm25 and cosine; then each turn gains
-FUSED_NEIGHBOUR_WEIGHT of its neighbours' fused scores. Every weight was measured on LoCoMo's
+FUSED_NEIGHBOUR_WEIGHT of its neighbours' fused scores; when the question names a month, the
+matches stored in it come first (time_cues.py). Every weight was measured on LoCoMo's
 development half (bench/recall.py; docs/performance.md).
 """
 
@@ -20,6 +21,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from reflexio_mcp.backends.embedded.time_cues import Month, in_months
 
 Conditions = Callable[[str], tuple[str, list[Any]]]
 """The conditions a turn of the result meets, as SQL on the given table alias ("i."), and
@@ -75,6 +78,26 @@ def fused(db: sqlite3.Connection, words: Ranked, meaning: Ranked, conditions: Co
     top = (1 + MEANING_WEIGHT) / (FUSION_K + 1)
     order = [rowid for rowid, _ in words] + [rowid for rowid, _ in meaning]
     return [(rowid, min(score / top, 1.0)) for rowid, score in _best_first(scores, order)]
+
+
+def named_months_first(db: sqlite3.Connection, ranked: Ranked, months: frozenset[Month]) -> Ranked:
+    """The matches stored in one of `months` first, then the others, each in its order."""
+    if not months or not ranked:
+        return ranked
+    created = dict(
+        db.execute(
+            "SELECT interaction_id, created_at FROM interactions WHERE interaction_id IN "
+            "(SELECT value FROM json_each(?))",
+            (json.dumps([rowid for rowid, _ in ranked]),),
+        ).fetchall()
+    )
+
+    def stored_then(rowid: int) -> bool:
+        when = created.get(rowid)
+        return isinstance(when, int) and in_months(when, months)
+
+    inside = [hit for hit in ranked if stored_then(hit[0])]
+    return inside + [hit for hit in ranked if not stored_then(hit[0])]
 
 
 def _best_first(scores: dict[int, float], order: list[int]) -> Ranked:

@@ -3,7 +3,8 @@ ranking (ranking.py), the scores the hits carry, and what the caller should know
 
 Scores are 0-1, higher better, and mean what the mode ranks by: fts, bm25 b as b/(1 + b);
 vector, the cosine of the query's and the turn's vectors (e5 puts unrelated English text near
-0.7 and a paraphrase near 0.85); hybrid, the fused score (1: first by words and by meaning).
+0.7 and a paraphrase near 0.85); hybrid, the fused score (1: first by words and by meaning),
+where a question that names a month ranks the matches stored in it first, scores unchanged.
 `threshold` keeps the hits scoring at least that.
 """
 
@@ -19,7 +20,9 @@ from reflexio_mcp.backends.embedded.ranking import (
     Ranked,
     by_words,
     fused,
+    named_months_first,
 )
+from reflexio_mcp.backends.embedded.time_cues import Month
 from reflexio_mcp.backends.embedded.vectors import VectorIndex
 from reflexio_mcp.backends.embedded.vocabulary import Vocabulary
 from reflexio_mcp.core.fields import SearchMode
@@ -95,14 +98,16 @@ def rank(
     words: Ranked,
     meaning: Ranked,
     conditions: Conditions,
+    months: frozenset[Month] = frozenset(),
 ) -> Ranked:
-    """The hits of `mode`, with the scores they carry (see the module's doc)."""
+    """The hits of `mode`, with the scores they carry (see the module's doc); in hybrid mode,
+    those stored in the `months` the question names first."""
     if mode == "fts":
         return [(rowid, score / (1 + score)) for rowid, score in words]
     if mode == "vector":
         return [(rowid, min(max(score, 0.0), 1.0)) for rowid, score in meaning]
     close = [(rowid, score) for rowid, score in meaning if score >= MEANING_FLOOR]
-    return fused(db, words, close, conditions)
+    return named_months_first(db, fused(db, words, close, conditions), months)
 
 
 def pending_turns(

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 import anyio
 import anyio.abc
 
-from reflexio_mcp.backends.embedded import search, vectors
+from reflexio_mcp.backends.embedded import search, time_cues, vectors
 from reflexio_mcp.backends.embedded.embedder import Embedder, EmbeddingChoice
 from reflexio_mcp.backends.embedded.indexer import RECIPE, Indexer
 from reflexio_mcp.backends.embedded.neighbours import session_neighbours
@@ -327,6 +327,7 @@ class EmbeddedStore:
                 await read_words()
             mode = "fts"
         narrowed = bool(request.start_time or request.end_time or request.request_id)
+        months = time_cues.months_named(query)
 
         def ranked(db: sqlite3.Connection) -> list[Interaction]:
             user_key = _user_key(db, request.user_id)
@@ -346,7 +347,7 @@ class EmbeddedStore:
                     )
             hits = [
                 (rowid, round(score, 2))
-                for rowid, score in search.rank(db, mode, words, meaning, conditions)
+                for rowid, score in search.rank(db, mode, words, meaning, conditions, months)
             ]
             if request.threshold is not None:
                 hits = [(rowid, score) for rowid, score in hits if score >= request.threshold]

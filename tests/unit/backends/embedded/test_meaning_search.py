@@ -120,6 +120,34 @@ async def test_a_speakers_next_turn_does_not_take_the_meaning_of_the_one_before(
     assert [hit.content for hit in found.interactions] == said
 
 
+JUNE_2023, AUGUST_2023 = 1_686_000_000, 1_691_000_000
+
+
+@pytest.mark.parametrize(
+    ("query", "first"),
+    [
+        ("Where did we go camping in June?", "June"),
+        ("Where did we go camping in August 2023?", "August"),
+        ("Where did we go camping?", "August"),  # no month named: as ranked without a cue
+    ],
+)
+async def test_a_question_naming_a_month_finds_what_was_said_then_first(
+    tmp_path: Path, query: str, first: str
+) -> None:
+    said = {"June": "We went camping by the lake.", "August": "We went camping in the hills."}
+    async with EmbeddedStore(tmp_path) as store:
+        for n, (month, when) in enumerate((("June", JUNE_2023), ("August", AUGUST_2023))):
+            turn = InteractionData(content=said[month], created_at=when)
+            request = publish("u", said[month]).model_copy(
+                update={"session_id": f"chat-{n}", "interaction_data_list": [turn]}
+            )
+            await store.publish(request, wait_for_response=False)
+        await indexed(store, "u")
+        found = await search(store, query)
+    assert found.search_mode == "hybrid"
+    assert [hit.content for hit in found.interactions][:1] == [said[first]], found
+
+
 async def test_full_text_finds_only_the_words(store: EmbeddedStore) -> None:
     assert (await search(store, "datastore", "fts")).interactions == []
     [hit] = (await search(store, "PostgreSQL", "fts")).interactions

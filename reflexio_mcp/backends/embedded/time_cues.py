@@ -1,0 +1,64 @@
+"""The months a search's question names, so the matches stored then rank first.
+
+"What did Maria donate to the shelter in December 2023?" is about what was said in December
+2023: of the turns that match the question, those stored in that month come first (hybrid
+mode; the others follow, each group in its own order). Measured on LoCoMo's development half:
+recall@10 0.79 -> 0.82 (docs/performance.md). English month names only, capitalised as
+written ("in June", "on October 13, 2023", "May 2023"); "May" counts only with a day, a year
+or a preposition before it ("May I ask..." names no month). Months are UTC, as created_at is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+_NAMED = re.compile(
+    r"\b(" + "|".join(MONTHS) + r")\b(?:\s+(\d{1,2})(?:st|nd|rd|th)?\b)?(?:,?\s+(\d{4})\b)?"
+)
+_BEFORE_MAY = re.compile(
+    r"\b(?:in|on|of|during|since|until|till|before|after|last|this|next|early|late|mid|by|"
+    r"from|to|through|around)\s+$",
+    re.IGNORECASE,
+)
+MAX_MONTHS = 12
+"""Months one question can name: more are not a time cue but a list."""
+
+Month = tuple[int, int | None]
+"""(month 1-12, year or None: that month of any year)."""
+
+
+def months_named(query: str) -> frozenset[Month]:
+    """The months `query` names (none if it names more than MAX_MONTHS)."""
+    named: set[Month] = set()
+    for match in _NAMED.finditer(query):
+        name, day, year = match.groups()
+        if name == "May" and not (day or year) and not _BEFORE_MAY.search(query[: match.start()]):
+            continue
+        named.add((MONTHS.index(name) + 1, int(year) if year else None))
+        if len(named) > MAX_MONTHS:
+            return frozenset()
+    return frozenset(named)
+
+
+def in_months(created_at: int, months: frozenset[Month]) -> bool:
+    """Whether a turn stored at `created_at` (Unix seconds) was stored in one of `months`."""
+    try:
+        when = datetime.fromtimestamp(created_at, UTC)
+    except (OverflowError, OSError, ValueError):  # a time no calendar holds
+        return False
+    return (when.month, when.year) in months or (when.month, None) in months
