@@ -6,12 +6,13 @@ have no vector, newest first, a few at a time. Each batch is one transaction, so
 stopped at any point keeps every batch it finished, and the next one carries on from what is
 still missing: nothing is embedded twice, and no turn is left out.
 
-A reply is embedded with the start of the turn it answers (the one before it in its session,
-by another speaker): "Paris, in June" alone means little; after "Where did you go on
-holiday?" it is about a trip. Measured on LoCoMo's development half, recall@10 0.73 -> 0.79
-(docs/performance.md). A speaker's own consecutive turns are embedded alone, so a statement
-never takes the meaning of an unrelated one said before it. The turn before is the one stored
-when the reply is embedded: a turn stored later in between does not change it.
+A reply is embedded with the start of the turn it answers (the user's turn before it in
+time, when of its session and by another speaker): "Paris, in June" alone means little; after
+"Where did you go on holiday?" it is about a trip. Measured on LoCoMo's development half,
+recall@10 0.73 -> 0.79 (docs/performance.md). A speaker's own consecutive turns are embedded
+alone, so a statement never takes the meaning of an unrelated one said before it. The turn
+before is the one stored when the reply is embedded: a turn stored later in between does not
+change it.
 """
 
 from __future__ import annotations
@@ -129,12 +130,13 @@ def _newest(db: sqlite3.Connection) -> int:
 
 
 _BEFORE = (
-    "SELECT n.role, substr(n.content, 1, ?) FROM publishes p JOIN interactions n ON "
-    "n.request_id = p.request_id WHERE p.user_id = ? AND p.session_id = ? AND n.user_id = ? "
+    "SELECT n.role, substr(n.content, 1, ?), p.session_id FROM interactions n "
+    "LEFT JOIN publishes p ON p.request_id = n.request_id WHERE n.user_id = ? "
     "AND (n.created_at, n.interaction_id) < (?, ?) "
     "ORDER BY n.created_at DESC, n.interaction_id DESC LIMIT 1"
 )
-"""The turn before one in its session (as neighbours.py reads a session)."""
+"""The user's turn just before one in time (one index seek), which is the turn before it in
+its session when it is of that session, as ranking.neighbours reads them."""
 
 
 def _pending(db: sqlite3.Connection, *, above: int, below: int) -> list[Turn]:
@@ -149,10 +151,9 @@ def _pending(db: sqlite3.Connection, *, above: int, below: int) -> list[Turn]:
     ).fetchall()
     turns: list[Turn] = []
     for rowid, key, user_id, session_id, created_at, role, content in rows:
-        before = None
-        if session_id is not None:
-            params = (CONTEXT_CHARS, user_id, session_id, user_id, created_at, rowid)
-            before = db.execute(_BEFORE, params).fetchone()
+        params = (CONTEXT_CHARS, user_id, created_at, rowid)
+        found = db.execute(_BEFORE, params).fetchone()
+        before = (found[0], found[1]) if found and session_id and found[2] == session_id else None
         turns.append((int(rowid), int(key), embedded_text(role, content, before)))
     return turns
 
