@@ -35,8 +35,13 @@ _BEFORE_MAY = re.compile(
     r"from|to|through|around)\s+$",
     re.IGNORECASE,
 )
+_BEFORE_CHARS = 12
+"""Characters before a "May" its preposition is looked for in (the longest, "through", and a
+space or a few): a look over the whole query before each "May" of a query of thousands
+took seconds."""
 MAX_MONTHS = 12
-"""Months one question can name: more are not a time cue but a list."""
+"""Months one question can name, and MAX_MONTHS * 4 the month names in it: more are not a time
+cue but a list."""
 
 Month = tuple[int, int | None]
 """(month 1-12, year or None: that month of any year)."""
@@ -45,9 +50,12 @@ Month = tuple[int, int | None]
 def months_named(query: str) -> frozenset[Month]:
     """The months `query` names (none if it names more than MAX_MONTHS)."""
     named: set[Month] = set()
-    for match in _NAMED.finditer(query):
+    for seen, match in enumerate(_NAMED.finditer(query)):
+        if seen == MAX_MONTHS * 4:
+            return frozenset()
         name, day, year = match.groups()
-        if name == "May" and not (day or year) and not _BEFORE_MAY.search(query[: match.start()]):
+        before = query[max(0, match.start() - _BEFORE_CHARS) : match.start()]
+        if name == "May" and not (day or year) and not _BEFORE_MAY.search(before):
             continue
         named.add((MONTHS.index(name) + 1, int(year) if year else None))
         if len(named) > MAX_MONTHS:

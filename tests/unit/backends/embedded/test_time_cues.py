@@ -34,6 +34,8 @@ def test_a_list_of_every_month_is_no_time_cue() -> None:
     assert len(months_named(every)) == 4
     many = ", ".join(f"June {year}" for year in range(2000, 2000 + MAX_MONTHS + 1))
     assert months_named(many) == frozenset()
+    assert months_named("in May " * MAX_MONTHS * 4) == {(5, None)}
+    assert months_named("in May " * (MAX_MONTHS * 4 + 1)) == frozenset()  # a list, not a cue
 
 
 def test_a_turn_is_in_the_month_it_was_stored_in_utc() -> None:
