@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from reflexio_mcp.backends.embedded.embedder import DIMENSIONS, EmbeddingChoice
+from reflexio_mcp.backends.embedded.embedder import DIMENSIONS, Embedder, EmbeddingChoice
 from reflexio_mcp.backends.embedded.schema import FILE_NAME
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.backends.embedded.vectors import TABLES, VectorIndex, encoded
@@ -156,6 +156,36 @@ async def test_vectors_of_an_earlier_version_are_made_again_with_the_turn_before
     assert [rowid for _, rowid, _ in remade] == [rowid for _, rowid, _ in written]
     assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in written)
     assert [blob for _, _, blob in remade] == [blob for _, _, blob in written]
+
+
+async def test_a_reply_borrows_only_from_its_own_users_turn_before(tmp_path: Path) -> None:
+    """Two users may name their sessions alike: a turn of one never enters the other's vector."""
+
+    def said(user_id: str, role: str, content: str, at: int) -> PublishRequest:
+        turn = InteractionData(role=role, content=content, created_at=at)
+        return PublishRequest(
+            request_id=str(uuid.uuid4()),
+            user_id=user_id,
+            session_id="chat",
+            interaction_data_list=[turn],
+        )
+
+    async with EmbeddedStore(tmp_path) as store:
+        await store.publish(
+            said("ann", "Ann", "Where did you go?", 1_700_000_000), wait_for_response=False
+        )
+        await store.publish(
+            said("bob", "Bob", "Lisbon, for a week.", 1_700_000_001), wait_for_response=False
+        )
+        await store.publish(said("bob", "Cy", "Nice!", 1_700_000_002), wait_for_response=False)
+        await indexed(store, "ann")
+        await indexed(store, "bob")
+    by_id = {rowid: blob for _, rowid, blob in vectors(tmp_path)}
+    alone, reply = Embedder.shared(EmbeddingChoice()).passages(
+        ["Bob: Lisbon, for a week.", "Bob: Lisbon, for a week.\nCy: Nice!"]
+    )
+    assert by_id[2] == encoded(alone[None, :])[0]  # not after Ann's question
+    assert by_id[3] == encoded(reply[None, :])[0]  # after Bob's turn, its own user's
 
 
 async def test_a_deleted_turn_takes_its_vector_and_is_never_found_by_meaning(
