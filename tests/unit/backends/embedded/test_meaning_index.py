@@ -181,11 +181,13 @@ async def test_a_reply_borrows_only_from_its_own_users_turn_before(tmp_path: Pat
         await indexed(store, "ann")
         await indexed(store, "bob")
     by_id = {rowid: blob for _, rowid, blob in vectors(tmp_path)}
-    alone, reply = Embedder.shared(EmbeddingChoice()).passages(
+    made = Embedder.shared(EmbeddingChoice()).passages(
         ["Bob: Lisbon, for a week.", "Bob: Lisbon, for a week.\nCy: Nice!"]
     )
-    assert by_id[2] == encoded(alone[None, :])[0]  # not after Ann's question
-    assert by_id[3] == encoded(reply[None, :])[0]  # after Bob's turn, its own user's
+    assert made is not None
+    alone, reply = encoded(made)
+    assert by_id[2] == alone  # not after Ann's question
+    assert by_id[3] == reply  # after Bob's turn, its own user's
 
 
 async def test_a_deleted_turn_takes_its_vector_and_is_never_found_by_meaning(
