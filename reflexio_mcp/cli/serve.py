@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -19,9 +20,14 @@ TERMINAL_NOTICE = (
 
 
 def serve(settings: Settings) -> None:
+    # The cyclic collector is off through start-up (see cli.main), on again once it is over.
+    gc.disable()
     from reflexio_mcp.app import SharedBackend, build_server
     from reflexio_mcp.backends.from_settings import build_backend
+    from reflexio_mcp.surface.start_up import after_start_up
     from reflexio_mcp.transports.tokens import read_tokens_file
+
+    after_start_up(_collect_start_up, name="reflexio-mcp-start-up-garbage")
 
     if settings.transport != "stdio" and settings.tokens_file is not None:
         read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
@@ -60,6 +66,14 @@ def serve(settings: Settings) -> None:
         shared,
         lambda tokens, counting: build_server(settings, shared, tokens, counting=counting),
     )
+
+
+def _collect_start_up() -> None:
+    """Collect start-up's garbage once, then set what survived aside for good (gc.freeze: later
+    collections no longer walk it) and turn the collector back on."""
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def configure_logging(level: str) -> None:
