@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         try:
             _main(sys.argv[1:] if argv is None else argv)
         finally:
+            gc.enable()  # a caller in-process (a --help, a bad flag) gets its collector back
             sys.stdout.flush()
     except BrokenPipeError:
         # The reader stopped reading (`doctor --json | head`): no traceback. Python's recipe:
