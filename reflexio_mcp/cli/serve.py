@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
+from collections.abc import Generator
+from contextlib import contextmanager
 
 from reflexio_mcp import __version__
 from reflexio_mcp.settings import Settings
@@ -19,38 +22,49 @@ TERMINAL_NOTICE = (
 
 
 def serve(settings: Settings) -> None:
-    from reflexio_mcp.app import SharedBackend, build_server
-    from reflexio_mcp.backends.from_settings import build_backend
-    from reflexio_mcp.transports.tokens import read_tokens_file
+    # The cyclic collector is off through start-up (see cli.main), on again once it is over.
+    gc.disable()
+    with _models_built_when_first_used():
+        from reflexio_mcp.app import SharedBackend, build_server
+        from reflexio_mcp.backends.from_settings import build_backend
+        from reflexio_mcp.surface.start_up import after_start_up
+        from reflexio_mcp.transports.tokens import read_tokens_file
 
-    if settings.transport != "stdio" and settings.tokens_file is not None:
-        read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
-    backend = build_backend(settings)
-    where = (
-        "stdio"
-        if settings.transport == "stdio"
-        else f"{settings.transport} at {settings.base_url}{settings.endpoint_path}"
-        + (" (stateless)" if settings.stateless and settings.transport != "sse" else "")
-    )
-    logger.info(
-        "reflexio-mcp %s over %s (pid %d), serving %s",
-        __version__,
-        where,
-        os.getpid(),
-        backend.description,
-    )
-    if not backend.learns:
-        logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
-    for notice in settings.notices():
-        logger.warning("%s", notice)
-    if "--api-key" in sys.argv:
-        logger.warning("--api-key shows the key in the process list; set REFLEXIO_API_KEY instead")
-    if settings.transport == "stdio":
+        after_start_up(_collect_start_up, name="reflexio-mcp-start-up-garbage")
+
+        if settings.transport != "stdio" and settings.tokens_file is not None:
+            read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
+        backend = build_backend(settings)
+        where = (
+            "stdio"
+            if settings.transport == "stdio"
+            else f"{settings.transport} at {settings.base_url}{settings.endpoint_path}"
+            + (" (stateless)" if settings.stateless and settings.transport != "sse" else "")
+        )
+        logger.info(
+            "reflexio-mcp %s over %s (pid %d), serving %s",
+            __version__,
+            where,
+            os.getpid(),
+            backend.description,
+        )
+        if not backend.learns:
+            logger.info("no learning on the embedded store: set REFLEXIO_URL to use Reflexio")
+        for notice in settings.notices():
+            logger.warning("%s", notice)
+        if "--api-key" in sys.argv:
+            logger.warning(
+                "--api-key shows the key in the process list; set REFLEXIO_API_KEY instead"
+            )
+        server = None
+        if settings.transport == "stdio":
+            if sys.stdin.isatty():
+                logger.warning("%s", TERMINAL_NOTICE)
+            server = build_server(settings, backend)
+    if server is not None:
         from reflexio_mcp.transports.stdio_pipes import serve_stdio
 
-        if sys.stdin.isatty():
-            logger.warning("%s", TERMINAL_NOTICE)
-        serve_stdio(build_server(settings, backend))
+        serve_stdio(server)
         return
     from reflexio_mcp.transports.http_server import serve_http
 
@@ -60,6 +74,35 @@ def serve(settings: Settings) -> None:
         shared,
         lambda tokens, counting: build_server(settings, shared, tokens, counting=counting),
     )
+
+
+@contextmanager
+def _models_built_when_first_used() -> Generator[None]:
+    """pydantic models defined meanwhile (the MCP SDK's types, the tools' and the stores'
+    models) get their validators and serializers when first used, not when defined (pydantic's
+    defer_build): the SDK defines hundreds, a stdio session uses a few dozen. Only classes
+    defined meanwhile: pydantic's default is back once the server is built. It is a default
+    pydantic keeps in a private module; if that is gone, models are built as they are defined.
+    """
+    try:
+        from pydantic._internal._config import config_defaults
+    except ImportError:
+        yield
+        return
+    before = config_defaults.get("defer_build", False)
+    config_defaults["defer_build"] = True
+    try:
+        yield
+    finally:
+        config_defaults["defer_build"] = before
+
+
+def _collect_start_up() -> None:
+    """Collect start-up's garbage once, then set what survived aside for good (gc.freeze: later
+    collections no longer walk it) and turn the collector back on."""
+    gc.collect()
+    gc.freeze()
+    gc.enable()
 
 
 def configure_logging(level: str) -> None:

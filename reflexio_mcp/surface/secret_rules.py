@@ -3,34 +3,31 @@
 Error messages check the caller's values for secrets before quoting them (`core.models.shown`),
 and that check needs the scanner's rules: building them imports detect-secrets (~10 ms of CPU).
 The server starts that build in a thread of its own (`start_building`, from the lifespan), which
-begins once the first tools/list is answered (or START_AT_MOST seconds after start-up): the
-build no longer competes with the handshake a client waits for at start. A request that may
-quote a caller's value and arrives before the build ends waits for it in a worker thread
-(`wait_for_secret_rules`), so the loop serves everything else meanwhile and the check itself
-then finds the rules built.
+begins once the first tools/list is answered and out (or START_AT_MOST seconds after start-up:
+start_up.py): the build no longer competes with the handshake a client waits for at start. A
+request that may quote a caller's value and arrives before the build ends waits for it in a
+worker thread (`wait_for_secret_rules`), so the loop serves everything else meanwhile and the
+check itself then finds the rules built.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Final
 
 import anyio.to_thread
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 
 from reflexio_mcp.secrets import prepare, prepare_in_background, prepared
+from reflexio_mcp.surface.start_up import START_AT_MOST, listed, tools_listed
 
 QUOTING_METHODS: Final = frozenset({"tools/call", "resources/read", "prompts/get"})
 """The requests whose errors can quote a caller's value (initialize and the lists cannot)."""
-START_AT_MOST = 5.0
-"""Seconds after start-up the build begins at the latest, if no tools/list came."""
-_tools_listed = threading.Event()
 
 
 def start_building() -> None:
     """Start building the rules in a thread, once the first tools/list is answered, unless
     they are built or being built."""
-    prepare_in_background(after=_tools_listed, at_most=START_AT_MOST)
+    prepare_in_background(after=tools_listed, at_most=START_AT_MOST)
 
 
 async def wait_for_secret_rules(
@@ -42,5 +39,5 @@ async def wait_for_secret_rules(
         await anyio.to_thread.run_sync(prepare, abandon_on_cancel=True)
     result = await call_next(ctx)
     if ctx.method == "tools/list":
-        _tools_listed.set()
+        listed()
     return result
