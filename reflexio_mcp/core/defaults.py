@@ -6,6 +6,10 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 """Wait this long for a connection: a server that is down should not cost the full timeout."""
 WAIT_FOR_RESPONSE_SECONDS = 600.0
 """wait_for_response runs learning before answering: minutes with a real LLM."""
+LEARNING_STATUS_SECONDS = 5.0
+"""Wait at most this long (or REFLEXIO_TIMEOUT, if shorter) for Reflexio to say how learning
+from a publish stands: an aside to get_publish_status's answer, which knows the publish's own
+state already, and one question of a waiting publish's poll."""
 MAX_RETRIES = 2
 """Retries of connection failures and 408/429/502/503/504."""
 RETRY_DELAY_SECONDS = 0.5

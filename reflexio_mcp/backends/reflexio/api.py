@@ -204,7 +204,11 @@ class ReflexioApi:
         """Where Reflexio's learning from a stored publish stands: pending, processing, done,
         failed or not_tracked, and why (GET /api/learning_status, a read: no publish)."""
         response, _ = await self._http.send(
-            "GET", "/api/learning_status", params={"request_id": request_id}, retries=0
+            "GET",
+            "/api/learning_status",
+            params={"request_id": request_id},
+            read_timeout=min(defaults.LEARNING_STATUS_SECONDS, self._http.read_seconds),
+            retries=0,
         )
         answer = await self._parse(response, LearningAnswer)
         return answer.status, answer.reason

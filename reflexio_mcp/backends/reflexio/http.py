@@ -148,6 +148,11 @@ class ReflexioHttpClient:
             await self._lean.aclose()
             self._lean = None
 
+    @property
+    def read_seconds(self) -> float:
+        """How long a request waits for its answer, unless it says otherwise (REFLEXIO_TIMEOUT)."""
+        return self._timeout.read or 0
+
     async def send(
         self,
         method: str,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from reflexio_mcp.backends.reflexio.http import ReflexioHttpClient
 from reflexio_mcp.backends.reflexio.wire import LearningAnswer
+from reflexio_mcp.core import defaults
 from reflexio_mcp.core.errors import InvalidInput, NotReflexio, Rejected
 from reflexio_mcp.core.fields import SearchMode
 from reflexio_mcp.core.learnings import (
@@ -259,7 +260,11 @@ class ReflexioLearnings:
 
     async def status(self, request_id: str) -> tuple[str, str | None]:
         response, _ = await self._http.send(
-            "GET", "/api/learning_status", params={"request_id": request_id}, retries=0
+            "GET",
+            "/api/learning_status",
+            params={"request_id": request_id},
+            read_timeout=min(defaults.LEARNING_STATUS_SECONDS, self._http.read_seconds),
+            retries=0,
         )
         try:
             answer = LearningAnswer.model_validate_json(response.content)

@@ -9,6 +9,7 @@ import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx2
@@ -19,6 +20,7 @@ from reflexio_mcp.app import build_server
 from reflexio_mcp.backends.reflexio.api import ReflexioApi
 from reflexio_mcp.backends.reflexio.durable import ReflexioBackend
 from reflexio_mcp.backends.reflexio.outbox import Outbox
+from reflexio_mcp.core import defaults
 from reflexio_mcp.settings import Settings
 from reflexio_mcp.surface import publishing
 
@@ -62,7 +64,11 @@ def reflexio() -> LearningReflexio:
 async def client(reflexio: LearningReflexio, tmp_path: Path) -> AsyncGenerator[Client]:
     settings = Settings(url=URL, data_dir=tmp_path, publish_rate=0)
     backend = ReflexioBackend(
-        ReflexioApi(URL, transport=httpx2.MockTransport(reflexio), max_retries=0),
+        # A mock transport has no connection to time out: the whole question is bounded by
+        # its connect and read timeouts together, so connect is short here.
+        ReflexioApi(
+            URL, transport=httpx2.MockTransport(reflexio), max_retries=0, connect_timeout=0.5
+        ),
         Outbox(tmp_path, URL),
         publish_rate=0,
     )
@@ -133,7 +139,7 @@ async def test_cancelling_stops_the_wait_and_keeps_the_publish(
         while reflexio.cancelled == 0:  # noqa: ASYNC110 - the server stops waiting on Reflexio
             await anyio.sleep(0.01)
     # The wait was cancelled: let learning end, or get_publish_status's own question about
-    # learning would hang on the fake until REFLEXIO_TIMEOUT (35 s of this test's 35.1 s).
+    # learning would wait on the fake until LEARNING_STATUS_SECONDS (the next test).
     reflexio.learned.set()
     status = await client.call_tool(
         "get_publish_status", {"request_id": "cancelled-while-learning"}
@@ -142,3 +148,26 @@ async def test_cancelling_stops_the_wait_and_keeps_the_publish(
     # Stored before the wait for learning began: cancelling the wait loses nothing.
     assert status.structured_content["status"] == "delivered", status.structured_content
     assert [p["request_id"] for p in reflexio.publishes] == ["cancelled-while-learning"]
+
+
+async def test_a_status_reflexio_cannot_tell_the_learning_of_answers_within_seconds(
+    client: Client, reflexio: LearningReflexio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reflexio never answers /api/learning_status here: get_publish_status still answers, with
+    the publish's own state, after LEARNING_STATUS_SECONDS, not REFLEXIO_TIMEOUT (30 s)."""
+    monkeypatch.setattr(defaults, "LEARNING_STATUS_SECONDS", 0.2)
+    arguments = {**PUBLISH, "wait_for_response": False, "request_id": "learning-unknown"}
+    assert not (await client.call_tool("publish_interaction", arguments)).is_error
+    with anyio.fail_after(5):  # well under REFLEXIO_TIMEOUT: the question is bounded
+        while True:
+            status = await client.call_tool(
+                "get_publish_status", {"request_id": "learning-unknown"}
+            )
+            answer: dict[str, Any] = status.structured_content or {}
+            if answer.get("status") == "delivered":
+                break
+            await anyio.sleep(0.05)
+    assert not status.is_error
+    assert answer["learning"].startswith("unknown: Reflexio could not say"), answer
+    assert "did not answer /api/learning_status within 0.2 s" in answer["learning"], answer
+    assert reflexio.cancelled >= 1  # the question was given up, not left open
