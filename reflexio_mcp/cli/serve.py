@@ -83,10 +83,17 @@ def _models_built_when_first_used() -> Generator[None]:
     defer_build): the SDK defines hundreds, a stdio session uses a few dozen. Only classes
     defined meanwhile: pydantic's default is back once the server is built. It is a default
     pydantic keeps in a private module; if that is gone, models are built as they are defined.
+    So are they on a pydantic without the lock that makes a deferred build safe when several
+    worker threads first use a model at once (2.14 has it; before, a racing thread could
+    validate with the parent model's validator: pydantic issues 11849, 13419).
     """
+    import pydantic.main
+
     try:
         from pydantic._internal._config import config_defaults
     except ImportError:
+        config_defaults = None
+    if config_defaults is None or not hasattr(pydantic.main, "_rebuild_lock"):
         yield
         return
     before = config_defaults.get("defer_build", False)
