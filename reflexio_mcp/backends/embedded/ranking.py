@@ -11,7 +11,7 @@ than its full-text match and its vector scan.
 Hybrid fuses the two rankings by reciprocal rank (1/(FUSION_K + rank) from each list a turn is
 in), which needs no common scale between bm25 and cosine; then each turn gains
 FUSED_NEIGHBOUR_WEIGHT of its neighbours' fused scores; when the question names a month, the
-matches stored in it come first (time_cues.py). Every weight was measured on LoCoMo's
+good matches stored in it come first (time_cues.py). Every weight was measured on LoCoMo's
 development half (bench/recall.py; docs/performance.md).
 """
 
@@ -39,6 +39,9 @@ MEANING_WEIGHT = 1.0
 """The meaning ranking's weight in the fusion, the words' being 1."""
 FUSED_NEIGHBOUR_WEIGHT = 0.25
 """The share of a neighbour's fused score a turn gains."""
+MONTH_LIFT_SHARE = 0.2
+"""A match stored in a month the question names ranks first if it scores at least this share
+of the best match (a weak match from that month does not push a strong one down)."""
 
 
 def by_words(
@@ -81,9 +84,11 @@ def fused(db: sqlite3.Connection, words: Ranked, meaning: Ranked, conditions: Co
 
 
 def named_months_first(db: sqlite3.Connection, ranked: Ranked, months: frozenset[Month]) -> Ranked:
-    """The matches stored in one of `months` first, then the others, each in its order."""
+    """The good matches (at least MONTH_LIFT_SHARE of the best score) stored in one of
+    `months` first, then the others, each in its order."""
     if not months or not ranked:
         return ranked
+    good = MONTH_LIFT_SHARE * ranked[0][1]
     created = dict(
         db.execute(
             "SELECT interaction_id, created_at FROM interactions WHERE interaction_id IN "
@@ -92,12 +97,11 @@ def named_months_first(db: sqlite3.Connection, ranked: Ranked, months: frozenset
         ).fetchall()
     )
 
-    def stored_then(rowid: int) -> bool:
-        when = created.get(rowid)
-        return isinstance(when, int) and in_months(when, months)
+    def lifted(hit: tuple[int, float]) -> bool:
+        when = created.get(hit[0])
+        return hit[1] >= good and isinstance(when, int) and in_months(when, months)
 
-    inside = [hit for hit in ranked if stored_then(hit[0])]
-    return inside + [hit for hit in ranked if not stored_then(hit[0])]
+    return [hit for hit in ranked if lifted(hit)] + [hit for hit in ranked if not lifted(hit)]
 
 
 def _best_first(scores: dict[int, float], order: list[int]) -> Ranked:

@@ -4,7 +4,7 @@ ranking (ranking.py), the scores the hits carry, and what the caller should know
 Scores are 0-1, higher better, and mean what the mode ranks by: fts, bm25 b as b/(1 + b);
 vector, the cosine of the query's and the turn's vectors (e5 puts unrelated English text near
 0.7 and a paraphrase near 0.85); hybrid, the fused score (1: first by words and by meaning),
-where a question that names a month ranks the matches stored in it first, scores unchanged.
+where a question that names a month ranks the good matches stored in it first, scores unchanged.
 `threshold` keeps the hits scoring at least that.
 """
 

@@ -1,11 +1,12 @@
-"""The months a search's question names, so the matches stored then rank first.
+"""The months a search's question names, so the good matches stored then rank first.
 
 "What did Maria donate to the shelter in December 2023?" is about what was said in December
-2023: of the turns that match the question, those stored in that month come first (hybrid
-mode; the others follow, each group in its own order). Measured on LoCoMo's development half:
-recall@10 0.79 -> 0.82 (docs/performance.md). English month names only, capitalised as
-written ("in June", "on October 13, 2023", "May 2023"); "May" counts only with a day, a year
-or a preposition before it ("May I ask..." names no month). Months are UTC, as created_at is.
+2023: of the turns that match the question well (at least MONTH_LIFT_SHARE of the best one's
+score: ranking.named_months_first), those stored in that month come first. Measured on
+LoCoMo's development half: recall@10 0.79 -> 0.81 (docs/performance.md). English month names
+only, capitalised as written, with a day or a year ("October 13, 2023", "May 2023") or after a
+preposition ("in June", "since March"): "What did August say?" or "June and I" name no month.
+Months are UTC, as created_at is.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ MONTHS = [
 _NAMED = re.compile(
     r"\b(" + "|".join(MONTHS) + r")\b(?:\s+(\d{1,2})(?:st|nd|rd|th)?\b)?(?:,?\s+(\d{4})\b)?"
 )
-_BEFORE_MAY = re.compile(
+_PREPOSITION = re.compile(
     r"\b(?:in|on|of|during|since|until|till|before|after|last|this|next|early|late|mid|by|"
     r"from|to|through|around)\s+$",
     re.IGNORECASE,
 )
 _BEFORE_CHARS = 12
-"""Characters before a "May" its preposition is looked for in (the longest, "through", and a
-space or a few): a look over the whole query before each "May" of a query of thousands
+"""Characters before a month's name its preposition is looked for in (the longest, "through",
+and a space or a few): a look over the whole query before each name of a query of thousands
 took seconds."""
 MAX_MONTHS = 12
 """Months one question can name, and MAX_MONTHS * 4 the month names in it: more are not a time
@@ -55,7 +56,7 @@ def months_named(query: str) -> frozenset[Month]:
             return frozenset()
         name, day, year = match.groups()
         before = query[max(0, match.start() - _BEFORE_CHARS) : match.start()]
-        if name == "May" and not (day or year) and not _BEFORE_MAY.search(before):
+        if not (day or year) and not _PREPOSITION.search(before):
             continue
         named.add((MONTHS.index(name) + 1, int(year) if year else None))
         if len(named) > MAX_MONTHS:

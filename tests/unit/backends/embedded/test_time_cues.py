@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reflexio_mcp.backends.embedded.ranking import MONTH_LIFT_SHARE, named_months_first
 from reflexio_mcp.backends.embedded.time_cues import MAX_MONTHS, Month, in_months, months_named
 
 NAMED: list[tuple[str, set[Month]]] = [
@@ -17,7 +19,11 @@ NAMED: list[tuple[str, set[Month]]] = [
     ("plans for May 2024", {(5, 2024)}),
     ("what did we do in May?", {(5, None)}),
     ("the 3rd of March, and April 2nd", {(3, None), (4, None)}),
+    ("since March, what changed?", {(3, None)}),
     ("May I ask what we decided?", set()),  # a verb, not a month
+    ("What did August say about the move?", set()),  # a name, not a month
+    ("June and I went hiking", set()),
+    ("the March on Washington", set()),
     ("what we may do in june", set()),  # lowercase: a month's name is capitalised
     ("Marching orders, Augustine", set()),
     ("What did we decide about the database?", set()),
@@ -52,3 +58,29 @@ def test_any_question_and_any_stored_time_are_read_without_error(query: str, whe
     assert len(months) <= MAX_MONTHS
     assert all(1 <= month <= 12 for month, _ in months)
     assert in_months(when, months) in (True, False)
+
+
+def test_only_good_matches_from_the_month_named_go_first() -> None:
+    """Of the matches stored in the month, those scoring at least MONTH_LIFT_SHARE of the best
+    go first; a weak one keeps its place below the strong matches of other months."""
+    june, august = 1_686_000_000, 1_691_000_000
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE interactions (interaction_id INTEGER PRIMARY KEY, created_at INT)")
+    db.executemany(
+        "INSERT INTO interactions VALUES (?, ?)", [(1, august), (2, june), (3, august), (4, june)]
+    )
+    weak = MONTH_LIFT_SHARE * 0.9 - 0.01
+    ranked = [(1, 0.9), (2, 0.5), (3, 0.4), (4, weak)]
+    assert named_months_first(db, ranked, frozenset({(6, 2023)})) == [
+        (2, 0.5),
+        (1, 0.9),
+        (3, 0.4),
+        (4, weak),
+    ]
+    assert named_months_first(db, ranked, frozenset({(8, None)})) == [
+        (1, 0.9),
+        (3, 0.4),
+        (2, 0.5),
+        (4, weak),
+    ]
+    assert named_months_first(db, ranked, frozenset()) == ranked
