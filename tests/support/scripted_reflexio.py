@@ -56,8 +56,15 @@ def durable(
     rate: float = 0,
     max_rows: int = 100,
     timeout: float = 2,
+    connect_timeout: float = 5,
 ) -> ReflexioBackend:
-    client = ReflexioApi(URL, max_retries=0, retry_delay=0, transport=httpx2.MockTransport(backend))
+    client = ReflexioApi(
+        URL,
+        max_retries=0,
+        retry_delay=0,
+        connect_timeout=connect_timeout,
+        transport=httpx2.MockTransport(backend),
+    )
     return ReflexioBackend(
         client, Outbox(data_dir, client.url, max_rows=max_rows), publish_rate=rate, timeout=timeout
     )

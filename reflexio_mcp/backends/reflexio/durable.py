@@ -36,6 +36,7 @@ from reflexio_mcp.backends.reflexio.outbox import Enqueued, Entry, Outbox, Row
 from reflexio_mcp.core import defaults
 from reflexio_mcp.core.backend import StoredListener, already_stored
 from reflexio_mcp.core.errors import (
+    BackendTimeout,
     BackendUnreachable,
     NotReflexio,
     OutboxFull,
@@ -267,15 +268,19 @@ class ReflexioBackend:
             while True:
                 try:
                     asked, why = await self._client.learning_status(request_id)
+                except BackendTimeout as err:  # busy learning, maybe: ask again, to the end
+                    status, reason = "unknown", f"Reflexio could not say ({err})"
                 except ReflexioMcpError as err:
                     status, reason = "unknown", f"Reflexio could not say ({err})"
                     break
-                if asked not in ("pending", "processing"):  # done, failed, not_tracked
-                    status, reason = asked, why
-                    break
-                if why == "waiting_for_window":  # it learns once more turns arrive
-                    status, reason = "deferred", why
-                    break
+                else:
+                    if asked not in ("pending", "processing"):  # done, failed, not_tracked
+                        status, reason = asked, why
+                        break
+                    if why == "waiting_for_window":  # it learns once more turns arrive
+                        status, reason = "deferred", why
+                        break
+                    status, reason = "deferred", "wait_timeout"
                 await anyio.sleep(pause)
                 pause = min(pause * 2, MAX_LEARNING_POLL_SECONDS)
         return published.model_copy(update={"learning_status": status, "learning_reason": reason})

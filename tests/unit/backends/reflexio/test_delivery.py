@@ -490,6 +490,32 @@ async def test_a_publish_waiting_for_learning_leaves_the_lane_to_others(tmp_path
     assert not results["waiting"].queued
 
 
+async def test_a_publish_waiting_for_learning_asks_again_after_a_slow_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One /api/learning_status answer slower than LEARNING_STATUS_SECONDS (Reflexio busy
+    learning, maybe) does not end the wait: the next question finds learning done."""
+    monkeypatch.setattr(defaults, "LEARNING_STATUS_SECONDS", 0.1)
+    fake = Backend()
+    original = fake.__call__
+    asked: list[float] = []
+
+    async def slow_once(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/api/learning_status":
+            asked.append(anyio.current_time())
+            if len(asked) == 1:
+                await anyio.sleep(60)  # never answered in time
+        return original(request)
+
+    # A mock transport has no connection to time out: the question's bound is connect + read.
+    async with durable(slow_once, tmp_path, connect_timeout=0.2) as store:  # type: ignore[arg-type]
+        with anyio.fail_after(10):
+            published = await store.publish(publish(1), wait_for_response=True)
+    assert len(asked) == 2
+    assert published.learning_status == "done", published
+    assert not published.queued
+
+
 def lone(request_id: str, content: str) -> PublishRequest:
     """A one-turn publish of user u."""
     return PublishRequest(
