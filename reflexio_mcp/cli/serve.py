@@ -30,8 +30,6 @@ def serve(settings: Settings) -> None:
         from reflexio_mcp.surface.start_up import after_start_up
         from reflexio_mcp.transports.tokens import read_tokens_file
 
-        after_start_up(_collect_start_up, name="reflexio-mcp-start-up-garbage")
-
         if settings.transport != "stdio" and settings.tokens_file is not None:
             read_tokens_file(settings.tokens_file)  # refuse a bad file before anything starts
         backend = build_backend(settings)
@@ -61,6 +59,9 @@ def serve(settings: Settings) -> None:
             if sys.stdin.isatty():
                 logger.warning("%s", TERMINAL_NOTICE)
             server = build_server(settings, backend)
+    # Once nothing can fail before serving: a start-up that fails in-process leaves no thread
+    # behind to freeze its caller's objects.
+    after_start_up(_collect_start_up, name="reflexio-mcp-start-up-garbage")
     if server is not None:
         from reflexio_mcp.transports.stdio_pipes import serve_stdio
 

@@ -151,7 +151,7 @@ class ReflexioHttpClient:
     @property
     def read_seconds(self) -> float:
         """How long a request waits for its answer, unless it says otherwise (REFLEXIO_TIMEOUT)."""
-        return self._timeout.read or 0
+        return self._timeout.read or defaults.TIMEOUT_SECONDS
 
     async def send(
         self,
