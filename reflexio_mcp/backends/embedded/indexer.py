@@ -40,7 +40,8 @@ CONTEXT_CHARS = 300
 """Characters of the turn a reply answers that are embedded before it (the reply's own text
 then fills the rest of embedder.MAX_TEXT_CHARS)."""
 RECIPE = "reply-context-1"
-"""Names how a turn's text is made (embedded_text): vectors of another recipe are made again."""
+"""Names how a turn's text is made (embedded_text), in each vector's row: a vector of another
+recipe (or '', before recipes) is searched until it is made again and replaced."""
 
 Turn = tuple[int, int, str]
 """(interaction_id, user_key, the text to embed)."""
@@ -144,10 +145,10 @@ def _pending(db: sqlite3.Connection, *, above: int, below: int) -> list[Turn]:
         "SELECT i.interaction_id, k.user_key, i.user_id, p.session_id, i.created_at, i.role, "
         "i.content FROM interactions i JOIN user_keys k ON k.user_id = i.user_id "
         "LEFT JOIN publishes p ON p.request_id = i.request_id WHERE i.interaction_id > ? AND "
-        "i.interaction_id < ? AND NOT EXISTS "
-        "(SELECT 1 FROM turn_vectors v WHERE v.interaction_id = i.interaction_id) "
+        "i.interaction_id < ? AND NOT EXISTS (SELECT 1 FROM turn_vectors v WHERE "
+        "v.interaction_id = i.interaction_id AND v.recipe = ?) "
         "ORDER BY i.interaction_id DESC LIMIT ?",
-        (above, below, BATCH),
+        (above, below, RECIPE, BATCH),
     ).fetchall()
     turns: list[Turn] = []
     for rowid, key, user_id, session_id, created_at, role, content in rows:
@@ -160,9 +161,10 @@ def _pending(db: sqlite3.Connection, *, above: int, below: int) -> list[Turn]:
 
 def _store(db: sqlite3.Connection, *, rows: list[tuple[int, int, bytes]]) -> None:
     """Keep the vectors of the turns still stored (one may have been deleted meanwhile), once
-    each (another process may have embedded it too)."""
+    each (another process may have embedded it too), replacing one of another recipe."""
     db.executemany(
-        "INSERT OR IGNORE INTO turn_vectors (interaction_id, user_key, vector) SELECT ?, ?, ? "
-        "WHERE EXISTS (SELECT 1 FROM interactions WHERE interaction_id = ?)",
-        [(rowid, user_key, blob, rowid) for rowid, user_key, blob in rows],
+        "INSERT OR REPLACE INTO turn_vectors (interaction_id, user_key, vector, recipe) "
+        "SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM interactions WHERE interaction_id = ?) "
+        "AND NOT EXISTS (SELECT 1 FROM turn_vectors WHERE interaction_id = ? AND recipe = ?)",
+        [(rowid, user_key, blob, RECIPE, rowid, rowid, RECIPE) for rowid, user_key, blob in rows],
     )

@@ -27,7 +27,7 @@ import anyio.abc
 
 from reflexio_mcp.backends.embedded import search, time_cues, vectors
 from reflexio_mcp.backends.embedded.embedder import Embedder, EmbeddingChoice
-from reflexio_mcp.backends.embedded.indexer import RECIPE, Indexer
+from reflexio_mcp.backends.embedded.indexer import Indexer
 from reflexio_mcp.backends.embedded.neighbours import session_neighbours
 from reflexio_mcp.backends.embedded.ranking import Ranked
 from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
@@ -148,7 +148,7 @@ class EmbeddedStore:
 
     def _prepare(self, db: sqlite3.Connection) -> None:
         prepare(db, self.path, self._vocabulary(query=False))
-        vectors.prepare(db, f"{self._embedder.model} {RECIPE}")
+        vectors.prepare(db, self._embedder.model)
 
     async def publish(self, request: PublishRequest, *, wait_for_response: bool) -> Published:
         request.checked_body()  # Reflexio's 10 MiB limit holds here too

@@ -55,9 +55,14 @@ WIDTH = STEP_BYTES + DIMENSIONS
 
 def prepare(db: sqlite3.Connection, model: str) -> None:
     """Make the tables; if the vectors were made by another model, forget them (the indexer
-    makes them again)."""
+    makes them again). Vectors of the same model made from another recipe of a turn's text
+    (indexer.RECIPE; '' before there were recipes) are kept and searched until the indexer
+    replaces each."""
     for statement in TABLES:
         db.execute(statement)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(turn_vectors)")}
+    if "recipe" not in columns:
+        db.execute("ALTER TABLE turn_vectors ADD COLUMN recipe TEXT NOT NULL DEFAULT ''")
     row = db.execute("SELECT model FROM vector_model").fetchone()
     if row is None:
         db.execute("INSERT INTO vector_model VALUES (?)", (model,))

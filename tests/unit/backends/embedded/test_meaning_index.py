@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from reflexio_mcp.backends.embedded.embedder import DIMENSIONS, Embedder, EmbeddingChoice
+from reflexio_mcp.backends.embedded.indexer import RECIPE
 from reflexio_mcp.backends.embedded.schema import FILE_NAME
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.backends.embedded.vectors import TABLES, VectorIndex, encoded
@@ -127,10 +128,11 @@ async def test_vectors_of_another_model_are_made_again(tmp_path: Path) -> None:
     assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in bundled)  # all new
 
 
-async def test_vectors_of_an_earlier_version_are_made_again_with_the_turn_before(
+async def test_vectors_of_an_earlier_recipe_are_searched_until_each_is_made_again(
     tmp_path: Path,
 ) -> None:
-    """Before a reply was embedded with the turn it answers, the tag was the model's name."""
+    """Before a reply was embedded with the turn it answers, rows had no recipe (''): an
+    upgraded store keeps searching them by meaning, and replaces each with the current one."""
     async with EmbeddedStore(tmp_path) as store:
         chat = PublishRequest(
             request_id="chat",
@@ -143,19 +145,30 @@ async def test_vectors_of_an_earlier_version_are_made_again_with_the_turn_before
         )
         await store.publish(chat, wait_for_response=False)
         await indexed(store)
-        model = (await store.status("u")).meaning_index
-    assert model is not None
     written = vectors(tmp_path)
     db = sqlite3.connect(tmp_path / FILE_NAME)
     with db:
-        db.execute("UPDATE vector_model SET model = ?", (model.model,))
+        db.execute("UPDATE turn_vectors SET recipe = '', vector = zeroblob(388)")
     db.close()
     async with EmbeddedStore(tmp_path) as store:
-        await indexed(store)
+        meaning = (await store.status("u")).meaning_index
+        assert meaning is not None
+        assert meaning.pending == 0  # kept: nothing is found by words only meanwhile
+        with anyio.fail_after(60):
+            while _recipes(tmp_path) != {RECIPE}:  # noqa: ASYNC110 - made in the background
+                await anyio.sleep(0.05)
     remade = vectors(tmp_path)
-    assert [rowid for _, rowid, _ in remade] == [rowid for _, rowid, _ in written]
+    assert sorted(rowid for _, rowid, _ in remade) == sorted(rowid for _, rowid, _ in written)
     assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in written)
-    assert [blob for _, _, blob in remade] == [blob for _, _, blob in written]
+    assert {rowid: blob for _, rowid, blob in remade} == {rowid: blob for _, rowid, blob in written}
+
+
+def _recipes(folder: Path) -> set[str]:
+    db = sqlite3.connect(folder / FILE_NAME)
+    try:
+        return {row[0] for row in db.execute("SELECT recipe FROM turn_vectors")}
+    finally:
+        db.close()
 
 
 async def test_a_reply_borrows_only_from_its_own_users_turn_before(tmp_path: Path) -> None:
