@@ -25,7 +25,6 @@ from reflexio_mcp.backends.reflexio.wire import (
     DeleteAnswer,
     DeleteBody,
     InteractionsAnswer,
-    LearningAnswer,
     NewestBody,
     PublishAnswer,
     RequestsAnswer,
@@ -203,15 +202,7 @@ class ReflexioApi:
     async def learning_status(self, request_id: str) -> tuple[str, str | None]:
         """Where Reflexio's learning from a stored publish stands: pending, processing, done,
         failed or not_tracked, and why (GET /api/learning_status, a read: no publish)."""
-        response, _ = await self._http.send(
-            "GET",
-            "/api/learning_status",
-            params={"request_id": request_id},
-            read_timeout=min(defaults.LEARNING_STATUS_SECONDS, self._http.read_seconds),
-            retries=0,
-        )
-        answer = await self._parse(response, LearningAnswer)
-        return answer.status, answer.reason
+        return await self.learnings.status(request_id)
 
     async def publish_status(self, user_id: str, request_id: str) -> PublishStatus:
         """Delivered when Reflexio holds turns of the publish; else unknown (this client keeps
