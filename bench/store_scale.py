@@ -59,6 +59,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.search_latency import CJK_SHARE, CJK_WORDS, cjk_sentence, queries, sentence, vocabulary
 from reflexio_mcp.backends.embedded.embedder import DIMENSIONS, EmbeddingChoice
+from reflexio_mcp.backends.embedded.indexer import RECIPE
+from reflexio_mcp.backends.embedded.indexer import (
+    _pending as indexer_look,  # pyright: ignore[reportPrivateUsage]
+)
 from reflexio_mcp.backends.embedded.schema import FILE_NAME
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.backends.embedded.vectors import encoded
@@ -263,9 +267,10 @@ async def measure(
 
 
 def fill_vectors(folder: Path, seed: int) -> tuple[int, float]:
-    """Give every turn without a vector a random unit vector, as the indexer would store a
-    real one; return how many were made and the seconds the indexer's own look for missing
-    vectors takes now (it makes that look when a store opens)."""
+    """Give every turn without a vector of the indexer's recipe a random unit vector, as the
+    indexer would store a real one (so it has nothing to embed again); return how many were
+    made and the seconds the indexer's own look for missing vectors takes now (it makes that
+    look when a store opens)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -273,31 +278,27 @@ def fill_vectors(folder: Path, seed: int) -> tuple[int, float]:
     missing = (
         "SELECT i.interaction_id, k.user_key FROM interactions i "
         "JOIN user_keys k ON k.user_id = i.user_id WHERE NOT EXISTS "
-        "(SELECT 1 FROM turn_vectors v WHERE v.interaction_id = i.interaction_id)"
+        "(SELECT 1 FROM turn_vectors v WHERE v.interaction_id = i.interaction_id AND "
+        "v.recipe = ?)"
     )
     with contextlib.closing(sqlite3.connect(folder / FILE_NAME, timeout=30)) as db:
-        turns = db.execute(f"{missing} ORDER BY i.interaction_id").fetchall()
+        turns = db.execute(f"{missing} ORDER BY i.interaction_id", (RECIPE,)).fetchall()
         for start in range(0, len(turns), FILL_ROWS):
             chunk = turns[start : start + FILL_ROWS]
             vectors = rng.standard_normal((len(chunk), DIMENSIONS), dtype=np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             with db:
                 db.executemany(
-                    "INSERT INTO turn_vectors (interaction_id, user_key, vector) VALUES (?, ?, ?)",
+                    "INSERT OR REPLACE INTO turn_vectors "
+                    "(interaction_id, user_key, vector, recipe) VALUES (?, ?, ?, ?)",
                     [
-                        (rowid, user_key, blob)
+                        (rowid, user_key, blob, RECIPE)
                         for (rowid, user_key), blob in zip(chunk, encoded(vectors), strict=True)
                     ],
                 )
             made += len(chunk)
         started = time.perf_counter()
-        left = db.execute(  # the indexer's own query (indexer._pending)
-            "SELECT i.interaction_id, k.user_key, i.role, i.content FROM interactions i "
-            "JOIN user_keys k ON k.user_id = i.user_id WHERE i.interaction_id < ? AND NOT EXISTS "
-            "(SELECT 1 FROM turn_vectors v WHERE v.interaction_id = i.interaction_id) "
-            "ORDER BY i.interaction_id DESC LIMIT 8",
-            (2**63 - 1,),
-        ).fetchall()
+        left = indexer_look(db, above=0, below=2**63 - 1)
         look = time.perf_counter() - started
     assert not left, f"{len(left)} turns still without a vector"
     return made, look
