@@ -19,7 +19,7 @@ import pytest
 from reflexio_mcp.backends.embedded import spare_cores
 from reflexio_mcp.backends.embedded.embedder import Embedder, EmbeddingChoice
 
-BUSY_LOOP = "while True: pass"
+BUSY_LOOP = "print('spinning', flush=True)\nwhile True: pass"
 
 
 def fake_proc(root: Path, running: int, own_states: str) -> Path:
@@ -96,8 +96,10 @@ def test_a_cgroup_quota_bounds_the_cpus(
 def test_a_busy_process_keeps_a_query_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real kernel's count: another process spinning on the other of two cores."""
     monkeypatch.setattr(spare_cores, "usable_cpus", lambda: 2)
-    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdout=subprocess.PIPE)
     try:
+        assert busy.stdout is not None
+        assert busy.stdout.readline() == b"spinning\n"
         assert [spare_cores.query_threads(busy_threads=0) for _ in range(50)] == [1] * 50
     finally:
         busy.kill()
