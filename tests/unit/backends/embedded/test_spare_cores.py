@@ -96,14 +96,13 @@ def test_a_cgroup_quota_bounds_the_cpus(
 def test_a_busy_process_keeps_a_query_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """The real kernel's count: another process spinning on the other of two cores."""
     monkeypatch.setattr(spare_cores, "usable_cpus", lambda: 2)
-    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdout=subprocess.PIPE)
-    try:
-        assert busy.stdout is not None
-        assert busy.stdout.readline() == b"spinning\n"
-        assert [spare_cores.query_threads(busy_threads=0) for _ in range(50)] == [1] * 50
-    finally:
-        busy.kill()
-        busy.wait()
+    with subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdout=subprocess.PIPE) as busy:
+        try:
+            assert busy.stdout is not None
+            assert busy.stdout.readline() == b"spinning\n"
+            assert [spare_cores.query_threads(busy_threads=0) for _ in range(50)] == [1] * 50
+        finally:
+            busy.kill()
 
 
 def test_this_process_counts_its_own_running_threads() -> None:
