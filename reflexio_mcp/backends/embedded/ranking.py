@@ -120,8 +120,9 @@ def neighbours(
     db: sqlite3.Connection, ids: list[int], conditions: Conditions
 ) -> list[tuple[int, int]]:
     """(turn, neighbour), both ways, for each two of `ids` that are of one session and follow
-    each other among the user's turns in time. Only neighbours among `ids` are scored, so each
-    turn's next is looked up (one index seek), not also its previous: that is a turn's next."""
+    each other among the user's turns that meet `conditions` (as every one of `ids` does).
+    Only neighbours among `ids` are scored, so each turn's next is looked up (one index seek),
+    not also its previous: that is a turn's next."""
     beside, params = conditions("n.")
     rows = db.execute(
         "SELECT t.interaction_id, p.session_id, (SELECT n.interaction_id FROM interactions n "

@@ -50,7 +50,7 @@ def _cgroup_quota() -> float | None:
         try:
             quota = (CGROUP / "cpu" / "cpu.cfs_quota_us").read_text()
             period = (CGROUP / "cpu" / "cpu.cfs_period_us").read_text()
-        except OSError:
+        except (OSError, ValueError):
             return None
     try:
         share = int(quota) / int(period)
@@ -62,10 +62,13 @@ def _cgroup_quota() -> float | None:
 def _others_running() -> int | None:
     """Threads of other processes running or waiting for a CPU now, or None where the kernel
     does not say. /proc/loadavg counts every runnable thread (this one too); this process's
-    own are taken off, as its words search and the engine's threads finishing a query are."""
+    own are taken off: the engine's thread still spinning after a query, a read of another
+    search. A count of none is not the kernel's (gVisor writes 0/0): it counts the reader."""
     try:
         running = int((PROC / "loadavg").read_text().split()[3].partition("/")[0])
     except (OSError, ValueError, IndexError):
+        return None
+    if running < 1:
         return None
     return max(0, running - _own_running())
 

@@ -253,8 +253,11 @@ class EmbeddedStore:
     ) -> Matches:
         limits = [k for k in (request.top_k, request.most_recent_k) if k]
         limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
+        # As many candidates of each kind on every page, so a later page's turns are among
+        # those its search ranks again.
+        candidates = max(search.CANDIDATES, limit)
         if among is None:
-            return await self._search(request, limit)
+            return await self._search(request, limit, candidates)
         # Found before, and a stored turn never changes: look them up, with the scores they
         # have now (a later page shows them as the first did, unless turns were stored since).
         marks = ", ".join("?" * len(among))
@@ -263,7 +266,7 @@ class EmbeddedStore:
         found = await self._select(sql, (request.user_id, *among), tenant=request.user_id)
         if request.query is None or not found:
             return Matches(interactions=found)
-        again = await self._search(request, limit=len(among) + 2 * search.CANDIDATES)
+        again = await self._search(request, len(among) + 2 * candidates, candidates)
         scores = {turn.interaction_id: turn.score for turn in again.interactions}
         return Matches(
             interactions=[
@@ -272,8 +275,9 @@ class EmbeddedStore:
             search_mode=again.search_mode,
         )
 
-    async def _search(self, request: SearchRequest, limit: int) -> Matches:
-        """The `limit` best matches of `request`, best first."""
+    async def _search(self, request: SearchRequest, limit: int, candidates: int) -> Matches:
+        """The `limit` best matches of `request`, best first, from the best `candidates` of
+        each kind."""
 
         def conditions(table: str) -> tuple[str, list[Any]]:
             where, params = _window(request.user_id, request.start_time, request.end_time, table)
@@ -305,7 +309,6 @@ class EmbeddedStore:
                 mode = "fts"
         narrowed = bool(request.start_time or request.end_time or request.request_id)
         months = time_cues.months_named(query)
-        candidates = max(search.CANDIDATES, limit)
 
         def ranked(db: sqlite3.Connection) -> list[Interaction]:
             user_key = _user_key(db, request.user_id)

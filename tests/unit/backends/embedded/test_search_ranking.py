@@ -127,3 +127,24 @@ async def test_a_run_of_thousands_of_cjk_characters_is_stored_and_found(tmp_path
         assert await search(store, "寿司") == [long_run]
         assert await search(store, "plain") == ["plain words"]
         assert await search(store, long_run[:9_000]) == [long_run]
+
+
+async def test_a_later_page_of_a_long_search_keeps_the_scores_of_the_first(
+    tmp_path: Path,
+) -> None:
+    """A search for more than the 200 candidates ranks as many; a later page ranks as many
+    again, so its turns keep the scores the whole ranking gave them."""
+    async with EmbeddedStore(tmp_path) as store:
+        for part in range(3):
+            contents = [f"note {part}-{n} about the garden" for n in range(400)]
+            await store.publish(
+                session("u", f"s{part}", *contents, start=part * 1000), wait_for_response=False
+            )
+        request = SearchRequest(user_id="u", query="garden", top_k=1000, search_mode="fts")
+        ranked = (await store.search_interactions(request)).interactions
+        assert len(ranked) == 1000
+        last = ranked[-100:]
+        again = await store.search_interactions(request, [turn.interaction_id for turn in last])
+        scores = {turn.interaction_id: turn.score for turn in again.interactions}
+        assert [scores[turn.interaction_id] for turn in last] == [turn.score for turn in last]
+        assert None not in scores.values()
