@@ -15,7 +15,6 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from reflexio_mcp.backends.embedded.ranking import (
-    CANDIDATES,
     Conditions,
     Ranked,
     by_words,
@@ -45,7 +44,7 @@ def word_matches(
     user_key: int,
     query: str,
     conditions: Conditions,
-    candidates: int = CANDIDATES,
+    candidates: int,
 ) -> Ranked:
     """The best `candidates` full-text matches of `query` among the user's turns, ranked (bm25
     scores)."""
@@ -72,7 +71,7 @@ def meaning_matches(
     user_key: int,
     query: Vectors,
     conditions: Conditions,
-    candidates: int = CANDIDATES,
+    candidates: int,
     *,
     narrowed: bool,
 ) -> Ranked:

@@ -29,7 +29,7 @@ from reflexio_mcp.backends.embedded import search, time_cues, vectors
 from reflexio_mcp.backends.embedded.embedder import Embedder, EmbeddingChoice
 from reflexio_mcp.backends.embedded.indexer import Indexer
 from reflexio_mcp.backends.embedded.neighbours import session_neighbours
-from reflexio_mcp.backends.embedded.ranking import Ranked
+from reflexio_mcp.backends.embedded.ranking import CANDIDATES, Ranked
 from reflexio_mcp.backends.embedded.schema import FILE_NAME, index_turns, prepare, unindex_turn
 from reflexio_mcp.backends.embedded.vocabulary import WORD_COLUMNS, Vocabulary
 from reflexio_mcp.backends.sqlite_file import BUSY_TIMEOUT_SECONDS, READ_SECONDS, SqliteFile
@@ -255,7 +255,7 @@ class EmbeddedStore:
         limit = min(limits) if limits else DEFAULT_SEARCH_LIMIT
         # As many candidates of each kind on every page, so a later page's turns are among
         # those its search ranks again.
-        candidates = max(search.CANDIDATES, limit)
+        candidates = max(CANDIDATES, limit)
         if among is None:
             return await self._search(request, limit, candidates)
         # Found before, and a stored turn never changes: look them up, with the scores they
