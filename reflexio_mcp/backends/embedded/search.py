@@ -33,6 +33,10 @@ MEANING_FLOOR = 0.78
 """In hybrid mode, a turn counts as matching by meaning from this cosine on, so a query that
 matches nothing stored finds nothing, as by words (measured on LoCoMo dev: see
 docs/performance.md)."""
+RANKED_TURNS = 10_000
+"""The turns a search's words rank at most, unless its rarest word alone matches more: bm25
+scores each in about 0.8 us, so 10,000 cost about 8 ms (measured at 104,000 turns of one user:
+a word in all of them took 70-100 ms; docs/performance.md)."""
 PENDING_NOTE_TURNS = 50
 """A search says that turns are still to be embedded from this many: fewer are a publish's
 own, embedded within seconds."""
@@ -47,22 +51,58 @@ def word_matches(
     candidates: int,
 ) -> Ranked:
     """The best `candidates` full-text matches of `query` among the user's turns, ranked (bm25
-    scores)."""
-    indexes = [
-        (table, match)
-        for table, match in zip(
+    scores), by the terms the ranking can afford (`affordable`)."""
+    terms = [
+        (table, term)
+        for table, table_terms in zip(
             ("interactions_words", "interactions_grams"),
             vocabulary.matches(user_key, query),
             strict=True,
         )
-        if match
+        for term in table_terms
     ]
-    if not indexes:  # only punctuation or symbols: nothing can match (as on Reflexio)
+    if not terms:  # only punctuation or symbols: nothing can match (as on Reflexio)
         return []
+    kept = affordable(db, terms)
+    indexes = [
+        (table, " OR ".join(term for in_table, term in kept if in_table == table))
+        for table in dict.fromkeys(table for table, _ in kept)
+    ]
     matches = " UNION ALL ".join(
         f"SELECT rowid AS id, rank FROM {table} WHERE {table} MATCH ?" for table, _ in indexes
     )
     return by_words(db, matches, [m for _, m in indexes], conditions, candidates)
+
+
+def affordable(db: sqlite3.Connection, terms: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (table, term) pairs to rank by: rarest first, while the turns they match add up to
+    RANKED_TURNS at most (always the rarest one). FTS5 scores every match before the best are
+    taken, so a word in most of a large store's turns would cost more than the rest of the
+    search; bm25 weights such a word least, so leaving it out changes little (as
+    Elasticsearch's common terms query does it)."""
+    if len(terms) == 1:
+        return terms
+    counted = sorted(
+        (_matched_turns(db, table, term), n, table, term) for n, (table, term) in enumerate(terms)
+    )
+    kept: list[tuple[str, str]] = []
+    ranked = 0
+    for count, _, table, term in counted:
+        if kept and ranked + count > RANKED_TURNS:
+            break
+        kept.append((table, term))
+        ranked += count
+    return kept
+
+
+def _matched_turns(db: sqlite3.Connection, table: str, term: str) -> int:
+    """The turns `term` matches, counted up to RANKED_TURNS + 1 (the doclist is read, not
+    scored: about 0.03 us a turn)."""
+    (count,) = db.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)",
+        (term, RANKED_TURNS + 1),
+    ).fetchone()
+    return int(count)
 
 
 def meaning_matches(

@@ -74,10 +74,10 @@ class Vocabulary:
             for columns, turn_grams in zip(words, grams, strict=True)
         ]
 
-    def matches(self, user_key: int, query: str) -> tuple[str, str]:
-        """FTS5 queries for the words and for the CJK substrings of `query`, in this user's
-        vocabulary: the same as search_text's word_match and cjk_match ask of a plain index.
-        '' for a part that can match nothing."""
+    def matches(self, user_key: int, query: str) -> tuple[list[str], list[str]]:
+        """The FTS5 terms for the words and for the CJK substrings of `query`, in this user's
+        vocabulary: OR'd, each list asks what search_text's word_match and cjk_match ask of a
+        plain index. Empty for a part that can match nothing."""
         prefix = token_prefix(user_key)
         words = content_words(query)
         phrases = cjk_phrases(query)
@@ -92,7 +92,7 @@ class Vocabulary:
             _term(prefix, columns[0], star=star)
             for columns, (_, star) in zip(cut_phrases, phrases, strict=True)
         ]
-        return _any(word_terms), _any(cjk_terms)
+        return [t for t in word_terms if t], [t for t in cjk_terms if t]
 
     def _cut(self, table: str, rows: list[tuple[str, ...]]) -> list[list[list[str]]]:
         """The tokens of each column of each row, in order."""
@@ -147,7 +147,3 @@ def _term(prefix: str, tokens: list[str], *, star: bool) -> str:
     if not tokens:
         return ""
     return f'"{_prefixed(prefix, tokens)}"' + ("*" if star else "")
-
-
-def _any(terms: list[str]) -> str:
-    return " OR ".join(term for term in terms if term)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from reflexio_mcp.backends.embedded.search import RANKED_TURNS
 from reflexio_mcp.backends.embedded.store import EmbeddedStore
 from reflexio_mcp.core.models import InteractionData, PublishRequest, SearchRequest
 
@@ -148,3 +149,22 @@ async def test_a_later_page_of_a_long_search_keeps_the_scores_of_the_first(
         scores = {turn.interaction_id: turn.score for turn in again.interactions}
         assert [scores[turn.interaction_id] for turn in last] == [turn.score for turn in last]
         assert None not in scores.values()
+
+
+async def test_a_word_in_more_turns_than_a_search_ranks_is_left_to_the_rarer_words(
+    tmp_path: Path,
+) -> None:
+    """bm25 scores every match before the best are taken: a word in more turns than
+    RANKED_TURNS is left out when the question's rarer words match, and kept when it is the
+    question's only word."""
+    common = RANKED_TURNS + 50
+    async with EmbeddedStore(tmp_path) as store:
+        for start in range(0, common, 500):
+            contents = [f"Notes of weekly sync {n}" for n in range(start, min(start + 500, common))]
+            await store.publish(
+                session("u", f"s{start}", *contents, start=start), wait_for_response=False
+            )
+        moved = ["The weekly sync moved to the boardroom.", "Boardroom booked for the sync."]
+        await store.publish(session("u", "room", *moved, start=common), wait_for_response=False)
+        assert sorted(await search(store, "weekly sync in the boardroom?")) == sorted(moved)
+        assert len(await search(store, "weekly")) == 10

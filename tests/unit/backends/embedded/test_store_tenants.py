@@ -379,8 +379,8 @@ def test_each_users_vocabulary_finds_what_a_plain_index_finds(
                 expected |= {row[0] for row in rows} & owned
         found: set[int] = set()
         tables = ("interactions_words", "interactions_grams")
-        for table, match in zip(tables, vocabulary.matches(user, query), strict=True):
-            if match:
+        for table, terms in zip(tables, vocabulary.matches(user, query), strict=True):
+            if match := " OR ".join(terms):
                 rows = mine.execute(f"SELECT rowid FROM {table} WHERE {table} MATCH ?", (match,))
                 found |= {row[0] for row in rows}
         assert found == expected
