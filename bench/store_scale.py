@@ -21,7 +21,7 @@ only (`EmbeddingChoice(enabled=False)`, nothing embedded while seeding: the real
 unit vector (encoded as the indexer encodes, `vectors.encoded`, and written straight into
 turn_vectors with its user's user_key), and the searches are timed through a second store on
 the same file opened with the model on, which embeds each query for real: each kind asks
-its own questions ("What did we say about" and 4-10 of the vocabulary's words), none asked
+its own questions ("What did we say about" and 4-10 of the turns' words), none asked
 twice, so none is answered from the store's cache of recent query vectors. The vectors mean
 nothing, and need not: a search's cost (embedding the query, scanning all of the user's
 vectors, fusing with the words' ranking) does not depend on what they mean, only on how many
@@ -308,12 +308,11 @@ def fill_vectors(folder: Path, seed: int) -> tuple[int, float]:
     return made, look
 
 
-def new_questions(count: int, seed: int) -> list[list[str]]:
-    """`count` questions for each meaning search kind, no two alike: the store keeps the
-    vectors of its latest queries, and a repeated one would skip the embedding that is most
-    of a meaning search's cost."""
+def new_questions(count: int, seed: int, words: list[str]) -> list[list[str]]:
+    """`count` questions for each meaning search kind, of the stored turns' `words`, no two
+    alike: the store keeps the vectors of its latest queries, and a repeated one would skip
+    the embedding that is most of a meaning search's cost."""
     rng = random.Random(seed)
-    words = vocabulary(random.Random(seed + 1))
     made: set[str] = set()
     while len(made) < 3 * count:
         picked = rng.sample(words, rng.randint(*QUESTION_WORDS))
@@ -389,7 +388,9 @@ async def main(sizes: list[int], query_count: int) -> None:
                     f"{made:,} ({time.perf_counter() - started:.1f})"
                 )
                 column[LOOK] = f"{look * 1000:,.0f}"
-                meaning = await measure_meaning(folder, new_questions(query_count, size), look)
+                meaning = await measure_meaning(
+                    folder, new_questions(query_count, size, conversations.words), look
+                )
                 column |= {name: cell(timings) for name, timings in meaning.items()}
                 heavy_turns = (await store.status(HEAVY)).user_interactions or 0
                 if one_user is None and heavy_turns >= ONE_USER_TURNS:
